@@ -1,0 +1,174 @@
+//! Throughput of the embedded event log: appends (single appender with
+//! `fsync = never`; 32 concurrent appenders with `fsync = always`, where group
+//! commit shares syncs) and sequential reads (from the files with the tail
+//! cache off, and from the tail cache).
+//!
+//! Kept short on purpose: small sample sizes and a few seconds per bench.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use herald::event::Event;
+use herald::storage::log::{FsyncPolicy, LogOptions, TopicLog};
+use tokio::runtime::Runtime;
+use tokio_util::task::TaskTracker;
+
+const EVENT_BYTES: usize = 256;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn event(i: u64, data: &Bytes) -> Event {
+    Event {
+        id: format!("0192f0c4-7d1e-7000-8000-{i:012}"),
+        event_type: "OrderPlaced".into(),
+        source: "bench".into(),
+        key: format!("order-{}", i % 1024),
+        time_us: 0,
+        content_type: "application/octet-stream".into(),
+        schema_version: "1".into(),
+        data: data.clone(),
+        attributes: Vec::new(),
+    }
+}
+
+fn batch(n: u64, data: &Bytes) -> Vec<Event> {
+    (0..n).map(|i| event(i, data)).collect()
+}
+
+fn open(rt: &Runtime, dir: &Path, fsync: FsyncPolicy, tail_cache_events: usize) -> TopicLog {
+    let opts = LogOptions {
+        fsync,
+        tail_cache_events,
+        ..LogOptions::default()
+    };
+    rt.block_on(TopicLog::open(dir.to_path_buf(), opts, &TaskTracker::new()))
+        .expect("open log")
+}
+
+fn append(c: &mut Criterion) {
+    let rt = runtime();
+    let data = Bytes::from(vec![0xab; EVENT_BYTES]);
+    let mut group = c.benchmark_group("append");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+
+    // One appender, batches of 100 x 256 B, fsync never. Batches are built
+    // outside the timed section; only `append` is measured.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open(&rt, dir.path(), FsyncPolicy::Never, 65_536);
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("batch100x256B_fsync_never", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(256);
+                    left -= n;
+                    let batches: Vec<Vec<Event>> = (0..n).map(|_| batch(100, &data)).collect();
+                    let start = Instant::now();
+                    for events in batches {
+                        log.append(events).await.expect("append");
+                    }
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    });
+    rt.block_on(log.close()).expect("close");
+    drop(dir);
+
+    // 32 concurrent appenders, batches of 10 x 256 B, fsync always: group
+    // commit must make them share syncs.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open(&rt, dir.path(), FsyncPolicy::Always, 65_536);
+    let appends_before = std::sync::atomic::AtomicU64::new(0);
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("32_appenders_batch10x256B_fsync_always", |b| {
+        b.iter_custom(|iters| {
+            appends_before.fetch_add(iters, std::sync::atomic::Ordering::Relaxed);
+            rt.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..32u64)
+                    .map(|t| {
+                        let log = log.clone();
+                        let data = data.clone();
+                        let mine = iters / 32 + u64::from(t < iters % 32);
+                        tokio::spawn(async move {
+                            for _ in 0..mine {
+                                log.append(batch(10, &data)).await.expect("append");
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("appender");
+                }
+                start.elapsed()
+            })
+        });
+    });
+    let appends = appends_before.load(std::sync::atomic::Ordering::Relaxed);
+    let syncs = log.sync_count().max(1);
+    eprintln!(
+        "append/32_appenders: {appends} appends shared {syncs} fdatasyncs ({:.1} appends per sync)",
+        appends as f64 / syncs as f64
+    );
+    rt.block_on(log.close()).expect("close");
+    group.finish();
+}
+
+fn read(c: &mut Criterion) {
+    const EVENTS: u64 = 100_000;
+    let rt = runtime();
+    let data = Bytes::from(vec![0xcd; EVENT_BYTES]);
+    let mut group = c.benchmark_group("read");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(EVENTS));
+
+    for (name, cache) in [
+        ("sequential_100k_from_disk", 0),
+        ("sequential_100k_from_cache", EVENTS as usize),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = open(&rt, dir.path(), FsyncPolicy::Never, cache);
+        rt.block_on(async {
+            for _ in 0..EVENTS / 100 {
+                log.append(batch(100, &data)).await.expect("append");
+            }
+        });
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut from = 0;
+                let mut count = 0;
+                loop {
+                    let got = log.read(from, 1000, 1 << 20).expect("read");
+                    let Some(last) = got.last() else { break };
+                    from = last.offset + 1;
+                    count += got.len();
+                }
+                assert_eq!(count as u64, EVENTS);
+                count
+            });
+        });
+        rt.block_on(log.close()).expect("close");
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append, read);
+criterion_main!(benches);

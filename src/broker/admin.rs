@@ -1,0 +1,593 @@
+//! Topic and group administration: create, get, list, update, delete, and
+//! loading everything back at start-up.
+//!
+//! Broker layer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use super::dispatch::Snapshot;
+use super::error::{BrokerError, echo};
+use super::filter::Matcher;
+use super::group::{self, GroupCmd, GroupHandle, GroupStart, GroupStats};
+use super::names::check_name;
+use super::settings::{GroupPatch, GroupRecord, Position, TopicPatch, TopicRecord};
+use super::topic::{Topic, TopicInfo, lock};
+use super::{Broker, next_id};
+use crate::event::now_us;
+use crate::storage::log::TopicLog;
+
+/// Version, uptime and totals of the server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// Crate version.
+    pub version: String,
+    /// Storage backend name.
+    pub storage_backend: String,
+    /// Start time.
+    pub started: SystemTime,
+    /// Time since start.
+    pub uptime: Duration,
+    /// Topics.
+    pub topics: u64,
+    /// Groups.
+    pub groups: u64,
+    /// Events published since start.
+    pub published: u64,
+    /// Open Subscribe streams.
+    pub connected_consumers: u64,
+    /// The fsync policy.
+    pub fsync: String,
+}
+
+/// A group with its settings and stats.
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    /// Stored record.
+    pub record: GroupRecord,
+    /// Current counters.
+    pub stats: GroupStats,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, BrokerError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| BrokerError::Internal(format!("stored {what} is unreadable: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, BrokerError> {
+    serde_json::to_vec(value).map_err(|e| BrokerError::Internal(e.to_string()))
+}
+
+/// Runs a blocking metadata call off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::storage::StorageError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))?
+        .map_err(BrokerError::from)
+}
+
+impl Broker {
+    /// Loads topics and groups from metadata at start-up.
+    pub(super) async fn load(&self) -> Result<(), BrokerError> {
+        let meta = self.inner.meta.clone();
+        let topics = blocking(move || meta.topics()).await?;
+        for (name, bytes) in topics {
+            let record: TopicRecord = decode("topic", &bytes)?;
+            let log = self.open_log(&name).await?;
+            let stats = log.stats();
+            tracing::info!(topic = %name, end_offset = stats.end_offset, segments = stats.segments, "topic loaded");
+            self.inner
+                .topics
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name, Arc::new(Topic::new(record, log)));
+        }
+        let meta = self.inner.meta.clone();
+        let groups = blocking(move || meta.groups()).await?;
+        for ((topic_name, group_name), bytes, state) in groups {
+            let record: GroupRecord = decode("group", &bytes)?;
+            let snapshot: Snapshot = match state {
+                Some(s) => decode("group state", &s)?,
+                None => Snapshot::default(),
+            };
+            let Some(topic) = self.topic(&topic_name) else {
+                tracing::warn!(topic = %topic_name, group = %group_name, "group of a missing topic ignored");
+                continue;
+            };
+            self.spawn_group(&topic, record, snapshot)?;
+        }
+        Ok(())
+    }
+
+    async fn open_log(&self, name: &str) -> Result<TopicLog, BrokerError> {
+        let dir = self.inner.config.data_dir.join("topics").join(name);
+        Ok(TopicLog::open(dir, self.inner.config.log.clone(), &self.inner.tasks).await?)
+    }
+
+    fn spawn_group(
+        &self,
+        topic: &Topic,
+        record: GroupRecord,
+        snapshot: Snapshot,
+    ) -> Result<GroupHandle, BrokerError> {
+        let name = record.name.clone();
+        let (handle, task) = group::start(GroupStart {
+            id: next_id(&self.inner.next_group_id),
+            run: self.inner.run,
+            record,
+            snapshot,
+            log: topic.log.clone(),
+            states: self.states()?,
+            flush_interval: self.inner.config.state_flush_interval,
+            stop: self.inner.groups_stop.child_token(),
+        })?;
+        self.inner.group_tasks.spawn(task);
+        lock(&topic.groups).insert(name, handle.clone());
+        self.inner
+            .groups_by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(handle.id, handle.clone());
+        Ok(handle)
+    }
+
+    /// Creates a topic.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name or setting, `AlreadyExists`.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        patch: &TopicPatch,
+    ) -> Result<TopicInfo, BrokerError> {
+        check_name("topic.name", name)?;
+        let _admin = self.inner.admin.lock().await;
+        if self.topic(name).is_some() {
+            return Err(BrokerError::AlreadyExists(format!(
+                "topic {} already exists",
+                echo(name)
+            )));
+        }
+        Ok(self.create_topic_locked(name, patch).await?.info())
+    }
+
+    async fn create_topic_locked(
+        &self,
+        name: &str,
+        patch: &TopicPatch,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        let mut settings = self.inner.config.topic_defaults.clone();
+        patch.apply(&mut settings)?;
+        let record = TopicRecord {
+            name: name.to_string(),
+            created_us: now_us(),
+            settings,
+        };
+        // A directory without a metadata record is left over from a crash
+        // during an earlier delete: it must not leak old events into the new topic.
+        let dir = self.inner.config.data_dir.join("topics").join(name);
+        if dir.exists() {
+            let d = dir.clone();
+            blocking(move || {
+                std::fs::remove_dir_all(&d).map_err(|e| {
+                    crate::storage::StorageError::io(format!("removing {}", d.display()), e)
+                })
+            })
+            .await?;
+        }
+        let log = self.open_log(name).await?;
+        let bytes = encode(&record)?;
+        let meta = self.inner.meta.clone();
+        let key = name.to_string();
+        blocking(move || meta.put_topic(&key, &bytes)).await?;
+        let topic = Arc::new(Topic::new(record, log));
+        self.inner
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), topic.clone());
+        tracing::info!(topic = %name, "topic created");
+        Ok(topic)
+    }
+
+    /// The topic, created with defaults when missing and auto-create is on.
+    ///
+    /// # Errors
+    /// `NotFound` when missing and auto-create is off; `InvalidArgument` for a bad name.
+    pub(super) async fn ensure_topic(
+        &self,
+        field: &str,
+        name: &str,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        check_name(field, name)?;
+        if !self.inner.config.auto_create {
+            return Err(not_found_topic(name));
+        }
+        let _admin = self.inner.admin.lock().await;
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        self.create_topic_locked(name, &TopicPatch::default()).await
+    }
+
+    /// A topic with stats.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn get_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        check_name("name", name)?;
+        self.topic(name)
+            .map(|t| t.info())
+            .ok_or_else(|| not_found_topic(name))
+    }
+
+    /// A page of topics in name order, after `after` (exclusive).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad page token.
+    pub fn list_topics(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<TopicInfo>, Option<String>), BrokerError> {
+        let topics = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
+        let iter: Box<dyn Iterator<Item = (&String, &Arc<Topic>)>> = match after {
+            Some(a) => Box::new(
+                topics.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            ),
+            None => Box::new(topics.iter()),
+        };
+        let page: Vec<TopicInfo> = iter.take(limit + 1).map(|(_, t)| t.info()).collect();
+        Ok(paginate(page, limit, |t| t.record.name.clone()))
+    }
+
+    /// Changes a topic's settings.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidArgument`.
+    pub async fn update_topic(
+        &self,
+        name: &str,
+        patch: &TopicPatch,
+    ) -> Result<TopicInfo, BrokerError> {
+        check_name("topic.name", name)?;
+        let _admin = self.inner.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| not_found_topic(name))?;
+        let mut record = lock(&topic.record).clone();
+        patch.apply(&mut record.settings)?;
+        let bytes = encode(&record)?;
+        let meta = self.inner.meta.clone();
+        let key = name.to_string();
+        blocking(move || meta.put_topic(&key, &bytes)).await?;
+        *lock(&topic.record) = record;
+        Ok(topic.info())
+    }
+
+    /// Deletes a topic with its events and groups.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        check_name("name", name)?;
+        let _admin = self.inner.admin.lock().await;
+        let topic = self
+            .inner
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| not_found_topic(name))?;
+        let groups: Vec<GroupHandle> = std::mem::take(&mut *lock(&topic.groups))
+            .into_values()
+            .collect();
+        for g in &groups {
+            self.forget_group(g);
+        }
+        let meta = self.inner.meta.clone();
+        let key = name.to_string();
+        blocking(move || meta.delete_topic(&key)).await?;
+        if let Err(e) = topic.log.close().await {
+            tracing::warn!(topic = %name, error = %e, "closing the log of a deleted topic failed");
+        }
+        let dir = topic.log.dir().to_path_buf();
+        blocking(move || {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                crate::storage::StorageError::io(format!("removing {}", dir.display()), e)
+            })
+        })
+        .await?;
+        tracing::info!(topic = %name, groups = groups.len(), "topic deleted");
+        Ok(())
+    }
+
+    fn forget_group(&self, g: &GroupHandle) {
+        g.discard.store(true, Ordering::SeqCst);
+        g.stop.cancel();
+        self.inner
+            .groups_by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&g.id);
+    }
+
+    /// Creates a consumer group at `start` (default: latest).
+    ///
+    /// # Errors
+    /// `InvalidArgument`, `NotFound` (topic, when auto-create is off), `AlreadyExists`.
+    pub async fn create_group(
+        &self,
+        topic: &str,
+        name: &str,
+        patch: &GroupPatch,
+        start: Option<Position>,
+    ) -> Result<GroupInfo, BrokerError> {
+        check_name("group.topic", topic)?;
+        check_name("group.name", name)?;
+        let mut settings = self.inner.config.group_defaults.clone();
+        patch.apply(&mut settings)?;
+        Matcher::compile(&settings.filter)?;
+        let t = self.ensure_topic("group.topic", topic).await?;
+        let _admin = self.inner.admin.lock().await;
+        if t.group(name).is_some() {
+            return Err(BrokerError::AlreadyExists(format!(
+                "group {} of topic {} already exists",
+                echo(name),
+                echo(topic)
+            )));
+        }
+        let record = GroupRecord {
+            topic: topic.to_string(),
+            name: name.to_string(),
+            created_us: now_us(),
+            start: start.unwrap_or(Position::Latest),
+            settings,
+        };
+        let handle = self.create_group_locked(&t, record).await?;
+        self.group_info(&handle).await
+    }
+
+    async fn create_group_locked(
+        &self,
+        topic: &Topic,
+        record: GroupRecord,
+    ) -> Result<GroupHandle, BrokerError> {
+        let cursor = self.resolve_position(topic, record.start, "group.start_position")?;
+        let snapshot = Snapshot {
+            floor: cursor,
+            cursor,
+            pending: Vec::new(),
+        };
+        let bytes = encode(&record)?;
+        let state = encode(&snapshot)?;
+        let meta = self.inner.meta.clone();
+        let (t, g) = (record.topic.clone(), record.name.clone());
+        blocking(move || meta.create_group(&t, &g, &bytes, &state)).await?;
+        tracing::info!(topic = %record.topic, group = %record.name, cursor, "group created");
+        self.spawn_group(topic, record, snapshot)
+    }
+
+    /// The offset a position names in `topic`.
+    pub(super) fn resolve_position(
+        &self,
+        topic: &Topic,
+        position: Position,
+        field: &str,
+    ) -> Result<u64, BrokerError> {
+        let (start, end) = (topic.log.start_offset(), topic.log.end_offset());
+        Ok(match position {
+            Position::Earliest => start,
+            Position::Latest => end,
+            Position::Offset(o) if o < start => {
+                return Err(BrokerError::OutOfRange(format!(
+                    "{field}: offset {o} is before the first available offset {start}"
+                )));
+            }
+            Position::Offset(o) if o > end => {
+                return Err(BrokerError::OutOfRange(format!(
+                    "{field}: offset {o} is past the end of the topic ({end})"
+                )));
+            }
+            Position::Offset(o) => o,
+            Position::Time(t) => topic.log.offset_for_time(t)?,
+        })
+    }
+
+    /// The group, created with defaults when missing and auto-create is on.
+    pub(super) async fn ensure_group(
+        &self,
+        topic: &str,
+        name: &str,
+    ) -> Result<GroupHandle, BrokerError> {
+        let t = match self.topic(topic) {
+            Some(t) => t,
+            None => self.ensure_topic("topic", topic).await?,
+        };
+        if let Some(g) = t.group(name) {
+            return Ok(g);
+        }
+        check_name("group", name)?;
+        if !self.inner.config.auto_create {
+            return Err(not_found_group(topic, name));
+        }
+        let _admin = self.inner.admin.lock().await;
+        if let Some(g) = t.group(name) {
+            return Ok(g);
+        }
+        let record = GroupRecord {
+            topic: topic.to_string(),
+            name: name.to_string(),
+            created_us: now_us(),
+            start: Position::Latest,
+            settings: self.inner.config.group_defaults.clone(),
+        };
+        self.create_group_locked(&t, record).await
+    }
+
+    fn find_group(&self, topic: &str, name: &str) -> Result<GroupHandle, BrokerError> {
+        check_name("topic", topic)?;
+        check_name("group", name)?;
+        let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
+        t.group(name).ok_or_else(|| not_found_group(topic, name))
+    }
+
+    async fn group_info(&self, g: &GroupHandle) -> Result<GroupInfo, BrokerError> {
+        let stats = g.ask(|reply| GroupCmd::Stats { reply }).await?;
+        let record = lock(&g.record).clone();
+        Ok(GroupInfo { record, stats })
+    }
+
+    /// A group with stats.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn get_group(&self, topic: &str, name: &str) -> Result<GroupInfo, BrokerError> {
+        let g = self.find_group(topic, name)?;
+        self.group_info(&g).await
+    }
+
+    /// A page of groups in (topic, name) order after `after` (exclusive), of
+    /// one topic or all.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing topic.
+    pub async fn list_groups(
+        &self,
+        topic: Option<&str>,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<(Vec<GroupInfo>, Option<(String, String)>), BrokerError> {
+        let topics: Vec<Arc<Topic>> = match topic {
+            Some(name) => {
+                check_name("topic", name)?;
+                vec![self.topic(name).ok_or_else(|| not_found_topic(name))?]
+            }
+            None => self
+                .inner
+                .topics
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect(),
+        };
+        let mut handles = Vec::new();
+        for t in topics {
+            let tname = lock(&t.record).name.clone();
+            for (gname, g) in lock(&t.groups).iter() {
+                let key = (tname.clone(), gname.clone());
+                if after.as_ref().is_none_or(|a| &key > a) {
+                    handles.push((key, g.clone()));
+                }
+            }
+        }
+        handles.sort_by(|a, b| a.0.cmp(&b.0));
+        handles.truncate(limit + 1);
+        let mut infos = Vec::with_capacity(handles.len());
+        for (_, g) in &handles {
+            infos.push(self.group_info(g).await?);
+        }
+        Ok(paginate(infos, limit, |g| {
+            (g.record.topic.clone(), g.record.name.clone())
+        }))
+    }
+
+    /// Changes a group's settings (the start position cannot change; use Seek).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidArgument`.
+    pub async fn update_group(
+        &self,
+        topic: &str,
+        name: &str,
+        patch: &GroupPatch,
+    ) -> Result<GroupInfo, BrokerError> {
+        let g = self.find_group(topic, name)?;
+        let _admin = self.inner.admin.lock().await;
+        let mut record = lock(&g.record).clone();
+        patch.apply(&mut record.settings)?;
+        let matcher = Matcher::compile(&record.settings.filter)?;
+        let bytes = encode(&record)?;
+        let meta = self.inner.meta.clone();
+        let (t, n) = (record.topic.clone(), record.name.clone());
+        blocking(move || meta.put_group(&t, &n, &bytes)).await?;
+        *lock(&g.record) = record.clone();
+        g.send(GroupCmd::Settings {
+            settings: record.settings,
+            matcher,
+        })
+        .await?;
+        self.group_info(&g).await
+    }
+
+    /// Deletes a group with its progress; its consumers' streams end.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn delete_group(&self, topic: &str, name: &str) -> Result<(), BrokerError> {
+        let g = self.find_group(topic, name)?;
+        let _admin = self.inner.admin.lock().await;
+        if let Some(t) = self.topic(topic) {
+            lock(&t.groups).remove(name);
+        }
+        self.forget_group(&g);
+        let meta = self.inner.meta.clone();
+        let (t, n) = (topic.to_string(), name.to_string());
+        blocking(move || meta.delete_group(&t, &n)).await?;
+        tracing::info!(topic = %topic, group = %name, "group deleted");
+        Ok(())
+    }
+
+    /// Version, uptime and totals.
+    pub fn server_info(&self) -> ServerInfo {
+        let topics = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
+        let groups = self
+            .inner
+            .groups_by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        ServerInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            storage_backend: "embedded".into(),
+            started: self.inner.started,
+            uptime: self.inner.started.elapsed().unwrap_or_default(),
+            topics: topics.len() as u64,
+            groups: groups as u64,
+            published: topics
+                .values()
+                .map(|t| t.published.load(Ordering::Relaxed))
+                .sum(),
+            connected_consumers: self.inner.connected.load(Ordering::Relaxed),
+            fsync: self.inner.config.log.fsync.to_string(),
+        }
+    }
+}
+
+/// Splits a fetched `limit + 1` page into the page and the next token.
+fn paginate<T, K>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> K) -> (Vec<T>, Option<K>) {
+    if items.len() > limit {
+        items.truncate(limit);
+        let next = items.last().map(key);
+        (items, next)
+    } else {
+        (items, None)
+    }
+}
+
+pub(super) fn not_found_topic(name: &str) -> BrokerError {
+    BrokerError::NotFound(format!("topic {} does not exist", echo(name)))
+}
+
+pub(super) fn not_found_group(topic: &str, name: &str) -> BrokerError {
+    BrokerError::NotFound(format!(
+        "group {} of topic {} does not exist",
+        echo(name),
+        echo(topic)
+    ))
+}

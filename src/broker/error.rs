@@ -1,0 +1,95 @@
+//! `BrokerError`: every failure the core reports, one variant per gRPC code.
+//!
+//! Broker layer. `grpc/status.rs` maps these one-to-one onto `tonic::Status`.
+
+use crate::storage::StorageError;
+
+/// Longest echo of user input inside an error message (DESIGN §2: status
+/// messages travel in HTTP/2 headers, a huge echo breaks the transport).
+const ECHO_LIMIT: usize = 100;
+
+/// Quotes user input for an error message, truncated to about 100 characters.
+pub fn echo(input: &str) -> String {
+    if input.len() <= ECHO_LIMIT {
+        return format!("{input:?}");
+    }
+    let mut end = ECHO_LIMIT;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &input[..end], input.len())
+}
+
+/// A failure of a broker operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// Bad input: `field` is the request field path (e.g. `events[3].data`).
+    #[error("{field}: {description}")]
+    InvalidArgument { field: String, description: String },
+    /// A topic, group or other named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Creating something that already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but the state does not allow it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A limit was reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// An offset or time outside what is retained.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Storage refuses writes, or the server is shutting down; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not built yet.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// A bug or an unexpected storage failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    /// Shorthand for [`BrokerError::InvalidArgument`].
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        BrokerError::InvalidArgument {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+
+    /// The error a caller sees when the broker is shutting down.
+    pub fn shutting_down() -> Self {
+        BrokerError::Unavailable("server is shutting down".into())
+    }
+}
+
+impl From<StorageError> for BrokerError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Poisoned { .. } | StorageError::Closed => {
+                BrokerError::Unavailable(e.to_string())
+            }
+            StorageError::OutOfRange { .. } => BrokerError::OutOfRange(e.to_string()),
+            _ => BrokerError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_truncates_long_input_on_a_char_boundary() {
+        assert_eq!(echo("abc"), "\"abc\"");
+        let long = "é".repeat(200);
+        let quoted = echo(&long);
+        assert!(quoted.len() < 140, "{quoted}");
+        assert!(quoted.ends_with("(400 bytes)"));
+    }
+}

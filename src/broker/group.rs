@@ -1,0 +1,492 @@
+//! The owner task of one consumer group: it alone touches the group's
+//! [`Dispatcher`], reads the topic's log for it, hands deliveries to the
+//! consumers' streams, runs the lease timer and persists progress in batches.
+//!
+//! Broker layer. Everyone else talks to it through a [`GroupHandle`]
+//! (mpsc of commands, oneshot replies), so the state machine needs no lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::dispatch::{ConsumerId, Dispatcher, Snapshot};
+use super::error::BrokerError;
+use super::filter::Matcher;
+use super::lease::{AckId, LeaseOutcome};
+use super::settings::{GroupRecord, GroupSettings};
+use super::state_writer::StateWriter;
+use crate::event::{StoredEvent, now_us};
+use crate::storage::StorageError;
+use crate::storage::log::TopicLog;
+
+/// Most events read from the log in one go.
+const READ_BATCH: usize = 4096;
+/// Most bytes read from the log in one go.
+const READ_BYTES: usize = 4 << 20;
+
+/// One delivery as the consumer's stream carries it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Token for ack/nack/extend.
+    pub ack_id: String,
+    /// The event.
+    pub event: Arc<StoredEvent>,
+    /// 1-based attempt.
+    pub attempt: u32,
+    /// Lease deadline, µs since the epoch.
+    pub deadline_us: i64,
+}
+
+/// Counters and gauges of a group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupStats {
+    /// Deliveries since start.
+    pub delivered: u64,
+    /// Acks since start.
+    pub acked: u64,
+    /// Nacks since start.
+    pub nacked: u64,
+    /// Redeliveries since start.
+    pub redelivered: u64,
+    /// Dead-lettered since start.
+    pub dead_lettered: u64,
+    /// Not yet acknowledged events at or past the floor.
+    pub backlog: u64,
+    /// Leases out.
+    pub in_flight: u64,
+    /// Entries in the dead-letter queue.
+    pub dead_letter_count: u64,
+    /// Open Subscribe streams.
+    pub connected_consumers: u32,
+    /// Age of the oldest unacknowledged event.
+    pub oldest_unacked_age: Option<Duration>,
+    /// Every offset below is done.
+    pub ack_floor: u64,
+    /// Skipped by the filter.
+    pub filtered: u64,
+    /// Skipped because retention deleted them.
+    pub expired: u64,
+    /// Keys blocked behind a failing event.
+    pub blocked_keys: u64,
+    /// Age of the oldest dead letter.
+    pub oldest_dead_letter_age: Option<Duration>,
+}
+
+/// One ack id of a request, routed to its group: (index in request, offset, lease).
+pub(crate) type LeaseRef = (usize, u64, u64);
+
+/// Commands to the group task.
+pub(crate) enum GroupCmd {
+    Subscribe {
+        consumer: ConsumerId,
+        max_in_flight: usize,
+        deliveries: mpsc::Sender<Vec<Delivery>>,
+    },
+    Unsubscribe {
+        consumer: ConsumerId,
+    },
+    Ack {
+        items: Vec<LeaseRef>,
+        reply: oneshot::Sender<Vec<(usize, LeaseOutcome)>>,
+    },
+    Nack {
+        items: Vec<LeaseRef>,
+        delay: Option<Duration>,
+        reply: oneshot::Sender<Vec<(usize, LeaseOutcome)>>,
+    },
+    Extend {
+        items: Vec<LeaseRef>,
+        extension: Duration,
+        reply: oneshot::Sender<Vec<(usize, LeaseOutcome, Option<i64>)>>,
+    },
+    Stats {
+        reply: oneshot::Sender<GroupStats>,
+    },
+    Settings {
+        settings: GroupSettings,
+        matcher: Matcher,
+    },
+}
+
+/// Cheap handle to a running group task.
+#[derive(Clone)]
+pub struct GroupHandle {
+    /// Runtime number of the group (goes into ack ids).
+    pub id: u32,
+    /// The stored record, kept current by updates.
+    pub record: Arc<Mutex<GroupRecord>>,
+    pub(crate) tx: mpsc::Sender<GroupCmd>,
+    /// Stops the task (group deletion, topic deletion, shutdown).
+    pub(crate) stop: CancellationToken,
+    /// Set by deletion so the task exits without a last flush.
+    pub(crate) discard: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl GroupHandle {
+    /// Sends a command, mapping a stopped task to UNAVAILABLE.
+    pub(crate) async fn send(&self, cmd: GroupCmd) -> Result<(), BrokerError> {
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| BrokerError::Unavailable("consumer group is stopping".into()))
+    }
+
+    /// Sends a command and waits for its reply.
+    pub(crate) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> GroupCmd,
+    ) -> Result<T, BrokerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        rx.await
+            .map_err(|_| BrokerError::Unavailable("consumer group is stopping".into()))
+    }
+
+    /// (topic, group) of this group.
+    pub fn key(&self) -> (String, String) {
+        let record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        (record.topic.clone(), record.name.clone())
+    }
+}
+
+/// Everything a group task needs to start.
+pub(crate) struct GroupStart {
+    pub id: u32,
+    pub run: u32,
+    pub record: GroupRecord,
+    pub snapshot: Snapshot,
+    pub log: TopicLog,
+    pub states: StateWriter,
+    pub flush_interval: Duration,
+    pub stop: CancellationToken,
+}
+
+struct GroupTask {
+    id: u32,
+    run: u32,
+    key: (String, String),
+    settings: GroupSettings,
+    matcher: Matcher,
+    dispatcher: Dispatcher,
+    consumers: HashMap<ConsumerId, mpsc::Sender<Vec<Delivery>>>,
+    log: TopicLog,
+    end: watch::Receiver<u64>,
+    log_open: bool,
+    states: StateWriter,
+    expired_skipped: u64,
+}
+
+/// Starts the task of a group and returns its handle and the task future
+/// (the caller spawns it on its tracker).
+///
+/// # Errors
+/// The group's filter does not compile, or its pending events cannot be read.
+pub(crate) fn start(
+    s: GroupStart,
+) -> Result<
+    (
+        GroupHandle,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ),
+    BrokerError,
+> {
+    let matcher = Matcher::compile(&s.record.settings.filter)?;
+    let pending = read_pending(&s.log, &s.snapshot)?;
+    let dispatcher = Dispatcher::restore(&s.snapshot, pending);
+    let (tx, rx) = mpsc::channel(1024);
+    let discard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = GroupHandle {
+        id: s.id,
+        record: Arc::new(Mutex::new(s.record.clone())),
+        tx,
+        stop: s.stop.clone(),
+        discard: discard.clone(),
+    };
+    let task = GroupTask {
+        id: s.id,
+        run: s.run,
+        key: (s.record.topic.clone(), s.record.name.clone()),
+        settings: s.record.settings.clone(),
+        matcher,
+        dispatcher,
+        consumers: HashMap::new(),
+        end: s.log.watch_end(),
+        log: s.log,
+        log_open: true,
+        states: s.states,
+        expired_skipped: 0,
+    };
+    let fut = task.run(rx, s.stop, s.flush_interval, discard);
+    Ok((handle, fut))
+}
+
+/// Re-reads the events a snapshot lists as pending (they lie between its
+/// floor and cursor).
+fn read_pending(log: &TopicLog, snapshot: &Snapshot) -> Result<Vec<Arc<StoredEvent>>, BrokerError> {
+    let mut out = Vec::with_capacity(snapshot.pending.len());
+    for &(offset, _) in &snapshot.pending {
+        match log.read(offset, 1, 1) {
+            Ok(mut events) => {
+                if let Some(event) = events.pop().filter(|e| e.offset == offset) {
+                    out.push(event);
+                }
+            }
+            Err(StorageError::OutOfRange { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+impl GroupTask {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<GroupCmd>,
+        stop: CancellationToken,
+        flush_interval: Duration,
+        discard: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut flush = tokio::time::interval(flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.fill();
+            self.dispatch();
+            let wake = self.dispatcher.next_wakeup();
+            let want_tail = self.log_open && self.dispatcher.wanted() > 0;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    self.handle(cmd);
+                    // Drain what queued meanwhile so one dispatch serves many acks.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(cmd) => self.handle(cmd),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                changed = self.end.changed(), if want_tail => {
+                    if changed.is_err() {
+                        self.log_open = false;
+                    }
+                }
+                _ = sleep_until(wake), if wake.is_some() => {
+                    let policy = self.settings.retry;
+                    self.dispatcher.tick(Instant::now(), &policy);
+                }
+                _ = flush.tick() => self.flush(),
+            }
+        }
+        if !discard.load(std::sync::atomic::Ordering::SeqCst) {
+            self.flush();
+        }
+        tracing::debug!(topic = %self.key.0, group = %self.key.1, "group task stopped");
+    }
+
+    /// Reads from the log while consumers have free slots.
+    fn fill(&mut self) {
+        loop {
+            let wanted = self.dispatcher.wanted();
+            if wanted == 0 {
+                return;
+            }
+            let end = *self.end.borrow_and_update();
+            let cursor = self.dispatcher.cursor();
+            if cursor >= end {
+                return;
+            }
+            // Reads are served from the log's in-memory tail for consumers
+            // that keep up, and from the page cache otherwise: short enough
+            // to do on this task.
+            match self.log.read(cursor, wanted.min(READ_BATCH), READ_BYTES) {
+                Ok(events) if events.is_empty() => return,
+                Ok(events) => {
+                    let matcher = &self.matcher;
+                    self.dispatcher
+                        .add_events(events, |e| matcher.matches(&e.event.event_type));
+                }
+                Err(StorageError::OutOfRange { first, .. }) => {
+                    let skipped = self.dispatcher.skip_to(first);
+                    self.expired_skipped += skipped;
+                    tracing::warn!(
+                        topic = %self.key.0, group = %self.key.1, skipped, first,
+                        "group fell behind retention; skipped deleted events"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(topic = %self.key.0, group = %self.key.1, error = %e, "reading the log failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands ready events to consumers and sends the batches.
+    fn dispatch(&mut self) {
+        loop {
+            let now = Instant::now();
+            let batches = self.dispatcher.dispatch(now, self.settings.ack_deadline);
+            if batches.is_empty() {
+                return;
+            }
+            let wall = now_us();
+            let mut lost = Vec::new();
+            for (consumer, handouts) in batches {
+                let deliveries: Vec<Delivery> = handouts
+                    .into_iter()
+                    .map(|h| Delivery {
+                        ack_id: AckId {
+                            run: self.run,
+                            group: self.id,
+                            offset: h.event.offset,
+                            lease: h.lease,
+                        }
+                        .encode(),
+                        deadline_us: wall
+                            + i64::try_from((h.deadline - now).as_micros()).unwrap_or(i64::MAX / 2),
+                        event: h.event,
+                        attempt: h.attempt,
+                    })
+                    .collect();
+                let sent = self
+                    .consumers
+                    .get(&consumer)
+                    .map(|tx| tx.try_send(deliveries).is_ok())
+                    .unwrap_or(false);
+                if !sent {
+                    lost.push(consumer);
+                }
+            }
+            if lost.is_empty() {
+                return;
+            }
+            // A closed stream (or, impossible by construction, a full one):
+            // the consumer is gone; its leases go back at once, try again.
+            for consumer in lost {
+                self.remove_consumer(consumer);
+            }
+        }
+    }
+
+    fn remove_consumer(&mut self, consumer: ConsumerId) {
+        self.consumers.remove(&consumer);
+        let released = self.dispatcher.remove_consumer(consumer);
+        if released > 0 {
+            tracing::debug!(topic = %self.key.0, group = %self.key.1, consumer, released,
+                "consumer left; leases released for redelivery");
+        }
+    }
+
+    fn handle(&mut self, cmd: GroupCmd) {
+        match cmd {
+            GroupCmd::Subscribe {
+                consumer,
+                max_in_flight,
+                deliveries,
+            } => {
+                self.consumers.insert(consumer, deliveries);
+                self.dispatcher.add_consumer(consumer, max_in_flight);
+            }
+            GroupCmd::Unsubscribe { consumer } => self.remove_consumer(consumer),
+            GroupCmd::Ack { items, reply } => {
+                let out = items
+                    .into_iter()
+                    .map(|(i, offset, lease)| (i, self.dispatcher.ack(offset, lease)))
+                    .collect();
+                let _ = reply.send(out);
+            }
+            GroupCmd::Nack {
+                items,
+                delay,
+                reply,
+            } => {
+                let now = Instant::now();
+                let policy = self.settings.retry;
+                let out = items
+                    .into_iter()
+                    .map(|(i, offset, lease)| {
+                        (i, self.dispatcher.nack(offset, lease, delay, &policy, now))
+                    })
+                    .collect();
+                let _ = reply.send(out);
+            }
+            GroupCmd::Extend {
+                items,
+                extension,
+                reply,
+            } => {
+                let now = Instant::now();
+                let wall = now_us();
+                let out = items
+                    .into_iter()
+                    .map(|(i, offset, lease)| {
+                        match self.dispatcher.extend(offset, lease, extension, now) {
+                            Ok(deadline) => (
+                                i,
+                                LeaseOutcome::Ok,
+                                Some(
+                                    wall + i64::try_from((deadline - now).as_micros()).unwrap_or(0),
+                                ),
+                            ),
+                            Err(outcome) => (i, outcome, None),
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(out);
+            }
+            GroupCmd::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            GroupCmd::Settings { settings, matcher } => {
+                self.settings = settings;
+                self.matcher = matcher;
+            }
+        }
+    }
+
+    fn stats(&self) -> GroupStats {
+        let c = self.dispatcher.counters();
+        let end = self.log.end_offset();
+        let cursor = self.dispatcher.cursor();
+        let oldest_us = self.dispatcher.oldest_pending_us().or_else(|| {
+            (cursor < end)
+                .then(|| self.log.read(cursor, 1, 1).ok())
+                .flatten()
+                .and_then(|events| events.first().map(|e| e.publish_time_us))
+        });
+        GroupStats {
+            delivered: c.delivered,
+            acked: c.acked,
+            nacked: c.nacked,
+            redelivered: c.redelivered,
+            backlog: end.saturating_sub(cursor) + self.dispatcher.pending() as u64,
+            in_flight: self.dispatcher.in_flight() as u64,
+            connected_consumers: self.dispatcher.consumer_count() as u32,
+            oldest_unacked_age: oldest_us
+                .map(|t| Duration::from_micros(u64::try_from(now_us() - t).unwrap_or(0))),
+            ack_floor: self.dispatcher.floor(),
+            filtered: c.filtered,
+            expired: self.expired_skipped,
+            ..GroupStats::default()
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(snapshot) = self.dispatcher.take_snapshot() {
+            self.states.save(self.key.clone(), &snapshot);
+        }
+    }
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

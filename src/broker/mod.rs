@@ -1,0 +1,243 @@
+//! The transport-free core of Herald: topics, consumer groups, leases,
+//! retries and stats. No tonic or prost types here.
+//!
+//! [`Broker`] is a cheap `Clone` handle; each consumer group runs as its own
+//! owner task (`group.rs`) around a pure state machine (`dispatch.rs`).
+
+pub mod backoff;
+pub mod dispatch;
+pub mod error;
+pub mod filter;
+pub mod group;
+pub mod lease;
+pub mod names;
+pub mod settings;
+pub mod topic;
+
+mod admin;
+mod publish;
+mod state_writer;
+mod subscribe;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use admin::{GroupInfo, ServerInfo};
+pub use error::BrokerError;
+pub use group::{Delivery, GroupStats};
+pub use lease::{LeaseOutcome, LeaseResult};
+pub use names::EventLimits;
+pub use publish::{PublishTicket, Published, PublishedEvent};
+pub use settings::{
+    Filter, GroupPatch, GroupRecord, GroupSettings, Position, TopicPatch, TopicRecord,
+    TopicSettings,
+};
+pub use subscribe::Subscription;
+pub use topic::{TopicInfo, TopicStats};
+
+use crate::storage::log::LogOptions;
+use crate::storage::meta::MetaStore;
+use group::GroupHandle;
+use state_writer::StateWriter;
+use topic::{Topic, lock};
+
+/// Settings of the core, taken from the server configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where topics and metadata live.
+    pub data_dir: PathBuf,
+    /// Create topics and groups on first publish/subscribe.
+    pub auto_create: bool,
+    /// Options of every topic's log.
+    pub log: LogOptions,
+    /// Event and request size limits.
+    pub limits: EventLimits,
+    /// Settings of new topics where the request leaves them unset.
+    pub topic_defaults: TopicSettings,
+    /// Settings of new groups where the request leaves them unset.
+    pub group_defaults: GroupSettings,
+    /// Consumer in-flight limit when Subscribe leaves it unset.
+    pub default_max_in_flight: u32,
+    /// Highest in-flight limit a consumer may ask for.
+    pub max_in_flight_limit: u32,
+    /// How often group progress is persisted.
+    pub state_flush_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("./data"),
+            auto_create: true,
+            log: LogOptions::default(),
+            limits: EventLimits {
+                max_event_bytes: 1 << 20,
+                max_request_bytes: 10 << 20,
+            },
+            topic_defaults: TopicSettings {
+                retention_max_age: None,
+                retention_max_bytes: None,
+                dedup_window: Duration::from_secs(120),
+            },
+            group_defaults: GroupSettings {
+                filter: Filter::default(),
+                ack_deadline: Duration::from_secs(30),
+                retry: backoff::RetryPolicy::default(),
+                max_delivery_attempts: 5,
+                ordered: false,
+            },
+            default_max_in_flight: 1000,
+            max_in_flight_limit: 100_000,
+            state_flush_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Handle to the core. Clones share everything.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: BrokerConfig,
+    meta: Arc<MetaStore>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Groups by runtime id, for routing acks.
+    groups_by_id: RwLock<HashMap<u32, GroupHandle>>,
+    /// Serialises creation and deletion of topics and groups.
+    admin: tokio::sync::Mutex<()>,
+    /// Log writer tasks and the state writer.
+    tasks: TaskTracker,
+    /// Group tasks, stopped before storage is flushed.
+    group_tasks: TaskTracker,
+    /// Parent of every group's stop token.
+    groups_stop: CancellationToken,
+    states: Mutex<Option<StateWriter>>,
+    /// Random per run; part of every ack id.
+    run: u32,
+    next_group_id: AtomicU32,
+    next_consumer: AtomicU64,
+    /// Open Subscribe streams, all groups.
+    connected: AtomicU64,
+    started: SystemTime,
+}
+
+impl Broker {
+    /// Opens the data directory: metadata, every topic's log (recovering
+    /// torn tails) and every group with its persisted progress.
+    ///
+    /// # Errors
+    /// The data directory or a log cannot be opened, or metadata is unreadable.
+    pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let topics_dir = config.data_dir.join("topics");
+        std::fs::create_dir_all(&topics_dir).map_err(|e| {
+            BrokerError::Internal(format!("creating {}: {e}", topics_dir.display()))
+        })?;
+        let meta_path = config.data_dir.join("meta.redb");
+        let meta = Arc::new(
+            tokio::task::spawn_blocking(move || MetaStore::open(&meta_path))
+                .await
+                .map_err(|e| BrokerError::Internal(e.to_string()))??,
+        );
+        let tasks = TaskTracker::new();
+        let states = StateWriter::start(meta.clone(), &tasks);
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                meta,
+                topics: RwLock::new(BTreeMap::new()),
+                groups_by_id: RwLock::new(HashMap::new()),
+                admin: tokio::sync::Mutex::new(()),
+                tasks,
+                group_tasks: TaskTracker::new(),
+                groups_stop: CancellationToken::new(),
+                states: Mutex::new(Some(states)),
+                run: rand_u32(),
+                next_group_id: AtomicU32::new(1),
+                next_consumer: AtomicU64::new(1),
+                connected: AtomicU64::new(0),
+                started: SystemTime::now(),
+                config,
+            }),
+        };
+        broker.load().await?;
+        Ok(broker)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// Stops every group (persisting its progress), then flushes and syncs
+    /// every log. Streams end; later calls fail with UNAVAILABLE.
+    pub async fn shutdown(&self) {
+        self.stop_groups().await;
+        let inner = &self.inner;
+        let states = lock(&inner.states).take();
+        if let Some(states) = states {
+            states.flush().await;
+        }
+        let topics: Vec<Arc<Topic>> = inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for topic in topics {
+            if let Err(e) = topic.log.close().await {
+                tracing::error!(dir = %topic.log.dir().display(), error = %e, "closing log failed");
+            }
+        }
+        inner.tasks.close();
+        inner.tasks.wait().await;
+    }
+
+    /// Stops every group task (ending consumer streams and persisting group
+    /// progress); publishing still works. First half of [`Broker::shutdown`].
+    pub async fn stop_groups(&self) {
+        let inner = &self.inner;
+        inner.groups_stop.cancel();
+        inner.group_tasks.close();
+        inner.group_tasks.wait().await;
+    }
+
+    fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn states(&self) -> Result<StateWriter, BrokerError> {
+        lock(&self.inner.states)
+            .clone()
+            .ok_or_else(BrokerError::shutting_down)
+    }
+}
+
+/// A random number for the run id, from the OS-seeded hasher (no extra crate).
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 32) as u32
+}
+
+pub(crate) fn next_id(counter: &AtomicU32) -> u32 {
+    counter.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,548 @@
+//! `herald bench`: end-to-end measurements over real gRPC.
+//!
+//! - `publish`: batches over PublishStream with many requests in flight;
+//!   latency is per batch (send → durable response).
+//! - `consume`: drain a pre-published backlog through one group
+//!   (Subscribe + batched, pipelined Ack); latency is per ack call.
+//! - `e2e`: publish at a fixed rate, one event per request; latency is
+//!   publish call → consumer receipt, per event.
+//!
+//! Without `--server` it starts its own server on a temporary directory
+//! (fsync per `--fsync`, default `always`), in this process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::proto::admin_service_client::AdminServiceClient;
+use crate::proto::publisher_service_client::PublisherServiceClient;
+use crate::proto::subscriber_service_client::SubscriberServiceClient;
+use crate::proto::{self, PublishStreamRequest};
+
+/// Which measurement to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// publish, consume and e2e.
+    All,
+    /// Pipelined batch publishing.
+    Publish,
+    /// Draining a backlog through one group.
+    Consume,
+    /// Latency at a fixed rate.
+    E2e,
+}
+
+/// Flags of `herald bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Server to measure, e.g. http://127.0.0.1:50051. Default: start one on a temp dir.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Scenario.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: Scenario,
+    /// Events for publish and consume.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Payload bytes per event.
+    #[arg(long, default_value_t = 256)]
+    pub payload: usize,
+    /// Events per publish request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Publish requests in flight on the stream.
+    #[arg(long, default_value_t = 64)]
+    pub pipeline: usize,
+    /// Consumer max_in_flight for consume and e2e.
+    #[arg(long, default_value_t = 5_000)]
+    pub max_in_flight: u32,
+    /// e2e publish rate, events per second.
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u64,
+    /// e2e duration, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// fsync policy of the server bench starts itself.
+    #[arg(long, default_value = "always")]
+    pub fsync: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One result row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// Events measured.
+    pub events: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Throughput.
+    pub events_per_sec: f64,
+    /// Payload throughput, MB/s (10^6 bytes).
+    pub mb_per_sec: f64,
+    /// What the percentiles measure.
+    pub latency_of: String,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub p999_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("3 digits is valid")))
+}
+
+fn row(
+    scenario: &str,
+    events: u64,
+    elapsed: Duration,
+    payload: usize,
+    latency_of: &str,
+    h: &Histogram<u64>,
+) -> Row {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Row {
+        scenario: scenario.into(),
+        events,
+        seconds: secs,
+        events_per_sec: events as f64 / secs,
+        mb_per_sec: events as f64 * payload as f64 / secs / 1e6,
+        latency_of: latency_of.into(),
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: h.max() as f64 / 1000.0,
+    }
+}
+
+fn progress(len: u64, label: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(label.to_string());
+    bar
+}
+
+fn event(payload: &Bytes, key: u64) -> proto::Event {
+    proto::Event {
+        r#type: "BenchEvent".into(),
+        source: "herald-bench".into(),
+        key: format!("k{key}"),
+        data: payload.clone(),
+        ..Default::default()
+    }
+}
+
+/// Runs the benchmark and prints the results.
+///
+/// # Errors
+/// The server cannot be started or reached, or a call fails.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.events == 0 || args.pipeline == 0 {
+        bail!("--events, --batch and --pipeline must be positive");
+    }
+    let mut own = None;
+    let _tmp;
+    let url = match &args.server {
+        Some(url) => url.clone(),
+        None => {
+            let dir = tempfile::tempdir().context("creating a temp dir")?;
+            let mut config = Config::default();
+            config.listen = "127.0.0.1:0".parse()?;
+            config.data_dir = dir.path().to_path_buf();
+            config.storage.fsync = args
+                .fsync
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--fsync: {e}"))?;
+            config.limits.max_in_flight = config.limits.max_in_flight.max(args.max_in_flight);
+            let server = crate::cli::serve::start(config).await?;
+            let url = format!("http://{}", server.addr);
+            own = Some(server);
+            _tmp = dir;
+            url
+        }
+    };
+    let channel = Channel::from_shared(url.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}; is `herald serve` running?"))?;
+    let mut rows = Vec::new();
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    if matches!(args.scenario, Scenario::All | Scenario::Publish) {
+        rows.push(publish(&args, channel.clone(), &format!("bench-publish-{run_id}")).await?);
+    }
+    if matches!(args.scenario, Scenario::All | Scenario::Consume) {
+        rows.push(consume(&args, channel.clone(), &format!("bench-consume-{run_id}")).await?);
+    }
+    if matches!(args.scenario, Scenario::All | Scenario::E2e) {
+        rows.push(e2e(&args, channel.clone(), &format!("bench-e2e-{run_id}")).await?);
+    }
+    if let Some(server) = own {
+        server.stop().await?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows, &args);
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row], args: &BenchArgs) {
+    println!(
+        "herald bench: {} B payloads, batch {}, fsync {}{}",
+        args.payload,
+        args.batch,
+        args.fsync,
+        args.server
+            .as_deref()
+            .map(|s| format!(", server {s}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<9} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9}  latency of",
+        "scenario",
+        "events",
+        "seconds",
+        "events/s",
+        "MB/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "max ms"
+    );
+    for r in rows {
+        println!(
+            "{:<9} {:>9} {:>8.2} {:>12.0} {:>8.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3}  {}",
+            r.scenario,
+            r.events,
+            r.seconds,
+            r.events_per_sec,
+            r.mb_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.max_ms,
+            r.latency_of
+        );
+    }
+}
+
+/// Publishes `events` in batches over one PublishStream with `pipeline`
+/// requests in flight; returns per-request latencies (µs) and the elapsed time.
+async fn publish_backlog(
+    args: &BenchArgs,
+    channel: Channel,
+    topic: &str,
+    bar: &ProgressBar,
+) -> anyhow::Result<(Histogram<u64>, Duration)> {
+    let payload = Bytes::from(vec![b'x'; args.payload]);
+    let mut client = PublisherServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let requests = args.events.div_ceil(args.batch as u64);
+    let (tx, rx) = mpsc::channel::<PublishStreamRequest>(args.pipeline);
+    let permits = Arc::new(Semaphore::new(args.pipeline));
+    let sent_at = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        u64,
+        Instant,
+    >::new()));
+    let start = Instant::now();
+    let mut responses = client
+        .publish_stream(ReceiverStream::new(rx))
+        .await
+        .context("opening PublishStream")?
+        .into_inner();
+    let producer = {
+        let permits = permits.clone();
+        let sent_at = sent_at.clone();
+        let topic = topic.to_string();
+        let (events, batch) = (args.events, args.batch as u64);
+        tokio::spawn(async move {
+            for r in 0..requests {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                permit.forget();
+                let n = batch.min(events - r * batch);
+                let req = PublishStreamRequest {
+                    topic: topic.clone(),
+                    events: (0..n).map(|i| event(&payload, r * batch + i)).collect(),
+                    request_id: r,
+                };
+                sent_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(r, Instant::now());
+                if tx.send(req).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut h = histogram();
+    let mut done = 0u64;
+    while done < requests {
+        let resp = responses
+            .next()
+            .await
+            .context("PublishStream ended early")?
+            .context("PublishStream failed")?;
+        if resp.error_code != 0 {
+            bail!(
+                "publish failed: {} (code {})",
+                resp.error_message,
+                resp.error_code
+            );
+        }
+        let at = sent_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&resp.request_id);
+        if let Some(at) = at {
+            let _ = h.record(at.elapsed().as_micros().max(1) as u64);
+        }
+        bar.inc(resp.results.len() as u64);
+        permits.add_permits(1);
+        done += 1;
+    }
+    let elapsed = start.elapsed();
+    producer.await?;
+    Ok((h, elapsed))
+}
+
+async fn publish(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<Row> {
+    let bar = progress(args.events, "publish", args.json);
+    let (h, elapsed) = publish_backlog(args, channel, topic, &bar).await?;
+    bar.finish_and_clear();
+    Ok(row(
+        "publish",
+        args.events,
+        elapsed,
+        args.payload,
+        "batch",
+        &h,
+    ))
+}
+
+async fn create_group(
+    channel: Channel,
+    topic: &str,
+    group: &str,
+    earliest: bool,
+) -> anyhow::Result<()> {
+    let mut admin = AdminServiceClient::new(channel);
+    let edge = if earliest {
+        proto::Edge::Earliest
+    } else {
+        proto::Edge::Latest
+    };
+    admin
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: topic.into(),
+                name: group.into(),
+                start_position: Some(proto::Position {
+                    kind: Some(proto::position::Kind::Edge(edge as i32)),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .context("creating the bench group")?;
+    Ok(())
+}
+
+/// Subscribes and acks everything, calling `on_batch` with each batch's
+/// receipt time; ends after `total` acks succeeded. Returns ack-call latencies.
+async fn drain(
+    args: &BenchArgs,
+    channel: Channel,
+    topic: &str,
+    group: &str,
+    total: u64,
+    mut on_batch: impl FnMut(&[proto::Delivery], Instant),
+    bar: &ProgressBar,
+) -> anyhow::Result<(Histogram<u64>, Duration)> {
+    let mut sub =
+        SubscriberServiceClient::new(channel.clone()).max_decoding_message_size(256 << 20);
+    let mut stream = sub
+        .subscribe(proto::SubscribeRequest {
+            topic: topic.into(),
+            group: group.into(),
+            consumer: "bench".into(),
+            max_in_flight: Some(args.max_in_flight),
+        })
+        .await
+        .context("subscribing")?
+        .into_inner();
+    let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<anyhow::Result<(u64, u64)>>();
+    let start = Instant::now();
+    let mut received = 0u64;
+    let mut acked = 0u64;
+    let mut h = histogram();
+    let ack_client = SubscriberServiceClient::new(channel);
+    while acked < total {
+        tokio::select! {
+            msg = stream.next(), if received < total => {
+                let batch = msg.context("subscription ended early")?.context("subscription failed")?;
+                let now = Instant::now();
+                on_batch(&batch.deliveries, now);
+                received += batch.deliveries.len() as u64;
+                let ids: Vec<String> = batch.deliveries.into_iter().map(|d| d.ack_id).collect();
+                let mut client = ack_client.clone();
+                let tx = lat_tx.clone();
+                tokio::spawn(async move {
+                    let n = ids.len() as u64;
+                    let t = Instant::now();
+                    let r = client.ack(proto::AckRequest { ack_ids: ids }).await;
+                    let _ = tx.send(match r {
+                        Ok(resp) => Ok((resp.into_inner().acked_count as u64, t.elapsed().as_micros().max(1) as u64)),
+                        Err(e) => Err(anyhow::anyhow!("ack failed: {e}")).map(|()| (n, 0)),
+                    });
+                });
+            }
+            lat = lat_rx.recv() => {
+                let (n, us) = lat.context("ack tasks ended")??;
+                let _ = h.record(us);
+                acked += n;
+                bar.inc(n);
+            }
+        }
+    }
+    Ok((h, start.elapsed()))
+}
+
+async fn consume(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<Row> {
+    let bar = progress(args.events, "prepare", args.json);
+    publish_backlog(args, channel.clone(), topic, &bar).await?;
+    bar.finish_and_clear();
+    create_group(channel.clone(), topic, "bench", true).await?;
+    let bar = progress(args.events, "consume", args.json);
+    let (h, elapsed) = drain(args, channel, topic, "bench", args.events, |_, _| {}, &bar).await?;
+    bar.finish_and_clear();
+    Ok(row(
+        "consume",
+        args.events,
+        elapsed,
+        args.payload,
+        "ack call",
+        &h,
+    ))
+}
+
+async fn e2e(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<Row> {
+    let total = args.rate * args.duration;
+    if total == 0 {
+        bail!("--rate and --duration must be positive");
+    }
+    create_group(channel.clone(), topic, "bench-e2e", false).await?;
+    let origin = Instant::now();
+    let payload_len = args.payload.max(8);
+    let publisher = {
+        let mut client = PublisherServiceClient::new(channel.clone());
+        let topic = topic.to_string();
+        let rate = args.rate;
+        tokio::spawn(async move {
+            let (tx, rx) = mpsc::channel::<PublishStreamRequest>(1024);
+            let mut responses = client
+                .publish_stream(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            let drain = tokio::spawn(async move {
+                while let Some(r) = responses.next().await {
+                    let r = r?;
+                    if r.error_code != 0 {
+                        anyhow::bail!("publish failed: {}", r.error_message);
+                    }
+                }
+                Ok::<(), anyhow::Error>(())
+            });
+            // Let the consumer's Subscribe settle first.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let start = Instant::now();
+            for i in 0..total {
+                let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let mut data = vec![0u8; payload_len];
+                let sent = origin.elapsed().as_nanos() as u64;
+                data[..8].copy_from_slice(&sent.to_le_bytes());
+                let req = PublishStreamRequest {
+                    topic: topic.clone(),
+                    events: vec![proto::Event {
+                        data: Bytes::from(data),
+                        ..event(&Bytes::new(), i)
+                    }],
+                    request_id: i,
+                };
+                if tx.send(req).await.is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            drain.await??;
+            Ok::<(), anyhow::Error>(())
+        })
+    };
+    let mut h = histogram();
+    let bar = progress(total, "e2e", args.json);
+    let (_, elapsed) = drain(
+        args,
+        channel,
+        topic,
+        "bench-e2e",
+        total,
+        |deliveries, now| {
+            let now_ns = now.duration_since(origin).as_nanos() as u64;
+            for d in deliveries {
+                if let Some(e) = &d.event
+                    && e.data.len() >= 8
+                {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&e.data[..8]);
+                    let sent = u64::from_le_bytes(b);
+                    let _ = h.record((now_ns.saturating_sub(sent) / 1000).max(1));
+                }
+            }
+        },
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
+    publisher.await??;
+    Ok(row(
+        "e2e",
+        total,
+        elapsed,
+        payload_len,
+        "publish→receipt",
+        &h,
+    ))
+}

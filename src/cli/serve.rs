@@ -1,0 +1,101 @@
+//! `herald serve`: the only place that wires storage, broker and gRPC
+//! together, and the graceful shutdown sequence.
+//!
+//! Tests start the same server in-process through [`start`].
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+/// A running server.
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The core, for in-process inspection.
+    pub broker: Broker,
+    stop: CancellationToken,
+    serve: JoinHandle<Result<(), tonic::transport::Error>>,
+    config: Config,
+}
+
+/// Opens storage, binds the listener and starts serving.
+///
+/// # Errors
+/// The data directory or metadata cannot be opened, or the address cannot be bound.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let broker = Broker::open(config.broker())
+        .await
+        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let serve = tokio::spawn(crate::grpc::serve(broker.clone(), listener, async move {
+        signal.cancelled().await
+    }));
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = %config.storage.fsync,
+        version = env!("CARGO_PKG_VERSION"), "herald is serving");
+    Ok(RunningServer {
+        addr,
+        broker,
+        stop,
+        serve,
+        config,
+    })
+}
+
+impl RunningServer {
+    /// Graceful shutdown: stop accepting, end consumer streams (persisting
+    /// group progress), let open calls finish (up to `shutdown_timeout`),
+    /// then flush and sync every log.
+    ///
+    /// # Errors
+    /// The transport ended with an error.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: draining calls and flushing storage");
+        self.stop.cancel();
+        self.broker.stop_groups().await;
+        let mut serve = self.serve;
+        let result = match tokio::time::timeout(self.config.shutdown_timeout, &mut serve).await {
+            Ok(joined) => joined
+                .context("server task failed")?
+                .map_err(anyhow::Error::from),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.config.shutdown_timeout, "calls still open at the shutdown timeout; closing them");
+                serve.abort();
+                Ok(())
+            }
+        };
+        self.broker.shutdown().await;
+        tracing::info!("shutdown complete");
+        result
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+///
+/// # Errors
+/// Start-up failed, or shutdown reported an error.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let server = start(config).await?;
+    wait_for_signal().await?;
+    server.stop().await
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! Server configuration: typed, layered (defaults < TOML file < `HERALD_*`
+//! environment < command-line flags) and validated once at start-up.
+//!
+//! Environment variables use `__` between levels: `HERALD_STORAGE__FSYNC`,
+//! `HERALD_DATA_DIR`, `HERALD_GROUPS__ACK_DEADLINE`. Durations are written
+//! like `30s`, `250ms`, `2m`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::broker::backoff::RetryPolicy;
+use crate::broker::{BrokerConfig, EventLimits, Filter, GroupSettings, TopicSettings};
+use crate::storage::log::{FsyncPolicy, LogOptions};
+
+/// The whole configuration. Every key is documented in the README.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Directory of topics and metadata.
+    pub data_dir: PathBuf,
+    /// Create topics and groups on first publish/subscribe.
+    pub auto_create: bool,
+    /// How long shutdown waits for open calls before closing storage.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Storage settings.
+    pub storage: StorageConfig,
+    /// Size and flow limits.
+    pub limits: LimitsConfig,
+    /// Defaults of new topics.
+    pub topics: TopicsConfig,
+    /// Defaults of new groups and group persistence.
+    pub groups: GroupsConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `always` | `interval:<ms>` | `never`.
+    pub fsync: FsyncPolicy,
+    /// Segment file size before rolling, bytes.
+    pub segment_bytes: u64,
+    /// Bytes of log between sparse index entries.
+    pub index_interval_bytes: u64,
+    /// Recent events per topic kept in memory for consumers that keep up.
+    pub tail_cache_events: usize,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest event (payload, strings and attributes), bytes.
+    pub max_event_bytes: usize,
+    /// Largest publish request (sum of its events), bytes.
+    pub max_request_bytes: usize,
+    /// In-flight limit of a consumer that does not ask for one.
+    pub default_max_in_flight: u32,
+    /// Highest in-flight limit a consumer may ask for.
+    pub max_in_flight: u32,
+}
+
+/// `[topics]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Default dedup window of new topics; `0s` turns dedup off.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+}
+
+/// `[groups]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Default lease length.
+    #[serde(with = "humantime_serde")]
+    pub ack_deadline: Duration,
+    /// Default first retry delay.
+    #[serde(with = "humantime_serde")]
+    pub min_backoff: Duration,
+    /// Default longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Default backoff growth per attempt.
+    pub backoff_multiplier: f64,
+    /// Default failures before dead-lettering; 0 = never.
+    pub max_delivery_attempts: u32,
+    /// How often group progress (acks) is persisted.
+    #[serde(with = "humantime_serde")]
+    pub state_flush_interval: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./data"),
+            auto_create: true,
+            shutdown_timeout: Duration::from_secs(10),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            topics: TopicsConfig::default(),
+            groups: GroupsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let log = LogOptions::default();
+        StorageConfig {
+            fsync: log.fsync,
+            segment_bytes: log.segment_bytes,
+            index_interval_bytes: log.index_interval_bytes,
+            tail_cache_events: log.tail_cache_events,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_event_bytes: 1 << 20,
+            max_request_bytes: 10 << 20,
+            default_max_in_flight: 1000,
+            max_in_flight: 100_000,
+        }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            dedup_window: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        let retry = RetryPolicy::default();
+        GroupsConfig {
+            ack_deadline: Duration::from_secs(30),
+            min_backoff: retry.min_backoff,
+            max_backoff: retry.max_backoff,
+            backoff_multiplier: retry.multiplier,
+            max_delivery_attempts: 5,
+            state_flush_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Top-level keys (and sections) an `HERALD_*` variable may set; other
+/// `HERALD_*` variables (e.g. `HERALD_CONFIG`, `HERALD_SERVER`) are not config keys.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "auto_create",
+    "shutdown_timeout",
+    "storage",
+    "limits",
+    "topics",
+    "groups",
+    "log",
+];
+
+impl Config {
+    /// Layers defaults, the TOML file (if given), `HERALD_*` variables and
+    /// `overrides` (flags, as dotted keys), then validates.
+    ///
+    /// # Errors
+    /// A message naming the key and source that is wrong.
+    pub fn load(file: Option<&Path>, overrides: Figment) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("HERALD_").split("__").filter(|key| {
+            // Runs after `split`, so nested keys arrive dotted.
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            ENV_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+        });
+        let config: Config = figment
+            .merge(env)
+            .merge(overrides)
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks cross-field rules and ranges.
+    ///
+    /// # Errors
+    /// A message naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        let l = &self.limits;
+        if l.max_event_bytes == 0 {
+            bail!("limits.max_event_bytes must be positive");
+        }
+        if l.max_request_bytes < l.max_event_bytes {
+            bail!(
+                "limits.max_request_bytes ({}) must be at least limits.max_event_bytes ({})",
+                l.max_request_bytes,
+                l.max_event_bytes
+            );
+        }
+        if l.max_request_bytes > 256 << 20 {
+            bail!("limits.max_request_bytes must be at most 256 MiB");
+        }
+        if l.default_max_in_flight == 0 || l.default_max_in_flight > l.max_in_flight {
+            bail!("limits.default_max_in_flight must be between 1 and limits.max_in_flight");
+        }
+        if self.storage.segment_bytes < 4096 {
+            bail!("storage.segment_bytes must be at least 4096");
+        }
+        if self.storage.index_interval_bytes == 0 {
+            bail!("storage.index_interval_bytes must be positive");
+        }
+        let g = &self.groups;
+        if g.ack_deadline < Duration::from_millis(10) || g.ack_deadline > Duration::from_secs(3600)
+        {
+            bail!("groups.ack_deadline must be between 10ms and 1h");
+        }
+        if g.state_flush_interval.is_zero() || g.state_flush_interval > Duration::from_secs(60) {
+            bail!("groups.state_flush_interval must be between 1ms and 60s");
+        }
+        self.retry().check().map_err(|(field, msg)| {
+            anyhow::anyhow!(
+                "groups.{}: {msg}",
+                field
+                    .replace("retry_policy.", "")
+                    .replace("multiplier", "backoff_multiplier")
+            )
+        })?;
+        Ok(())
+    }
+
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            min_backoff: self.groups.min_backoff,
+            max_backoff: self.groups.max_backoff,
+            multiplier: self.groups.backoff_multiplier,
+        }
+    }
+
+    /// The broker's view of this configuration.
+    pub fn broker(&self) -> BrokerConfig {
+        BrokerConfig {
+            data_dir: self.data_dir.clone(),
+            auto_create: self.auto_create,
+            log: LogOptions {
+                segment_bytes: self.storage.segment_bytes,
+                index_interval_bytes: self.storage.index_interval_bytes,
+                fsync: self.storage.fsync,
+                tail_cache_events: self.storage.tail_cache_events,
+            },
+            limits: EventLimits {
+                max_event_bytes: self.limits.max_event_bytes,
+                max_request_bytes: self.limits.max_request_bytes,
+            },
+            topic_defaults: TopicSettings {
+                retention_max_age: None,
+                retention_max_bytes: None,
+                dedup_window: self.topics.dedup_window,
+            },
+            group_defaults: GroupSettings {
+                filter: Filter::default(),
+                ack_deadline: self.groups.ack_deadline,
+                retry: self.retry(),
+                max_delivery_attempts: self.groups.max_delivery_attempts,
+                ordered: false,
+            },
+            default_max_in_flight: self.limits.default_max_in_flight,
+            max_in_flight_limit: self.limits.max_in_flight,
+            state_flush_interval: self.groups.state_flush_interval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_bad_values_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "herald.toml",
+                r#"
+                    data_dir = "/srv/herald"
+                    [storage]
+                    fsync = "interval:5"
+                    [groups]
+                    ack_deadline = "10s"
+                "#,
+            )?;
+            jail.set_env("HERALD_GROUPS__ACK_DEADLINE", "20s");
+            jail.set_env("HERALD_SERVER", "ignored: not a config key");
+            let flags = Figment::new().merge(("listen", "127.0.0.1:6000"));
+            let c = Config::load(Some(Path::new("herald.toml")), flags).unwrap();
+            assert_eq!(c.data_dir, PathBuf::from("/srv/herald"));
+            assert_eq!(
+                c.storage.fsync,
+                FsyncPolicy::Interval(Duration::from_millis(5))
+            );
+            assert_eq!(
+                c.groups.ack_deadline,
+                Duration::from_secs(20),
+                "env beats file"
+            );
+            assert_eq!(c.listen.port(), 6000, "flags beat everything");
+            assert_eq!(c.auto_create, true, "defaults fill the rest");
+
+            jail.set_env("HERALD_STORAGE__FSYNC", "sometimes");
+            let err = Config::load(None, Figment::new()).unwrap_err().to_string();
+            assert!(err.contains("fsync"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let mut c = Config::default();
+        c.limits.max_request_bytes = 10;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_request_bytes")
+        );
+        let mut c = Config::default();
+        c.groups.backoff_multiplier = 0.5;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backoff_multiplier")
+        );
+        assert!(Config::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,13 @@
+//! Herald: a standalone event-streaming service.
+//!
+//! Layers, dependencies pointing one way: `grpc` → [`broker`] → [`storage`].
+//! `cli` wires them into the `herald` binary; tests start the same server
+//! in-process.
+
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod grpc;
+pub mod proto;
+pub mod storage;

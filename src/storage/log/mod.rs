@@ -1,0 +1,471 @@
+//! The embedded, segmented, append-only event log of one topic.
+//!
+//! Storage layer, below the broker. A log is a directory of segment files
+//! `{base_offset:020}.log`, each with a sparse index `{base_offset:020}.idx`.
+//! Records are framed `[u32 len][u32 crc32c][payload]` ([`codec`]).
+//!
+//! - **Writes** go through one writer thread per log ([`writer`]) that group
+//!   commits: every batch queued while it was busy shares one write and one
+//!   `fdatasync`. What an acknowledged append survives is set by
+//!   [`FsyncPolicy`].
+//! - **Reads** are synchronous: recent events come from an in-memory tail
+//!   cache ([`cache`]), older ones from the files through the sparse index
+//!   ([`reader`]). Events become visible (end offset, watch, reads) only once
+//!   written and synced per policy.
+//! - **Recovery** on open truncates a torn or garbage tail of the last segment
+//!   and logs what it dropped ([`recovery`]).
+//! - **Failures**: after a failed write or sync the log is poisoned and
+//!   refuses further appends rather than pretend they are durable.
+
+mod cache;
+mod codec;
+mod flusher;
+mod index;
+mod options;
+mod reader;
+mod recovery;
+mod segment;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use codec::MAX_PAYLOAD_LEN;
+pub use options::{FsyncPolicy, LogOptions, ParseFsyncPolicyError};
+
+use crate::event::{Event, StoredEvent, now_us};
+use crate::storage::StorageError;
+use cache::{Budget, TailCache};
+use segment::Segment;
+use writer::{Command, Writer};
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// Offset of the batch's first event; the others follow densely.
+    pub first_offset: u64,
+    /// Server time of the append, shared by every event of the batch.
+    pub publish_time_us: i64,
+}
+
+/// A snapshot of a log's extent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogStats {
+    /// First retained offset.
+    pub start_offset: u64,
+    /// Offset the next event will get.
+    pub end_offset: u64,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Bytes of committed records across all segments.
+    pub bytes: u64,
+}
+
+/// A batch handed to the writer, or nothing to do.
+enum Queued {
+    Empty(Appended),
+    Waiting(oneshot::Receiver<Result<Appended, StorageError>>),
+}
+
+/// Handle to one topic's log: cheap to clone (an `Arc` inside), `Send` and
+/// `Sync`. The writer stops when [`close`](TopicLog::close) is called or the
+/// last handle is dropped (then it still commits and syncs what was queued).
+#[derive(Clone)]
+pub struct TopicLog {
+    inner: Arc<Handle>,
+}
+
+/// What the handles share; dropping it disconnects the writer.
+struct Handle {
+    shared: Arc<Shared>,
+    /// Commands to the writer thread. `Sync` since Rust 1.72.
+    tx: std::sync::mpsc::Sender<Command>,
+    /// Joined by `close()`.
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Serializes `close()` calls; true once closed.
+    close_lock: tokio::sync::Mutex<bool>,
+    /// Stops the interval flusher.
+    flusher_stop: CancellationToken,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.flusher_stop.cancel();
+    }
+}
+
+/// State shared by the handles, the writer thread and readers.
+struct Shared {
+    dir: PathBuf,
+    opts: LogOptions,
+    /// All segments, oldest first; the writer pushes on roll.
+    segments: RwLock<Vec<Arc<Segment>>>,
+    /// Recently committed events, filled before `end` moves.
+    cache: RwLock<TailCache>,
+    /// Offset the next event will get; what readers may see.
+    end: AtomicU64,
+    end_tx: watch::Sender<u64>,
+    /// Why the log refuses writes, once it does.
+    poison: OnceLock<String>,
+    /// Fault-injection hook: the next sync fails.
+    fail_next_sync: AtomicBool,
+    /// Set by `close()`; appends fail with `Closed`.
+    closed: AtomicBool,
+    /// Successful syncs, for diagnostics and tests.
+    syncs: AtomicU64,
+}
+
+impl Shared {
+    fn publish_end(&self, end: u64) {
+        self.end.store(end, Ordering::Release);
+        self.end_tx.send_replace(end);
+    }
+
+    fn poisoned(&self) -> Option<StorageError> {
+        self.poison
+            .get()
+            .map(|reason| self.poisoned_error(reason.clone()))
+    }
+
+    fn poisoned_error(&self, reason: String) -> StorageError {
+        StorageError::Poisoned {
+            path: self.dir.clone(),
+            reason,
+        }
+    }
+}
+
+/// Reads a lock, ignoring poisoning: every critical section of this module
+/// leaves its data consistent at each point a panic could occur.
+fn read_guard<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes a lock, ignoring poisoning (see [`read_guard`]).
+fn write_guard<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TopicLog {
+    /// Opens the log in `dir` (creating the directory and an empty log if
+    /// needed), repairs a damaged tail, and starts the writer thread. Under
+    /// [`FsyncPolicy::Interval`] the periodic flusher is spawned on `tracker`.
+    ///
+    /// # Errors
+    /// I/O errors while listing, opening, scanning, truncating or creating
+    /// files, or when the writer thread cannot be started.
+    pub async fn open(
+        dir: PathBuf,
+        opts: LogOptions,
+        tracker: &TaskTracker,
+    ) -> Result<TopicLog, StorageError> {
+        let recovered = {
+            let (dir, opts) = (dir.clone(), opts.clone());
+            tokio::task::spawn_blocking(move || recovery::recover(&dir, &opts))
+        }
+        .await
+        .map_err(|e| {
+            StorageError::io(
+                format!("recover log {}", dir.display()),
+                io::Error::other(e),
+            )
+        })??;
+        let next_offset = recovered.next_offset;
+        // recover() always returns at least the active segment.
+        let Some(active) = recovered.segments.last().cloned() else {
+            return Err(StorageError::Corrupt {
+                path: dir,
+                reason: "recovery produced no active segment".into(),
+            });
+        };
+        let (end_tx, _) = watch::channel(next_offset);
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            cache: RwLock::new(TailCache::new(opts.tail_cache_events, next_offset)),
+            segments: RwLock::new(recovered.segments),
+            end: AtomicU64::new(next_offset),
+            end_tx,
+            poison: OnceLock::new(),
+            fail_next_sync: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
+            opts,
+        });
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            active,
+            next_offset,
+            recovered.last_publish_time_us,
+            recovered.last_index_position,
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("herald-log-wr".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StorageError::io(format!("start writer for {}", dir.display()), e))?;
+        let handle = Arc::new(Handle {
+            shared,
+            tx,
+            writer: Mutex::new(Some(thread)),
+            close_lock: tokio::sync::Mutex::new(false),
+            flusher_stop: CancellationToken::new(),
+        });
+        if let FsyncPolicy::Interval(every) = handle.shared.opts.fsync {
+            flusher::spawn(
+                tracker,
+                Arc::downgrade(&handle),
+                every,
+                handle.flusher_stop.clone(),
+                dir.display().to_string(),
+            );
+        }
+        Ok(TopicLog { inner: handle })
+    }
+
+    /// Appends a batch atomically: all events or none, at consecutive
+    /// offsets, with one publish time. Returns once the batch is written and,
+    /// under [`FsyncPolicy::Always`], synced; concurrent appends share the
+    /// write and the sync (group commit). An empty batch appends nothing.
+    ///
+    /// The batch is handed to the writer before this returns (so appends
+    /// issued one after another get offsets in that order) and is appended
+    /// whole even if the returned future is dropped.
+    ///
+    /// # Errors
+    /// [`StorageError::Closed`] after [`close`](Self::close);
+    /// [`StorageError::Poisoned`] if this or an earlier write or sync failed;
+    /// an `InvalidInput` [`StorageError::Io`] for an event whose encoding
+    /// exceeds [`MAX_PAYLOAD_LEN`].
+    pub fn append(
+        &self,
+        events: Vec<Event>,
+    ) -> impl Future<Output = Result<Appended, StorageError>> + Send + 'static {
+        let queued = self.enqueue(events);
+        let log = self.clone();
+        async move {
+            match queued? {
+                Queued::Empty(appended) => Ok(appended),
+                Queued::Waiting(answer) => answer.await.unwrap_or_else(|_| Err(log.stopped())),
+            }
+        }
+    }
+
+    /// The synchronous half of [`append`](Self::append): validate and hand
+    /// the batch to the writer now, so calls made one after another are
+    /// appended in call order.
+    fn enqueue(&self, events: Vec<Event>) -> Result<Queued, StorageError> {
+        let shared = &self.inner.shared;
+        self.check_writable()?;
+        let mut bytes = 0u64;
+        for event in &events {
+            let len = codec::payload_len(event);
+            if len > MAX_PAYLOAD_LEN {
+                return Err(StorageError::io(
+                    format!("append to {}", shared.dir.display()),
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "event {:?} encodes to {len} bytes, more than the {MAX_PAYLOAD_LEN}-byte maximum",
+                            event.id
+                        ),
+                    ),
+                ));
+            }
+            bytes += (codec::HEADER_LEN + len) as u64;
+        }
+        if events.is_empty() {
+            return Ok(Queued::Empty(Appended {
+                first_offset: self.end_offset(),
+                publish_time_us: now_us(),
+            }));
+        }
+        let (reply, answer) = oneshot::channel();
+        let cmd = Command::Append {
+            events,
+            bytes,
+            reply,
+        };
+        if self.inner.tx.send(cmd).is_err() {
+            return Err(self.stopped());
+        }
+        Ok(Queued::Waiting(answer))
+    }
+
+    /// Offset the next event will get: the end of the readable log.
+    pub fn end_offset(&self) -> u64 {
+        self.inner.shared.end.load(Ordering::Acquire)
+    }
+
+    /// First retained offset.
+    pub fn start_offset(&self) -> u64 {
+        read_guard(&self.inner.shared.segments)
+            .first()
+            .map_or(0, |s| s.base_offset)
+    }
+
+    /// Notified whenever the end offset moves.
+    pub fn watch_end(&self) -> watch::Receiver<u64> {
+        self.inner.shared.end_tx.subscribe()
+    }
+
+    /// Events with offsets in `[from, end_offset)`: at most `max_events`, and
+    /// stopping after the event that brings the total [`Event::size`] to
+    /// `max_bytes` or more (so at least one event when any is available).
+    /// Served from the tail cache when `from` is recent enough, else from
+    /// the files with one large `pread` per stretch of records.
+    ///
+    /// # Errors
+    /// [`StorageError::OutOfRange`] when `from` is before
+    /// [`start_offset`](Self::start_offset); I/O errors and
+    /// [`StorageError::Corrupt`] from the files.
+    pub fn read(
+        &self,
+        from: u64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
+        let shared = &self.inner.shared;
+        let first = self.start_offset();
+        if from < first {
+            return Err(StorageError::OutOfRange {
+                requested: from,
+                first,
+            });
+        }
+        let end = self.end_offset();
+        if from >= end || max_events == 0 {
+            return Ok(Vec::new());
+        }
+        let room = usize::try_from(end - from).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(max_events.min(room).min(4096));
+        let mut budget = Budget::new(max_events, max_bytes);
+        if read_guard(&shared.cache).read(from, end, &mut budget, &mut out) {
+            return Ok(out);
+        }
+        let segments = read_guard(&shared.segments).clone();
+        reader::read(&segments, from, end, &mut budget, &mut out)?;
+        Ok(out)
+    }
+
+    /// The first offset whose publish time is `>= t_us`, or the end offset
+    /// when there is none. Seeks with the sparse index, then scans.
+    ///
+    /// # Errors
+    /// I/O errors and [`StorageError::Corrupt`] from the files.
+    pub fn offset_for_time(&self, t_us: i64) -> Result<u64, StorageError> {
+        let end = self.end_offset();
+        let segments = read_guard(&self.inner.shared.segments).clone();
+        reader::offset_for_time(&segments, t_us, end)
+    }
+
+    /// Commits what is queued, syncs, and stops the writer (joining its
+    /// thread) and the flusher. Later appends fail with
+    /// [`StorageError::Closed`]; reads keep working. Idempotent.
+    ///
+    /// # Errors
+    /// The final sync's failure, or [`StorageError::Poisoned`] if the log
+    /// was poisoned.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        let mut closed = inner.close_lock.lock().await;
+        if *closed {
+            return Ok(());
+        }
+        *closed = true;
+        inner.shared.closed.store(true, Ordering::Release);
+        inner.flusher_stop.cancel();
+        let (reply, answer) = oneshot::channel();
+        let result = match inner.tx.send(Command::Close { reply }) {
+            Ok(()) => answer.await.unwrap_or(Ok(())),
+            // The writer is already gone; nothing is left to flush.
+            Err(_) => Ok(()),
+        };
+        let thread = inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                return Err(StorageError::io(
+                    format!("stop writer of {}", inner.shared.dir.display()),
+                    io::Error::other("log writer thread panicked"),
+                ));
+            }
+        }
+        result
+    }
+
+    /// Extent of the log right now.
+    pub fn stats(&self) -> LogStats {
+        let segments = read_guard(&self.inner.shared.segments);
+        LogStats {
+            start_offset: segments.first().map_or(0, |s| s.base_offset),
+            end_offset: self.end_offset(),
+            segments: segments.len(),
+            bytes: segments.iter().map(|s| s.len()).sum(),
+        }
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
+    /// Fault-injection hook for tests: the next sync of the active segment
+    /// fails as if `fdatasync` had returned an error, which poisons the log.
+    /// Not for production use.
+    #[doc(hidden)]
+    pub fn inject_sync_failure(&self) {
+        self.inner
+            .shared
+            .fail_next_sync
+            .store(true, Ordering::Release);
+    }
+
+    /// Diagnostics for tests and benches: how many syncs succeeded since
+    /// open (group commit makes this much smaller than the append count).
+    #[doc(hidden)]
+    pub fn sync_count(&self) -> u64 {
+        self.inner.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    fn check_writable(&self) -> Result<(), StorageError> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        shared.poisoned().map_or(Ok(()), Err)
+    }
+
+    /// Why the writer stopped answering.
+    fn stopped(&self) -> StorageError {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return StorageError::Closed;
+        }
+        shared.poisoned().unwrap_or_else(|| {
+            shared.poisoned_error("the log writer thread stopped unexpectedly".into())
+        })
+    }
+}
+
+impl std::fmt::Debug for TopicLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicLog")
+            .field("dir", &self.inner.shared.dir)
+            .field("end_offset", &self.end_offset())
+            .finish_non_exhaustive()
+    }
+}

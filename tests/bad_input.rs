@@ -1,0 +1,306 @@
+//! Bad requests get a precise status and change nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use herald::proto;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+async fn topic_names(server: &TestServer) -> Vec<String> {
+    server
+        .admin()
+        .list_topics(proto::ListTopicsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .topics
+        .into_iter()
+        .map(|t| t.name)
+        .collect()
+}
+
+async fn end_offset(server: &TestServer, topic: &str) -> u64 {
+    server
+        .admin()
+        .get_topic(proto::GetTopicRequest { name: topic.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .topic
+        .unwrap()
+        .stats
+        .unwrap()
+        .end_offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_sizes_and_ack_ids_are_rejected_without_effect() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_event_bytes = 1024;
+        c.limits.max_request_bytes = 4096;
+    })
+    .await;
+    server.publish_n("good", "g", 3).await;
+    let mut publisher = server.publisher();
+
+    let long = "x".repeat(10_000);
+    for (name, why) in [
+        ("", "empty"),
+        (long.as_str(), "overlong"),
+        ("bad/name", "illegal"),
+        ("sp ace", "illegal"),
+    ] {
+        let err = publisher
+            .publish(proto::PublishRequest {
+                topic: name.into(),
+                events: vec![event("a")],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{why} topic name");
+        assert!(err.message().starts_with("topic: "), "{}", err.message());
+        assert!(
+            err.message().len() < 300,
+            "long input is truncated in the message"
+        );
+        let mut sub = server.subscriber();
+        let err = sub
+            .subscribe(proto::SubscribeRequest {
+                topic: "good".into(),
+                group: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{why} group name");
+    }
+
+    // Oversized event: the message and the field details name events[1].data.
+    let big = proto::Event {
+        data: Bytes::from(vec![0u8; 2000]),
+        ..event("big")
+    };
+    let err = publisher
+        .publish(proto::PublishRequest {
+            topic: "good".into(),
+            events: vec![event("ok"), big],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("events[1].data:"),
+        "{}",
+        err.message()
+    );
+    let details = err.get_error_details();
+    assert_eq!(
+        details.bad_request().unwrap().field_violations[0].field,
+        "events[1].data"
+    );
+
+    // Oversized request: five events of ~1000 bytes exceed 4096.
+    let chunky: Vec<proto::Event> = (0..5)
+        .map(|i| proto::Event {
+            data: Bytes::from(vec![1u8; 900]),
+            ..event(&format!("c{i}"))
+        })
+        .collect();
+    let err = publisher
+        .publish(proto::PublishRequest {
+            topic: "good".into(),
+            events: chunky,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("events: request of"),
+        "{}",
+        err.message()
+    );
+
+    // Empty batch, missing type, overlong id.
+    for (events, field) in [
+        (vec![], "events"),
+        (
+            vec![proto::Event {
+                r#type: String::new(),
+                ..event("x")
+            }],
+            "events[0].type",
+        ),
+        (
+            vec![proto::Event {
+                id: "i".repeat(300),
+                ..event("x")
+            }],
+            "events[0].id",
+        ),
+    ] {
+        let err = publisher
+            .publish(proto::PublishRequest {
+                topic: "good".into(),
+                events,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with(&format!("{field}:")),
+            "{}",
+            err.message()
+        );
+    }
+
+    // Malformed ack ids: the whole call is rejected, naming the index.
+    let mut sub = server.subscriber();
+    for bad in ["", "nope", "1-2-3", "zz-1-1-1", &long] {
+        let err = sub
+            .ack(proto::AckRequest {
+                ack_ids: vec!["1-1-0-1".into(), bad.to_string()],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:.20}");
+        assert!(
+            err.message().starts_with("ack_ids[1]:"),
+            "{}",
+            err.message()
+        );
+    }
+    // Well-formed ids that were never issued are reported, not errors.
+    let resp = sub
+        .ack(proto::AckRequest {
+            ack_ids: vec!["1-1-0-1".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.results[0].outcome, proto::LeaseOutcome::Unknown as i32);
+    // Negative nack delay and a zero extension.
+    let err = sub
+        .nack(proto::NackRequest {
+            ack_ids: vec!["1-1-0-1".into()],
+            delay: Some(prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("delay:"), "{}", err.message());
+    let err = sub
+        .extend_deadline(proto::ExtendDeadlineRequest {
+            ack_ids: vec!["1-1-0-1".into()],
+            extension: Some(dur(Duration::ZERO)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Bad group settings.
+    let err = server
+        .admin()
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: "good".into(),
+                name: "g".into(),
+                retry_policy: Some(proto::RetryPolicy {
+                    multiplier: Some(0.1),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("group.retry_policy.multiplier:"),
+        "{}",
+        err.message()
+    );
+    let err = server
+        .admin()
+        .create_topic(proto::CreateTopicRequest {
+            topic: Some(proto::Topic {
+                name: "good".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+
+    // Nothing changed.
+    assert_eq!(topic_names(&server).await, vec!["good".to_string()]);
+    assert_eq!(end_offset(&server, "good").await, 3);
+    let groups = server
+        .admin()
+        .list_groups(proto::ListGroupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(groups.groups.is_empty(), "{:?}", groups.groups);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topic_with_auto_create_off_is_not_found() {
+    let server = TestServer::start_with(|c| c.auto_create = false).await;
+    let err = server
+        .publisher()
+        .publish(proto::PublishRequest {
+            topic: "nope".into(),
+            events: vec![event("a")],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("\"nope\""), "{}", err.message());
+    let err = server
+        .subscriber()
+        .subscribe(proto::SubscribeRequest {
+            topic: "nope".into(),
+            group: "g".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    server
+        .admin()
+        .create_topic(proto::CreateTopicRequest {
+            topic: Some(proto::Topic {
+                name: "yes".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let err = server
+        .subscriber()
+        .subscribe(proto::SubscribeRequest {
+            topic: "yes".into(),
+            group: "missing".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "groups are not auto-created either"
+    );
+    assert_eq!(topic_names(&server).await, vec!["yes".to_string()]);
+    assert_eq!(end_offset(&server, "yes").await, 0);
+    server.stop().await;
+}
