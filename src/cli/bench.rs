@@ -174,7 +174,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(url) => url.clone(),
         None => {
             let dir = tempfile::tempdir().context("creating a temp dir")?;
-            let mut config = Config::default();
+            // HERALD_* variables tune the bench's own server like `serve`.
+            let mut config = Config::load(None, figment::Figment::new())?;
             config.listen = "127.0.0.1:0".parse()?;
             config.data_dir = dir.path().to_path_buf();
             config.storage.fsync = args
@@ -202,7 +203,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rows.push(consume(&args, channel.clone(), &format!("bench-consume-{run_id}")).await?);
     }
     if matches!(args.scenario, Scenario::All | Scenario::E2e) {
-        rows.push(e2e(&args, channel.clone(), &format!("bench-e2e-{run_id}")).await?);
+        rows.extend(e2e(&args, &url, channel.clone(), &format!("bench-e2e-{run_id}")).await?);
     }
     if let Some(server) = own {
         server.stop().await?;
@@ -458,7 +459,12 @@ async fn consume(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Res
     ))
 }
 
-async fn e2e(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<Row> {
+async fn e2e(
+    args: &BenchArgs,
+    url: &str,
+    channel: Channel,
+    topic: &str,
+) -> anyhow::Result<Vec<Row>> {
     let total = args.rate * args.duration;
     if total == 0 {
         bail!("--rate and --duration must be positive");
@@ -466,8 +472,10 @@ async fn e2e(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<
     create_group(channel.clone(), topic, "bench-e2e", false).await?;
     let origin = Instant::now();
     let payload_len = args.payload.max(8);
+    // The publisher gets its own connection, as a separate service would.
+    let publish_channel = Channel::from_shared(url.to_string())?.connect().await?;
     let publisher = {
-        let mut client = PublisherServiceClient::new(channel.clone());
+        let mut client = PublisherServiceClient::new(publish_channel);
         let topic = topic.to_string();
         let rate = args.rate;
         tokio::spawn(async move {
@@ -477,13 +485,17 @@ async fn e2e(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<
                 .await?
                 .into_inner();
             let drain = tokio::spawn(async move {
+                let mut h = histogram();
                 while let Some(r) = responses.next().await {
                     let r = r?;
                     if r.error_code != 0 {
                         anyhow::bail!("publish failed: {}", r.error_message);
                     }
+                    // request_id carries the send time (ns since origin).
+                    let now = origin.elapsed().as_nanos() as u64;
+                    let _ = h.record((now.saturating_sub(r.request_id) / 1000).max(1));
                 }
-                Ok::<(), anyhow::Error>(())
+                Ok::<Histogram<u64>, anyhow::Error>(h)
             });
             // Let the consumer's Subscribe settle first.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -500,15 +512,14 @@ async fn e2e(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<
                         data: Bytes::from(data),
                         ..event(&Bytes::new(), i)
                     }],
-                    request_id: i,
+                    request_id: sent,
                 };
                 if tx.send(req).await.is_err() {
                     break;
                 }
             }
             drop(tx);
-            drain.await??;
-            Ok::<(), anyhow::Error>(())
+            drain.await?
         })
     };
     let mut h = histogram();
@@ -536,13 +547,16 @@ async fn e2e(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<
     )
     .await?;
     bar.finish_and_clear();
-    publisher.await??;
-    Ok(row(
-        "e2e",
-        total,
-        elapsed,
-        payload_len,
-        "publish→receipt",
-        &h,
-    ))
+    let publish_h = publisher.await??;
+    Ok(vec![
+        row("e2e", total, elapsed, payload_len, "publish→receipt", &h),
+        row(
+            "e2e-pub",
+            total,
+            elapsed,
+            payload_len,
+            "publish→durable reply",
+            &publish_h,
+        ),
+    ])
 }

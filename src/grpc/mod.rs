@@ -12,7 +12,7 @@ pub mod subscriber;
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::broker::Broker;
 use crate::proto::admin_service_server::AdminServiceServer;
@@ -55,7 +55,6 @@ pub async fn serve(
             e
         });
     let mut router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(
             PublisherServiceServer::new(publisher::PublisherApi::new(broker.clone()))
@@ -75,7 +74,14 @@ pub async fn serve(
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);
     }
+    // Small frames (acks, single-event publishes, deliveries) must leave at
+    // once: without TCP_NODELAY, Nagle's algorithm holds them for the peer's
+    // delayed ACK (tens of milliseconds). `tcp_nodelay` on the builder only
+    // applies to listeners it binds itself, so set it on the incoming stream.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)));
     router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -2,18 +2,18 @@
 //!
 //! Storage layer, below the broker. A log is a directory of segment files
 //! `{base_offset:020}.log`, each with a sparse index `{base_offset:020}.idx`.
-//! Records are framed `[u32 len][u32 crc32c][payload]` ([`codec`]).
+//! Records are framed `[u32 len][u32 crc32c][payload]` (`codec.rs`).
 //!
-//! - **Writes** go through one writer thread per log ([`writer`]) that group
+//! - **Writes** go through one writer thread per log (`writer.rs`) that group
 //!   commits: every batch queued while it was busy shares one write and one
 //!   `fdatasync`. What an acknowledged append survives is set by
 //!   [`FsyncPolicy`].
 //! - **Reads** are synchronous: recent events come from an in-memory tail
-//!   cache ([`cache`]), older ones from the files through the sparse index
-//!   ([`reader`]). Events become visible (end offset, watch, reads) only once
+//!   cache (`cache.rs`), older ones from the files through the sparse index
+//!   (`reader.rs`). Events become visible (end offset, watch, reads) only once
 //!   written and synced per policy.
 //! - **Recovery** on open truncates a torn or garbage tail of the last segment
-//!   and logs what it dropped ([`recovery`]).
+//!   and logs what it dropped (`recovery.rs`).
 //! - **Failures**: after a failed write or sync the log is poisoned and
 //!   refuses further appends rather than pretend they are durable.
 

@@ -12,7 +12,6 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tracing::error;
@@ -28,9 +27,6 @@ use crate::storage::StorageError;
 /// Stop draining the queue into one group commit past this many bytes, to
 /// bound the commit buffer and the latency of the first batch in it.
 const MAX_GROUP_BYTES: u64 = 16 << 20;
-
-/// How long the writer polls for more work before it parks.
-const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 
 /// Keep at most this much commit-buffer capacity between commits.
 const KEEP_BUFFER_BYTES: usize = 4 << 20;
@@ -104,7 +100,7 @@ impl Writer {
     pub fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut queue = Vec::new();
         loop {
-            let Ok(first) = next_command(&rx) else {
+            let Ok(first) = rx.recv() else {
                 // Every handle was dropped without close(); errors are
                 // already logged by `poison`.
                 let _ = self.finish();
@@ -327,26 +323,6 @@ impl Writer {
                 reason
             }
             Err(_) => self.shared.poison.get().cloned().unwrap_or(reason),
-        }
-    }
-}
-
-/// Waits for the next command, spinning briefly first: right after a
-/// commit the next append usually follows within microseconds, and catching
-/// it without parking spares the appender a thread wake-up (costly, above
-/// all on virtual machines).
-fn next_command(rx: &mpsc::Receiver<Command>) -> Result<Command, mpsc::RecvError> {
-    let deadline = Instant::now() + SPIN_BEFORE_PARK;
-    loop {
-        match rx.try_recv() {
-            Ok(cmd) => return Ok(cmd),
-            Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),
-            Err(mpsc::TryRecvError::Empty) if Instant::now() < deadline => {
-                for _ in 0..32 {
-                    std::hint::spin_loop();
-                }
-            }
-            Err(mpsc::TryRecvError::Empty) => return rx.recv(),
         }
     }
 }
