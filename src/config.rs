@@ -328,6 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn layers_apply_in_order_and_bad_values_are_named() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -355,7 +356,7 @@ mod tests {
                 "env beats file"
             );
             assert_eq!(c.listen.port(), 6000, "flags beat everything");
-            assert_eq!(c.auto_create, true, "defaults fill the rest");
+            assert!(c.auto_create, "defaults fill the rest");
 
             jail.set_env("HERALD_STORAGE__FSYNC", "sometimes");
             let err = Config::load(None, Figment::new()).unwrap_err().to_string();

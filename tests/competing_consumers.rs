@@ -70,7 +70,7 @@ async fn three_consumers_drain_ten_thousand_without_overlap() {
                 .unwrap(),
         );
     }
-    let acked = acked.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), N, "none missing");
     assert!(acked.values().all(|&n| n == 1), "each acked exactly once");
     assert!(

@@ -31,9 +31,11 @@ impl TestServer {
     /// Starts after letting `tweak` change the configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.groups.state_flush_interval = Duration::from_millis(20);
         tweak(&mut config);
         let server = start(config.clone()).await.expect("server starts");
