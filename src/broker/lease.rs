@@ -58,38 +58,43 @@ impl AckId {
     /// # Errors
     /// `InvalidArgument` on `field` when the text is not an ack id.
     pub fn parse(field: &str, text: &str) -> Result<AckId, BrokerError> {
-        let bad = || {
+        AckId::decode(text).ok_or_else(|| {
             BrokerError::invalid(
                 field,
                 format!("{} is not an ack id issued by Herald", echo(text)),
             )
-        };
+        })
+    }
+
+    /// Parses the printable form; `None` when it is not an ack id. Allocates
+    /// nothing (acks are a hot path).
+    pub fn decode(text: &str) -> Option<AckId> {
+        fn hex<T>(
+            s: &str,
+            max_len: usize,
+            parse: fn(&str, u32) -> Result<T, std::num::ParseIntError>,
+        ) -> Option<T> {
+            if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            parse(s, 16).ok()
+        }
         if text.len() > 64 {
-            return Err(bad());
+            return None;
         }
         let mut parts = text.split('-');
-        let mut next = || parts.next().ok_or_else(bad);
-        let (run, group, offset, lease) = (next()?, next()?, next()?, next()?);
+        let run = hex(parts.next()?, 8, u32::from_str_radix)?;
+        let group = hex(parts.next()?, 8, u32::from_str_radix)?;
+        let offset = hex(parts.next()?, 16, u64::from_str_radix)?;
+        let lease = hex(parts.next()?, 16, u64::from_str_radix)?;
         if parts.next().is_some() {
-            return Err(bad());
+            return None;
         }
-        let hex32 = |s: &str| {
-            (!s.is_empty() && s.len() <= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then(|| u32::from_str_radix(s, 16).ok())
-                .flatten()
-                .ok_or_else(bad)
-        };
-        let hex64 = |s: &str| {
-            (!s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then(|| u64::from_str_radix(s, 16).ok())
-                .flatten()
-                .ok_or_else(bad)
-        };
-        Ok(AckId {
-            run: hex32(run)?,
-            group: hex32(group)?,
-            offset: hex64(offset)?,
-            lease: hex64(lease)?,
+        Some(AckId {
+            run,
+            group,
+            offset,
+            lease,
         })
     }
 }

@@ -221,7 +221,10 @@ impl Broker {
         ack_ids
             .iter()
             .enumerate()
-            .map(|(i, text)| AckId::parse(&format!("ack_ids[{i}]"), text))
+            .map(|(i, text)| match AckId::decode(text) {
+                Some(id) => Ok(id),
+                None => AckId::parse(&format!("ack_ids[{i}]"), text),
+            })
             .collect()
     }
 

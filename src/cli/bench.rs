@@ -81,6 +81,11 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// Ack calls a bench consumer keeps in flight.
+const ACKS_IN_FLIGHT: usize = 4;
+/// Most ack ids per Ack call (the server's limit).
+const MAX_ACKS_PER_CALL: usize = 10_000;
+
 /// One result row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -410,29 +415,42 @@ async fn drain(
     let mut acked = 0u64;
     let mut h = histogram();
     let ack_client = SubscriberServiceClient::new(channel);
+    // Acks are coalesced the way client libraries do it: ids wait while
+    // ACKS_IN_FLIGHT calls are out and then go together, so acking adds no
+    // delay but does not cost one call per delivery either.
+    let mut pending: Vec<String> = Vec::new();
+    let mut in_flight = 0usize;
     while acked < total {
+        while in_flight < ACKS_IN_FLIGHT && !pending.is_empty() {
+            let take = pending.len().min(MAX_ACKS_PER_CALL);
+            let ids: Vec<String> = pending.drain(..take).collect();
+            let mut client = ack_client.clone();
+            let tx = lat_tx.clone();
+            in_flight += 1;
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let r = client.ack(proto::AckRequest { ack_ids: ids }).await;
+                let _ = tx.send(match r {
+                    Ok(resp) => Ok((
+                        u64::from(resp.into_inner().acked_count),
+                        t.elapsed().as_micros().max(1) as u64,
+                    )),
+                    Err(e) => Err(anyhow::anyhow!("ack failed: {e}")),
+                });
+            });
+        }
         tokio::select! {
             msg = stream.next(), if received < total => {
                 let batch = msg.context("subscription ended early")?.context("subscription failed")?;
                 let now = Instant::now();
                 on_batch(&batch.deliveries, now);
                 received += batch.deliveries.len() as u64;
-                let ids: Vec<String> = batch.deliveries.into_iter().map(|d| d.ack_id).collect();
-                let mut client = ack_client.clone();
-                let tx = lat_tx.clone();
-                tokio::spawn(async move {
-                    let n = ids.len() as u64;
-                    let t = Instant::now();
-                    let r = client.ack(proto::AckRequest { ack_ids: ids }).await;
-                    let _ = tx.send(match r {
-                        Ok(resp) => Ok((resp.into_inner().acked_count as u64, t.elapsed().as_micros().max(1) as u64)),
-                        Err(e) => Err(anyhow::anyhow!("ack failed: {e}")).map(|()| (n, 0)),
-                    });
-                });
+                pending.extend(batch.deliveries.into_iter().map(|d| d.ack_id));
             }
             lat = lat_rx.recv() => {
                 let (n, us) = lat.context("ack tasks ended")??;
                 let _ = h.record(us);
+                in_flight -= 1;
                 acked += n;
                 bar.inc(n);
             }
