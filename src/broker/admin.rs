@@ -60,7 +60,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, BrokerError> {
 }
 
 /// Runs a blocking metadata call off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::storage::StorageError> + Send + 'static,
 ) -> Result<T, BrokerError> {
     tokio::task::spawn_blocking(f)
@@ -97,7 +97,8 @@ impl Broker {
                 tracing::warn!(topic = %topic_name, group = %group_name, "group of a missing topic ignored");
                 continue;
             };
-            self.spawn_group(&topic, record, snapshot)?;
+            let dead_letters = self.dead_letters_of(&topic_name, &group_name).await?;
+            self.spawn_group(&topic, record, snapshot, dead_letters)?;
         }
         Ok(())
     }
@@ -112,6 +113,7 @@ impl Broker {
         topic: &Topic,
         record: GroupRecord,
         snapshot: Snapshot,
+        dead_letters: Vec<crate::broker::DeadLetter>,
     ) -> Result<GroupHandle, BrokerError> {
         let name = record.name.clone();
         let (handle, task) = group::start(GroupStart {
@@ -123,6 +125,7 @@ impl Broker {
             states: self.states()?,
             flush_interval: self.inner.config.state_flush_interval,
             stop: self.inner.groups_stop.child_token(),
+            dead_letters,
         })?;
         self.inner.group_tasks.spawn(task);
         lock(&topic.groups).insert(name, handle.clone());
@@ -369,7 +372,7 @@ impl Broker {
         let (t, g) = (record.topic.clone(), record.name.clone());
         blocking(move || meta.create_group(&t, &g, &bytes, &state)).await?;
         tracing::info!(topic = %record.topic, group = %record.name, cursor, "group created");
-        self.spawn_group(topic, record, snapshot)
+        self.spawn_group(topic, record, snapshot, Vec::new())
     }
 
     /// The offset a position names in `topic`.
@@ -429,7 +432,7 @@ impl Broker {
         self.create_group_locked(&t, record).await
     }
 
-    fn find_group(&self, topic: &str, name: &str) -> Result<GroupHandle, BrokerError> {
+    pub(super) fn find_group(&self, topic: &str, name: &str) -> Result<GroupHandle, BrokerError> {
         check_name("topic", topic)?;
         check_name("group", name)?;
         let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;

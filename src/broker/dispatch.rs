@@ -1,13 +1,20 @@
 //! The group state machine: which events of a group are pending, leased,
-//! waiting for a retry or acknowledged, and which consumer gets what.
+//! waiting for a retry or acknowledged, which consumer gets what, and when an
+//! event is given up on (dead-lettered).
 //!
 //! Broker layer, no I/O and no clock of its own: every method that depends on
-//! time takes `now`, so the owner task (`group.rs`) and tests under paused
-//! tokio time drive it deterministically.
+//! time takes `now` (monotonic) and `now_us` (wall clock, for records), so
+//! the owner task (`group.rs`) and tests under paused tokio time drive it
+//! deterministically.
+//!
+//! Entries are keyed by the event's offset, or, for events replayed from the
+//! dead-letter queue, by [`REPLAY_BIT`] | dead-letter id (a replayed event is
+//! a copy that lives beside the log; its offset is long done).
 //!
 //! Invariants:
 //! - every offset below `floor` is done (acked, filtered or dead-lettered);
-//! - `entries` holds exactly the offsets in `[floor, cursor)` that are not done;
+//! - `entries` holds exactly the offsets in `[floor, cursor)` that are not
+//!   done, plus the pending replays;
 //! - an entry is in exactly one of `ready`, `delayed` or `leases`;
 //! - a consumer's `in_flight` equals the number of leases it holds.
 
@@ -23,6 +30,14 @@ use crate::event::StoredEvent;
 
 /// Runtime id of a consumer within its group.
 pub type ConsumerId = u64;
+
+/// Marks entry keys of replayed dead letters (key = `REPLAY_BIT | id`).
+pub const REPLAY_BIT: u64 = 1 << 63;
+
+/// Reason recorded when a lease runs out.
+pub const REASON_EXPIRED: &str = "ack deadline exceeded";
+/// Reason recorded when a consumer's stream ends while it holds a lease.
+pub const REASON_DISCONNECTED: &str = "consumer disconnected";
 
 /// Where an entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +59,43 @@ enum EntryState {
 struct Entry {
     event: Arc<StoredEvent>,
     /// Deliveries made so far; the next delivery is attempt `attempts + 1`.
+    /// Every delivery but the first follows a failure (nack, expiry or
+    /// release), so once delivered this is 1 + failures.
     attempts: u32,
     state: EntryState,
+    /// When the first attempt failed (µs since the epoch), 0 if none did.
+    first_failure_us: i64,
+    /// Why the last attempt failed.
+    last_reason: String,
+}
+
+impl Entry {
+    fn new(event: Arc<StoredEvent>) -> Entry {
+        Entry {
+            event,
+            attempts: 0,
+            state: EntryState::Ready,
+            first_failure_us: 0,
+            last_reason: String::new(),
+        }
+    }
+}
+
+/// An event the group gave up on, handed to the owner task to store.
+#[derive(Debug, Clone)]
+pub struct Dead {
+    /// Entry key (an offset, or a replay key).
+    pub key: u64,
+    /// The event.
+    pub event: Arc<StoredEvent>,
+    /// Deliveries made.
+    pub attempts: u32,
+    /// Last failure reason.
+    pub reason: String,
+    /// First failure, µs since the epoch.
+    pub first_failure_us: i64,
+    /// Last failure, µs since the epoch.
+    pub last_failure_us: i64,
 }
 
 /// One delivery handed to a consumer.
@@ -53,6 +103,8 @@ struct Entry {
 pub struct Handout {
     /// The event.
     pub event: Arc<StoredEvent>,
+    /// Entry key (goes into the ack id).
+    pub key: u64,
     /// Lease number (goes into the ack id).
     pub lease: u64,
     /// 1-based attempt number.
@@ -82,18 +134,45 @@ pub struct Counters {
     pub expired_leases: u64,
     /// Events skipped by the filter.
     pub filtered: u64,
+    /// Events moved to the dead-letter queue.
+    pub dead_lettered: u64,
 }
 
 /// What is persisted of a group: enough to continue after a restart
-/// redelivering only what was not acknowledged.
+/// redelivering only what was not acknowledged, with attempt counts and the
+/// retry schedule intact.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Every offset below is done.
     pub floor: u64,
     /// Next offset to read from the log.
     pub cursor: u64,
-    /// Offsets in `[floor, cursor)` not done yet, with their attempt counts.
-    pub pending: Vec<(u64, u32)>,
+    /// Entries not done yet.
+    pub pending: Vec<PendingEntry>,
+}
+
+/// One pending entry in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PendingEntry {
+    /// Offset, or replay key.
+    #[serde(rename = "k")]
+    pub key: u64,
+    /// Deliveries made.
+    #[serde(rename = "a")]
+    pub attempts: u32,
+    /// Wall-clock time of the next retry (µs since the epoch), if waiting.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub due_us: Option<i64>,
+    /// First failure time, 0 if none.
+    #[serde(rename = "f", default, skip_serializing_if = "is_zero")]
+    pub first_failure_us: i64,
+    /// Last failure reason.
+    #[serde(rename = "r", default, skip_serializing_if = "String::is_empty")]
+    pub last_reason: String,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// The state machine of one consumer group.
@@ -111,13 +190,22 @@ pub struct Dispatcher {
     next_lease: u64,
     /// Most deliveries put in one batch to one consumer.
     max_batch: usize,
+    /// Backoff after failures.
+    retry: RetryPolicy,
+    /// Deliveries after which a failure dead-letters the event; 0 = never.
+    max_attempts: u32,
+    /// Events given up on, waiting for the owner task to store them.
+    dead: Vec<Dead>,
+    /// Replays acknowledged, whose dead-letter records can go.
+    acked_replays: Vec<u64>,
     counters: Counters,
     /// Set when something that is persisted changed since the last snapshot.
     dirty: bool,
 }
 
 impl Dispatcher {
-    /// A group positioned at `cursor` with nothing pending.
+    /// A group positioned at `cursor` with nothing pending, default retry
+    /// policy and no attempt limit.
     pub fn new(cursor: u64) -> Dispatcher {
         Dispatcher {
             floor: cursor,
@@ -130,30 +218,60 @@ impl Dispatcher {
             order: VecDeque::new(),
             next_lease: 1,
             max_batch: 256,
+            retry: RetryPolicy::default(),
+            max_attempts: 0,
+            dead: Vec::new(),
+            acked_replays: Vec::new(),
             counters: Counters::default(),
             dirty: false,
         }
     }
 
-    /// Restores a group from its snapshot; `events` are the pending events
-    /// re-read from the log (those missing, e.g. deleted by retention, are
-    /// treated as done).
-    pub fn restore(snapshot: &Snapshot, events: Vec<Arc<StoredEvent>>) -> Dispatcher {
+    /// Sets the retry policy and the attempt limit (0 = never dead-letter).
+    pub fn set_policy(&mut self, retry: RetryPolicy, max_attempts: u32) {
+        self.retry = retry;
+        self.max_attempts = max_attempts;
+    }
+
+    /// Restores a group from its snapshot. `events` are the pending events
+    /// re-read from the log and the pending replay copies, with their keys.
+    /// Log events that are missing (deleted by retention) are treated as
+    /// done; a replay missing from the snapshot starts afresh. Retry times are
+    /// wall clock in the snapshot and are mapped onto `now`; a retry due in
+    /// the past is ready at once.
+    pub fn restore(
+        snapshot: &Snapshot,
+        events: Vec<(u64, Arc<StoredEvent>)>,
+        now: Instant,
+        now_us: i64,
+    ) -> Dispatcher {
         let mut d = Dispatcher::new(snapshot.cursor);
-        let attempts: HashMap<u64, u32> = snapshot.pending.iter().copied().collect();
-        for event in events {
-            let offset = event.offset;
-            if let Some(&attempts) = attempts.get(&offset) {
-                d.entries.insert(
-                    offset,
-                    Entry {
-                        event,
-                        attempts,
-                        state: EntryState::Ready,
-                    },
-                );
-                d.ready.insert(offset);
+        let saved: HashMap<u64, &PendingEntry> =
+            snapshot.pending.iter().map(|p| (p.key, p)).collect();
+        for (key, event) in events {
+            let mut entry = Entry::new(event);
+            match saved.get(&key) {
+                Some(p) => {
+                    entry.attempts = p.attempts;
+                    entry.first_failure_us = p.first_failure_us;
+                    entry.last_reason = p.last_reason.clone();
+                    if let Some(due_us) = p.due_us.filter(|due| *due > now_us) {
+                        let wait = u64::try_from(due_us - now_us).unwrap_or(0);
+                        entry.state = EntryState::Delayed(now + Duration::from_micros(wait));
+                    }
+                }
+                None if key & REPLAY_BIT == 0 => continue,
+                None => {}
             }
+            match entry.state {
+                EntryState::Delayed(due) => {
+                    d.delayed.insert((due, key));
+                }
+                _ => {
+                    d.ready.insert(key);
+                }
+            }
+            d.entries.insert(key, entry);
         }
         d.advance_floor();
         d.dirty = d.floor != snapshot.floor;
@@ -180,7 +298,7 @@ impl Dispatcher {
         self.leases.len()
     }
 
-    /// Number of pending (not done) events read from the log so far.
+    /// Number of pending (not done) entries.
     pub fn pending(&self) -> usize {
         self.entries.len()
     }
@@ -190,12 +308,39 @@ impl Dispatcher {
         self.consumers.len()
     }
 
-    /// Publish time of the oldest pending event, if any was read.
+    /// Publish time of the oldest pending event, if any.
     pub fn oldest_pending_us(&self) -> Option<i64> {
+        self.entries.values().map(|e| e.event.publish_time_us).min()
+    }
+
+    /// Dead-letter ids of the replays still pending.
+    pub fn pending_replays(&self) -> impl Iterator<Item = u64> + '_ {
         self.entries
-            .values()
-            .next()
-            .map(|e| e.event.publish_time_us)
+            .range(REPLAY_BIT..)
+            .map(|(k, _)| k & !REPLAY_BIT)
+    }
+
+    /// Puts a replayed dead letter back into the flow with attempts reset.
+    /// Returns false when that replay is already pending.
+    pub fn add_replay(&mut self, dead_letter_id: u64, event: Arc<StoredEvent>) -> bool {
+        let key = REPLAY_BIT | dead_letter_id;
+        if self.entries.contains_key(&key) {
+            return false;
+        }
+        self.entries.insert(key, Entry::new(event));
+        self.ready.insert(key);
+        self.dirty = true;
+        true
+    }
+
+    /// Events given up on since the last call.
+    pub fn take_dead(&mut self) -> Vec<Dead> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Replays acknowledged since the last call (dead-letter ids).
+    pub fn take_acked_replays(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.acked_replays)
     }
 
     /// Free delivery slots over all consumers.
@@ -229,14 +374,7 @@ impl Dispatcher {
                 continue;
             }
             let offset = event.offset;
-            self.entries.insert(
-                offset,
-                Entry {
-                    event,
-                    attempts: 0,
-                    state: EntryState::Ready,
-                },
-            );
+            self.entries.insert(offset, Entry::new(event));
             self.ready.insert(offset);
         }
         self.advance_floor();
@@ -268,10 +406,12 @@ impl Dispatcher {
         self.order.push_back(id);
     }
 
-    /// Removes a consumer; its leases go back to ready at once (a dropped
-    /// stream must not make the group wait for the deadline). Returns how
-    /// many leases were released.
-    pub fn remove_consumer(&mut self, id: ConsumerId) -> usize {
+    /// Removes a consumer; its leases end at once and the events are
+    /// redelivered without waiting for the deadline or a backoff (a dropped
+    /// stream must not make the group wait). Each release counts as a failed
+    /// attempt, so an event that keeps crashing its consumers is
+    /// dead-lettered like any other. Returns how many leases were released.
+    pub fn remove_consumer(&mut self, id: ConsumerId, now: Instant, now_us: i64) -> usize {
         if self.consumers.remove(&id).is_none() {
             return 0;
         }
@@ -279,18 +419,22 @@ impl Dispatcher {
         let held: Vec<(Instant, u64)> = self
             .leases
             .iter()
-            .filter(|(_, offset)| {
-                matches!(self.entries.get(offset).map(|e| e.state),
+            .filter(|(_, key)| {
+                matches!(self.entries.get(key).map(|e| e.state),
                     Some(EntryState::Leased { consumer, .. }) if consumer == id)
             })
             .copied()
             .collect();
-        for (deadline, offset) in &held {
-            self.leases.remove(&(*deadline, *offset));
-            if let Some(entry) = self.entries.get_mut(offset) {
-                entry.state = EntryState::Ready;
-                self.ready.insert(*offset);
-            }
+        for (deadline, key) in &held {
+            self.leases.remove(&(*deadline, *key));
+            self.fail(
+                *key,
+                Some(Duration::ZERO),
+                REASON_DISCONNECTED,
+                false,
+                now,
+                now_us,
+            );
         }
         held.len()
     }
@@ -322,10 +466,10 @@ impl Dispatcher {
             let deadline = now + lease_for;
             let mut batch = Vec::with_capacity(take.min(self.ready.len()));
             while batch.len() < take {
-                let Some(offset) = self.ready.pop_first() else {
+                let Some(key) = self.ready.pop_first() else {
                     break;
                 };
-                let Some(entry) = self.entries.get_mut(&offset) else {
+                let Some(entry) = self.entries.get_mut(&key) else {
                     continue;
                 };
                 let lease = self.next_lease;
@@ -336,13 +480,14 @@ impl Dispatcher {
                     consumer: id,
                     deadline,
                 };
-                self.leases.insert((deadline, offset));
+                self.leases.insert((deadline, key));
                 self.counters.delivered += 1;
                 if entry.attempts > 1 {
                     self.counters.redelivered += 1;
                 }
                 batch.push(Handout {
                     event: entry.event.clone(),
+                    key,
                     lease,
                     attempt: entry.attempts,
                     deadline,
@@ -360,15 +505,14 @@ impl Dispatcher {
         out
     }
 
-    /// Looks up the current lease of `offset`; `Err` is the outcome to report
+    /// Looks up the current lease of `key`; `Err` is the outcome to report
     /// when `lease` is not it.
-    fn current_lease(
-        &self,
-        offset: u64,
-        lease: u64,
-    ) -> Result<(ConsumerId, Instant), LeaseOutcome> {
-        match self.entries.get(&offset) {
-            None if offset < self.cursor => Err(LeaseOutcome::AlreadyDone),
+    fn current_lease(&self, key: u64, lease: u64) -> Result<(ConsumerId, Instant), LeaseOutcome> {
+        match self.entries.get(&key) {
+            None if key & REPLAY_BIT == 0 && key < self.cursor => Err(LeaseOutcome::AlreadyDone),
+            None if key & REPLAY_BIT != 0 && lease > 0 && lease < self.next_lease => {
+                Err(LeaseOutcome::AlreadyDone)
+            }
             None => Err(LeaseOutcome::Unknown),
             Some(_) if lease == 0 || lease >= self.next_lease => Err(LeaseOutcome::Unknown),
             Some(entry) => match entry.state {
@@ -382,14 +526,14 @@ impl Dispatcher {
         }
     }
 
-    /// Ends the lease on `offset` if one is out, freeing the consumer's slot.
-    fn drop_lease(&mut self, offset: u64) {
-        if let Some(entry) = self.entries.get(&offset)
+    /// Ends the lease on `key` if one is out, freeing the consumer's slot.
+    fn drop_lease(&mut self, key: u64) {
+        if let Some(entry) = self.entries.get(&key)
             && let EntryState::Leased {
                 consumer, deadline, ..
             } = entry.state
         {
-            self.leases.remove(&(deadline, offset));
+            self.leases.remove(&(deadline, key));
             if let Some(slot) = self.consumers.get_mut(&consumer) {
                 slot.in_flight = slot.in_flight.saturating_sub(1);
             }
@@ -399,12 +543,15 @@ impl Dispatcher {
     /// Acknowledges a delivery. An ack of an older lease of an event that is
     /// still pending is honoured too: the consumer did the work, so the event
     /// is done (the current holder's own ack then reports `AlreadyDone`).
-    pub fn ack(&mut self, offset: u64, lease: u64) -> LeaseOutcome {
-        match self.current_lease(offset, lease) {
+    pub fn ack(&mut self, key: u64, lease: u64) -> LeaseOutcome {
+        match self.current_lease(key, lease) {
             Ok(_) | Err(LeaseOutcome::Stale) => {
-                self.drop_lease(offset);
-                self.remove_entry(offset);
+                self.drop_lease(key);
+                self.remove_entry(key);
                 self.counters.acked += 1;
+                if key & REPLAY_BIT != 0 {
+                    self.acked_replays.push(key & !REPLAY_BIT);
+                }
                 LeaseOutcome::Ok
             }
             Err(outcome) => outcome,
@@ -412,37 +559,43 @@ impl Dispatcher {
     }
 
     /// Negative ack: the event is retried after `delay` (or the policy's
-    /// backoff for the attempt that failed). Only the current lease counts.
+    /// backoff for the attempt that failed), or dead-lettered when
+    /// `dead_letter` is set or the attempt limit is reached. Only the
+    /// current lease counts.
+    #[allow(clippy::too_many_arguments)]
     pub fn nack(
         &mut self,
-        offset: u64,
+        key: u64,
         lease: u64,
         delay: Option<Duration>,
-        policy: &RetryPolicy,
+        reason: &str,
+        dead_letter: bool,
         now: Instant,
+        now_us: i64,
     ) -> LeaseOutcome {
-        if let Err(outcome) = self.current_lease(offset, lease) {
+        if let Err(outcome) = self.current_lease(key, lease) {
             return outcome;
         }
-        self.drop_lease(offset);
+        self.drop_lease(key);
         self.counters.nacked += 1;
-        self.schedule_retry(offset, delay, policy, now);
+        let reason = if reason.is_empty() { "nacked" } else { reason };
+        self.fail(key, delay, reason, dead_letter, now, now_us);
         LeaseOutcome::Ok
     }
 
     /// Pushes the deadline of the current lease to `now + extension`.
     pub fn extend(
         &mut self,
-        offset: u64,
+        key: u64,
         lease: u64,
         extension: Duration,
         now: Instant,
     ) -> Result<Instant, LeaseOutcome> {
-        let (consumer, old) = self.current_lease(offset, lease)?;
+        let (consumer, old) = self.current_lease(key, lease)?;
         let deadline = now + extension;
-        self.leases.remove(&(old, offset));
-        self.leases.insert((deadline, offset));
-        if let Some(entry) = self.entries.get_mut(&offset) {
+        self.leases.remove(&(old, key));
+        self.leases.insert((deadline, key));
+        if let Some(entry) = self.entries.get_mut(&key) {
             entry.state = EntryState::Leased {
                 lease,
                 consumer,
@@ -452,27 +605,28 @@ impl Dispatcher {
         Ok(deadline)
     }
 
-    /// Expires leases whose deadline has passed (retry after backoff) and
-    /// moves due retries to ready. Returns the number of expired leases.
-    pub fn tick(&mut self, now: Instant, policy: &RetryPolicy) -> usize {
+    /// Expires leases whose deadline has passed (retry after backoff, or
+    /// dead-letter at the attempt limit) and moves due retries to ready.
+    /// Returns the number of expired leases.
+    pub fn tick(&mut self, now: Instant, now_us: i64) -> usize {
         let mut expired = 0;
-        while let Some(&(deadline, offset)) = self.leases.first() {
+        while let Some(&(deadline, key)) = self.leases.first() {
             if deadline > now {
                 break;
             }
-            self.drop_lease(offset);
+            self.drop_lease(key);
             self.counters.expired_leases += 1;
-            self.schedule_retry(offset, None, policy, now);
+            self.fail(key, None, REASON_EXPIRED, false, now, now_us);
             expired += 1;
         }
-        while let Some(&(due, offset)) = self.delayed.first() {
+        while let Some(&(due, key)) = self.delayed.first() {
             if due > now {
                 break;
             }
-            self.delayed.remove(&(due, offset));
-            if let Some(entry) = self.entries.get_mut(&offset) {
+            self.delayed.remove(&(due, key));
+            if let Some(entry) = self.entries.get_mut(&key) {
                 entry.state = EntryState::Ready;
-                self.ready.insert(offset);
+                self.ready.insert(key);
             }
         }
         expired
@@ -488,36 +642,63 @@ impl Dispatcher {
         }
     }
 
-    fn schedule_retry(
+    /// Records a failed attempt of an entry whose lease has ended: schedules
+    /// the retry, or moves the event to `dead` when asked to or when the
+    /// attempt limit is reached.
+    fn fail(
         &mut self,
-        offset: u64,
+        key: u64,
         delay: Option<Duration>,
-        policy: &RetryPolicy,
+        reason: &str,
+        dead_letter: bool,
         now: Instant,
+        now_us: i64,
     ) {
-        let Some(entry) = self.entries.get_mut(&offset) else {
+        let max_attempts = self.max_attempts;
+        let retry = self.retry;
+        let Some(entry) = self.entries.get_mut(&key) else {
             return;
         };
-        let wait = delay.unwrap_or_else(|| policy.delay(entry.attempts));
+        if entry.first_failure_us == 0 {
+            entry.first_failure_us = now_us;
+        }
+        entry.last_reason.clear();
+        entry.last_reason.push_str(reason);
+        self.dirty = true;
+        if dead_letter || (max_attempts > 0 && entry.attempts >= max_attempts) {
+            let dead = Dead {
+                key,
+                event: entry.event.clone(),
+                attempts: entry.attempts,
+                reason: entry.last_reason.clone(),
+                first_failure_us: entry.first_failure_us,
+                last_failure_us: now_us,
+            };
+            entry.state = EntryState::Ready;
+            self.dead.push(dead);
+            self.counters.dead_lettered += 1;
+            self.remove_entry(key);
+            return;
+        }
+        let wait = delay.unwrap_or_else(|| retry.delay(entry.attempts));
         if wait.is_zero() {
             entry.state = EntryState::Ready;
-            self.ready.insert(offset);
+            self.ready.insert(key);
         } else {
             let due = now + wait;
             entry.state = EntryState::Delayed(due);
-            self.delayed.insert((due, offset));
+            self.delayed.insert((due, key));
         }
-        self.dirty = true;
     }
 
-    fn remove_entry(&mut self, offset: u64) {
-        if let Some(entry) = self.entries.remove(&offset) {
+    fn remove_entry(&mut self, key: u64) {
+        if let Some(entry) = self.entries.remove(&key) {
             match entry.state {
                 EntryState::Ready => {
-                    self.ready.remove(&offset);
+                    self.ready.remove(&key);
                 }
                 EntryState::Delayed(due) => {
-                    self.delayed.remove(&(due, offset));
+                    self.delayed.remove(&(due, key));
                 }
                 EntryState::Leased { .. } => {}
             }
@@ -527,27 +708,44 @@ impl Dispatcher {
     }
 
     fn advance_floor(&mut self) {
-        self.floor = self.entries.keys().next().copied().unwrap_or(self.cursor);
+        self.floor = self
+            .entries
+            .range(..REPLAY_BIT)
+            .next()
+            .map(|(k, _)| *k)
+            .unwrap_or(self.cursor);
     }
 
     /// The persisted form, if anything changed since the last call.
-    pub fn take_snapshot(&mut self) -> Option<Snapshot> {
+    pub fn take_snapshot(&mut self, now: Instant, now_us: i64) -> Option<Snapshot> {
         if !self.dirty {
             return None;
         }
         self.dirty = false;
-        Some(self.snapshot())
+        Some(self.snapshot(now, now_us))
     }
 
-    /// The persisted form.
-    pub fn snapshot(&self) -> Snapshot {
+    /// The persisted form; `now`/`now_us` map retry times onto the wall clock.
+    pub fn snapshot(&self, now: Instant, now_us: i64) -> Snapshot {
         Snapshot {
             floor: self.floor,
             cursor: self.cursor,
             pending: self
                 .entries
                 .iter()
-                .map(|(offset, e)| (*offset, e.attempts))
+                .map(|(key, e)| PendingEntry {
+                    key: *key,
+                    attempts: e.attempts,
+                    due_us: match e.state {
+                        EntryState::Delayed(due) => {
+                            let wait = due.saturating_duration_since(now).as_micros();
+                            Some(now_us.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)))
+                        }
+                        _ => None,
+                    },
+                    first_failure_us: e.first_failure_us,
+                    last_reason: e.last_reason.clone(),
+                })
                 .collect(),
         }
     }

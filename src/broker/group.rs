@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch::{ConsumerId, Dispatcher, Snapshot};
+use super::dead_letter::{DeadLetter, DeadLetterCounts, Selection};
+use super::dispatch::{ConsumerId, Dead, Dispatcher, REPLAY_BIT, Snapshot};
 use super::error::BrokerError;
 use super::filter::Matcher;
 use super::lease::{AckId, LeaseOutcome};
@@ -22,6 +23,7 @@ use super::state_writer::StateWriter;
 use crate::event::{StoredEvent, now_us};
 use crate::storage::StorageError;
 use crate::storage::log::TopicLog;
+use crate::storage::meta::DeadLetterOps;
 
 /// Most events read from the log in one go.
 const READ_BATCH: usize = 4096;
@@ -96,6 +98,8 @@ pub(crate) enum GroupCmd {
     Nack {
         items: Vec<LeaseRef>,
         delay: Option<Duration>,
+        reason: String,
+        dead_letter: bool,
         reply: oneshot::Sender<Vec<(usize, LeaseOutcome)>>,
     },
     Extend {
@@ -110,6 +114,24 @@ pub(crate) enum GroupCmd {
         settings: GroupSettings,
         matcher: Matcher,
     },
+    Replay {
+        records: Vec<DeadLetter>,
+        reply: oneshot::Sender<Result<DeadLetterCounts, BrokerError>>,
+    },
+    Purge {
+        selection: Selection,
+        reply: oneshot::Sender<Result<DeadLetterCounts, BrokerError>>,
+    },
+}
+
+/// What the group task keeps of each dead letter.
+#[derive(Debug, Clone)]
+struct DeadSummary {
+    dead_letter_us: i64,
+    /// Replayed and still pending in the group (not counted as a dead letter).
+    replaying: bool,
+    /// The stored record, kept for replays that fail again.
+    record: Option<DeadLetter>,
 }
 
 /// Cheap handle to a running group task.
@@ -163,6 +185,8 @@ pub(crate) struct GroupStart {
     pub states: StateWriter,
     pub flush_interval: Duration,
     pub stop: CancellationToken,
+    /// The group's stored dead letters.
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 struct GroupTask {
@@ -178,6 +202,9 @@ struct GroupTask {
     log_open: bool,
     states: StateWriter,
     expired_skipped: u64,
+    /// Dead letters by id.
+    dead: std::collections::BTreeMap<u64, DeadSummary>,
+    next_dead_id: u64,
 }
 
 /// Starts the task of a group and returns its handle and the task future
@@ -195,8 +222,25 @@ pub(crate) fn start(
     BrokerError,
 > {
     let matcher = Matcher::compile(&s.record.settings.filter)?;
-    let pending = read_pending(&s.log, &s.snapshot)?;
-    let dispatcher = Dispatcher::restore(&s.snapshot, pending);
+    let mut events = read_pending(&s.log, &s.snapshot)?;
+    let mut dead = std::collections::BTreeMap::new();
+    for dl in s.dead_letters {
+        if dl.replaying {
+            events.push((REPLAY_BIT | dl.id, dl.event.clone()));
+        }
+        dead.insert(
+            dl.id,
+            DeadSummary {
+                dead_letter_us: dl.dead_letter_us,
+                replaying: dl.replaying,
+                record: dl.replaying.then_some(dl),
+            },
+        );
+    }
+    let next_dead_id = dead.keys().next_back().map_or(1, |id| id + 1);
+    let mut dispatcher = Dispatcher::restore(&s.snapshot, events, Instant::now(), now_us());
+    let settings = &s.record.settings;
+    dispatcher.set_policy(settings.retry, settings.max_delivery_attempts);
     let (tx, rx) = mpsc::channel(1024);
     let discard = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = GroupHandle {
@@ -219,20 +263,25 @@ pub(crate) fn start(
         log_open: true,
         states: s.states,
         expired_skipped: 0,
+        dead,
+        next_dead_id,
     };
     let fut = task.run(rx, s.stop, s.flush_interval, discard);
     Ok((handle, fut))
 }
 
-/// Re-reads the events a snapshot lists as pending (they lie between its
-/// floor and cursor).
-fn read_pending(log: &TopicLog, snapshot: &Snapshot) -> Result<Vec<Arc<StoredEvent>>, BrokerError> {
+/// Re-reads the log events a snapshot lists as pending (they lie between
+/// its floor and cursor); replays come from the dead-letter records.
+fn read_pending(
+    log: &TopicLog,
+    snapshot: &Snapshot,
+) -> Result<Vec<(u64, Arc<StoredEvent>)>, BrokerError> {
     let mut out = Vec::with_capacity(snapshot.pending.len());
-    for &(offset, _) in &snapshot.pending {
-        match log.read(offset, 1, 1) {
+    for p in snapshot.pending.iter().filter(|p| p.key & REPLAY_BIT == 0) {
+        match log.read(p.key, 1, 1) {
             Ok(mut events) => {
-                if let Some(event) = events.pop().filter(|e| e.offset == offset) {
-                    out.push(event);
+                if let Some(event) = events.pop().filter(|e| e.offset == p.key) {
+                    out.push((p.key, event));
                 }
             }
             Err(StorageError::OutOfRange { .. }) => {}
@@ -277,8 +326,8 @@ impl GroupTask {
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => {
-                    let policy = self.settings.retry;
-                    self.dispatcher.tick(Instant::now(), &policy);
+                    self.dispatcher.tick(Instant::now(), now_us());
+                    self.store_dead();
                 }
                 _ = flush.tick() => self.flush(),
             }
@@ -344,7 +393,7 @@ impl GroupTask {
                         ack_id: AckId {
                             run: self.run,
                             group: self.id,
-                            offset: h.event.offset,
+                            offset: h.key,
                             lease: h.lease,
                         }
                         .encode(),
@@ -376,7 +425,10 @@ impl GroupTask {
 
     fn remove_consumer(&mut self, consumer: ConsumerId) {
         self.consumers.remove(&consumer);
-        let released = self.dispatcher.remove_consumer(consumer);
+        let released = self
+            .dispatcher
+            .remove_consumer(consumer, Instant::now(), now_us());
+        self.store_dead();
         if released > 0 {
             tracing::debug!(topic = %self.key.0, group = %self.key.1, consumer, released,
                 "consumer left; leases released for redelivery");
@@ -397,24 +449,47 @@ impl GroupTask {
             GroupCmd::Ack { items, reply } => {
                 let out = items
                     .into_iter()
-                    .map(|(i, offset, lease)| (i, self.dispatcher.ack(offset, lease)))
+                    .map(|(i, key, lease)| (i, self.dispatcher.ack(key, lease)))
                     .collect();
                 let _ = reply.send(out);
+                self.store_dead();
             }
             GroupCmd::Nack {
                 items,
                 delay,
+                reason,
+                dead_letter,
                 reply,
             } => {
                 let now = Instant::now();
-                let policy = self.settings.retry;
+                let wall = now_us();
                 let out = items
                     .into_iter()
-                    .map(|(i, offset, lease)| {
-                        (i, self.dispatcher.nack(offset, lease, delay, &policy, now))
+                    .map(|(i, key, lease)| {
+                        let outcome = self.dispatcher.nack(
+                            key,
+                            lease,
+                            delay,
+                            &reason,
+                            dead_letter,
+                            now,
+                            wall,
+                        );
+                        (i, outcome)
                     })
                     .collect();
-                let _ = reply.send(out);
+                // A nack that dead-letters answers once the dead letter is durable.
+                match self.store_dead() {
+                    Some(durable) => {
+                        tokio::spawn(async move {
+                            let _ = durable.await;
+                            let _ = reply.send(out);
+                        });
+                    }
+                    None => {
+                        let _ = reply.send(out);
+                    }
+                }
             }
             GroupCmd::Extend {
                 items,
@@ -444,10 +519,179 @@ impl GroupTask {
                 let _ = reply.send(self.stats());
             }
             GroupCmd::Settings { settings, matcher } => {
+                self.dispatcher
+                    .set_policy(settings.retry, settings.max_delivery_attempts);
                 self.settings = settings;
                 self.matcher = matcher;
             }
+            GroupCmd::Replay { records, reply } => self.replay(records, reply),
+            GroupCmd::Purge { selection, reply } => self.purge(selection, reply),
         }
+    }
+
+    /// Dead letters in the queue (not being replayed).
+    fn dead_count(&self) -> u64 {
+        self.dead.values().filter(|d| !d.replaying).count() as u64
+    }
+
+    /// Stores what the dispatcher gave up on and drops acknowledged
+    /// replays, together with the current snapshot. Returns a receiver that
+    /// fires when that is durable, or `None` when there was nothing to do.
+    fn store_dead(&mut self) -> Option<oneshot::Receiver<()>> {
+        let dead = self.dispatcher.take_dead();
+        let acked = self.dispatcher.take_acked_replays();
+        if dead.is_empty() && acked.is_empty() {
+            return None;
+        }
+        let wall = now_us();
+        let mut ops = DeadLetterOps::default();
+        for d in dead {
+            let record = self.dead_letter(d, wall);
+            ops.put.push((record.id, record.encode()));
+        }
+        for id in acked {
+            self.dead.remove(&id);
+            ops.delete.push(id);
+        }
+        let snapshot = self.dispatcher.snapshot(Instant::now(), wall);
+        // The snapshot goes with the records; the next flush need not repeat it.
+        let _ = self.dispatcher.take_snapshot(Instant::now(), wall);
+        Some(
+            self.states
+                .save_dead_letters(self.key.clone(), &snapshot, ops),
+        )
+    }
+
+    /// Turns a given-up entry into a dead-letter record (a replay that failed
+    /// again keeps its id) and logs it.
+    fn dead_letter(&mut self, d: Dead, wall: i64) -> DeadLetter {
+        let id = if d.key & REPLAY_BIT != 0 {
+            d.key & !REPLAY_BIT
+        } else {
+            let id = self.next_dead_id;
+            self.next_dead_id += 1;
+            id
+        };
+        let record = DeadLetter {
+            id,
+            event: d.event,
+            attempts: d.attempts,
+            last_reason: d.reason,
+            first_failure_us: d.first_failure_us,
+            last_failure_us: d.last_failure_us,
+            dead_letter_us: wall,
+            replaying: false,
+        };
+        tracing::warn!(
+            topic = %self.key.0,
+            group = %self.key.1,
+            event_id = %record.event.event.id,
+            offset = record.event.offset,
+            attempts = record.attempts,
+            reason = %record.last_reason,
+            dead_letter_id = id,
+            "event dead-lettered"
+        );
+        self.dead.insert(
+            id,
+            DeadSummary {
+                dead_letter_us: wall,
+                replaying: false,
+                record: None,
+            },
+        );
+        record
+    }
+
+    fn replay(
+        &mut self,
+        records: Vec<DeadLetter>,
+        reply: oneshot::Sender<Result<DeadLetterCounts, BrokerError>>,
+    ) {
+        let mut ops = DeadLetterOps::default();
+        for mut record in records {
+            let Some(summary) = self.dead.get_mut(&record.id) else {
+                continue; // purged meanwhile
+            };
+            if summary.replaying || !self.dispatcher.add_replay(record.id, record.event.clone()) {
+                continue; // its replay is still pending: do not duplicate it
+            }
+            summary.replaying = true;
+            record.replaying = true;
+            ops.put.push((record.id, record.encode()));
+            summary.record = Some(record);
+        }
+        let counts = DeadLetterCounts {
+            changed: ops.put.len() as u64,
+            remaining: self.dead_count(),
+        };
+        if ops.put.is_empty() {
+            let _ = reply.send(Ok(counts));
+            return;
+        }
+        tracing::info!(topic = %self.key.0, group = %self.key.1, replayed = counts.changed, "dead letters replayed");
+        let wall = now_us();
+        let snapshot = self.dispatcher.snapshot(Instant::now(), wall);
+        let durable = self
+            .states
+            .save_dead_letters(self.key.clone(), &snapshot, ops);
+        tokio::spawn(async move {
+            let _ = durable.await;
+            let _ = reply.send(Ok(counts));
+        });
+    }
+
+    fn purge(
+        &mut self,
+        selection: Selection,
+        reply: oneshot::Sender<Result<DeadLetterCounts, BrokerError>>,
+    ) {
+        let ids: Vec<u64> = match selection {
+            Selection::Ids(ids) => {
+                if let Some(missing) = ids
+                    .iter()
+                    .find(|id| self.dead.get(id).is_none_or(|d| d.replaying))
+                {
+                    let _ = reply.send(Err(BrokerError::NotFound(format!(
+                        "dead letter {missing} of group {:?} does not exist (or is being replayed)",
+                        self.key.1
+                    ))));
+                    return;
+                }
+                ids
+            }
+            Selection::All(_) => self
+                .dead
+                .iter()
+                .filter(|(_, d)| !d.replaying)
+                .map(|(id, _)| *id)
+                .collect(),
+        };
+        for id in &ids {
+            self.dead.remove(id);
+        }
+        let counts = DeadLetterCounts {
+            changed: ids.len() as u64,
+            remaining: self.dead_count(),
+        };
+        if ids.is_empty() {
+            let _ = reply.send(Ok(counts));
+            return;
+        }
+        tracing::info!(topic = %self.key.0, group = %self.key.1, purged = counts.changed, "dead letters purged");
+        let ops = DeadLetterOps {
+            put: Vec::new(),
+            delete: ids,
+        };
+        let wall = now_us();
+        let snapshot = self.dispatcher.snapshot(Instant::now(), wall);
+        let durable = self
+            .states
+            .save_dead_letters(self.key.clone(), &snapshot, ops);
+        tokio::spawn(async move {
+            let _ = durable.await;
+            let _ = reply.send(Ok(counts));
+        });
     }
 
     fn stats(&self) -> GroupStats {
@@ -473,12 +717,21 @@ impl GroupTask {
             ack_floor: self.dispatcher.floor(),
             filtered: c.filtered,
             expired: self.expired_skipped,
-            ..GroupStats::default()
+            dead_lettered: c.dead_lettered,
+            dead_letter_count: self.dead_count(),
+            oldest_dead_letter_age: self
+                .dead
+                .values()
+                .filter(|d| !d.replaying)
+                .map(|d| d.dead_letter_us)
+                .min()
+                .map(|t| Duration::from_micros(u64::try_from(now_us() - t).unwrap_or(0))),
+            blocked_keys: 0,
         }
     }
 
     fn flush(&mut self) {
-        if let Some(snapshot) = self.dispatcher.take_snapshot() {
+        if let Some(snapshot) = self.dispatcher.take_snapshot(Instant::now(), now_us()) {
             self.states.save(self.key.clone(), &snapshot);
         }
     }

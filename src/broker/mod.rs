@@ -5,6 +5,7 @@
 //! owner task (`group.rs`) around a pure state machine (`dispatch.rs`).
 
 pub mod backoff;
+pub mod dead_letter;
 pub mod dispatch;
 pub mod error;
 pub mod filter;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use admin::{GroupInfo, ServerInfo};
+pub use dead_letter::{DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Selection};
 pub use error::BrokerError;
 pub use group::{Delivery, GroupStats};
 pub use lease::{LeaseOutcome, LeaseResult};
@@ -122,6 +124,8 @@ struct Inner {
     states: Mutex<Option<StateWriter>>,
     /// Random per run; part of every ack id.
     run: u32,
+    /// Kept with the data; signs page tokens.
+    token_secret: u64,
     next_group_id: AtomicU32,
     next_consumer: AtomicU64,
     /// Open Subscribe streams, all groups.
@@ -146,6 +150,11 @@ impl Broker {
                 .await
                 .map_err(|e| BrokerError::Internal(e.to_string()))??,
         );
+        let fresh = u64::from(rand_u32()) << 32 | u64::from(rand_u32());
+        let secret_meta = meta.clone();
+        let token_secret = tokio::task::spawn_blocking(move || secret_meta.secret(fresh))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
         let tasks = TaskTracker::new();
         let states = StateWriter::start(meta.clone(), &tasks);
         let broker = Broker {
@@ -159,6 +168,7 @@ impl Broker {
                 groups_stop: CancellationToken::new(),
                 states: Mutex::new(Some(states)),
                 run: rand_u32(),
+                token_secret,
                 next_group_id: AtomicU32::new(1),
                 next_consumer: AtomicU64::new(1),
                 connected: AtomicU64::new(0),

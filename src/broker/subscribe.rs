@@ -20,6 +20,8 @@ use super::names::check_name;
 
 /// Most ack ids in one Ack, Nack or ExtendDeadline call.
 pub const MAX_ACK_IDS: usize = 10_000;
+/// Longest nack reason.
+pub const MAX_REASON_LEN: usize = 1024;
 /// Longest ExtendDeadline extension.
 pub const MAX_EXTENSION: Duration = Duration::from_secs(3600);
 
@@ -125,22 +127,36 @@ impl Broker {
             .await
     }
 
-    /// Rejects deliveries: each is retried after `delay`, or the group's
-    /// backoff when `None`.
+    /// Rejects deliveries: each is retried after `delay` (the group's
+    /// backoff when `None`), or dead-lettered now when `dead_letter` is set
+    /// or it has used up the group's attempts. `reason` is kept with the
+    /// event and shown in dead letters. A nack that dead-letters returns once
+    /// the dead letter is durable.
     ///
     /// # Errors
-    /// `InvalidArgument` when an ack id is malformed (then nothing changes).
+    /// `InvalidArgument` when an ack id is malformed, the delay is over 24 h
+    /// or the reason is over 1024 bytes (then nothing changes).
     pub async fn nack(
         &self,
         ack_ids: &[String],
         delay: Option<Duration>,
+        reason: &str,
+        dead_letter: bool,
     ) -> Result<Vec<LeaseResult>, BrokerError> {
         if delay.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
             return Err(BrokerError::invalid("delay", "must be at most 24h"));
         }
+        if reason.len() > MAX_REASON_LEN {
+            return Err(BrokerError::invalid(
+                "reason",
+                format!("{} bytes, the limit is {MAX_REASON_LEN}", reason.len()),
+            ));
+        }
         self.route(ack_ids, |items, reply| GroupCmd::Nack {
             items,
             delay,
+            reason: reason.to_string(),
+            dead_letter,
             reply,
         })
         .await

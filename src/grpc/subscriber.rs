@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{delivery_out, from_duration, lease_results};
 use super::status::{invalid, to_status};
-use crate::broker::{Broker, BrokerError};
+use crate::broker::Broker;
 use crate::proto::subscriber_service_server::SubscriberService;
 use crate::proto::{
     AckRequest, AckResponse, ExtendDeadlineRequest, ExtendDeadlineResponse, NackRequest,
@@ -77,14 +77,9 @@ impl SubscriberService for SubscriberApi {
             .as_ref()
             .map(|d| from_duration("delay", d))
             .transpose()?;
-        if r.dead_letter {
-            return Err(to_status(BrokerError::Unimplemented(
-                "dead_letter: dead-letter queues are not available in this version yet".into(),
-            )));
-        }
         let results = self
             .broker
-            .nack(&r.ack_ids, delay)
+            .nack(&r.ack_ids, delay, &r.reason, r.dead_letter)
             .await
             .map_err(to_status)?;
         Ok(Response::new(NackResponse {

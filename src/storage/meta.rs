@@ -17,6 +17,18 @@ use super::StorageError;
 const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
 const GROUPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("groups");
 const GROUP_STATE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("group_state");
+const DEAD_LETTERS: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("dead_letters");
+const SERVER: TableDefinition<&str, &[u8]> = TableDefinition::new("server");
+
+/// Changes to one group's dead letters, written with the group's state.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterOps {
+    /// Records to create or replace, by id.
+    pub put: Vec<(u64, Vec<u8>)>,
+    /// Records to delete, by id.
+    pub delete: Vec<u64>,
+}
 
 /// A `(topic, group)` pair naming a consumer group.
 pub type GroupKey = (String, String);
@@ -45,9 +57,60 @@ impl MetaStore {
             txn.open_table(TOPICS).map_err(meta_err)?;
             txn.open_table(GROUPS).map_err(meta_err)?;
             txn.open_table(GROUP_STATE).map_err(meta_err)?;
+            txn.open_table(DEAD_LETTERS).map_err(meta_err)?;
+            txn.open_table(SERVER).map_err(meta_err)?;
         }
         txn.commit().map_err(meta_err)?;
         Ok(MetaStore { db })
+    }
+
+    /// A random value created with the database and kept with it (used to
+    /// sign page tokens so they stay valid across restarts).
+    ///
+    /// # Errors
+    /// `StorageError::Meta` when the read or first write fails.
+    pub fn secret(&self, fresh: u64) -> Result<u64, StorageError> {
+        let txn = self.db.begin_write().map_err(meta_err)?;
+        let value = {
+            let mut table = txn.open_table(SERVER).map_err(meta_err)?;
+            let existing = table
+                .get("secret")
+                .map_err(meta_err)?
+                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok());
+            match existing {
+                Some(bytes) => u64::from_le_bytes(bytes),
+                None => {
+                    table
+                        .insert("secret", fresh.to_le_bytes().as_slice())
+                        .map_err(meta_err)?;
+                    fresh
+                }
+            }
+        };
+        txn.commit().map_err(meta_err)?;
+        Ok(value)
+    }
+
+    /// All dead-letter records of a group, by ascending id.
+    ///
+    /// # Errors
+    /// `StorageError::Meta` when the read fails.
+    pub fn dead_letters(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let txn = self.db.begin_read().map_err(meta_err)?;
+        let table = txn.open_table(DEAD_LETTERS).map_err(meta_err)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((topic, group, 0u64)..=(topic, group, u64::MAX))
+            .map_err(meta_err)?
+        {
+            let (k, v) = entry.map_err(meta_err)?;
+            out.push((k.value().2, v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Stores (creates or replaces) a topic record.
@@ -74,6 +137,7 @@ impl MetaStore {
                 .map_err(meta_err)?
                 .remove(name)
                 .map_err(meta_err)?;
+            delete_dead_letters(&txn, name, None)?;
             for def in [GROUPS, GROUP_STATE] {
                 let mut table = txn.open_table(def).map_err(meta_err)?;
                 let keys: Vec<String> = table
@@ -162,6 +226,7 @@ impl MetaStore {
                 .map_err(meta_err)?
                 .remove((topic, group))
                 .map_err(meta_err)?;
+            delete_dead_letters(&txn, topic, Some(group))?;
         }
         txn.commit().map_err(meta_err)
     }
@@ -192,19 +257,41 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// Writes the state of many groups in one durable transaction (group
-    /// commit for acks). States of groups that no longer exist are skipped,
-    /// so a late flush cannot resurrect a deleted group.
+    /// Writes the state of many groups, and their dead-letter changes, in one
+    /// durable transaction (group commit for acks). Groups that no longer
+    /// exist are skipped, so a late flush cannot resurrect a deleted group.
     ///
     /// # Errors
     /// `StorageError::Meta` when the commit fails; then none was written.
-    pub fn put_group_states(&self, states: &[(GroupKey, Vec<u8>)]) -> Result<(), StorageError> {
-        if states.is_empty() {
+    pub fn put_group_states(
+        &self,
+        states: &[(GroupKey, Vec<u8>)],
+        dead_letters: &[(GroupKey, DeadLetterOps)],
+    ) -> Result<(), StorageError> {
+        if states.is_empty() && dead_letters.is_empty() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(meta_err)?;
         {
             let groups = txn.open_table(GROUPS).map_err(meta_err)?;
+            let mut dls = txn.open_table(DEAD_LETTERS).map_err(meta_err)?;
+            for ((topic, group), ops) in dead_letters {
+                if groups
+                    .get((topic.as_str(), group.as_str()))
+                    .map_err(meta_err)?
+                    .is_none()
+                {
+                    continue;
+                }
+                for (id, bytes) in &ops.put {
+                    dls.insert((topic.as_str(), group.as_str(), *id), bytes.as_slice())
+                        .map_err(meta_err)?;
+                }
+                for id in &ops.delete {
+                    dls.remove((topic.as_str(), group.as_str(), *id))
+                        .map_err(meta_err)?;
+                }
+            }
             let mut table = txn.open_table(GROUP_STATE).map_err(meta_err)?;
             for ((topic, group), state) in states {
                 let key = (topic.as_str(), group.as_str());
@@ -215,6 +302,28 @@ impl MetaStore {
         }
         txn.commit().map_err(meta_err)
     }
+}
+
+/// Deletes the dead letters of one group, or of every group of a topic.
+fn delete_dead_letters(
+    txn: &redb::WriteTransaction,
+    topic: &str,
+    group: Option<&str>,
+) -> Result<(), StorageError> {
+    let mut table = txn.open_table(DEAD_LETTERS).map_err(meta_err)?;
+    let keys: Vec<(String, u64)> = table
+        .range((topic, group.unwrap_or(""), 0u64)..)
+        .map_err(meta_err)?
+        .map_while(|entry| {
+            let (key, _) = entry.ok()?;
+            let (t, g, id) = key.value();
+            (t == topic && group.is_none_or(|want| want == g)).then(|| (g.to_string(), id))
+        })
+        .collect();
+    for (g, id) in keys {
+        table.remove((topic, g.as_str(), id)).map_err(meta_err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -234,11 +343,21 @@ mod tests {
                 .unwrap();
             store.create_group("orders", "audit", b"g2", b"s2").unwrap();
             store.create_group("users", "audit", b"g3", b"s3").unwrap();
+            let ops = DeadLetterOps {
+                put: vec![(1, b"dl1".to_vec()), (2, b"dl2".to_vec())],
+                delete: vec![],
+            };
             store
-                .put_group_states(&[
-                    (("orders".into(), "billing".into()), b"s1b".to_vec()),
-                    (("orders".into(), "ghost".into()), b"zz".to_vec()),
-                ])
+                .put_group_states(
+                    &[
+                        (("orders".into(), "billing".into()), b"s1b".to_vec()),
+                        (("orders".into(), "ghost".into()), b"zz".to_vec()),
+                    ],
+                    &[
+                        (("orders".into(), "billing".into()), ops.clone()),
+                        (("orders".into(), "ghost".into()), ops),
+                    ],
+                )
                 .unwrap();
         }
         let store = MetaStore::open(&path).unwrap();
@@ -251,8 +370,13 @@ mod tests {
         );
         let billing = groups.iter().find(|g| g.0.1 == "billing").unwrap();
         assert_eq!(billing.2.as_deref(), Some(&b"s1b"[..]));
+        assert_eq!(store.dead_letters("orders", "billing").unwrap().len(), 2);
+        assert!(store.dead_letters("orders", "ghost").unwrap().is_empty());
+        let secret = store.secret(7).unwrap();
+        assert_eq!(store.secret(8).unwrap(), secret, "kept once created");
 
         store.delete_topic("orders").unwrap();
+        assert!(store.dead_letters("orders", "billing").unwrap().is_empty());
         let groups = store.groups().unwrap();
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].0, ("users".to_string(), "audit".to_string()));

@@ -84,6 +84,14 @@ impl TestServer {
         AdminServiceClient::new(self.channel.clone())
     }
 
+    pub fn dead_letters(
+        &self,
+    ) -> herald::proto::dead_letter_service_client::DeadLetterServiceClient<Channel> {
+        herald::proto::dead_letter_service_client::DeadLetterServiceClient::new(
+            self.channel.clone(),
+        )
+    }
+
     /// Publishes `n` events of type `T` with ids `{prefix}-{i}`, in batches of 100.
     pub async fn publish_n(&self, topic: &str, prefix: &str, n: usize) -> Vec<u64> {
         let mut offsets = Vec::with_capacity(n);

@@ -1,7 +1,8 @@
-//! Unit tests of the group state machine.
+//! Unit tests of the group state machine, under paused tokio time.
 
 use super::*;
 use crate::event::Event;
+use tokio::time::advance;
 
 fn events(range: std::ops::Range<u64>) -> Vec<Arc<StoredEvent>> {
     range
@@ -20,6 +21,7 @@ fn events(range: std::ops::Range<u64>) -> Vec<Arc<StoredEvent>> {
 }
 
 const LEASE: Duration = Duration::from_secs(30);
+const WALL: i64 = 1_700_000_000_000_000;
 
 fn policy() -> RetryPolicy {
     RetryPolicy {
@@ -29,15 +31,28 @@ fn policy() -> RetryPolicy {
     }
 }
 
-#[test]
-fn consumers_share_work_without_overlap_and_respect_max_in_flight() {
-    let now = Instant::now();
+fn group(max_attempts: u32) -> Dispatcher {
     let mut d = Dispatcher::new(0);
+    d.set_policy(policy(), max_attempts);
+    d
+}
+
+fn one(d: &mut Dispatcher) -> Handout {
+    let mut out = d.dispatch(Instant::now(), LEASE);
+    assert_eq!(out.len(), 1, "one consumer served");
+    let mut batch = out.remove(0).1;
+    assert_eq!(batch.len(), 1, "one delivery");
+    batch.remove(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn consumers_share_work_without_overlap_and_respect_max_in_flight() {
+    let mut d = group(0);
     d.add_consumer(1, 3);
     d.add_consumer(2, 2);
     assert_eq!(d.wanted(), 5);
     d.add_events(events(0..10), |_| true);
-    let out = d.dispatch(now, LEASE);
+    let out = d.dispatch(Instant::now(), LEASE);
     let mut seen: Vec<u64> = out
         .iter()
         .flat_map(|(_, b)| b.iter().map(|h| h.event.offset))
@@ -51,17 +66,19 @@ fn consumers_share_work_without_overlap_and_respect_max_in_flight() {
     let per: HashMap<_, _> = out.iter().map(|(c, b)| (*c, b.len())).collect();
     assert_eq!(per[&1], 3);
     assert_eq!(per[&2], 2);
-    assert!(d.dispatch(now, LEASE).is_empty(), "no credit left");
+    assert!(
+        d.dispatch(Instant::now(), LEASE).is_empty(),
+        "no credit left"
+    );
     assert_eq!(d.in_flight(), 5);
 }
 
-#[test]
-fn ack_advances_floor_and_repeated_ack_is_already_done() {
-    let now = Instant::now();
-    let mut d = Dispatcher::new(0);
+#[tokio::test(start_paused = true)]
+async fn ack_advances_floor_and_repeated_ack_is_already_done() {
+    let mut d = group(0);
     d.add_consumer(1, 10);
     d.add_events(events(0..3), |_| true);
-    let batch = d.dispatch(now, LEASE).remove(0).1;
+    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
     assert_eq!(d.ack(1, batch[1].lease), LeaseOutcome::Ok);
     assert_eq!(d.floor(), 0, "offset 0 still pending");
     assert_eq!(d.ack(0, batch[0].lease), LeaseOutcome::Ok);
@@ -69,78 +86,242 @@ fn ack_advances_floor_and_repeated_ack_is_already_done() {
     assert_eq!(d.ack(0, batch[0].lease), LeaseOutcome::AlreadyDone);
     assert_eq!(d.ack(7, 1), LeaseOutcome::Unknown, "never read");
     assert_eq!(d.ack(2, 999), LeaseOutcome::Unknown, "lease never issued");
-    assert_eq!(d.snapshot().pending, vec![(2, 1)]);
+    let snap = d.snapshot(Instant::now(), WALL);
+    assert_eq!(snap.pending.len(), 1);
+    assert_eq!((snap.pending[0].key, snap.pending[0].attempts), (2, 1));
 }
 
-#[test]
-fn expired_lease_comes_back_with_next_attempt_after_backoff() {
-    let t0 = Instant::now();
-    let mut d = Dispatcher::new(0);
+#[tokio::test(start_paused = true)]
+async fn expiry_backoff_schedule_and_attempt_numbers() {
+    let mut d = group(0);
     d.add_consumer(1, 10);
     d.add_events(events(0..1), |_| true);
-    let first = d.dispatch(t0, LEASE).remove(0).1.remove(0);
-    assert_eq!(first.attempt, 1);
-    assert_eq!(d.next_wakeup(), Some(t0 + LEASE));
-    assert_eq!(d.tick(t0 + LEASE - Duration::from_millis(1), &policy()), 0);
-    assert_eq!(d.tick(t0 + LEASE, &policy()), 1);
-    assert!(
-        d.dispatch(t0 + LEASE, LEASE).is_empty(),
-        "waits for backoff"
-    );
-    let due = t0 + LEASE + Duration::from_secs(1);
-    assert_eq!(d.next_wakeup(), Some(due));
-    d.tick(due, &policy());
-    let second = d.dispatch(due, LEASE).remove(0).1.remove(0);
-    assert_eq!(second.attempt, 2);
+    let mut attempts = Vec::new();
+    let mut gaps = Vec::new();
+    let mut last_expiry = None;
+    for _ in 0..5 {
+        // Wait for the retry (if any) to come due, then take the delivery.
+        while d.dispatch(Instant::now(), LEASE).is_empty() {
+            let wake = d.next_wakeup().expect("something is scheduled");
+            tokio::time::sleep_until(wake).await;
+            d.tick(Instant::now(), WALL);
+            if let Some(t) = last_expiry {
+                if d.wanted() == 9 || !d.ready.is_empty() {
+                    gaps.push(Instant::now() - t);
+                }
+            }
+        }
+        let h = d.entries.get(&0).map(|e| e.attempts).unwrap();
+        attempts.push(h);
+        // Let the lease run out.
+        advance(LEASE).await;
+        assert_eq!(d.tick(Instant::now(), WALL), 1);
+        last_expiry = Some(Instant::now());
+    }
+    assert_eq!(attempts, vec![1, 2, 3, 4, 5], "delivery_attempt is exact");
+    let secs: Vec<u64> = gaps.iter().map(|g| g.as_secs()).collect();
     assert_eq!(
-        d.nack(0, first.lease, None, &policy(), due),
+        secs,
+        vec![1, 2, 4, 8],
+        "backoff doubles, capped at max_backoff 8s"
+    );
+    assert_eq!(d.counters().expired_leases, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_racing_a_late_ack_and_stale_attempts() {
+    let mut d = group(0);
+    d.add_consumer(1, 10);
+    d.add_events(events(0..1), |_| true);
+    let first = one(&mut d);
+    advance(LEASE).await;
+    d.tick(Instant::now(), WALL);
+    // The lease expired; the event waits for its retry. A late ack of the
+    // expired lease still completes it (the consumer did the work).
+    assert_eq!(d.ack(0, first.lease), LeaseOutcome::Ok);
+    assert_eq!(d.pending(), 0);
+    assert_eq!(d.next_wakeup(), None, "the retry was cancelled");
+
+    d.add_events(events(1..2), |_| true);
+    let first = one(&mut d);
+    advance(LEASE).await;
+    d.tick(Instant::now(), WALL);
+    advance(Duration::from_secs(1)).await;
+    d.tick(Instant::now(), WALL);
+    let second = one(&mut d);
+    assert_eq!(second.attempt, 2);
+    // Stale attempt: nack and extend of the old lease change nothing.
+    assert_eq!(
+        d.nack(1, first.lease, None, "x", false, Instant::now(), WALL),
         LeaseOutcome::Stale
     );
     assert_eq!(
-        d.extend(0, first.lease, LEASE, due),
+        d.extend(1, first.lease, LEASE, Instant::now()),
         Err(LeaseOutcome::Stale)
     );
-    // A late ack of the first lease is honoured: the work was done.
-    assert_eq!(d.ack(0, first.lease), LeaseOutcome::Ok);
-    assert_eq!(d.ack(0, second.lease), LeaseOutcome::AlreadyDone);
-    assert_eq!(d.in_flight(), 0);
+    assert_eq!(d.in_flight(), 1);
+    // Extend after expiry of the current lease is stale too.
+    advance(LEASE).await;
+    d.tick(Instant::now(), WALL);
+    assert_eq!(
+        d.extend(1, second.lease, LEASE, Instant::now()),
+        Err(LeaseOutcome::Stale)
+    );
+    // A late ack of the old lease while nobody holds it: honoured.
+    assert_eq!(d.ack(1, first.lease), LeaseOutcome::Ok);
+    assert_eq!(d.ack(1, second.lease), LeaseOutcome::AlreadyDone);
     assert_eq!(d.credit(), 10);
 }
 
-#[test]
-fn nack_with_delay_and_backoff_grows() {
-    let t0 = Instant::now();
-    let mut d = Dispatcher::new(0);
+#[tokio::test(start_paused = true)]
+async fn nack_with_delay_reason_and_backoff() {
+    let mut d = group(0);
     d.add_consumer(1, 10);
     d.add_events(events(0..1), |_| true);
-    let h = d.dispatch(t0, LEASE).remove(0).1.remove(0);
+    let h = one(&mut d);
+    let out = d.nack(
+        0,
+        h.lease,
+        Some(Duration::ZERO),
+        "",
+        false,
+        Instant::now(),
+        WALL,
+    );
+    assert_eq!(out, LeaseOutcome::Ok);
+    let h = one(&mut d);
+    assert_eq!(h.attempt, 2);
     assert_eq!(
-        d.nack(0, h.lease, Some(Duration::ZERO), &policy(), t0),
+        d.nack(0, h.lease, None, "db down", false, Instant::now(), WALL + 5),
         LeaseOutcome::Ok
     );
-    let h = d.dispatch(t0, LEASE).remove(0).1.remove(0);
-    assert_eq!(h.attempt, 2);
-    assert_eq!(d.nack(0, h.lease, None, &policy(), t0), LeaseOutcome::Ok);
     assert_eq!(
         d.next_wakeup(),
-        Some(t0 + Duration::from_secs(2)),
-        "attempt 2 failed: 1s*2"
+        Some(Instant::now() + Duration::from_secs(2)),
+        "attempt 2 failed: 1s * 2"
     );
+    let snap = d.snapshot(Instant::now(), WALL + 5);
+    let p = &snap.pending[0];
+    assert_eq!(
+        p.due_us,
+        Some(WALL + 5 + 2_000_000),
+        "retry time is persisted as wall clock"
+    );
+    assert_eq!(p.first_failure_us, WALL);
+    assert_eq!(p.last_reason, "db down");
     assert_eq!(d.counters().nacked, 2);
     assert_eq!(d.counters().redelivered, 1);
 }
 
-#[test]
-fn removed_consumer_releases_leases_at_once() {
-    let now = Instant::now();
-    let mut d = Dispatcher::new(0);
+#[tokio::test(start_paused = true)]
+async fn dead_letter_after_max_attempts_or_at_once_when_poison() {
+    let mut d = group(3);
+    d.add_consumer(1, 10);
+    d.add_events(events(0..2), |_| true);
+    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
+    // Offset 1 is poison: dead-lettered at once on request.
+    assert_eq!(
+        d.nack(
+            1,
+            batch[1].lease,
+            None,
+            "bad payload",
+            true,
+            Instant::now(),
+            WALL
+        ),
+        LeaseOutcome::Ok
+    );
+    let dead = d.take_dead();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].key, dead[0].attempts, dead[0].reason.as_str()),
+        (1, 1, "bad payload")
+    );
+    // Offset 0 fails three times (nack, expiry, nack), then is given up.
+    assert_eq!(
+        d.nack(
+            0,
+            batch[0].lease,
+            Some(Duration::ZERO),
+            "",
+            false,
+            Instant::now(),
+            WALL
+        ),
+        LeaseOutcome::Ok
+    );
+    let h = one(&mut d);
+    advance(LEASE).await;
+    d.tick(Instant::now(), WALL + 1);
+    assert!(d.take_dead().is_empty(), "two failures: not yet");
+    advance(Duration::from_secs(2)).await;
+    d.tick(Instant::now(), WALL + 2);
+    let h3 = one(&mut d);
+    assert_eq!((h.attempt, h3.attempt), (2, 3));
+    assert_eq!(
+        d.nack(
+            0,
+            h3.lease,
+            None,
+            "still broken",
+            false,
+            Instant::now(),
+            WALL + 3
+        ),
+        LeaseOutcome::Ok
+    );
+    let dead = d.take_dead();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].attempts,
+            dead[0].first_failure_us,
+            dead[0].last_failure_us
+        ),
+        (3, WALL, WALL + 3)
+    );
+    assert_eq!(dead[0].reason, "still broken");
+    assert_eq!(d.pending(), 0);
+    assert_eq!(d.floor(), 2, "dead letters leave the live flow");
+    assert_eq!(d.counters().dead_lettered, 2);
+    assert_eq!(d.ack(0, h3.lease), LeaseOutcome::AlreadyDone);
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_resets_attempts_and_is_not_duplicated() {
+    let mut d = group(2);
+    d.add_consumer(1, 10);
+    d.add_events(events(5..6), |_| true);
+    let copy = events(5..6).remove(0);
+    assert!(d.add_replay(9, copy.clone()));
+    assert!(!d.add_replay(9, copy.clone()), "already pending");
+    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
+    let replay = batch.iter().find(|h| h.key == REPLAY_BIT | 9).unwrap();
+    assert_eq!(replay.attempt, 1);
+    assert_eq!(
+        replay.event.offset, 5,
+        "a replay carries the original offset"
+    );
+    assert_eq!(d.ack(REPLAY_BIT | 9, replay.lease), LeaseOutcome::Ok);
+    assert_eq!(d.take_acked_replays(), vec![9]);
+    assert_eq!(
+        d.ack(REPLAY_BIT | 9, replay.lease),
+        LeaseOutcome::AlreadyDone
+    );
+    assert_eq!(d.floor(), 5, "replays do not hold the floor");
+}
+
+#[tokio::test(start_paused = true)]
+async fn removed_consumer_releases_leases_at_once_and_counts_the_attempt() {
+    let mut d = group(0);
     d.add_consumer(1, 5);
     d.add_events(events(0..5), |_| true);
-    let batch = d.dispatch(now, LEASE).remove(0).1;
+    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
     assert_eq!(batch.len(), 5);
     d.add_consumer(2, 5);
-    assert_eq!(d.remove_consumer(1), 5);
-    let out = d.dispatch(now, LEASE);
+    assert_eq!(d.remove_consumer(1, Instant::now(), WALL), 5);
+    let out = d.dispatch(Instant::now(), LEASE);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, 2);
     assert!(out[0].1.iter().all(|h| h.attempt == 2));
@@ -151,59 +332,81 @@ fn removed_consumer_releases_leases_at_once() {
     );
 }
 
-#[test]
-fn extend_moves_the_deadline() {
-    let t0 = Instant::now();
-    let mut d = Dispatcher::new(0);
+#[tokio::test(start_paused = true)]
+async fn extend_moves_the_deadline() {
+    let mut d = group(0);
     d.add_consumer(1, 1);
     d.add_events(events(0..1), |_| true);
-    let h = d.dispatch(t0, LEASE).remove(0).1.remove(0);
-    let later = t0 + Duration::from_secs(20);
+    let h = one(&mut d);
+    advance(Duration::from_secs(20)).await;
     let new = d
-        .extend(0, h.lease, Duration::from_secs(60), later)
+        .extend(0, h.lease, Duration::from_secs(60), Instant::now())
         .unwrap();
-    assert_eq!(new, later + Duration::from_secs(60));
+    advance(Duration::from_secs(10)).await;
     assert_eq!(
-        d.tick(t0 + LEASE, &policy()),
+        d.tick(Instant::now(), WALL),
         0,
         "old deadline no longer applies"
     );
-    assert_eq!(d.tick(new, &policy()), 1);
+    tokio::time::sleep_until(new).await;
+    assert_eq!(d.tick(Instant::now(), WALL), 1);
 }
 
-#[test]
-fn filtered_events_are_done_and_snapshot_restores_pending() {
-    let now = Instant::now();
-    let mut d = Dispatcher::new(0);
+#[tokio::test(start_paused = true)]
+async fn snapshot_restores_attempts_schedule_and_replays() {
+    let mut d = group(0);
     d.add_consumer(1, 10);
     d.add_events(events(0..6), |e| e.offset % 2 == 0);
     assert_eq!(d.counters().filtered, 3);
-    let batch = d.dispatch(now, LEASE).remove(0).1;
+    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
     assert_eq!(batch.len(), 3);
     assert_eq!(d.ack(2, batch[1].lease), LeaseOutcome::Ok);
-    let snap = d.take_snapshot().unwrap();
     assert_eq!(
-        snap,
-        Snapshot {
-            floor: 0,
-            cursor: 6,
-            pending: vec![(0, 1), (4, 1)]
-        }
+        d.nack(
+            4,
+            batch[2].lease,
+            Some(Duration::from_secs(10)),
+            "later",
+            false,
+            Instant::now(),
+            WALL
+        ),
+        LeaseOutcome::Ok
     );
-    assert!(d.take_snapshot().is_none(), "clean after taking");
+    d.add_replay(3, events(1..2).remove(0));
+    let snap = d.take_snapshot(Instant::now(), WALL).unwrap();
+    assert!(
+        d.take_snapshot(Instant::now(), WALL).is_none(),
+        "clean after taking"
+    );
+    assert_eq!((snap.floor, snap.cursor), (0, 6));
+    let keys: Vec<u64> = snap.pending.iter().map(|p| p.key).collect();
+    assert_eq!(keys, vec![0, 4, REPLAY_BIT | 3]);
 
-    let restored_events = events(0..6)
-        .into_iter()
-        .filter(|e| e.offset == 0 || e.offset == 4)
-        .collect();
-    let mut r = Dispatcher::restore(&snap, restored_events);
+    // Restart 4 s later: offset 4 still waits 6 s, offset 0 is ready now.
+    advance(Duration::from_secs(4)).await;
+    let restored = vec![
+        (0, events(0..1).remove(0)),
+        (4, events(4..5).remove(0)),
+        (REPLAY_BIT | 3, events(1..2).remove(0)),
+    ];
+    let mut r = Dispatcher::restore(&snap, restored, Instant::now(), WALL + 4_000_000);
     r.add_consumer(9, 10);
-    let again = r.dispatch(now, LEASE).remove(0).1;
-    let got: Vec<(u64, u32)> = again.iter().map(|h| (h.event.offset, h.attempt)).collect();
+    let got: Vec<(u64, u32)> = r
+        .dispatch(Instant::now(), LEASE)
+        .remove(0)
+        .1
+        .iter()
+        .map(|h| (h.key, h.attempt))
+        .collect();
     assert_eq!(
         got,
-        vec![(0, 2), (4, 2)],
-        "only unacked events, attempts continue"
+        vec![(0, 2), (REPLAY_BIT | 3, 1)],
+        "attempts continue; the retry waits"
+    );
+    assert_eq!(
+        r.next_wakeup(),
+        Some(Instant::now() + Duration::from_secs(6))
     );
     assert_eq!(r.cursor(), 6);
 }

@@ -469,3 +469,29 @@ impl std::fmt::Debug for TopicLog {
             .finish_non_exhaustive()
     }
 }
+
+/// Encodes one stored event as a self-checking record (the log's own framing
+/// and CRC), for keeping copies outside the log, e.g. in dead letters.
+pub fn encode_event(event: &StoredEvent) -> Vec<u8> {
+    let mut buf = Vec::new();
+    codec::encode_record(&mut buf, event.offset, event.publish_time_us, &event.event);
+    buf
+}
+
+/// Decodes a record made by [`encode_event`].
+///
+/// # Errors
+/// `StorageError::Corrupt` when the bytes are not one whole, intact record.
+pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StorageError> {
+    let corrupt = |reason: String| StorageError::Corrupt {
+        path: PathBuf::from("<event copy>"),
+        reason,
+    };
+    match codec::parse_frame(bytes).map_err(|e| corrupt(e.to_string()))? {
+        codec::Frame::Complete { total_len } if total_len == bytes.len() => {
+            let payload = bytes::Bytes::copy_from_slice(&bytes[codec::HEADER_LEN..]);
+            codec::decode_payload(&payload).map_err(|e| corrupt(e.to_string()))
+        }
+        _ => Err(corrupt("not exactly one whole record".into())),
+    }
+}
