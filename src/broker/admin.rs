@@ -513,6 +513,12 @@ impl Broker {
         let g = self.find_group(topic, name)?;
         let _admin = self.inner.admin.lock().await;
         let mut record = lock(&g.record).clone();
+        if patch.ordered.is_some_and(|o| o != record.settings.ordered) {
+            return Err(BrokerError::FailedPrecondition(format!(
+                "group.ordered: the ordering mode of group {} is fixed at creation; create a new group to change it",
+                echo(name)
+            )));
+        }
         patch.apply(&mut record.settings)?;
         let matcher = Matcher::compile(&record.settings.filter)?;
         let bytes = encode(&record)?;
@@ -544,6 +550,23 @@ impl Broker {
         blocking(move || meta.delete_group(&t, &n)).await?;
         tracing::info!(topic = %topic, group = %name, "group deleted");
         Ok(())
+    }
+
+    /// Moves a group to a position: events before it count as acknowledged,
+    /// events from it on as pending. Returns the offset the group continues from.
+    ///
+    /// # Errors
+    /// `NotFound`; `OutOfRange` for an offset outside the retained log.
+    pub async fn seek(
+        &self,
+        topic: &str,
+        group: &str,
+        position: Position,
+    ) -> Result<u64, BrokerError> {
+        let g = self.find_group(topic, group)?;
+        let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
+        let offset = self.resolve_position(&t, position, "position")?;
+        g.ask(|reply| GroupCmd::Seek { offset, reply }).await
     }
 
     /// Version, uptime and totals.

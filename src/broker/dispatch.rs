@@ -52,6 +52,31 @@ enum EntryState {
         consumer: ConsumerId,
         deadline: Instant,
     },
+    /// Ordered groups: waits behind an earlier event with the same key.
+    Blocked,
+}
+
+/// Ordered groups: the event that holds a key (in flight, waiting for a
+/// retry, or next to go) and the later events of that key behind it.
+#[derive(Debug, Default)]
+struct KeyHold {
+    holder: u64,
+    waiting: VecDeque<u64>,
+}
+
+/// A key blocked behind a failing event (for stats and GetGroup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedKey {
+    /// The key.
+    pub key: String,
+    /// Offset of the event holding it.
+    pub offset: u64,
+    /// Deliveries of that event so far.
+    pub attempts: u32,
+    /// Events of the key waiting behind it.
+    pub waiting: u64,
+    /// When that event first failed, µs since the epoch.
+    pub since_us: i64,
 }
 
 /// A pending (not yet done) event of the group.
@@ -188,6 +213,8 @@ pub struct Dispatcher {
     /// Round-robin order of consumers.
     order: VecDeque<ConsumerId>,
     next_lease: u64,
+    /// Leases below this were issued before the last seek: unknown now.
+    lease_floor: u64,
     /// Most deliveries put in one batch to one consumer.
     max_batch: usize,
     /// Backoff after failures.
@@ -198,6 +225,12 @@ pub struct Dispatcher {
     dead: Vec<Dead>,
     /// Replays acknowledged, whose dead-letter records can go.
     acked_replays: Vec<u64>,
+    /// Per-key ordering on.
+    ordered: bool,
+    /// Ordered groups: who holds each key.
+    holds: HashMap<String, KeyHold>,
+    /// Most entries held in memory (bounds a group whose keys are stuck).
+    max_pending: usize,
     counters: Counters,
     /// Set when something that is persisted changed since the last snapshot.
     dirty: bool,
@@ -217,11 +250,15 @@ impl Dispatcher {
             consumers: HashMap::new(),
             order: VecDeque::new(),
             next_lease: 1,
+            lease_floor: 1,
             max_batch: 256,
             retry: RetryPolicy::default(),
             max_attempts: 0,
             dead: Vec::new(),
             acked_replays: Vec::new(),
+            ordered: false,
+            holds: HashMap::new(),
+            max_pending: 100_000,
             counters: Counters::default(),
             dirty: false,
         }
@@ -233,6 +270,101 @@ impl Dispatcher {
         self.max_attempts = max_attempts;
     }
 
+    /// Turns per-key ordering on. Call before any event is added (the mode
+    /// of a group is fixed at creation).
+    pub fn set_ordered(&mut self, ordered: bool) {
+        self.ordered = ordered;
+    }
+
+    /// Ordered groups: the key an entry takes part in ordering with.
+    fn order_key(&self, key: u64, event: &StoredEvent) -> Option<String> {
+        (self.ordered && key & REPLAY_BIT == 0 && !event.event.key.is_empty())
+            .then(|| event.event.key.clone())
+    }
+
+    /// Queues a new entry as ready, or behind the holder of its key.
+    fn enqueue(&mut self, key: u64, mut entry: Entry) {
+        if let Some(k) = self.order_key(key, &entry.event) {
+            match self.holds.get_mut(&k) {
+                Some(hold) => {
+                    hold.waiting.push_back(key);
+                    entry.state = EntryState::Blocked;
+                    self.entries.insert(key, entry);
+                    return;
+                }
+                None => {
+                    self.holds.insert(
+                        k,
+                        KeyHold {
+                            holder: key,
+                            waiting: VecDeque::new(),
+                        },
+                    );
+                }
+            }
+        }
+        match entry.state {
+            EntryState::Delayed(due) => {
+                self.delayed.insert((due, key));
+            }
+            _ => {
+                entry.state = EntryState::Ready;
+                self.ready.insert(key);
+            }
+        }
+        self.entries.insert(key, entry);
+    }
+
+    /// An entry is done: the next event of its key (if any) may go.
+    fn release_key(&mut self, key: u64, event: &StoredEvent) {
+        let Some(k) = self.order_key(key, event) else {
+            return;
+        };
+        let Some(hold) = self.holds.get_mut(&k) else {
+            return;
+        };
+        if hold.holder != key {
+            hold.waiting.retain(|w| *w != key);
+            return;
+        }
+        match hold.waiting.pop_front() {
+            Some(next) => {
+                hold.holder = next;
+                if let Some(entry) = self.entries.get_mut(&next) {
+                    entry.state = EntryState::Ready;
+                    self.ready.insert(next);
+                }
+            }
+            None => {
+                self.holds.remove(&k);
+            }
+        }
+    }
+
+    /// Keys whose holder has failed at least once while later events of the
+    /// key wait behind it: (count, the `limit` oldest).
+    pub fn blocked_keys(&self, limit: usize) -> (u64, Vec<BlockedKey>) {
+        let mut blocked: Vec<BlockedKey> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| !h.waiting.is_empty())
+            .filter_map(|(k, h)| {
+                let e = self.entries.get(&h.holder)?;
+                (e.first_failure_us != 0).then(|| BlockedKey {
+                    key: k.clone(),
+                    offset: h.holder,
+                    attempts: e.attempts,
+                    waiting: h.waiting.len() as u64,
+                    since_us: e.first_failure_us,
+                })
+            })
+            .collect();
+        let count = blocked.len() as u64;
+        blocked.sort_by_key(|b| b.offset);
+        blocked.truncate(limit);
+        (count, blocked)
+    }
+
     /// Restores a group from its snapshot. `events` are the pending events
     /// re-read from the log and the pending replay copies, with their keys.
     /// Log events that are missing (deleted by retention) are treated as
@@ -241,11 +373,15 @@ impl Dispatcher {
     /// the past is ready at once.
     pub fn restore(
         snapshot: &Snapshot,
-        events: Vec<(u64, Arc<StoredEvent>)>,
+        mut events: Vec<(u64, Arc<StoredEvent>)>,
+        ordered: bool,
         now: Instant,
         now_us: i64,
     ) -> Dispatcher {
         let mut d = Dispatcher::new(snapshot.cursor);
+        d.ordered = ordered;
+        // Offset order, so the first pending event of a key holds it again.
+        events.sort_by_key(|(key, _)| *key);
         let saved: HashMap<u64, &PendingEntry> =
             snapshot.pending.iter().map(|p| (p.key, p)).collect();
         for (key, event) in events {
@@ -263,15 +399,7 @@ impl Dispatcher {
                 None if key & REPLAY_BIT == 0 => continue,
                 None => {}
             }
-            match entry.state {
-                EntryState::Delayed(due) => {
-                    d.delayed.insert((due, key));
-                }
-                _ => {
-                    d.ready.insert(key);
-                }
-            }
-            d.entries.insert(key, entry);
+            d.enqueue(key, entry);
         }
         d.advance_floor();
         d.dirty = d.floor != snapshot.floor;
@@ -327,8 +455,7 @@ impl Dispatcher {
         if self.entries.contains_key(&key) {
             return false;
         }
-        self.entries.insert(key, Entry::new(event));
-        self.ready.insert(key);
+        self.enqueue(key, Entry::new(event));
         self.dirty = true;
         true
     }
@@ -354,7 +481,9 @@ impl Dispatcher {
     /// How many more events should be read from the log now: enough to fill
     /// every consumer's free slots, no more (so an idle group holds nothing).
     pub fn wanted(&self) -> usize {
-        self.credit().saturating_sub(self.ready.len())
+        self.credit()
+            .saturating_sub(self.ready.len())
+            .min(self.max_pending.saturating_sub(self.entries.len()))
     }
 
     /// Appends events read from the log at the cursor. Events the group does
@@ -374,8 +503,7 @@ impl Dispatcher {
                 continue;
             }
             let offset = event.offset;
-            self.entries.insert(offset, Entry::new(event));
-            self.ready.insert(offset);
+            self.enqueue(offset, Entry::new(event));
         }
         self.advance_floor();
         self.dirty = true;
@@ -392,6 +520,41 @@ impl Dispatcher {
         self.advance_floor();
         self.dirty = true;
         skipped
+    }
+
+    /// Moves the group to `offset`: everything before counts as acked,
+    /// everything from it on as pending. Leases out are forgotten (their
+    /// acks report `Unknown`), retries and key holds are cleared; pending
+    /// replays of dead letters are kept. Returns how many entries were dropped.
+    pub fn seek(&mut self, offset: u64) -> usize {
+        let replays = self.entries.split_off(&REPLAY_BIT);
+        let dropped = self.entries.len();
+        self.entries = replays;
+        self.ready.retain(|k| k & REPLAY_BIT != 0);
+        self.delayed.retain(|(_, k)| k & REPLAY_BIT != 0);
+        let kept_leases: BTreeSet<(Instant, u64)> = self
+            .leases
+            .iter()
+            .filter(|(_, k)| k & REPLAY_BIT != 0)
+            .copied()
+            .collect();
+        self.leases = kept_leases;
+        for slot in self.consumers.values_mut() {
+            slot.in_flight = 0;
+        }
+        for (_, entry) in self.entries.iter_mut() {
+            if let EntryState::Leased { consumer, .. } = entry.state
+                && let Some(slot) = self.consumers.get_mut(&consumer)
+            {
+                slot.in_flight += 1;
+            }
+        }
+        self.holds.clear();
+        self.lease_floor = self.next_lease;
+        self.cursor = offset;
+        self.advance_floor();
+        self.dirty = true;
+        dropped
     }
 
     /// Registers a consumer with its in-flight limit.
@@ -514,7 +677,9 @@ impl Dispatcher {
                 Err(LeaseOutcome::AlreadyDone)
             }
             None => Err(LeaseOutcome::Unknown),
-            Some(_) if lease == 0 || lease >= self.next_lease => Err(LeaseOutcome::Unknown),
+            Some(_) if lease < self.lease_floor || lease >= self.next_lease => {
+                Err(LeaseOutcome::Unknown)
+            }
             Some(entry) => match entry.state {
                 EntryState::Leased {
                     lease: current,
@@ -700,8 +865,9 @@ impl Dispatcher {
                 EntryState::Delayed(due) => {
                     self.delayed.remove(&(due, key));
                 }
-                EntryState::Leased { .. } => {}
+                EntryState::Leased { .. } | EntryState::Blocked => {}
             }
+            self.release_key(key, &entry.event);
         }
         self.advance_floor();
         self.dirty = true;

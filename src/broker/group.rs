@@ -74,6 +74,8 @@ pub struct GroupStats {
     pub expired: u64,
     /// Keys blocked behind a failing event.
     pub blocked_keys: u64,
+    /// The oldest of those keys (at most ten).
+    pub oldest_blocked: Vec<super::dispatch::BlockedKey>,
     /// Age of the oldest dead letter.
     pub oldest_dead_letter_age: Option<Duration>,
 }
@@ -121,6 +123,10 @@ pub(crate) enum GroupCmd {
     Purge {
         selection: Selection,
         reply: oneshot::Sender<Result<DeadLetterCounts, BrokerError>>,
+    },
+    Seek {
+        offset: u64,
+        reply: oneshot::Sender<u64>,
     },
 }
 
@@ -238,7 +244,13 @@ pub(crate) fn start(
         );
     }
     let next_dead_id = dead.keys().next_back().map_or(1, |id| id + 1);
-    let mut dispatcher = Dispatcher::restore(&s.snapshot, events, Instant::now(), now_us());
+    let mut dispatcher = Dispatcher::restore(
+        &s.snapshot,
+        events,
+        s.record.settings.ordered,
+        Instant::now(),
+        now_us(),
+    );
     let settings = &s.record.settings;
     dispatcher.set_policy(settings.retry, settings.max_delivery_attempts);
     let (tx, rx) = mpsc::channel(1024);
@@ -526,6 +538,12 @@ impl GroupTask {
             }
             GroupCmd::Replay { records, reply } => self.replay(records, reply),
             GroupCmd::Purge { selection, reply } => self.purge(selection, reply),
+            GroupCmd::Seek { offset, reply } => {
+                let dropped = self.dispatcher.seek(offset);
+                tracing::info!(topic = %self.key.0, group = %self.key.1, offset, dropped, "group moved by seek");
+                self.flush();
+                let _ = reply.send(offset);
+            }
         }
     }
 
@@ -696,6 +714,7 @@ impl GroupTask {
 
     fn stats(&self) -> GroupStats {
         let c = self.dispatcher.counters();
+        let (blocked_keys, oldest_blocked) = self.dispatcher.blocked_keys(10);
         let end = self.log.end_offset();
         let cursor = self.dispatcher.cursor();
         let oldest_us = self.dispatcher.oldest_pending_us().or_else(|| {
@@ -726,7 +745,8 @@ impl GroupTask {
                 .map(|d| d.dead_letter_us)
                 .min()
                 .map(|t| Duration::from_micros(u64::try_from(now_us() - t).unwrap_or(0))),
-            blocked_keys: 0,
+            blocked_keys,
+            oldest_blocked,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod topic;
 
 mod admin;
 mod publish;
+mod read;
 mod state_writer;
 mod subscribe;
 
@@ -36,6 +37,7 @@ pub use group::{Delivery, GroupStats};
 pub use lease::{LeaseOutcome, LeaseResult};
 pub use names::EventLimits;
 pub use publish::{PublishTicket, Published, PublishedEvent};
+pub use read::{ReadRequest, ReadStream};
 pub use settings::{
     Filter, GroupPatch, GroupRecord, GroupSettings, Position, TopicPatch, TopicRecord,
     TopicSettings,

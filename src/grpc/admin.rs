@@ -218,10 +218,19 @@ impl AdminService for AdminApi {
         Ok(Response::new(DeleteGroupResponse {}))
     }
 
-    async fn seek(&self, _request: Request<SeekRequest>) -> Result<Response<SeekResponse>, Status> {
-        Err(Status::unimplemented(
-            "Seek is not available in this version yet",
-        ))
+    async fn seek(&self, request: Request<SeekRequest>) -> Result<Response<SeekResponse>, Status> {
+        let r = request.into_inner();
+        let position = r
+            .position
+            .as_ref()
+            .ok_or_else(|| invalid("position", "is required"))
+            .and_then(|p| position_in("position", p))?;
+        let offset = self
+            .broker
+            .seek(&r.topic, &r.group, position)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(SeekResponse { offset }))
     }
 
     async fn get_server_info(

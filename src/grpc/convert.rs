@@ -289,8 +289,19 @@ pub fn group_out(info: GroupInfo) -> proto::Group {
         max_delivery_attempts: Some(s.max_delivery_attempts),
         ordered: Some(s.ordered),
         create_time: Some(timestamp(r.created_us)),
+        blocked_keys: info
+            .stats
+            .oldest_blocked
+            .iter()
+            .map(|b| proto::BlockedKey {
+                key: b.key.clone(),
+                offset: b.offset,
+                attempts: b.attempts,
+                waiting: b.waiting,
+                since: Some(timestamp(b.since_us)),
+            })
+            .collect(),
         stats: Some(stats_out(&info.stats)),
-        blocked_keys: Vec::new(),
     }
 }
 

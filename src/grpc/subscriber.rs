@@ -7,9 +7,9 @@ use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::convert::{delivery_out, from_duration, lease_results};
+use super::convert::{delivery_out, event_out, from_duration, from_timestamp, lease_results};
 use super::status::{invalid, to_status};
-use crate::broker::Broker;
+use crate::broker::{Broker, Position};
 use crate::proto::subscriber_service_server::SubscriberService;
 use crate::proto::{
     AckRequest, AckResponse, ExtendDeadlineRequest, ExtendDeadlineResponse, NackRequest,
@@ -111,10 +111,33 @@ impl SubscriberService for SubscriberApi {
 
     async fn read(
         &self,
-        _request: Request<ReadRequest>,
+        request: Request<ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        Err(Status::unimplemented(
-            "Read is not available in this version yet",
-        ))
+        use crate::proto::read_request::Start;
+        let r = request.into_inner();
+        let start = match &r.start {
+            None => None,
+            Some(Start::Offset(o)) => Some(Position::Offset(*o)),
+            Some(Start::Time(t)) => Some(Position::Time(from_timestamp("time", t)?)),
+        };
+        let stream = self
+            .broker
+            .read(
+                &r.topic,
+                crate::broker::ReadRequest {
+                    start,
+                    types: r.types,
+                    follow: r.follow,
+                    max_events: r.max_events,
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        let topic = r.topic;
+        Ok(Response::new(Box::pin(stream.map(move |batch| {
+            batch.map_err(to_status).map(|events| ReadResponse {
+                events: events.iter().map(|e| event_out(&topic, e)).collect(),
+            })
+        }))))
     }
 }
