@@ -1,0 +1,57 @@
+"""Minimal Herald consumer: joins the `billing` group of the `orders` topic,
+prints every event and acknowledges it. Stop it with Ctrl-C.
+
+Generate the stubs first (see publisher.py), then run
+`python examples/python/consumer.py [HOST:PORT]` (default 127.0.0.1:50051,
+or HERALD_ADDR).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+# The generated modules (package herald.v1) live in gen/ next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "gen"))
+from herald.v1 import admin_pb2, admin_pb2_grpc, subscriber_pb2, subscriber_pb2_grpc  # noqa: E402
+
+
+def main():
+    address = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("HERALD_ADDR", "127.0.0.1:50051")
+    with grpc.insecure_channel(address) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        subscriber = subscriber_pb2_grpc.SubscriberServiceStub(channel)
+
+        # Subscribe alone would create the group at the end of the topic (only
+        # new events). Create it first to start from the earliest event; on
+        # later runs it already exists and keeps its progress.
+        try:
+            admin.CreateGroup(admin_pb2.CreateGroupRequest(group=admin_pb2.Group(
+                topic="orders",
+                name="billing",
+                start_position=admin_pb2.Position(edge=admin_pb2.EDGE_EARLIEST),
+            )), timeout=10)
+            print("created group billing")
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+
+        stream = subscriber.Subscribe(subscriber_pb2.SubscribeRequest(
+            topic="orders", group="billing", consumer="python-example", max_in_flight=100))
+        print(f"waiting for events on orders/billing at {address}")
+        try:
+            for batch in stream:
+                for delivery in batch.deliveries:
+                    event = delivery.event
+                    print(f"{event.type} #{event.offset} key={event.key} "
+                          f"attempt={delivery.delivery_attempt}: {event.data.decode(errors='replace')}")
+                # Handle the events, then acknowledge them. An event that is not
+                # acked before the group's ack deadline is delivered again.
+                subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=[d.ack_id for d in batch.deliveries]), timeout=10)
+        except KeyboardInterrupt:
+            stream.cancel()
+
+
+if __name__ == "__main__":
+    main()

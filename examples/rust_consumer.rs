@@ -1,0 +1,81 @@
+//! Minimal Herald consumer: joins the `billing` group of the `orders` topic,
+//! prints every event and acknowledges it. Stop it with Ctrl-C.
+//!
+//! ```text
+//! cargo run --example rust_consumer [-- HOST:PORT]
+//! ```
+//!
+//! The address is the first argument, else `HERALD_ADDR`, else
+//! `127.0.0.1:50051`.
+
+use herald::proto::admin_service_client::AdminServiceClient;
+use herald::proto::subscriber_service_client::SubscriberServiceClient;
+use herald::proto::{
+    AckRequest, CreateGroupRequest, Edge, Group, Position, SubscribeRequest, position,
+};
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("HERALD_ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:50051".to_string());
+    // One connection shared by both clients.
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut admin = AdminServiceClient::new(channel.clone());
+    let mut subscriber = SubscriberServiceClient::new(channel);
+
+    // Subscribe alone would create the group at the end of the topic (only
+    // new events). Create it first to start from the earliest event; on later
+    // runs it already exists and keeps its progress.
+    let group = Group {
+        topic: "orders".to_string(),
+        name: "billing".to_string(),
+        start_position: Some(Position {
+            kind: Some(position::Kind::Edge(Edge::Earliest.into())),
+        }),
+        ..Default::default()
+    };
+    match admin
+        .create_group(CreateGroupRequest { group: Some(group) })
+        .await
+    {
+        Ok(_) => println!("created group billing"),
+        Err(status) if status.code() == Code::AlreadyExists => {}
+        Err(status) => return Err(status.into()),
+    }
+
+    let mut stream = subscriber
+        .subscribe(SubscribeRequest {
+            topic: "orders".to_string(),
+            group: "billing".to_string(),
+            consumer: "rust-example".to_string(),
+            max_in_flight: Some(100),
+        })
+        .await?
+        .into_inner();
+    println!("waiting for events on orders/billing at {addr}");
+    while let Some(batch) = stream.message().await? {
+        let mut ack_ids = Vec::new();
+        for delivery in batch.deliveries {
+            let event = delivery.event.unwrap_or_default();
+            println!(
+                "{} #{} key={} attempt={}: {}",
+                event.r#type,
+                event.offset,
+                event.key,
+                delivery.delivery_attempt,
+                String::from_utf8_lossy(&event.data)
+            );
+            // Handle the event here, then acknowledge it. An event that is
+            // not acked before the group's ack deadline is delivered again.
+            ack_ids.push(delivery.ack_id);
+        }
+        subscriber.ack(AckRequest { ack_ids }).await?;
+    }
+    Ok(())
+}

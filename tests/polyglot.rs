@@ -1,0 +1,357 @@
+//! Polyglot clients: stubs generated from `proto/` in Python (grpcio-tools)
+//! and Node (@grpc/grpc-js with @grpc/proto-loader) run the same publish /
+//! subscribe / ack / dead-letter scenario against the real `herald` binary,
+//! each against its own server.
+//!
+//! Needs `python3` (with the venv module) and `node` + `npm` on PATH, and
+//! PyPI and the npm registry the first time: the Python packages go into
+//! `target/polyglot-venv`, the Node ones into `tests/polyglot/node/node_modules`,
+//! and each is installed again only when its requirements or lock file change.
+//! A missing interpreter fails the test: it never passes without running.
+//!
+//! `HERALD_POLYGLOT_SKIP_DLQ=1` is passed through to the scenarios, which then
+//! skip the dead-letter steps. See `tests/polyglot/README.md`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A whole scenario, dead-letter waits included, takes a few seconds.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+/// `pip install` / `npm ci` on a cold cache.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[test]
+fn python_client_runs_the_scenario() {
+    let python = python_env();
+    let server = Server::start();
+    let script = polyglot_dir().join("python").join("scenario.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .arg(&server.addr)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run_scenario("python", cmd, &server);
+}
+
+#[test]
+fn node_client_runs_the_scenario() {
+    node_env();
+    let server = Server::start();
+    let script = polyglot_dir().join("node").join("scenario.js");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).arg(&server.addr);
+    run_scenario("node", cmd, &server);
+}
+
+/// Runs one scenario script (its environment inherits
+/// `HERALD_POLYGLOT_SKIP_DLQ`) and fails the test unless it exits 0.
+fn run_scenario(lang: &str, mut cmd: Command, server: &Server) {
+    if std::env::var_os("HERALD_POLYGLOT_SKIP_DLQ").is_some_and(|v| !v.is_empty() && v != "0") {
+        println!("{lang}: HERALD_POLYGLOT_SKIP_DLQ is set, dead-letter steps are skipped");
+    }
+    cmd.current_dir(repo());
+    let out = run(&mut cmd, SCENARIO_TIMEOUT);
+    assert!(
+        out.success(),
+        "the {lang} scenario failed ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- server log (last lines) ---\n{}",
+        out.describe_exit(),
+        out.stdout,
+        out.stderr,
+        server.log_tail(40),
+    );
+    println!(
+        "{lang} scenario passed in {:.1} s:\n{}{}",
+        out.elapsed.as_secs_f64(),
+        out.stdout,
+        out.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The server under test: the real binary as a child process.
+
+struct Server {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `herald serve` on a free port and waits for the JSON log line
+    /// "herald is serving" to learn the address; stderr keeps being drained
+    /// (and kept for failure reports) by a thread afterwards.
+    fn start() -> Server {
+        let data_dir = tempfile::tempdir().expect("temp data dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "--log-format",
+                "json",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir.path())
+            // The address comes from an INFO line: make sure it is logged.
+            .env("RUST_LOG", "info")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the herald binary");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let kept = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = serving_addr(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "herald did not log \"herald is serving\" ({e}; exit: {status:?}). Its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            log,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `fields.addr` of the JSON log line whose message is "herald is serving".
+fn serving_addr(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = value.get("fields")?;
+    if fields.get("message")?.as_str()? != "herald is serving" {
+        return None;
+    }
+    Some(fields.get("addr")?.as_str()?.to_owned())
+}
+
+// ---------------------------------------------------------------------------
+// Client environments.
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn polyglot_dir() -> PathBuf {
+    repo().join("tests").join("polyglot")
+}
+
+/// Cargo's target directory (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
+fn target_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).to_path_buf()
+}
+
+/// Fails the test with `hint` unless `program --version` runs.
+fn require_tool(program: &str, hint: &str) {
+    match Command::new(program).arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "`{program} --version` failed ({}): {hint}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("`{program}` could not be run ({e}): {hint}"),
+    }
+}
+
+/// The Python of `target/polyglot-venv`, with `requirements.txt` installed.
+/// The venv is created once; pip runs again only when the requirements
+/// differ from the ones recorded in the stamp file after the last install.
+fn python_env() -> PathBuf {
+    let started = Instant::now();
+    require_tool(
+        "python3",
+        "the polyglot test needs Python 3 with the venv module on PATH \
+         (Debian/Ubuntu: apt-get install python3 python3-venv)",
+    );
+    let venv = target_dir().join("polyglot-venv");
+    let python = if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    };
+    let usable = Command::new(&python)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !usable {
+        let _ = std::fs::remove_dir_all(&venv);
+        let out = run(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            INSTALL_TIMEOUT,
+        );
+        assert!(
+            out.success(),
+            "`python3 -m venv {}` failed ({}); on Debian/Ubuntu install python3-venv.\n{}{}",
+            venv.display(),
+            out.describe_exit(),
+            out.stdout,
+            out.stderr
+        );
+    }
+    let requirements = polyglot_dir().join("python").join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("read requirements.txt");
+    let stamp = venv.join("herald-requirements.stamp");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let out = run(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--disable-pip-version-check"])
+                .args(["--no-input", "--quiet", "-r"])
+                .arg(&requirements),
+            INSTALL_TIMEOUT,
+        );
+        assert!(
+            out.success(),
+            "pip install -r {} failed ({}); it needs access to PyPI.\n{}{}",
+            requirements.display(),
+            out.describe_exit(),
+            out.stdout,
+            out.stderr
+        );
+        std::fs::write(&stamp, &wanted).expect("write the venv stamp");
+        println!(
+            "python: installed requirements into {} in {:.1} s",
+            venv.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    python
+}
+
+/// `npm ci` in `tests/polyglot/node`, unless `node_modules` was installed
+/// from the current `package.json` and `package-lock.json` (recorded in a
+/// stamp file inside `node_modules`, which `npm ci` wipes).
+fn node_env() {
+    let started = Instant::now();
+    let hint = "the polyglot test needs Node.js 18+ and npm on PATH";
+    require_tool("node", hint);
+    require_tool("npm", hint);
+    let dir = polyglot_dir().join("node");
+    let mut wanted = String::new();
+    for file in ["package.json", "package-lock.json"] {
+        let text = std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("read tests/polyglot/node/{file}: {e}"));
+        wanted.push_str(&text);
+    }
+    let stamp = dir.join("node_modules").join(".herald-polyglot.stamp");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return;
+    }
+    let out = run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir),
+        INSTALL_TIMEOUT,
+    );
+    assert!(
+        out.success(),
+        "`npm ci` in {} failed ({}); it needs access to the npm registry.\n{}{}",
+        dir.display(),
+        out.describe_exit(),
+        out.stdout,
+        out.stderr
+    );
+    std::fs::write(&stamp, &wanted).expect("write the node_modules stamp");
+    println!("node: npm ci in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------
+// Running child processes with captured output and a time limit.
+
+struct Output {
+    /// None when the process was killed for running past its time limit.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Output {
+    fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    fn describe_exit(&self) -> String {
+        match self.status {
+            Some(status) => status.to_string(),
+            None => format!("killed after {:.0} s", self.elapsed.as_secs_f64()),
+        }
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `timeout`.
+fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}

@@ -1,0 +1,347 @@
+#!/usr/bin/env node
+// Herald polyglot scenario, Node client.
+//
+// Loads the .proto files straight from proto/ with @grpc/proto-loader (no
+// code generation) and runs the publish / subscribe / ack / dead-letter
+// scenario against a live server:
+//
+//     node scenario.js 127.0.0.1:50051
+//
+// HERALD_POLYGLOT_SKIP_DLQ=1 skips the dead-letter steps (the fifth event is
+// then simply acked). Exits non-zero, naming the failed step, on any failure.
+// tests/polyglot/python/scenario.py runs the same steps.
+'use strict';
+
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const REPO = path.resolve(__dirname, '..', '..', '..');
+const RPC_TIMEOUT_MS = 10_000; // every unary call
+const DELIVERY_TIMEOUT_MS = 10_000; // waiting for an expected delivery
+// After the last allowed attempt is nacked, how long the event must stay away.
+// The group's max backoff is 0.1 s, so a retry would show up well within this.
+const QUIET_PERIOD_MS = 1_500;
+
+// keepCase: field names as in the .proto (ack_id, delivery_attempt);
+// longs: Number is exact up to 2^53, plenty for offsets and counters here;
+// enums: String gives 'LEASE_OUTCOME_OK'; defaults: unset scalars read as 0/''.
+const LOADER_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
+
+function load() {
+  const herald = protoLoader.loadSync(
+    ['herald/v1/publisher.proto', 'herald/v1/subscriber.proto', 'herald/v1/admin.proto',
+      'herald/v1/dead_letter.proto'],
+    { ...LOADER_OPTIONS, includeDirs: [path.join(REPO, 'proto')] },
+  );
+  // Health and reflection are not part of proto/: vendored copies of the
+  // standard files from the gRPC project.
+  const standard = protoLoader.loadSync(
+    ['grpc/health/v1/health.proto', 'grpc/reflection/v1/reflection.proto'],
+    { ...LOADER_OPTIONS, includeDirs: [path.join(__dirname, '..', 'protos')] },
+  );
+  return {
+    herald: grpc.loadPackageDefinition(herald).herald.v1,
+    grpc: grpc.loadPackageDefinition(standard).grpc,
+  };
+}
+
+// Unary call as a promise.
+function unary(client, method, request) {
+  return new Promise((resolve, reject) => {
+    client[method](request, { deadline: Date.now() + RPC_TIMEOUT_MS }, (err, response) =>
+      err ? reject(err) : resolve(response));
+  });
+}
+
+// A Subscribe stream whose deliveries can be awaited one at a time with a timeout.
+class Subscription {
+  constructor(subscriber, request) {
+    this.buffer = [];
+    this.waiter = null;
+    this.error = null;
+    this.call = subscriber.Subscribe(request);
+    this.call.on('data', (response) => {
+      for (const delivery of response.deliveries) this.buffer.push(delivery);
+      this.wake();
+    });
+    this.call.on('error', (err) => {
+      if (err.code !== grpc.status.CANCELLED) this.error = err;
+      this.wake();
+    });
+  }
+
+  wake() {
+    if (this.waiter) this.waiter();
+  }
+
+  // The next delivery, or null when none arrives within timeoutMs.
+  async next(timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (this.buffer.length === 0) {
+      if (this.error) throw new Error(`Subscribe stream failed: ${describe(this.error)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => { clearTimeout(timer); resolve(); };
+      });
+      this.waiter = null;
+    }
+    return this.buffer.shift();
+  }
+
+  close() {
+    this.call.cancel();
+  }
+}
+
+function describe(err) {
+  if (err && typeof err.code === 'number' && 'details' in err) {
+    const name = Object.keys(grpc.status).find((k) => grpc.status[k] === err.code);
+    return `gRPC ${name}: ${err.details}`;
+  }
+  return err instanceof assert.AssertionError ? `AssertionError: ${err.message}` : String(err && err.stack || err);
+}
+
+async function step(name, body) {
+  const started = Date.now();
+  try {
+    const result = await body();
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+    return result;
+  } catch (err) {
+    console.log(`FAIL ${name}: ${describe(err)}`);
+    throw Object.assign(new Error('scenario failed'), { reported: true });
+  }
+}
+
+const seconds = (s) => ({ seconds: Math.floor(s), nanos: Math.round((s % 1) * 1e9) });
+const outcomes = (response) => response.results.map((r) => r.outcome);
+
+async function run(address, skipDlq) {
+  const { herald, grpc: std } = await step('load protos with @grpc/proto-loader', load);
+  const creds = grpc.credentials.createInsecure();
+  const admin = new herald.AdminService(address, creds);
+  const publisher = new herald.PublisherService(address, creds);
+  const subscriber = new herald.SubscriberService(address, creds);
+  const deadLetters = new herald.DeadLetterService(address, creds);
+  const clients = [admin, publisher, subscriber, deadLetters];
+
+  // Unique names: several runs (and the Python scenario) can share one server.
+  const topic = `polyglot-node-${crypto.randomBytes(6).toString('hex')}`;
+  const group = 'node-workers';
+
+  await step(`connect to ${address}`, () => new Promise((resolve, reject) =>
+    admin.waitForReady(Date.now() + RPC_TIMEOUT_MS, (err) => (err ? reject(err) : resolve()))));
+
+  await step(`CreateTopic ${topic}`, async () => {
+    const created = await unary(admin, 'CreateTopic', { topic: { name: topic } });
+    assert.equal(created.topic.name, topic);
+  });
+
+  await step(`CreateGroup ${group} (earliest, ack deadline 2 s, backoff 50-100 ms, 3 attempts)`, async () => {
+    const created = await unary(admin, 'CreateGroup', {
+      group: {
+        topic,
+        name: group,
+        start_position: { edge: 'EDGE_EARLIEST' },
+        ack_deadline: seconds(2),
+        retry_policy: { min_backoff: seconds(0.05), max_backoff: seconds(0.1), multiplier: 1.0 },
+        max_delivery_attempts: 3,
+      },
+    });
+    assert.equal(created.group.max_delivery_attempts, 3);
+  });
+
+  const ids = Array.from({ length: 5 }, () => crypto.randomUUID());
+  await step('Publish a batch of 5 events', async () => {
+    const response = await unary(publisher, 'Publish', {
+      topic,
+      events: ids.map((id, i) => ({
+        id,
+        type: 'polyglot.Tested',
+        source: 'polyglot-node',
+        key: `key-${i}`,
+        content_type: 'text/plain',
+        data: Buffer.from(`event ${i}`),
+        attributes: { lang: 'node' },
+      })),
+    });
+    assert.equal(response.results.length, 5);
+    assert.deepEqual(response.results.map((r) => r.offset), [0, 1, 2, 3, 4]);
+    assert.deepEqual(response.results.map((r) => r.id), ids);
+    assert.ok(response.results.every((r) => !r.duplicate), 'an event was reported as duplicate');
+  });
+
+  const subscription = new Subscription(subscriber, {
+    topic, group, consumer: 'node-scenario', max_in_flight: 10,
+  });
+  try {
+    const first = await step('Subscribe: all 5 events arrive, attempt 1', async () => {
+      const byOffset = new Map();
+      while (byOffset.size < 5) {
+        const delivery = await subscription.next(DELIVERY_TIMEOUT_MS);
+        assert.ok(delivery, `only ${byOffset.size} of 5 events arrived`);
+        const { event } = delivery;
+        assert.equal(delivery.delivery_attempt, 1, `offset ${event.offset}: delivery_attempt`);
+        assert.ok(!byOffset.has(event.offset), `offset ${event.offset} delivered twice`);
+        assert.equal(event.id, ids[event.offset]);
+        assert.equal(event.topic, topic);
+        assert.equal(event.data.toString(), `event ${event.offset}`);
+        assert.equal(event.attributes.lang, 'node');
+        assert.notEqual(delivery.ack_id, '');
+        byOffset.set(event.offset, delivery);
+      }
+      return byOffset;
+    });
+
+    await step('Ack 4 events', async () => {
+      const ackIds = [0, 1, 2, 3].map((o) => first.get(o).ack_id);
+      const response = await unary(subscriber, 'Ack', { ack_ids: ackIds });
+      assert.deepEqual(outcomes(response), Array(4).fill('LEASE_OUTCOME_OK'));
+      assert.deepEqual(response.results.map((r) => r.ack_id), ackIds, 'results in request order');
+      assert.equal(response.acked_count, 4);
+    });
+
+    const poison = first.get(4);
+    if (skipDlq) {
+      console.log('skip dead-letter steps (HERALD_POLYGLOT_SKIP_DLQ is set)');
+      await step('Ack the 5th event', async () => {
+        const response = await unary(subscriber, 'Ack', { ack_ids: [poison.ack_id] });
+        assert.deepEqual(outcomes(response), ['LEASE_OUTCOME_OK']);
+      });
+    } else {
+      await deadLetterSteps({ subscriber, deadLetters, subscription, poison, topic, group, poisonId: ids[4] });
+    }
+
+    await step('no more deliveries; group has no backlog and nothing in flight', async () => {
+      const deadline = Date.now() + 5_000;
+      let stats;
+      for (;;) {
+        stats = (await unary(admin, 'GetGroup', { topic, group })).group.stats;
+        if (stats.backlog === 0 && stats.in_flight === 0) break;
+        assert.ok(Date.now() < deadline,
+          `backlog ${stats.backlog}, in flight ${stats.in_flight} after all events were acked`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(stats.dead_letter_count, 0, 'dead_letter_count');
+      const extra = await subscription.next(200);
+      assert.ok(extra === null, `unexpected delivery of offset ${extra && extra.event.offset}`);
+    });
+  } finally {
+    subscription.close();
+  }
+
+  await step('grpc.health.v1.Health/Check (service "") is SERVING', async () => {
+    const health = new std.health.v1.Health(address, creds);
+    clients.push(health);
+    const response = await unary(health, 'Check', { service: '' });
+    assert.equal(response.status, 'SERVING');
+  });
+
+  await step('server reflection (grpc.reflection.v1) lists herald.v1.PublisherService', async () => {
+    const reflection = new std.reflection.v1.ServerReflection(address, creds);
+    clients.push(reflection);
+    const responses = await new Promise((resolve, reject) => {
+      const call = reflection.ServerReflectionInfo({ deadline: Date.now() + RPC_TIMEOUT_MS });
+      const received = [];
+      call.on('data', (response) => received.push(response));
+      call.on('error', reject);
+      call.on('end', () => resolve(received));
+      call.write({ list_services: '*' }); // the content is not checked
+      call.end();
+    });
+    assert.equal(responses.length, 1);
+    assert.equal(responses[0].message_response, 'list_services_response');
+    const services = responses[0].list_services_response.service.map((s) => s.name).sort();
+    console.log(`     services: ${services.join(', ')}`);
+    for (const name of ['herald.v1.PublisherService', 'herald.v1.SubscriberService',
+      'herald.v1.AdminService', 'herald.v1.DeadLetterService']) {
+      assert.ok(services.includes(name), `${name} is not listed`);
+    }
+  });
+
+  for (const client of clients) client.close();
+  console.log('node scenario passed');
+}
+
+// Nacks the 5th event until it is dead-lettered, then inspects and replays it.
+async function deadLetterSteps({ subscriber, deadLetters, subscription, poison, topic, group, poisonId }) {
+  const reason = 'poison test';
+  let delivery = poison;
+  for (const attempt of [1, 2, 3]) {
+    await step(`Nack the 5th event at attempt ${attempt} (reason '${reason}')`, async () => {
+      if (attempt > 1) {
+        delivery = await subscription.next(DELIVERY_TIMEOUT_MS);
+        assert.ok(delivery, `attempt ${attempt} was not redelivered`);
+      }
+      assert.equal(delivery.event.offset, 4, 'unexpected delivery');
+      assert.equal(delivery.delivery_attempt, attempt, 'delivery_attempt');
+      const response = await unary(subscriber, 'Nack', { ack_ids: [delivery.ack_id], reason });
+      assert.deepEqual(outcomes(response), ['LEASE_OUTCOME_OK']);
+    });
+  }
+
+  await step(`after 3 failed attempts the event is not delivered again (${QUIET_PERIOD_MS / 1000} s)`, async () => {
+    const extra = await subscription.next(QUIET_PERIOD_MS);
+    assert.ok(extra === null, `offset ${extra && extra.event.offset} delivered again with attempt `
+      + `${extra && extra.delivery_attempt}: max_delivery_attempts=3 is not enforced`);
+  });
+
+  const entry = await step('ListDeadLetters shows exactly the 5th event, 3 attempts, last reason', async () => {
+    const listed = await unary(deadLetters, 'ListDeadLetters', { topic, group });
+    assert.equal(listed.dead_letters.length, 1, 'dead letters');
+    assert.equal(listed.total_count, 1, 'total_count');
+    const [only] = listed.dead_letters;
+    assert.equal(only.event.id, poisonId);
+    assert.equal(only.event.offset, 4);
+    assert.equal(only.event.data.toString(), 'event 4');
+    assert.equal(only.topic, topic);
+    assert.equal(only.group, group);
+    assert.equal(only.attempts, 3, 'attempts');
+    assert.equal(only.last_reason, reason, 'last_reason');
+    assert.notEqual(only.id, '', 'dead letter id');
+    return only;
+  });
+
+  await step('ReplayDeadLetters by id: replayed_count 1', async () => {
+    const response = await unary(deadLetters, 'ReplayDeadLetters', { topic, group, ids: [entry.id] });
+    assert.equal(response.replayed_count, 1, 'replayed_count');
+    assert.equal(response.remaining_count, 0, 'remaining_count');
+  });
+
+  await step('the replayed event is delivered again at attempt 1; Ack it', async () => {
+    const replayed = await subscription.next(DELIVERY_TIMEOUT_MS);
+    assert.ok(replayed, 'the replayed event was not delivered');
+    assert.equal(replayed.event.offset, 4);
+    assert.equal(replayed.event.id, poisonId);
+    assert.equal(replayed.delivery_attempt, 1, 'delivery_attempt');
+    const response = await unary(subscriber, 'Ack', { ack_ids: [replayed.ack_id] });
+    assert.deepEqual(outcomes(response), ['LEASE_OUTCOME_OK']);
+  });
+
+  await step('ListDeadLetters is empty', async () => {
+    const listed = await unary(deadLetters, 'ListDeadLetters', { topic, group });
+    assert.equal(listed.dead_letters.length, 0, 'dead letters left');
+    assert.equal(listed.total_count, 0, 'total_count');
+  });
+}
+
+async function main() {
+  if (process.argv.length !== 3) {
+    console.error('usage: node scenario.js HOST:PORT');
+    process.exit(2);
+  }
+  const skipDlq = !['', '0', undefined].includes(process.env.HERALD_POLYGLOT_SKIP_DLQ);
+  try {
+    await run(process.argv[2], skipDlq);
+  } catch (err) {
+    if (!err.reported) console.log(`FAIL ${describe(err)}`);
+    process.exit(1);
+  }
+}
+
+main();

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Herald polyglot scenario, Python client.
+
+Generates stubs from proto/ with grpcio-tools at run time, then runs the
+publish / subscribe / ack / dead-letter scenario against a live server:
+
+    python scenario.py 127.0.0.1:50051
+
+HERALD_POLYGLOT_SKIP_DLQ=1 skips the dead-letter steps (the fifth event is
+then simply acked). Exits non-zero, naming the failed step, on any failure.
+tests/polyglot/node/scenario.js runs the same steps.
+"""
+
+import contextlib
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+HERALD_PROTOS = REPO / "proto"
+# grpc.health.v1 and grpc.reflection.v1, vendored. They are compiled with
+# tests/polyglot/protos/grpc as the root so the modules become health.v1 and
+# reflection.v1: a top-level `grpc` package would shadow grpcio itself. The
+# proto packages, and so the gRPC method paths, are unchanged.
+GRPC_PROTOS = HERE.parent / "protos" / "grpc"
+
+RPC_TIMEOUT = 10  # seconds, every unary call
+DELIVERY_TIMEOUT = 10  # seconds to wait for an expected delivery
+# After the last allowed attempt is nacked, how long the event must stay away.
+# The group's max backoff is 0.1 s, so a retry would show up well within this.
+QUIET_PERIOD = 1.5
+
+
+def generate_stubs(out_dir):
+    """Runs `python -m grpc_tools.protoc` over proto/ and the vendored protos."""
+    herald = sorted(str(p.relative_to(HERALD_PROTOS)) for p in HERALD_PROTOS.glob("herald/v1/*.proto"))
+    vendored = ["health/v1/health.proto", "reflection/v1/reflection.proto"]
+    for root, files in ((HERALD_PROTOS, herald), (GRPC_PROTOS, vendored)):
+        subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"-I{root}",
+             f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", *files],
+            check=True,
+        )
+    sys.path.insert(0, str(out_dir))
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+@contextlib.contextmanager
+def step(name):
+    started = time.monotonic()
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - report any failure with its step
+        import grpc
+
+        if isinstance(e, grpc.RpcError):
+            detail = f"gRPC {e.code().name}: {e.details()}"
+        else:
+            detail = f"{type(e).__name__}: {e}"
+        print(f"FAIL {name}: {detail}", flush=True)
+        raise SystemExit(1)
+    print(f"ok   {name} ({(time.monotonic() - started) * 1000:.0f} ms)", flush=True)
+
+
+class Subscription:
+    """A Subscribe stream read by a background thread into a queue, so the
+    scenario can wait for a delivery with a timeout."""
+
+    def __init__(self, subscriber, request):
+        self.call = subscriber.Subscribe(request)
+        self.deliveries = queue.Queue()
+        self.error = None
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        import grpc
+
+        try:
+            for response in self.call:
+                for delivery in response.deliveries:
+                    self.deliveries.put(delivery)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                self.error = e
+                self.deliveries.put(None)
+
+    def next(self, timeout):
+        """The next delivery, or None when none arrives within `timeout`."""
+        try:
+            delivery = self.deliveries.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if delivery is None:
+            raise Failure(f"Subscribe stream failed: {self.error.code().name}: {self.error.details()}")
+        return delivery
+
+    def close(self):
+        self.call.cancel()
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: scenario.py HOST:PORT")
+    address = sys.argv[1]
+    skip_dlq = os.environ.get("HERALD_POLYGLOT_SKIP_DLQ", "") not in ("", "0")
+
+    with tempfile.TemporaryDirectory(prefix="herald-py-stubs-") as gen:
+        with step("generate stubs with grpc_tools.protoc"):
+            generate_stubs(gen)
+        run(address, skip_dlq)
+
+
+def run(address, skip_dlq):
+    import grpc
+    from google.protobuf.duration_pb2 import Duration
+    from health.v1 import health_pb2, health_pb2_grpc
+    from herald.v1 import (admin_pb2, admin_pb2_grpc, dead_letter_pb2_grpc, event_pb2, publisher_pb2,
+                           publisher_pb2_grpc, subscriber_pb2, subscriber_pb2_grpc)
+    from reflection.v1 import reflection_pb2, reflection_pb2_grpc
+
+    OK = subscriber_pb2.LEASE_OUTCOME_OK
+    # Unique names: several runs (and the Node scenario) can share one server.
+    topic = f"polyglot-py-{uuid.uuid4().hex[:12]}"
+    group = "py-workers"
+
+    channel = grpc.insecure_channel(address)
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    publisher = publisher_pb2_grpc.PublisherServiceStub(channel)
+    subscriber = subscriber_pb2_grpc.SubscriberServiceStub(channel)
+    dead_letters = dead_letter_pb2_grpc.DeadLetterServiceStub(channel)
+
+    with step(f"connect to {address}"):
+        grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
+
+    with step(f"CreateTopic {topic}"):
+        created = admin.CreateTopic(
+            admin_pb2.CreateTopicRequest(topic=admin_pb2.Topic(name=topic)), timeout=RPC_TIMEOUT)
+        check(created.topic.name == topic, f"created topic is named {created.topic.name!r}")
+
+    with step(f"CreateGroup {group} (earliest, ack deadline 2 s, backoff 50-100 ms, 3 attempts)"):
+        created = admin.CreateGroup(admin_pb2.CreateGroupRequest(group=admin_pb2.Group(
+            topic=topic,
+            name=group,
+            start_position=admin_pb2.Position(edge=admin_pb2.EDGE_EARLIEST),
+            ack_deadline=Duration(seconds=2),
+            retry_policy=admin_pb2.RetryPolicy(
+                min_backoff=Duration(nanos=50_000_000),
+                max_backoff=Duration(nanos=100_000_000),
+                multiplier=1.0,
+            ),
+            max_delivery_attempts=3,
+        )), timeout=RPC_TIMEOUT)
+        check(created.group.max_delivery_attempts == 3,
+              f"group has max_delivery_attempts {created.group.max_delivery_attempts}")
+
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    with step("Publish a batch of 5 events"):
+        response = publisher.Publish(publisher_pb2.PublishRequest(topic=topic, events=[
+            event_pb2.Event(
+                id=ids[i],
+                type="polyglot.Tested",
+                source="polyglot-python",
+                key=f"key-{i}",
+                content_type="text/plain",
+                data=f"event {i}".encode(),
+                attributes={"lang": "python"},
+            )
+            for i in range(5)
+        ]), timeout=RPC_TIMEOUT)
+        check(len(response.results) == 5, f"{len(response.results)} results")
+        check([r.offset for r in response.results] == [0, 1, 2, 3, 4],
+              f"offsets {[r.offset for r in response.results]}")
+        check([r.id for r in response.results] == ids, "result ids differ from the published ids")
+        check(not any(r.duplicate for r in response.results), "an event was reported as duplicate")
+
+    subscription = Subscription(subscriber, subscriber_pb2.SubscribeRequest(
+        topic=topic, group=group, consumer="python-scenario", max_in_flight=10))
+    try:
+        with step("Subscribe: all 5 events arrive, attempt 1"):
+            first = {}
+            while len(first) < 5:
+                delivery = subscription.next(DELIVERY_TIMEOUT)
+                check(delivery is not None, f"only {len(first)} of 5 events arrived")
+                event = delivery.event
+                check(delivery.delivery_attempt == 1,
+                      f"offset {event.offset} came with delivery_attempt {delivery.delivery_attempt}")
+                check(event.offset not in first, f"offset {event.offset} delivered twice")
+                check(event.id == ids[event.offset] and event.data == f"event {event.offset}".encode()
+                      and event.topic == topic and event.attributes["lang"] == "python",
+                      f"offset {event.offset} does not carry the published event: {event}")
+                check(delivery.ack_id != "", "empty ack_id")
+                first[event.offset] = delivery
+
+        with step("Ack 4 events"):
+            ack_ids = [first[o].ack_id for o in range(4)]
+            response = subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=ack_ids), timeout=RPC_TIMEOUT)
+            check([r.outcome for r in response.results] == [OK] * 4,
+                  f"outcomes {[subscriber_pb2.LeaseOutcome.Name(r.outcome) for r in response.results]}")
+            check([r.ack_id for r in response.results] == ack_ids, "results are not in request order")
+            check(response.acked_count == 4, f"acked_count {response.acked_count}")
+
+        poison = first[4]
+        if skip_dlq:
+            print("skip dead-letter steps (HERALD_POLYGLOT_SKIP_DLQ is set)", flush=True)
+            with step("Ack the 5th event"):
+                response = subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=[poison.ack_id]), timeout=RPC_TIMEOUT)
+                check([r.outcome for r in response.results] == [OK], f"results {response.results}")
+        else:
+            dead_letter_steps(subscriber, dead_letters, subscription, poison, topic, group, ids[4])
+
+        with step("no more deliveries; group has no backlog and nothing in flight"):
+            deadline = time.monotonic() + 5
+            while True:
+                stats = admin.GetGroup(admin_pb2.GetGroupRequest(topic=topic, group=group),
+                                       timeout=RPC_TIMEOUT).group.stats
+                if stats.backlog == 0 and stats.in_flight == 0:
+                    break
+                check(time.monotonic() < deadline,
+                      f"backlog {stats.backlog}, in flight {stats.in_flight} after all events were acked")
+                time.sleep(0.05)
+            check(stats.dead_letter_count == 0, f"dead_letter_count {stats.dead_letter_count}")
+            extra = subscription.next(0.2)
+            check(extra is None, f"unexpected delivery of offset {extra and extra.event.offset}")
+    finally:
+        subscription.close()
+
+    with step("grpc.health.v1.Health/Check (service \"\") is SERVING"):
+        health = health_pb2_grpc.HealthStub(channel)
+        response = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT)
+        check(response.status == health_pb2.HealthCheckResponse.SERVING,
+              f"status {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}")
+
+    with step("server reflection (grpc.reflection.v1) lists herald.v1.PublisherService"):
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = list(reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="*")]), timeout=RPC_TIMEOUT))
+        check(len(responses) == 1, f"{len(responses)} responses")
+        check(responses[0].WhichOneof("message_response") == "list_services_response",
+              f"answer: {responses[0]}")
+        services = sorted(s.name for s in responses[0].list_services_response.service)
+        print(f"     services: {', '.join(services)}", flush=True)
+        for name in ("herald.v1.PublisherService", "herald.v1.SubscriberService",
+                     "herald.v1.AdminService", "herald.v1.DeadLetterService"):
+            check(name in services, f"{name} is not listed")
+
+    channel.close()
+    print("python scenario passed", flush=True)
+
+
+def dead_letter_steps(subscriber, dead_letters, subscription, poison, topic, group, poison_id):
+    """Nacks the 5th event until it is dead-lettered, then inspects and replays it."""
+    from herald.v1 import dead_letter_pb2, subscriber_pb2
+
+    OK = subscriber_pb2.LEASE_OUTCOME_OK
+    reason = "poison test"
+
+    delivery = poison
+    for attempt in (1, 2, 3):
+        with step(f"Nack the 5th event at attempt {attempt} (reason {reason!r})"):
+            if attempt > 1:
+                delivery = subscription.next(DELIVERY_TIMEOUT)
+                check(delivery is not None, f"attempt {attempt} was not redelivered")
+            check(delivery.event.offset == 4, f"unexpected delivery of offset {delivery.event.offset}")
+            check(delivery.delivery_attempt == attempt,
+                  f"delivery_attempt {delivery.delivery_attempt}, expected {attempt}")
+            response = subscriber.Nack(subscriber_pb2.NackRequest(ack_ids=[delivery.ack_id], reason=reason),
+                                       timeout=RPC_TIMEOUT)
+            check([r.outcome for r in response.results] == [OK], f"results {response.results}")
+
+    with step(f"after 3 failed attempts the event is not delivered again ({QUIET_PERIOD} s)"):
+        extra = subscription.next(QUIET_PERIOD)
+        check(extra is None,
+              f"offset {extra and extra.event.offset} delivered again with attempt "
+              f"{extra and extra.delivery_attempt}: max_delivery_attempts=3 is not enforced")
+
+    with step("ListDeadLetters shows exactly the 5th event, 3 attempts, last reason"):
+        listed = dead_letters.ListDeadLetters(dead_letter_pb2.ListDeadLettersRequest(topic=topic, group=group),
+                                              timeout=RPC_TIMEOUT)
+        check(len(listed.dead_letters) == 1, f"{len(listed.dead_letters)} dead letters")
+        check(listed.total_count == 1, f"total_count {listed.total_count}")
+        entry = listed.dead_letters[0]
+        check(entry.event.id == poison_id and entry.event.offset == 4, f"dead letter holds {entry.event}")
+        check(entry.event.data == b"event 4", f"dead letter data {entry.event.data!r}")
+        check(entry.topic == topic and entry.group == group, f"dead letter of {entry.topic}/{entry.group}")
+        check(entry.attempts == 3, f"attempts {entry.attempts}")
+        check(entry.last_reason == reason, f"last_reason {entry.last_reason!r}")
+        check(entry.id != "", "empty dead letter id")
+
+    with step("ReplayDeadLetters by id: replayed_count 1"):
+        response = dead_letters.ReplayDeadLetters(
+            dead_letter_pb2.ReplayDeadLettersRequest(topic=topic, group=group, ids=[entry.id]), timeout=RPC_TIMEOUT)
+        check(response.replayed_count == 1, f"replayed_count {response.replayed_count}")
+        check(response.remaining_count == 0, f"remaining_count {response.remaining_count}")
+
+    with step("the replayed event is delivered again at attempt 1; Ack it"):
+        delivery = subscription.next(DELIVERY_TIMEOUT)
+        check(delivery is not None, "the replayed event was not delivered")
+        check(delivery.event.offset == 4 and delivery.event.id == poison_id,
+              f"unexpected delivery of offset {delivery.event.offset}")
+        check(delivery.delivery_attempt == 1, f"delivery_attempt {delivery.delivery_attempt}")
+        response = subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=[delivery.ack_id]), timeout=RPC_TIMEOUT)
+        check([r.outcome for r in response.results] == [OK], f"results {response.results}")
+
+    with step("ListDeadLetters is empty"):
+        listed = dead_letters.ListDeadLetters(dead_letter_pb2.ListDeadLettersRequest(topic=topic, group=group),
+                                              timeout=RPC_TIMEOUT)
+        check(len(listed.dead_letters) == 0, f"{len(listed.dead_letters)} dead letters left")
+        check(listed.total_count == 0, f"total_count {listed.total_count}")
+
+
+if __name__ == "__main__":
+    main()
