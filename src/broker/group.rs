@@ -140,9 +140,23 @@ struct DeadSummary {
     record: Option<DeadLetter>,
 }
 
+/// Gauges a group task refreshes at every flush tick, readable without
+/// asking the task (for metrics exporters).
+#[derive(Debug, Default)]
+pub struct GroupGauges {
+    /// Events not yet acknowledged at or past the floor.
+    pub backlog: std::sync::atomic::AtomicU64,
+    /// Leases out.
+    pub in_flight: std::sync::atomic::AtomicU64,
+    /// Entries in the dead-letter queue.
+    pub dead_letters: std::sync::atomic::AtomicU64,
+}
+
 /// Cheap handle to a running group task.
 #[derive(Clone)]
 pub struct GroupHandle {
+    /// Gauges kept fresh by the task.
+    pub gauges: Arc<GroupGauges>,
     /// Runtime number of the group (goes into ack ids).
     pub id: u32,
     /// The stored record, kept current by updates.
@@ -211,6 +225,7 @@ struct GroupTask {
     /// Dead letters by id.
     dead: std::collections::BTreeMap<u64, DeadSummary>,
     next_dead_id: u64,
+    gauges: Arc<GroupGauges>,
 }
 
 /// Starts the task of a group and returns its handle and the task future
@@ -255,7 +270,9 @@ pub(crate) fn start(
     dispatcher.set_policy(settings.retry, settings.max_delivery_attempts);
     let (tx, rx) = mpsc::channel(1024);
     let discard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gauges = Arc::new(GroupGauges::default());
     let handle = GroupHandle {
+        gauges: gauges.clone(),
         id: s.id,
         record: Arc::new(Mutex::new(s.record.clone())),
         tx,
@@ -277,6 +294,7 @@ pub(crate) fn start(
         expired_skipped: 0,
         dead,
         next_dead_id,
+        gauges,
     };
     let fut = task.run(rx, s.stop, s.flush_interval, discard);
     Ok((handle, fut))
@@ -751,6 +769,15 @@ impl GroupTask {
     }
 
     fn flush(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let end = self.log.end_offset();
+        let backlog =
+            end.saturating_sub(self.dispatcher.cursor()) + self.dispatcher.pending() as u64;
+        self.gauges.backlog.store(backlog, Relaxed);
+        self.gauges
+            .in_flight
+            .store(self.dispatcher.in_flight() as u64, Relaxed);
+        self.gauges.dead_letters.store(self.dead_count(), Relaxed);
         if let Some(snapshot) = self.dispatcher.take_snapshot(Instant::now(), now_us()) {
             self.states.save(self.key.clone(), &snapshot);
         }

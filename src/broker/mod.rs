@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 pub use admin::{GroupInfo, ServerInfo};
 pub use dead_letter::{DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Selection};
 pub use error::BrokerError;
-pub use group::{Delivery, GroupStats};
+pub use group::{Delivery, GroupGauges, GroupStats};
 pub use lease::{LeaseOutcome, LeaseResult};
 pub use names::EventLimits;
 pub use publish::{PublishTicket, Published, PublishedEvent};
@@ -219,6 +219,20 @@ impl Broker {
         inner.groups_stop.cancel();
         inner.group_tasks.close();
         inner.group_tasks.wait().await;
+    }
+
+    /// Gauges of every running group as (topic, group, gauges), for metrics.
+    pub fn group_gauges(&self) -> Vec<(String, String, Arc<GroupGauges>)> {
+        self.inner
+            .groups_by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|g| {
+                let (topic, group) = g.key();
+                (topic, group, g.gauges.clone())
+            })
+            .collect()
     }
 
     fn topic(&self, name: &str) -> Option<Arc<Topic>> {
