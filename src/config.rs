@@ -54,6 +54,9 @@ pub struct StorageConfig {
     pub index_interval_bytes: u64,
     /// Recent events per topic kept in memory for consumers that keep up.
     pub tail_cache_events: usize,
+    /// How often the retention task looks for segments to delete.
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
 }
 
 /// `[limits]`
@@ -145,6 +148,7 @@ impl Default for StorageConfig {
             segment_bytes: log.segment_bytes,
             index_interval_bytes: log.index_interval_bytes,
             tail_cache_events: log.tail_cache_events,
+            retention_interval: log.retention_interval,
         }
     }
 }
@@ -259,6 +263,9 @@ impl Config {
         if self.storage.segment_bytes < 4096 {
             bail!("storage.segment_bytes must be at least 4096");
         }
+        if self.storage.retention_interval < Duration::from_millis(10) {
+            bail!("storage.retention_interval must be at least 10ms");
+        }
         if self.storage.index_interval_bytes == 0 {
             bail!("storage.index_interval_bytes must be positive");
         }
@@ -299,6 +306,7 @@ impl Config {
                 index_interval_bytes: self.storage.index_interval_bytes,
                 fsync: self.storage.fsync,
                 tail_cache_events: self.storage.tail_cache_events,
+                retention_interval: self.storage.retention_interval,
             },
             limits: EventLimits {
                 max_event_bytes: self.limits.max_event_bytes,

@@ -36,6 +36,7 @@ fn options(segment_bytes: u64, fsync: FsyncPolicy) -> LogOptions {
         index_interval_bytes: 256,
         fsync,
         tail_cache_events: 0,
+        ..LogOptions::default()
     }
 }
 
@@ -134,7 +135,7 @@ async fn truncated_tail_drops_only_the_torn_record() {
     for (i, e) in written.iter().enumerate() {
         before_last = file_len(&segment);
         let appended = log.append(vec![e.clone()]).await.unwrap();
-        assert_eq!(appended.first_offset, i as u64);
+        assert_eq!(appended.offsets, vec![i as u64]);
     }
     log.close().await.unwrap();
     let full = file_len(&segment);
@@ -169,8 +170,8 @@ async fn truncated_tail_drops_only_the_torn_record() {
 
     let again = event("after", 0);
     assert_eq!(
-        log.append(vec![again.clone()]).await.unwrap().first_offset,
-        N - 1
+        log.append(vec![again.clone()]).await.unwrap().offsets,
+        vec![N - 1]
     );
     log.close().await.unwrap();
 
@@ -224,8 +225,8 @@ async fn garbage_tail_is_dropped(tail: &[u8]) {
     );
     let next = event("next", 0);
     assert_eq!(
-        log.append(vec![next.clone()]).await.unwrap().first_offset,
-        20
+        log.append(vec![next.clone()]).await.unwrap().offsets,
+        vec![20]
     );
     log.close().await.unwrap();
 
@@ -325,7 +326,7 @@ async fn torn_record_in_a_multi_segment_log_only_affects_the_last_segment() {
         assert!(truncation_warnings(sealed).is_empty());
     }
     let appended = log.append(vec![event("resumed", 0)]).await.unwrap();
-    assert_eq!(appended.first_offset, victim as u64);
+    assert_eq!(appended.offsets, vec![victim as u64]);
     log.close().await.unwrap();
 }
 
@@ -402,7 +403,7 @@ async fn crash_child() {
     for b in 0u64.. {
         let batch: Vec<Event> = (0..5).map(|i| event(&format!("b{b}"), i)).collect();
         let appended = log.append(batch).await.unwrap();
-        writeln!(stdout, "acked {b} {}", appended.first_offset).unwrap();
+        writeln!(stdout, "acked {b} {}", appended.offsets[0]).unwrap();
         stdout.flush().unwrap();
     }
 }
@@ -450,5 +451,5 @@ async fn killed_writer_loses_no_acknowledged_event() {
         }
     }
     let appended = log.append(vec![event("after-crash", 0)]).await.unwrap();
-    assert_eq!(appended.first_offset, all.len() as u64);
+    assert_eq!(appended.offsets, vec![all.len() as u64]);
 }

@@ -77,6 +77,7 @@ impl Broker {
         for (name, bytes) in topics {
             let record: TopicRecord = decode("topic", &bytes)?;
             let log = self.open_log(&name).await?;
+            apply_settings(&log, &record.settings);
             let stats = log.stats();
             tracing::info!(topic = %name, end_offset = stats.end_offset, segments = stats.segments, "topic loaded");
             self.inner
@@ -182,6 +183,7 @@ impl Broker {
             .await?;
         }
         let log = self.open_log(name).await?;
+        apply_settings(&log, &record.settings);
         let bytes = encode(&record)?;
         let meta = self.inner.meta.clone();
         let key = name.to_string();
@@ -268,6 +270,7 @@ impl Broker {
         let meta = self.inner.meta.clone();
         let key = name.to_string();
         blocking(move || meta.put_topic(&key, &bytes)).await?;
+        apply_settings(&topic.log, &record.settings);
         *lock(&topic.record) = record;
         Ok(topic.info())
     }
@@ -593,6 +596,12 @@ impl Broker {
             fsync: self.inner.config.log.fsync.to_string(),
         }
     }
+}
+
+/// Hands a topic's dedup and retention settings to its log.
+fn apply_settings(log: &TopicLog, settings: &super::settings::TopicSettings) {
+    log.set_dedup_window(settings.dedup_window);
+    log.set_retention(settings.retention_max_age, settings.retention_max_bytes);
 }
 
 /// Splits a fetched `limit + 1` page into the page and the next token.

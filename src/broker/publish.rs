@@ -71,15 +71,16 @@ impl Broker {
         let appended = t.log.append(events);
         Ok(Box::pin(async move {
             let appended = appended.await?;
-            t.published.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            let stored = appended.duplicate.iter().filter(|d| !**d).count();
+            t.published.fetch_add(stored as u64, Ordering::Relaxed);
             Ok(Published {
                 events: ids
                     .into_iter()
-                    .enumerate()
-                    .map(|(i, id)| PublishedEvent {
+                    .zip(appended.offsets.iter().zip(&appended.duplicate))
+                    .map(|(id, (offset, duplicate))| PublishedEvent {
                         id,
-                        offset: appended.first_offset + i as u64,
-                        duplicate: false,
+                        offset: *offset,
+                        duplicate: *duplicate,
                     })
                     .collect(),
                 publish_time_us: appended.publish_time_us,

@@ -174,6 +174,25 @@ pub fn peek_header(payload: &[u8]) -> Result<(u64, i64), DecodeError> {
     Ok((cursor.u64("offset")?, cursor.i64("publish_time_us")?))
 }
 
+/// Reads the offset, the publish time and the id at the front of a payload
+/// without decoding the rest (the dedup index is rebuilt from these).
+///
+/// # Errors
+/// [`DecodeError`] when those fields do not fit or the id is not UTF-8.
+pub fn peek_id(payload: &[u8]) -> Result<(u64, i64, &str), DecodeError> {
+    let mut c = Cursor {
+        buf: payload,
+        pos: 0,
+    };
+    let offset = c.u64("offset")?;
+    let publish_time_us = c.i64("publish_time_us")?;
+    c.i64("time_us")?;
+    let range = c.length_prefixed("id")?;
+    let id = std::str::from_utf8(&payload[range])
+        .map_err(|_| DecodeError::InvalidUtf8 { field: "id" })?;
+    Ok((offset, publish_time_us, id))
+}
+
 /// Decodes a payload. `data` is a zero-copy slice of `payload`.
 ///
 /// # Errors
@@ -325,6 +344,8 @@ mod tests {
         assert_eq!(total_len, buf.len());
         let payload = Bytes::from(buf).slice(HEADER_LEN..);
         assert_eq!(peek_header(&payload), Ok((7, 123)));
+        assert_eq!(peek_id(&payload), Ok((7, 123, event.id.as_str())));
+        assert!(peek_id(&payload[..30]).is_err());
         let stored = decode_payload(&payload).unwrap();
         assert_eq!(stored.offset, 7);
         assert_eq!(stored.publish_time_us, 123);

@@ -14,16 +14,24 @@
 //!   written and synced per policy.
 //! - **Recovery** on open truncates a torn or garbage tail of the last segment
 //!   and logs what it dropped (`recovery.rs`).
+//! - **Idempotent appends**: with a dedup window set
+//!   ([`TopicLog::set_dedup_window`]), the writer skips events whose id it
+//!   stored within the window and reports the original offset (`dedup.rs`).
+//! - **Retention** deletes whole sealed segments by age or total size, from a
+//!   named periodic task or on demand (`retention.rs`); reads before the new
+//!   start offset fail with [`StorageError::OutOfRange`].
 //! - **Failures**: after a failed write or sync the log is poisoned and
 //!   refuses further appends rather than pretend they are durable.
 
 mod cache;
 mod codec;
+mod dedup;
 mod flusher;
 mod index;
 mod options;
 mod reader;
 mod recovery;
+mod retention;
 mod segment;
 mod writer;
 
@@ -35,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -42,20 +51,29 @@ use tokio_util::task::TaskTracker;
 
 pub use codec::MAX_PAYLOAD_LEN;
 pub use options::{FsyncPolicy, LogOptions, ParseFsyncPolicyError};
+pub use retention::RetentionReport;
 
 use crate::event::{Event, StoredEvent, now_us};
 use crate::storage::StorageError;
 use cache::{Budget, TailCache};
+use retention::RetentionPolicy;
 use segment::Segment;
 use writer::{Command, Writer};
 
-/// Where an appended batch landed.
-#[derive(Debug, Clone, Copy)]
+/// Where an appended batch landed: one entry per input event, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
-    /// Offset of the batch's first event; the others follow densely.
-    pub first_offset: u64,
-    /// Server time of the append, shared by every event of the batch.
+    /// Server time of the append, shared by every event the batch stored
+    /// (also set when it stored none).
     pub publish_time_us: i64,
+    /// Offset of each event: the new one for a stored event (the stored
+    /// events of a batch get consecutive offsets), the original's for a
+    /// duplicate.
+    pub offsets: Vec<u64>,
+    /// Whether each event was a duplicate (an id the log already held
+    /// within the dedup window, or repeated earlier in the batch) and so was
+    /// not stored again. All false while dedup is off.
+    pub duplicate: Vec<bool>,
 }
 
 /// A snapshot of a log's extent.
@@ -69,6 +87,17 @@ pub struct LogStats {
     pub segments: usize,
     /// Bytes of committed records across all segments.
     pub bytes: u64,
+}
+
+impl Appended {
+    /// The result of a batch stored whole at `first_offset..`.
+    fn dense(first_offset: u64, len: usize, publish_time_us: i64) -> Self {
+        Appended {
+            publish_time_us,
+            offsets: (first_offset..first_offset + len as u64).collect(),
+            duplicate: vec![false; len],
+        }
+    }
 }
 
 /// A batch handed to the writer, or nothing to do.
@@ -94,13 +123,13 @@ struct Handle {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Serializes `close()` calls; true once closed.
     close_lock: tokio::sync::Mutex<bool>,
-    /// Stops the interval flusher.
-    flusher_stop: CancellationToken,
+    /// Stops the background tasks: the interval flusher and retention.
+    background_stop: CancellationToken,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.flusher_stop.cancel();
+        self.background_stop.cancel();
     }
 }
 
@@ -108,8 +137,16 @@ impl Drop for Handle {
 struct Shared {
     dir: PathBuf,
     opts: LogOptions,
-    /// All segments, oldest first; the writer pushes on roll.
+    /// All segments, oldest first; the writer pushes on roll, retention
+    /// removes from the front.
     segments: RwLock<Vec<Arc<Segment>>>,
+    /// First retained offset: the first segment's base. Moved only by
+    /// retention, under the `segments` write lock.
+    start: AtomicU64,
+    /// Limits applied by retention passes.
+    retention: Mutex<RetentionPolicy>,
+    /// Serializes retention passes.
+    retention_pass: Mutex<()>,
     /// Recently committed events, filled before `end` moves.
     cache: RwLock<TailCache>,
     /// Offset the next event will get; what readers may see.
@@ -188,11 +225,15 @@ impl TopicLog {
                 reason: "recovery produced no active segment".into(),
             });
         };
+        let start = recovered.segments.first().map_or(0, |s| s.base_offset);
         let (end_tx, _) = watch::channel(next_offset);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             cache: RwLock::new(TailCache::new(opts.tail_cache_events, next_offset)),
             segments: RwLock::new(recovered.segments),
+            start: AtomicU64::new(start),
+            retention: Mutex::new(RetentionPolicy::default()),
+            retention_pass: Mutex::new(()),
             end: AtomicU64::new(next_offset),
             end_tx,
             poison: OnceLock::new(),
@@ -218,14 +259,24 @@ impl TopicLog {
             tx,
             writer: Mutex::new(Some(thread)),
             close_lock: tokio::sync::Mutex::new(false),
-            flusher_stop: CancellationToken::new(),
+            background_stop: CancellationToken::new(),
         });
         if let FsyncPolicy::Interval(every) = handle.shared.opts.fsync {
             flusher::spawn(
                 tracker,
                 Arc::downgrade(&handle),
                 every,
-                handle.flusher_stop.clone(),
+                handle.background_stop.clone(),
+                dir.display().to_string(),
+            );
+        }
+        let every = handle.shared.opts.retention_interval;
+        if !every.is_zero() {
+            retention::spawn(
+                tracker,
+                Arc::downgrade(&handle),
+                every,
+                handle.background_stop.clone(),
                 dir.display().to_string(),
             );
         }
@@ -236,6 +287,15 @@ impl TopicLog {
     /// offsets, with one publish time. Returns once the batch is written and,
     /// under [`FsyncPolicy::Always`], synced; concurrent appends share the
     /// write and the sync (group commit). An empty batch appends nothing.
+    ///
+    /// With a dedup window set ([`set_dedup_window`](Self::set_dedup_window)),
+    /// events whose id the log stored within the window, or that repeat an
+    /// id earlier in the batch, are not stored: [`Appended`] marks them and
+    /// gives the original's offset. The rest are stored as above; a batch of
+    /// duplicates only stores nothing and leaves the end offset where it
+    /// was, and still returns only once the originals are as durable as
+    /// their own appends promised. Events with an empty id are never
+    /// duplicates.
     ///
     /// The batch is handed to the writer before this returns (so appends
     /// issued one after another get offsets in that order) and is appended
@@ -284,10 +344,11 @@ impl TopicLog {
             bytes += (codec::HEADER_LEN + len) as u64;
         }
         if events.is_empty() {
-            return Ok(Queued::Empty(Appended {
-                first_offset: self.end_offset(),
-                publish_time_us: now_us(),
-            }));
+            return Ok(Queued::Empty(Appended::dense(
+                self.end_offset(),
+                0,
+                now_us(),
+            )));
         }
         let (reply, answer) = oneshot::channel();
         let cmd = Command::Append {
@@ -306,11 +367,59 @@ impl TopicLog {
         self.inner.shared.end.load(Ordering::Acquire)
     }
 
-    /// First retained offset.
+    /// First retained offset: the base of the oldest segment retention has
+    /// kept (0 until retention removes anything).
     pub fn start_offset(&self) -> u64 {
-        read_guard(&self.inner.shared.segments)
-            .first()
-            .map_or(0, |s| s.base_offset)
+        self.inner.shared.start.load(Ordering::Acquire)
+    }
+
+    /// Turns idempotent appends on (`window > 0`) or off (zero, the default
+    /// when a log is opened): while on, [`append`](Self::append) does not
+    /// store an event whose id the log stored within `window` by publish
+    /// time (an original published at `p` counts for a batch published at
+    /// `t` when `p >= t - window`), and whose original is still retained.
+    ///
+    /// Returns at once; the writer applies the change before any append
+    /// issued after this call. When the window is turned on or widened, the
+    /// writer first rebuilds the index from the log (the events published
+    /// within the new window before now, found through the sparse time index
+    /// and read forward), so ids stored before a restart, or while dedup was
+    /// off, are known. A narrower window keeps the index and drops what falls
+    /// out of it; zero frees it. A rebuild that fails on an I/O error or
+    /// corrupt data is logged and leaves the index with what it read.
+    pub fn set_dedup_window(&self, window: Duration) {
+        // A closed or stopped writer takes no appends either.
+        let _ = self.inner.tx.send(Command::SetDedupWindow(window));
+    }
+
+    /// Sets the retention limits (`None`: unlimited, the default). They are
+    /// applied by the background task "retention" every
+    /// [`LogOptions::retention_interval`], or at once by
+    /// [`enforce_retention`](Self::enforce_retention).
+    pub fn set_retention(&self, max_age: Option<Duration>, max_bytes: Option<u64>) {
+        self.inner
+            .shared
+            .set_retention_policy(RetentionPolicy { max_age, max_bytes });
+    }
+
+    /// One retention pass, now (blocking file I/O: call it from a blocking
+    /// context in async code). Deletes, oldest first, whole sealed segments
+    /// (never the active one) whose newest event is older than now − max
+    /// age, then more while the log is larger than max bytes; moves the
+    /// start offset to the first remaining segment. Readers already inside a
+    /// deleted segment finish reading it; later reads before the new start
+    /// fail with [`StorageError::OutOfRange`].
+    ///
+    /// # Errors
+    /// [`StorageError::Closed`] after [`close`](Self::close); I/O errors
+    /// deleting a file (segments up to it are removed, the rest are kept) or
+    /// syncing the directory.
+    pub fn enforce_retention(&self) -> Result<RetentionReport, StorageError> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        shared.enforce_retention()
     }
 
     /// Notified whenever the end offset moves.
@@ -326,8 +435,8 @@ impl TopicLog {
     ///
     /// # Errors
     /// [`StorageError::OutOfRange`] when `from` is before
-    /// [`start_offset`](Self::start_offset); I/O errors and
-    /// [`StorageError::Corrupt`] from the files.
+    /// [`start_offset`](Self::start_offset), with the start offset as
+    /// `first`; I/O errors and [`StorageError::Corrupt`] from the files.
     pub fn read(
         &self,
         from: u64,
@@ -335,12 +444,13 @@ impl TopicLog {
         max_bytes: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
         let shared = &self.inner.shared;
+        let out_of_range = |first| StorageError::OutOfRange {
+            requested: from,
+            first,
+        };
         let first = self.start_offset();
         if from < first {
-            return Err(StorageError::OutOfRange {
-                requested: from,
-                first,
-            });
+            return Err(out_of_range(first));
         }
         let end = self.end_offset();
         if from >= end || max_events == 0 {
@@ -353,12 +463,18 @@ impl TopicLog {
             return Ok(out);
         }
         let segments = read_guard(&shared.segments).clone();
+        // Retention may have moved the start since it was checked above.
+        let first = segments.first().map_or(first, |s| s.base_offset);
+        if from < first {
+            return Err(out_of_range(first));
+        }
         reader::read(&segments, from, end, &mut budget, &mut out)?;
         Ok(out)
     }
 
-    /// The first offset whose publish time is `>= t_us`, or the end offset
-    /// when there is none. Seeks with the sparse index, then scans.
+    /// The first retained offset whose publish time is `>= t_us` (the start
+    /// offset for a time before it), or the end offset when there is none.
+    /// Seeks with the sparse index, then scans.
     ///
     /// # Errors
     /// I/O errors and [`StorageError::Corrupt`] from the files.
@@ -369,7 +485,7 @@ impl TopicLog {
     }
 
     /// Commits what is queued, syncs, and stops the writer (joining its
-    /// thread) and the flusher. Later appends fail with
+    /// thread) and the background tasks (flusher, retention). Later appends fail with
     /// [`StorageError::Closed`]; reads keep working. Idempotent.
     ///
     /// # Errors
@@ -383,7 +499,7 @@ impl TopicLog {
         }
         *closed = true;
         inner.shared.closed.store(true, Ordering::Release);
-        inner.flusher_stop.cancel();
+        inner.background_stop.cancel();
         let (reply, answer) = oneshot::channel();
         let result = match inner.tx.send(Command::Close { reply }) {
             Ok(()) => answer.await.unwrap_or(Ok(())),

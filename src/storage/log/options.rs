@@ -1,6 +1,6 @@
 //! Tuning knobs of one topic log: the durability mode ([`FsyncPolicy`]) and
-//! the sizes that shape segments, the sparse index and the tail cache
-//! ([`LogOptions`]). Pure configuration; nothing here touches the disk.
+//! the sizes that shape segments, the sparse index and the tail cache, and
+//! how often retention runs ([`LogOptions`]). Pure configuration; nothing here touches the disk.
 
 use std::fmt;
 use std::str::FromStr;
@@ -107,6 +107,13 @@ pub struct LogOptions {
     /// consumers that keep up never read the files. 0 disables the cache.
     /// Default 65536.
     pub tail_cache_events: usize,
+    /// How often the background task "retention" applies the limits set
+    /// with [`set_retention`](super::TopicLog::set_retention), deleting whole
+    /// sealed segments. A pass without limits costs nothing; a shorter
+    /// interval keeps the log closer to its limits. Zero disables the task
+    /// ([`enforce_retention`](super::TopicLog::enforce_retention) still
+    /// works). Default 30 s.
+    pub retention_interval: Duration,
 }
 
 impl Default for LogOptions {
@@ -116,6 +123,7 @@ impl Default for LogOptions {
             index_interval_bytes: 4096,
             fsync: FsyncPolicy::Always,
             tail_cache_events: 65_536,
+            retention_interval: Duration::from_secs(30),
         }
     }
 }
@@ -192,5 +200,6 @@ mod tests {
         assert_eq!(opts.index_interval_bytes, 4096);
         assert_eq!(opts.fsync, FsyncPolicy::Always);
         assert_eq!(opts.tail_cache_events, 65_536);
+        assert_eq!(opts.retention_interval, Duration::from_secs(30));
     }
 }

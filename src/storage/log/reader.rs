@@ -129,6 +129,59 @@ pub fn offset_for_time(
     }
 }
 
+/// Calls `f(offset, publish_time_us, id)` for every event in `[from, end)`,
+/// in order, decoding nothing but those fields (the dedup index is rebuilt
+/// this way).
+///
+/// # Errors
+/// As for [`read`].
+pub fn for_each_id(
+    segments: &[Arc<Segment>],
+    from: u64,
+    end: u64,
+    mut f: impl FnMut(u64, i64, &str),
+) -> Result<(), StorageError> {
+    let mut next = from;
+    let Some(mut i) = containing(segments, next) else {
+        return Ok(());
+    };
+    while next < end {
+        let Some(segment) = segments.get(i) else {
+            break;
+        };
+        let start = segment.entry_for_offset(next).map_or(0, |e| e.position);
+        let mut reader = segment.reader(start, segment.len(), MAX_CHUNK / 8);
+        loop {
+            let (position, payload) = match reader.next_record()? {
+                Next::Record { position, payload } => (position, payload),
+                Next::End => break,
+                Next::Damaged { position, damage } => {
+                    return Err(corrupt(segment, position, &damage));
+                }
+            };
+            let (offset, publish_time_us, id) = codec::peek_id(&payload)
+                .map_err(|e| corrupt(segment, position, &Damage::Decode(e)))?;
+            if offset < next {
+                continue;
+            }
+            if offset >= end {
+                return Ok(());
+            }
+            if offset != next {
+                let damage = Damage::OffsetGap {
+                    expected: next,
+                    found: offset,
+                };
+                return Err(corrupt(segment, position, &damage));
+            }
+            f(offset, publish_time_us, id);
+            next += 1;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Index of the segment holding `offset`, if any.
 fn containing(segments: &[Arc<Segment>], offset: u64) -> Option<usize> {
     segments

@@ -58,12 +58,13 @@ pub fn recover(dir: &Path, opts: &LogOptions) -> Result<Recovered, StorageError>
     let mut last_publish_time_us = i64::MIN;
     for &base in sealed {
         let segment = open_sealed(dir, base, opts)?;
-        if let Some(entry) = segment.entry_for_offset(u64::MAX) {
-            last_publish_time_us = last_publish_time_us.max(entry.publish_time_us);
+        if let Some(t) = segment.last_publish_time() {
+            last_publish_time_us = last_publish_time_us.max(t);
         }
         segments.push(Arc::new(segment));
     }
     let (active, scan) = open_active(dir, last, opts)?;
+    active.set_last_publish_time(scan.last_publish_time_us);
     segments.push(Arc::new(active));
     Ok(Recovered {
         segments,
@@ -100,9 +101,10 @@ fn open_sealed(dir: &Path, base: u64, opts: &LogOptions) -> Result<Segment, Stor
     let existed = loaded.is_some();
     let segment = Segment::new(base, path, file, len, Vec::new());
     if let Some(entries) = loaded.and_then(|bytes| index::decode(&bytes, len))
-        && index_matches(&segment, &entries)?
+        && let Some(newest) = newest_time(&segment, &entries)?
     {
         segment.extend_index(&entries);
+        segment.set_last_publish_time(newest);
         return Ok(segment);
     }
     if existed {
@@ -123,24 +125,41 @@ fn open_sealed(dir: &Path, base: u64, opts: &LogOptions) -> Result<Segment, Stor
     }
     index::write_file(&idx_path, &scan.entries)?;
     segment.extend_index(&scan.entries);
+    segment.set_last_publish_time(scan.last_publish_time_us);
     Ok(segment)
 }
 
-/// Spot-checks a decoded index against its segment: the last entry must point
-/// at a record with the offset and publish time it claims.
-fn index_matches(segment: &Segment, entries: &[IndexEntry]) -> Result<bool, StorageError> {
+/// Spot-checks a decoded index against its segment (the last entry must
+/// point at a record with the offset and publish time it claims) and reads
+/// the records from there to the end for the newest publish time, which
+/// age-based retention needs. `None` when the index does not match;
+/// `i64::MIN` (no record) for an empty segment.
+fn newest_time(segment: &Segment, entries: &[IndexEntry]) -> Result<Option<i64>, StorageError> {
     let Some(last) = entries.last() else {
-        return Ok(true);
+        return Ok(Some(i64::MIN));
     };
-    let mut reader = segment.reader(last.position, segment.len(), HEADER_LEN + 4096);
+    let mut reader = segment.reader(last.position, segment.len(), HEADER_LEN + 64 * 1024);
     let Next::Record { payload, .. } = reader.next_record()? else {
-        return Ok(false);
+        return Ok(None);
     };
     let expected = (
         segment.base_offset + u64::from(last.rel_offset),
         last.publish_time_us,
     );
-    Ok(codec::peek_header(&payload).ok() == Some(expected))
+    if codec::peek_header(&payload).ok() != Some(expected) {
+        return Ok(None);
+    }
+    let mut newest = last.publish_time_us;
+    // Sealed data was synced before the next segment existed; a damaged
+    // record here is reported by reads, and retention just uses the newest
+    // time before it.
+    while let Next::Record { payload, .. } = reader.next_record()? {
+        match codec::peek_header(&payload) {
+            Ok((_, t)) => newest = newest.max(t),
+            Err(_) => break,
+        }
+    }
+    Ok(Some(newest))
 }
 
 /// Opens the last segment read-write and truncates any damaged tail.

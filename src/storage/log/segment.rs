@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -53,6 +53,9 @@ pub struct Segment {
     /// write and before the end offset is published, so readers never look
     /// at bytes still being written.
     len: AtomicU64,
+    /// Publish time of the newest record (`i64::MIN` while empty): what
+    /// age-based retention compares. Set by recovery and by the writer.
+    last_publish_time_us: AtomicI64,
     /// Sparse index, appended to by the writer once per group commit.
     index: RwLock<Vec<IndexEntry>>,
 }
@@ -70,6 +73,7 @@ impl Segment {
             path,
             file,
             len: AtomicU64::new(len),
+            last_publish_time_us: AtomicI64::new(i64::MIN),
             index: RwLock::new(index),
         }
     }
@@ -82,6 +86,18 @@ impl Segment {
     /// Writer only: records up to `len` are now complete.
     pub fn set_len(&self, len: u64) {
         self.len.store(len, Ordering::Release);
+    }
+
+    /// Publish time of the newest record, if the segment has any.
+    pub fn last_publish_time(&self) -> Option<i64> {
+        let t = self.last_publish_time_us.load(Ordering::Acquire);
+        (t != i64::MIN).then_some(t)
+    }
+
+    /// Recovery and writer only: the newest record was published at `t_us`
+    /// (`i64::MIN`: there is none).
+    pub fn set_last_publish_time(&self, t_us: i64) {
+        self.last_publish_time_us.store(t_us, Ordering::Release);
     }
 
     /// Writer only: adds entries for freshly written records.
@@ -153,6 +169,24 @@ pub fn create(dir: &Path, base_offset: u64) -> Result<Segment, StorageError> {
         .map_err(|e| StorageError::io(format!("create segment {}", path.display()), e))?;
     sync_dir(dir)?;
     Ok(Segment::new(base_offset, path, file, 0, Vec::new()))
+}
+
+/// Deletes the files of the segment at `base_offset`: the index first, then
+/// the log, so that a crash in between leaves a segment whose index recovery
+/// rebuilds, never an index without its segment. A file already gone is fine.
+/// The caller syncs the directory.
+///
+/// # Errors
+/// Remove failures other than "not found", with the path.
+pub fn remove_files(dir: &Path, base_offset: u64) -> Result<(), StorageError> {
+    for path in [index_path(dir, base_offset), log_path(dir, base_offset)] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(format!("remove {}", path.display()), e)),
+        }
+    }
+    Ok(())
 }
 
 /// Syncs a directory so that files created or removed in it stay so.

@@ -36,6 +36,7 @@ fn small_opts(fsync: FsyncPolicy, cache: usize) -> LogOptions {
         index_interval_bytes: 256,
         fsync,
         tail_cache_events: cache,
+        ..LogOptions::default()
     }
 }
 
@@ -63,7 +64,10 @@ async fn fill(log: &TopicLog) -> Vec<Event> {
     for b in 0..60u64 {
         let events = batch("fill", all.len() as u64, 1 + b % 9);
         let appended = log.append(events.clone()).await.unwrap();
-        assert_eq!(appended.first_offset, all.len() as u64);
+        let first = all.len() as u64;
+        let dense: Vec<u64> = (first..first + events.len() as u64).collect();
+        assert_eq!(appended.offsets, dense);
+        assert_eq!(appended.duplicate, vec![false; events.len()]);
         all.extend(events);
     }
     all
@@ -99,10 +103,8 @@ async fn reads_back_across_segment_rolls_and_reopen() {
         assert_same(&read_all(&reopened), &written);
         let more = batch("more", 0, 3);
         let appended = reopened.append(more.clone()).await.unwrap();
-        assert_eq!(appended.first_offset, written.len() as u64);
-        let tail = reopened
-            .read(appended.first_offset, 10, usize::MAX)
-            .unwrap();
+        assert_eq!(appended.offsets[0], written.len() as u64);
+        let tail = reopened.read(appended.offsets[0], 10, usize::MAX).unwrap();
         assert_eq!(tail.len(), 3);
         assert_eq!(tail[2].event, more[2]);
         reopened.close().await.unwrap();
@@ -116,7 +118,7 @@ async fn a_batch_larger_than_a_segment_goes_alone_into_one() {
     log.append(batch("a", 0, 2)).await.unwrap();
     let big: Vec<Event> = (0..3).map(|i| event("big", i, 3000)).collect();
     let appended = log.append(big.clone()).await.unwrap();
-    assert_eq!(appended.first_offset, 2);
+    assert_eq!(appended.offsets, vec![2, 3, 4]);
     log.append(batch("c", 5, 1)).await.unwrap();
     assert_eq!(log.stats().segments, 3);
     let names: Vec<String> = std::fs::read_dir(dir.path())
@@ -240,7 +242,8 @@ async fn concurrent_appenders_get_dense_disjoint_offsets_and_share_syncs() {
                 let n = 1 + (t + b) % 4;
                 let tag = format!("t{t}b{b}");
                 let appended = log.append(batch(&tag, 0, n)).await.unwrap();
-                mine.push((appended.first_offset, n, tag));
+                assert_eq!(appended.offsets.len() as u64, n);
+                mine.push((appended.offsets[0], n, tag));
             }
             mine
         }));
@@ -292,7 +295,7 @@ async fn dropped_append_futures_still_append_whole_batches() {
         drop(fut);
     }
     let appended = log.append(batch("last", 0, 1)).await.unwrap();
-    assert_eq!(appended.first_offset, 100);
+    assert_eq!(appended.offsets, vec![100]);
     let all = read_all(&log);
     assert_eq!(all.len(), 101);
     for chunk in all[..100].chunks(5) {
@@ -350,12 +353,8 @@ async fn a_failed_sync_poisons_the_log() {
     let reopened = open(dir.path(), small_opts(FsyncPolicy::Always, 100)).await;
     assert_eq!(reopened.end_offset(), 4);
     assert_eq!(
-        reopened
-            .append(batch("new", 0, 1))
-            .await
-            .unwrap()
-            .first_offset,
-        4
+        reopened.append(batch("new", 0, 1)).await.unwrap().offsets,
+        vec![4]
     );
 }
 
@@ -395,7 +394,11 @@ async fn interval_policy_syncs_in_the_background_and_stops_on_close() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(tracker.len(), 1, "the flusher runs on the given tracker");
+    assert_eq!(
+        tracker.len(),
+        2,
+        "the flusher and retention run on the given tracker"
+    );
     log.close().await.unwrap();
     tracker.close();
     tokio::time::timeout(Duration::from_secs(5), tracker.wait())
@@ -412,7 +415,7 @@ async fn oversized_events_are_refused_up_front() {
     let err = log.append(vec![event("ok", 0, 1), huge]).await.unwrap_err();
     assert!(err.to_string().contains("maximum"), "{err}");
     assert_eq!(log.end_offset(), 0);
-    assert_eq!(log.append(batch("x", 0, 1)).await.unwrap().first_offset, 0);
+    assert_eq!(log.append(batch("x", 0, 1)).await.unwrap().offsets, vec![0]);
 }
 
 #[tokio::test]
@@ -440,4 +443,184 @@ async fn missing_sealed_indexes_are_rebuilt_on_open() {
 fn handles_are_send_sync_and_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<TopicLog>();
+}
+
+fn ids(events: &[Arc<StoredEvent>]) -> Vec<&str> {
+    events.iter().map(|e| e.event.id.as_str()).collect()
+}
+
+fn with_id(id: &str) -> Event {
+    Event {
+        id: id.into(),
+        ..event("x", 0, 16)
+    }
+}
+
+fn batch_of(ids: &[&str]) -> Vec<Event> {
+    ids.iter().map(|id| with_id(id)).collect()
+}
+
+#[tokio::test]
+async fn dedup_skips_ids_repeated_in_a_batch_and_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_opts(FsyncPolicy::Always, 100)).await;
+    log.set_dedup_window(Duration::from_secs(60));
+    let first = log.append(batch_of(&["a", "b", "a"])).await.unwrap();
+    assert_eq!(first.offsets, vec![0, 1, 0]);
+    assert_eq!(first.duplicate, vec![false, false, true]);
+    assert_eq!(log.end_offset(), 2);
+
+    let second = log.append(batch_of(&["b", "c", "c"])).await.unwrap();
+    assert_eq!(second.offsets, vec![1, 2, 2]);
+    assert_eq!(second.duplicate, vec![true, false, true]);
+    assert_eq!(log.end_offset(), 3);
+
+    let mut watch = log.watch_end();
+    watch.borrow_and_update();
+    let syncs = log.sync_count();
+    let none = log.append(batch_of(&["c", "a"])).await.unwrap();
+    assert_eq!(none.offsets, vec![2, 0]);
+    assert_eq!(none.duplicate, vec![true, true]);
+    assert_eq!(log.end_offset(), 3, "a batch of duplicates stores nothing");
+    assert!(!watch.has_changed().unwrap(), "and does not move the end");
+    assert_eq!(log.sync_count(), syncs, "nor costs a sync");
+    assert_eq!(ids(&read_all(&log)), vec!["a", "b", "c"]);
+
+    // The stored part of a mixed batch gets consecutive offsets.
+    let mixed = log.append(batch_of(&["d", "a", "e"])).await.unwrap();
+    assert_eq!(mixed.offsets, vec![3, 0, 4]);
+    assert_eq!(mixed.duplicate, vec![false, true, false]);
+    let stored = read_all(&log);
+    assert_eq!(ids(&stored), vec!["a", "b", "c", "d", "e"]);
+    assert_eq!(stored[3].publish_time_us, stored[4].publish_time_us);
+    assert_eq!(stored[3].publish_time_us, mixed.publish_time_us);
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn dedup_off_stores_duplicates_and_turning_it_on_learns_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_opts(FsyncPolicy::Never, 0)).await;
+    let off = log.append(batch_of(&["a", "a"])).await.unwrap();
+    assert_eq!(off.offsets, vec![0, 1]);
+    assert_eq!(off.duplicate, vec![false, false]);
+    // Turned on later: ids stored while it was off count, the first copy
+    // being the original.
+    log.set_dedup_window(Duration::from_secs(60));
+    let on = log.append(batch_of(&["a", "b"])).await.unwrap();
+    assert_eq!(on.offsets, vec![0, 2]);
+    assert_eq!(on.duplicate, vec![true, false]);
+    // Off again: everything is stored.
+    log.set_dedup_window(Duration::ZERO);
+    let again = log.append(batch_of(&["a", "b"])).await.unwrap();
+    assert_eq!(again.offsets, vec![3, 4]);
+    assert_eq!(again.duplicate, vec![false, false]);
+    // Empty ids are never duplicates.
+    log.set_dedup_window(Duration::from_secs(60));
+    let anonymous = log.append(batch_of(&["", ""])).await.unwrap();
+    assert_eq!(anonymous.offsets, vec![5, 6]);
+    assert_eq!(log.end_offset(), 7);
+}
+
+#[tokio::test]
+async fn dedup_survives_a_restart_within_the_window_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_opts(FsyncPolicy::Always, 0);
+    let window = Duration::from_millis(1500);
+    let log = open(dir.path(), opts.clone()).await;
+    log.set_dedup_window(window);
+    let old: Vec<String> = (0..40).map(|i| format!("old-{i}")).collect();
+    let old_ids: Vec<&str> = old.iter().map(String::as_str).collect();
+    log.append(batch_of(&old_ids)).await.unwrap();
+    // Older than the window by the time the log is reopened.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let mut recent = Vec::new();
+    for b in 0..30u64 {
+        // Several segments' worth, so the rebuild crosses sealed segments.
+        let events = batch(&format!("new{b}"), 0, 3);
+        let appended = log.append(events.clone()).await.unwrap();
+        recent.extend(events.into_iter().zip(appended.offsets));
+    }
+    let end = log.end_offset();
+    log.close().await.unwrap();
+    drop(log);
+
+    let log = open(dir.path(), opts).await;
+    assert!(log.stats().segments > 3, "{:?}", log.stats());
+    log.set_dedup_window(window);
+    let again: Vec<Event> = recent.iter().map(|(e, _)| e.clone()).collect();
+    let appended = log.append(again).await.unwrap();
+    let originals: Vec<u64> = recent.iter().map(|(_, o)| *o).collect();
+    assert_eq!(appended.offsets, originals);
+    assert!(appended.duplicate.iter().all(|d| *d));
+    assert_eq!(
+        log.end_offset(),
+        end,
+        "nothing stored twice after a restart"
+    );
+    // Ids published longer ago than the window are stored again.
+    let stale = log.append(batch_of(&old_ids[..2])).await.unwrap();
+    assert_eq!(stale.offsets, vec![end, end + 1]);
+    assert_eq!(stale.duplicate, vec![false, false]);
+}
+
+#[tokio::test]
+async fn an_id_is_accepted_again_once_the_window_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_opts(FsyncPolicy::Never, 100)).await;
+    log.set_dedup_window(Duration::from_millis(200));
+    assert_eq!(log.append(batch_of(&["x"])).await.unwrap().offsets, vec![0]);
+    let dup = log.append(batch_of(&["x"])).await.unwrap();
+    assert_eq!((dup.offsets, dup.duplicate), (vec![0], vec![true]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = log.append(batch_of(&["x"])).await.unwrap();
+    assert_eq!((fresh.offsets, fresh.duplicate), (vec![1], vec![false]));
+    let dup = log.append(batch_of(&["x"])).await.unwrap();
+    assert_eq!(
+        (dup.offsets, dup.duplicate),
+        (vec![1], vec![true]),
+        "the new copy is the original now"
+    );
+    // Narrowing the window forgets what falls out of it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    log.set_dedup_window(Duration::from_millis(10));
+    let narrowed = log.append(batch_of(&["x"])).await.unwrap();
+    assert_eq!(narrowed.duplicate, vec![false]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_of_one_id_store_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_opts(FsyncPolicy::Always, 1000)).await;
+    log.set_dedup_window(Duration::from_secs(60));
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for i in 0..50 {
+                let shared = format!("shared-{i}");
+                let own = format!("t{t}-{i}");
+                let appended = log.append(batch_of(&[&shared, &own])).await.unwrap();
+                assert!(!appended.duplicate[1]);
+                seen.push((shared, appended.offsets[0]));
+            }
+            seen
+        }));
+    }
+    let mut original = std::collections::HashMap::new();
+    for task in tasks {
+        for (id, offset) in task.await.unwrap() {
+            assert_eq!(
+                *original.entry(id.clone()).or_insert(offset),
+                offset,
+                "{id}"
+            );
+        }
+    }
+    let all = read_all(&log);
+    assert_eq!(all.len(), 50 + 8 * 50, "each shared id stored exactly once");
+    for (id, offset) in original {
+        assert_eq!(all[offset as usize].event.id, id);
+    }
 }

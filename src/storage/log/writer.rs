@@ -6,21 +6,28 @@
 //! [`FsyncPolicy::Always`]), then fills the tail cache, publishes the new end
 //! offset and answers every batch. A failed write or sync poisons the log:
 //! the failed batches and all later ones are refused, none of them visible.
+//!
+//! The writer also owns the dedup index (`dedup.rs`): with a window set, each
+//! batch's events are checked against it (and against each other) before
+//! anything is encoded, so checking and storing an id is one step.
 
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tracing::error;
+use tracing::{error, info};
 
 use super::codec;
+use super::dedup::{self, DedupIndex};
 use super::index::{self, IndexBuilder, IndexEntry};
 use super::options::FsyncPolicy;
+use super::reader;
 use super::segment::{self, Segment};
-use super::{Appended, Shared, write_guard};
+use super::{Appended, Shared, read_guard, write_guard};
 use crate::event::{Event, StoredEvent, now_us};
 use crate::storage::StorageError;
 
@@ -43,6 +50,9 @@ pub enum Command {
     },
     /// Sync written data now (from the interval flusher).
     Sync,
+    /// Check later appends against ids stored within this window (zero:
+    /// stop checking).
+    SetDedupWindow(Duration),
     /// Commit what is queued before this, sync, and stop.
     Close {
         reply: oneshot::Sender<Result<(), StorageError>>,
@@ -56,6 +66,8 @@ struct Staged {
     entries: Vec<IndexEntry>,
     events: Vec<Arc<StoredEvent>>,
     replies: Vec<(AppendReply, Appended)>,
+    /// Publish time of the newest record in `buf`.
+    last_publish_time_us: Option<i64>,
 }
 
 /// State owned by the writer thread.
@@ -71,6 +83,8 @@ pub struct Writer {
     dirty: bool,
     cache_enabled: bool,
     staged: Staged,
+    /// Ids stored within the dedup window; off until the window is set.
+    dedup: DedupIndex,
 }
 
 impl Writer {
@@ -92,6 +106,7 @@ impl Writer {
             dirty: false,
             cache_enabled,
             staged: Staged::default(),
+            dedup: DedupIndex::default(),
         }
     }
 
@@ -123,6 +138,7 @@ impl Writer {
                         reply,
                     } => self.stage(events, bytes, reply),
                     Command::Sync => self.sync_now(),
+                    Command::SetDedupWindow(window) => self.set_dedup_window(window),
                     Command::Close { reply } => {
                         let _ = reply.send(self.finish());
                         // Commands queued after Close are dropped with the
@@ -136,14 +152,28 @@ impl Writer {
     }
 
     /// Encodes one batch into the pending commit, rolling first if the
-    /// active segment would grow past `segment_bytes`.
+    /// active segment would grow past `segment_bytes`. Duplicates (with
+    /// dedup on) are left out; a batch of duplicates only is answered with
+    /// the next commit, once everything staged before it is durable.
     fn stage(&mut self, events: Vec<Event>, bytes: u64, reply: AppendReply) {
         if let Some(err) = self.shared.poisoned() {
             let _ = reply.send(Err(err));
             return;
         }
+        let publish_time_us = now_us().max(self.last_publish_time_us);
+        self.last_publish_time_us = publish_time_us;
+        let (appended, stored, bytes) = if self.dedup.enabled() {
+            self.check_duplicates(&events, publish_time_us)
+        } else {
+            let appended = Appended::dense(self.next_offset, events.len(), publish_time_us);
+            (appended, events.len(), bytes)
+        };
+        if stored == 0 {
+            self.staged.replies.push((reply, appended));
+            return;
+        }
         let segment_len = self.active.len() + self.staged.buf.len() as u64;
-        let rel_end = self.next_offset - self.active.base_offset + events.len() as u64;
+        let rel_end = self.next_offset - self.active.base_offset + stored as u64;
         let too_big = segment_len.saturating_add(bytes) > self.shared.opts.segment_bytes;
         let too_many = rel_end > u64::from(u32::MAX) + 1;
         if segment_len > 0 && (too_big || too_many) {
@@ -158,11 +188,11 @@ impl Writer {
                 return;
             }
         }
-        let publish_time_us = now_us().max(self.last_publish_time_us);
-        self.last_publish_time_us = publish_time_us;
-        let first_offset = self.next_offset;
         let base_len = self.active.len();
-        for event in events {
+        for (event, duplicate) in events.into_iter().zip(&appended.duplicate) {
+            if *duplicate {
+                continue;
+            }
             let offset = self.next_offset;
             let position = base_len + self.staged.buf.len() as u64;
             // The roll check above keeps every relative offset of the
@@ -181,11 +211,102 @@ impl Writer {
             }
             self.next_offset += 1;
         }
-        let appended = Appended {
-            first_offset,
-            publish_time_us,
-        };
+        self.staged.last_publish_time_us = Some(publish_time_us);
         self.staged.replies.push((reply, appended));
+    }
+
+    /// Decides which events of a batch published at `publish_time_us` are
+    /// duplicates, and indexes the others at the offsets they will get.
+    /// Returns the answer, how many events to store and their encoded size.
+    ///
+    /// Indexing before the batch is written is safe: if the write fails the
+    /// log is poisoned and stores nothing more.
+    fn check_duplicates(
+        &mut self,
+        events: &[Event],
+        publish_time_us: i64,
+    ) -> (Appended, usize, u64) {
+        self.dedup.expire(publish_time_us);
+        // Retention may have deleted an original; the log no longer holds it.
+        let start = self.shared.start.load(Ordering::Acquire);
+        let mut appended = Appended {
+            publish_time_us,
+            offsets: Vec::with_capacity(events.len()),
+            duplicate: Vec::with_capacity(events.len()),
+        };
+        let mut next = self.next_offset;
+        let mut bytes = 0;
+        for event in events {
+            match self
+                .dedup
+                .get(&event.id)
+                .filter(|&original| original >= start)
+            {
+                Some(original) => {
+                    appended.offsets.push(original);
+                    appended.duplicate.push(true);
+                }
+                None => {
+                    self.dedup.insert(&event.id, next, publish_time_us);
+                    appended.offsets.push(next);
+                    appended.duplicate.push(false);
+                    bytes += (codec::HEADER_LEN + codec::payload_len(event)) as u64;
+                    next += 1;
+                }
+            }
+        }
+        let stored = (next - self.next_offset) as usize;
+        (appended, stored, bytes)
+    }
+
+    /// Applies a new dedup window. Turning dedup on or widening the window
+    /// rebuilds the index from the log: the ids published within the window
+    /// before now, so that a restart (or a time with dedup off) forgets none.
+    fn set_dedup_window(&mut self, window: Duration) {
+        let window_us = dedup::window_us(window);
+        if window_us <= self.dedup.window_us() {
+            if window_us == 0 {
+                self.dedup.reset(0);
+            } else {
+                self.dedup.shrink(window_us);
+            }
+            return;
+        }
+        // Everything queued before this command must be in the files the
+        // rebuild reads.
+        self.commit();
+        self.dedup.reset(window_us);
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        let started = Instant::now();
+        let cutoff = now_us()
+            .max(self.last_publish_time_us)
+            .saturating_sub(window_us);
+        let end = self.next_offset;
+        let segments = read_guard(&self.shared.segments).clone();
+        let dedup = &mut self.dedup;
+        let rebuilt = reader::offset_for_time(&segments, cutoff, end).and_then(|from| {
+            reader::for_each_id(&segments, from, end, |offset, publish_time_us, id| {
+                dedup.insert(id, offset, publish_time_us);
+            })
+        });
+        let dir = self.shared.dir.display();
+        match rebuilt {
+            Ok(()) => info!(
+                dir = %dir,
+                window_ms = window.as_millis() as u64,
+                ids = self.dedup.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "dedup index rebuilt from the log"
+            ),
+            Err(e) => error!(
+                dir = %dir,
+                error = %e,
+                ids = self.dedup.len(),
+                "dedup index rebuild failed; ids published before this point may be stored again"
+            ),
+        }
     }
 
     /// Writes, syncs per policy and publishes everything staged, then
@@ -195,16 +316,27 @@ impl Writer {
             return;
         }
         let position = self.active.len();
-        match self.write_staged(position) {
+        // Only duplicates staged: nothing to write, but answer in order.
+        let written = if self.staged.buf.is_empty() {
+            Ok(())
+        } else {
+            self.write_staged(position)
+        };
+        match written {
             Ok(()) => {
                 self.active.set_len(position + self.staged.buf.len() as u64);
                 self.active.extend_index(&self.staged.entries);
+                if let Some(t) = self.staged.last_publish_time_us.take() {
+                    self.active.set_last_publish_time(t);
+                }
                 let evicted = if self.staged.events.is_empty() {
                     Vec::new()
                 } else {
                     write_guard(&self.shared.cache).extend(&mut self.staged.events)
                 };
-                self.shared.publish_end(self.next_offset);
+                if !self.staged.buf.is_empty() {
+                    self.shared.publish_end(self.next_offset);
+                }
                 for (reply, appended) in self.staged.replies.drain(..) {
                     // The caller may have given up waiting (its future was
                     // dropped); the batch is appended all the same.
@@ -229,6 +361,7 @@ impl Writer {
         self.staged.buf.shrink_to(KEEP_BUFFER_BYTES);
         self.staged.entries.clear();
         self.staged.events.clear();
+        self.staged.last_publish_time_us = None;
     }
 
     fn write_staged(&mut self, position: u64) -> Result<(), StorageError> {

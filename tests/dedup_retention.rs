@@ -1,0 +1,206 @@
+//! Idempotent publish (dedup window) and retention, end to end.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use herald::proto;
+
+async fn create_topic(server: &TestServer, name: &str, dedup: Duration, max_bytes: Option<u64>) {
+    server
+        .admin()
+        .create_topic(proto::CreateTopicRequest {
+            topic: Some(proto::Topic {
+                name: name.into(),
+                dedup_window: Some(dur(dedup)),
+                retention_max_bytes: max_bytes,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+async fn publish(server: &TestServer, topic: &str, ids: &[&str]) -> Vec<(u64, bool)> {
+    server
+        .publisher()
+        .publish(proto::PublishRequest {
+            topic: topic.into(),
+            events: ids.iter().map(|id| event(id)).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| (r.offset, r.duplicate))
+        .collect()
+}
+
+async fn end_offset(server: &TestServer, topic: &str) -> u64 {
+    server
+        .admin()
+        .get_topic(proto::GetTopicRequest { name: topic.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .topic
+        .unwrap()
+        .stats
+        .unwrap()
+        .end_offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_ids_within_the_window_are_not_stored_twice_even_across_restart() {
+    let mut server = TestServer::start().await;
+    create_topic(&server, "pay", Duration::from_secs(120), None).await;
+    assert_eq!(
+        publish(&server, "pay", &["a", "b"]).await,
+        vec![(0, false), (1, false)]
+    );
+    assert_eq!(
+        publish(&server, "pay", &["b", "c", "c"]).await,
+        vec![(1, true), (2, false), (2, true)]
+    );
+    assert_eq!(end_offset(&server, "pay").await, 3);
+    server.restart().await;
+    assert_eq!(
+        publish(&server, "pay", &["a", "d"]).await,
+        vec![(0, true), (3, false)],
+        "the window survives a restart"
+    );
+    assert_eq!(end_offset(&server, "pay").await, 4);
+
+    // Dedup off (window 0) stores duplicates.
+    create_topic(&server, "raw", Duration::ZERO, None).await;
+    assert_eq!(
+        publish(&server, "raw", &["a", "a"]).await,
+        vec![(0, false), (1, false)]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_is_accepted_again_after_the_window() {
+    let server = TestServer::start().await;
+    create_topic(&server, "pay", Duration::from_millis(300), None).await;
+    assert_eq!(publish(&server, "pay", &["a"]).await, vec![(0, false)]);
+    assert_eq!(publish(&server, "pay", &["a"]).await, vec![(0, true)]);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(publish(&server, "pay", &["a"]).await, vec![(1, false)]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_segments_and_groups_skip_forward() {
+    let server = TestServer::start_with(|c| {
+        c.storage.segment_bytes = 4096;
+        c.storage.retention_interval = Duration::from_millis(100);
+    })
+    .await;
+    create_topic(&server, "logs", Duration::ZERO, Some(16 * 1024)).await;
+    server
+        .create_group("logs", "slow", Duration::from_secs(30), Duration::ZERO)
+        .await;
+    let mut publisher = server.publisher();
+    for batch in 0..20 {
+        let events = (0..10)
+            .map(|i| proto::Event {
+                data: Bytes::from(vec![7u8; 300]),
+                ..event(&format!("l{}", batch * 10 + i))
+            })
+            .collect();
+        publisher
+            .publish(proto::PublishRequest {
+                topic: "logs".into(),
+                events,
+            })
+            .await
+            .unwrap();
+    }
+    let dir = server.data_dir().join("topics").join("logs");
+    let segments = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count()
+    };
+    // Wait for the retention task.
+    let mut start = 0;
+    for _ in 0..50 {
+        let t = server
+            .admin()
+            .get_topic(proto::GetTopicRequest {
+                name: "logs".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .topic
+            .unwrap();
+        let stats = t.stats.unwrap();
+        start = stats.start_offset;
+        if start > 0 && stats.bytes <= 16 * 1024 + 4096 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(start > 0, "old segments were deleted");
+    assert!(
+        segments(&dir) <= 6,
+        "files are gone from disk: {}",
+        segments(&dir)
+    );
+
+    // Reads before the retained start: OUT_OF_RANGE naming the first offset.
+    let err = server
+        .subscriber()
+        .read(proto::ReadRequest {
+            topic: "logs".into(),
+            start: Some(proto::read_request::Start::Offset(0)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange);
+    assert!(
+        err.message()
+            .contains(&format!("first available offset {start}")),
+        "{}",
+        err.message()
+    );
+
+    // The group, still at 0, skips forward and counts what it lost.
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "logs", "slow", 1000).await;
+    let first = next_batch(&mut stream, Duration::from_secs(5)).await;
+    assert!(first[0].event.as_ref().unwrap().offset >= start);
+    let stats = server
+        .admin()
+        .get_group(proto::GetGroupRequest {
+            topic: "logs".into(),
+            group: "slow".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+        .stats
+        .unwrap();
+    assert!(
+        stats.expired >= start,
+        "skipped events are counted: {} < {start}",
+        stats.expired
+    );
+    server.stop().await;
+}
