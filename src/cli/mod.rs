@@ -1,8 +1,11 @@
-//! The `herald` command line: `serve` runs the server, `bench` measures it.
+//! The `herald` command line: `serve` runs the server, `bench` measures it,
+//! and the client commands (`publish`, `subscribe`, `topics`, `groups`,
+//! `dlq`, in [`client`]) talk to a running server.
 //!
 //! Wiring only; `main.rs` parses and calls [`run`].
 
 pub mod bench;
+pub mod client;
 pub mod serve;
 pub mod telemetry;
 
@@ -21,6 +24,20 @@ pub struct Cli {
     /// Log format (overrides `log.format`).
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Herald server for client commands [env: HERALD_SERVER] [default: http://127.0.0.1:50051].
+    // The environment variable and default are applied in `client::Context`,
+    // not by clap: `bench` has its own `--server` (no default: "start my own
+    // server"), and clap would copy a default or env value into it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Client options"
+    )]
+    pub server: Option<String>,
+    /// Print JSON instead of tables: one document per command, one line per delivery for `subscribe`.
+    #[arg(long, global = true, help_heading = "Client options")]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +50,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Measure publish, consume and end-to-end latency.
     Bench(bench::BenchArgs),
+    /// Publish an event from flags, or JSON lines from stdin.
+    Publish(client::publish::PublishArgs),
+    /// Consume through a group: print each delivery and ack (or nack) it.
+    Subscribe(client::subscribe::SubscribeArgs),
+    /// List, create, describe and delete topics.
+    #[command(subcommand)]
+    Topics(client::topics::TopicsCommand),
+    /// List, create, describe and delete consumer groups.
+    #[command(subcommand)]
+    Groups(client::groups::GroupsCommand),
+    /// List, replay and purge a group's dead letters.
+    #[command(subcommand)]
+    Dlq(client::dlq::DlqCommand),
 }
 
 /// Flags of `herald serve`; each overrides the config file and environment.
@@ -83,8 +113,17 @@ impl ServeArgs {
 /// # Errors
 /// Whatever the command reports; `main` prints it and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = client::Context::new(cli.server.clone(), cli.json);
     match cli.command {
         Command::Serve(args) => {
+            anyhow::ensure!(
+                cli.server.is_none(),
+                "--server names the server client commands talk to; `serve` listens on --listen"
+            );
+            anyhow::ensure!(
+                !cli.json,
+                "`serve` prints no tables; for JSON logs use --log-format json"
+            );
             let config = Config::load(args.config.as_deref(), args.overrides(cli.log_format))?;
             let telemetry = telemetry::init(config.log.format, &config.log.filter)?;
             let result = serve::run(config).await;
@@ -97,5 +136,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry.shutdown();
             result
         }
+        Command::Publish(args) => client::publish::run(&ctx, args).await,
+        Command::Subscribe(args) => client::subscribe::run(&ctx, args).await,
+        Command::Topics(command) => client::topics::run(&ctx, command).await,
+        Command::Groups(command) => client::groups::run(&ctx, command).await,
+        Command::Dlq(command) => client::dlq::run(&ctx, command).await,
     }
 }

@@ -563,10 +563,10 @@ mod ordered_property {
                     }
                     Op::Ack(i) if !held.is_empty() => {
                         let (_, key, lease, k) = held.remove(i % held.len());
-                        if d.ack(key, lease) == LeaseOutcome::Ok {
-                            if let Some(prev) = last_acked.insert(k.clone(), key) {
-                                prop_assert!(key > prev, "{} acked {} after {}", k, key, prev);
-                            }
+                        if d.ack(key, lease) == LeaseOutcome::Ok
+                            && let Some(prev) = last_acked.insert(k.clone(), key)
+                        {
+                            prop_assert!(key > prev, "{} acked {} after {}", k, key, prev);
                         }
                     }
                     Op::Nack(i) if !held.is_empty() => {
