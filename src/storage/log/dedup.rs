@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Ids stored within the window, with their offsets.
 #[derive(Debug, Default)]
@@ -93,11 +92,6 @@ impl DedupIndex {
     }
 }
 
-/// A window as whole microseconds, saturating.
-pub fn window_us(window: Duration) -> i64 {
-    i64::try_from(window.as_micros()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,11 +144,5 @@ mod tests {
         assert_eq!(index.get("y"), None);
         index.reset(0);
         assert!(!index.enabled());
-    }
-
-    #[test]
-    fn windows_convert_saturating() {
-        assert_eq!(window_us(Duration::from_millis(2)), 2_000);
-        assert_eq!(window_us(Duration::MAX), i64::MAX);
     }
 }

@@ -14,7 +14,7 @@
 //! [`LogOptions::retention_interval`]: super::LogOptions::retention_interval
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::segment::{self, Segment};
-use super::{Handle, Shared, read_guard, write_guard};
+use super::{Handle, Shared, lock_guard, micros, read_guard, write_guard};
 use crate::event::now_us;
 use crate::storage::StorageError;
 
@@ -45,9 +45,7 @@ impl RetentionPolicy {
     /// policy deletes at `now_us`.
     fn doomed(&self, segments: &[Arc<Segment>], now_us: i64) -> usize {
         let sealed = segments.len().saturating_sub(1);
-        let cutoff = self
-            .max_age
-            .map(|age| now_us.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX)));
+        let cutoff = self.max_age.map(|age| now_us.saturating_sub(micros(age)));
         let mut total: u64 = segments.iter().map(|s| s.len()).sum();
         let mut count = 0;
         for segment in segments.iter().take(sealed) {
@@ -81,22 +79,18 @@ pub struct RetentionReport {
     pub start_offset: u64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Shared {
     pub(super) fn retention_policy(&self) -> RetentionPolicy {
-        *lock(&self.retention)
+        *lock_guard(&self.retention)
     }
 
     pub(super) fn set_retention_policy(&self, policy: RetentionPolicy) {
-        *lock(&self.retention) = policy;
+        *lock_guard(&self.retention) = policy;
     }
 
     /// One retention pass (blocking file I/O).
     pub(super) fn enforce_retention(&self) -> Result<RetentionReport, StorageError> {
-        let _pass = lock(&self.retention_pass);
+        let _pass = lock_guard(&self.retention_pass);
         let policy = self.retention_policy();
         let old_start = self.start.load(Ordering::Acquire);
         let mut report = RetentionReport {

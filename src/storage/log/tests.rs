@@ -624,3 +624,9 @@ async fn concurrent_appends_of_one_id_store_it_once() {
         assert_eq!(all[offset as usize].event.id, id);
     }
 }
+
+#[test]
+fn durations_become_saturating_microseconds() {
+    assert_eq!(micros(Duration::from_millis(2)), 2_000);
+    assert_eq!(micros(Duration::MAX), i64::MAX);
+}

@@ -22,12 +22,12 @@ use tokio::sync::oneshot;
 use tracing::{error, info};
 
 use super::codec;
-use super::dedup::{self, DedupIndex};
+use super::dedup::DedupIndex;
 use super::index::{self, IndexBuilder, IndexEntry};
 use super::options::FsyncPolicy;
 use super::reader;
 use super::segment::{self, Segment};
-use super::{Appended, Shared, read_guard, write_guard};
+use super::{Appended, Shared, micros, read_guard, write_guard};
 use crate::event::{Event, StoredEvent, now_us};
 use crate::storage::StorageError;
 
@@ -263,7 +263,7 @@ impl Writer {
     /// rebuilds the index from the log: the ids published within the window
     /// before now, so that a restart (or a time with dedup off) forgets none.
     fn set_dedup_window(&mut self, window: Duration) {
-        let window_us = dedup::window_us(window);
+        let window_us = micros(window);
         if window_us <= self.dedup.window_us() {
             if window_us == 0 {
                 self.dedup.reset(0);
