@@ -11,3 +11,4 @@ pub mod event;
 pub mod grpc;
 pub mod proto;
 pub mod storage;
+pub mod telemetry;

@@ -24,6 +24,7 @@ use crate::event::{StoredEvent, now_us};
 use crate::storage::StorageError;
 use crate::storage::log::TopicLog;
 use crate::storage::meta::DeadLetterOps;
+use crate::telemetry::metrics::GroupMetrics;
 
 /// Most events read from the log in one go.
 const READ_BATCH: usize = 4096;
@@ -195,6 +196,21 @@ impl GroupHandle {
     }
 }
 
+impl super::Broker {
+    /// (topic, group) of the running group that issued `ack_id`, for
+    /// telemetry; `None` for a malformed id, one of another run or of a
+    /// group that is gone.
+    pub fn ack_id_group(&self, ack_id: &str) -> Option<(String, String)> {
+        let id = AckId::decode(ack_id).filter(|id| id.run == self.inner.run)?;
+        let groups = self
+            .inner
+            .groups_by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        groups.get(&id.group).map(GroupHandle::key)
+    }
+}
+
 /// Everything a group task needs to start.
 pub(crate) struct GroupStart {
     pub id: u32,
@@ -226,6 +242,8 @@ struct GroupTask {
     dead: std::collections::BTreeMap<u64, DeadSummary>,
     next_dead_id: u64,
     gauges: Arc<GroupGauges>,
+    /// Delivery, ack, nack and dead-letter counters of this group.
+    metrics: GroupMetrics,
 }
 
 /// Starts the task of a group and returns its handle and the task future
@@ -295,6 +313,7 @@ pub(crate) fn start(
         dead,
         next_dead_id,
         gauges,
+        metrics: GroupMetrics::new(&s.record.topic, &s.record.name),
     };
     let fut = task.run(rx, s.stop, s.flush_interval, discard);
     Ok((handle, fut))
@@ -416,6 +435,7 @@ impl GroupTask {
             }
             let wall = now_us();
             let mut lost = Vec::new();
+            let mut delivered = 0;
             for (consumer, handouts) in batches {
                 let deliveries: Vec<Delivery> = handouts
                     .into_iter()
@@ -433,15 +453,19 @@ impl GroupTask {
                         attempt: h.attempt,
                     })
                     .collect();
+                let n = deliveries.len();
                 let sent = self
                     .consumers
                     .get(&consumer)
                     .map(|tx| tx.try_send(deliveries).is_ok())
                     .unwrap_or(false);
-                if !sent {
+                if sent {
+                    delivered += n;
+                } else {
                     lost.push(consumer);
                 }
             }
+            self.metrics.delivered(delivered);
             if lost.is_empty() {
                 return;
             }
@@ -477,10 +501,13 @@ impl GroupTask {
             }
             GroupCmd::Unsubscribe { consumer } => self.remove_consumer(consumer),
             GroupCmd::Ack { items, reply } => {
-                let out = items
+                let out: Vec<_> = items
                     .into_iter()
                     .map(|(i, key, lease)| (i, self.dispatcher.ack(key, lease)))
                     .collect();
+                if self.metrics.enabled() {
+                    self.metrics.acked(ok_count(&out));
+                }
                 let _ = reply.send(out);
                 self.store_dead();
             }
@@ -493,7 +520,7 @@ impl GroupTask {
             } => {
                 let now = Instant::now();
                 let wall = now_us();
-                let out = items
+                let out: Vec<_> = items
                     .into_iter()
                     .map(|(i, key, lease)| {
                         let outcome = self.dispatcher.nack(
@@ -508,6 +535,9 @@ impl GroupTask {
                         (i, outcome)
                     })
                     .collect();
+                if self.metrics.enabled() {
+                    self.metrics.nacked(ok_count(&out));
+                }
                 // A nack that dead-letters answers once the dead letter is durable.
                 match self.store_dead() {
                     Some(durable) => {
@@ -581,6 +611,7 @@ impl GroupTask {
         }
         let wall = now_us();
         let mut ops = DeadLetterOps::default();
+        self.metrics.dead_lettered(dead.len());
         for d in dead {
             let record = self.dead_letter(d, wall);
             ops.put.push((record.id, record.encode()));
@@ -782,6 +813,11 @@ impl GroupTask {
             self.states.save(self.key.clone(), &snapshot);
         }
     }
+}
+
+/// Outcomes that took effect.
+fn ok_count(out: &[(usize, LeaseOutcome)]) -> usize {
+    out.iter().filter(|(_, o)| *o == LeaseOutcome::Ok).count()
 }
 
 async fn sleep_until(wake: Option<Instant>) {

@@ -36,6 +36,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    super::telemetry::observe_groups(&broker);
     let stop = CancellationToken::new();
     let signal = stop.clone();
     let serve = tokio::spawn(crate::grpc::serve(broker.clone(), listener, async move {

@@ -1,13 +1,20 @@
 //! `herald.v1.PublisherService`: Publish and the pipelined PublishStream.
 //!
-//! gRPC layer: convert, one broker call, convert back.
+//! gRPC layer: convert, one broker call, convert back. Each Publish call and
+//! each PublishStream request runs in a `publish` span (a child of the
+//! request's `traceparent`, if any) and stores that `traceparent` in its
+//! events; see [`crate::telemetry`].
 
 use std::pin::Pin;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::convert::{event_in, timestamp};
 use super::status::to_status;
@@ -17,6 +24,9 @@ use crate::proto::publisher_service_server::PublisherService;
 use crate::proto::{
     PublishRequest, PublishResponse, PublishResult, PublishStreamRequest, PublishStreamResponse,
 };
+use crate::telemetry::MESSAGING_SYSTEM;
+use crate::telemetry::metrics::metrics;
+use crate::telemetry::propagation::TraceHeaders;
 
 /// Requests of one PublishStream that may be in flight (enqueued, awaiting
 /// their durable append) at once; the reader waits when it is reached.
@@ -42,6 +52,74 @@ fn events_in(events: Vec<crate::proto::Event>) -> Result<Vec<Event>, Status> {
         .collect()
 }
 
+/// The `publish` span of one request of `events` to `topic`: a child of the
+/// request's trace context when it has one. Returns the span and the trace
+/// context to store in the events: the request's, or else the span's own
+/// when it is exported, or none.
+fn publish_span(
+    topic: &str,
+    events: &[Event],
+    request: Option<&TraceHeaders>,
+) -> (tracing::Span, Option<TraceHeaders>) {
+    let single = (events.len() == 1).then(|| &events[0]);
+    let span = tracing::debug_span!(
+        "publish",
+        otel.kind = "server",
+        otel.status_code = Empty,
+        messaging.system = MESSAGING_SYSTEM,
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = topic,
+        messaging.batch.message_count = events.len(),
+        messaging.message.id = Empty,
+        topic,
+        event.count = events.len(),
+        event.type = single.map(|e| e.event_type.as_str()),
+        event.id = Empty,
+        error.type = Empty,
+    );
+    if span.is_disabled() {
+        return (span, request.cloned());
+    }
+    if let Some(request) = request {
+        // Fails only when the OpenTelemetry layer is not installed.
+        let _ = span.set_parent(request.context.clone());
+        return (span, Some(request.clone()));
+    }
+    let own = TraceHeaders::of_span(&span);
+    (span, own)
+}
+
+/// Stores `trace` in every event that has no `traceparent` of its own.
+fn stamp(events: &mut [Event], trace: Option<&TraceHeaders>) {
+    if let Some(trace) = trace {
+        for event in events {
+            trace.stamp(&mut event.attributes);
+        }
+    }
+}
+
+/// Records the outcome of a publish on its span and in the metrics.
+fn finish(span: &tracing::Span, topic: &str, started: Instant, result: &Result<Published, Status>) {
+    match result {
+        Ok(p) => {
+            if let [single] = p.events.as_slice() {
+                span.record("event.id", single.id.as_str());
+                span.record("messaging.message.id", single.id.as_str());
+            }
+            if metrics().enabled() {
+                let stored = p.events.iter().filter(|e| !e.duplicate).count() as u64;
+                metrics().published(topic, stored, started.elapsed());
+            }
+        }
+        Err(status) if !span.is_disabled() => {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", format!("{:?}", status.code()));
+        }
+        Err(_) => {}
+    }
+}
+
 fn results_out(p: &Published) -> Vec<PublishResult> {
     p.events
         .iter()
@@ -53,19 +131,33 @@ fn results_out(p: &Published) -> Vec<PublishResult> {
         .collect()
 }
 
+/// What the PublishStream responder needs to close a request's span.
+struct Done {
+    span: tracing::Span,
+    topic: String,
+    started: Instant,
+}
+
 #[tonic::async_trait]
 impl PublisherService for PublisherApi {
     async fn publish(
         &self,
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
+        let started = Instant::now();
+        let trace = TraceHeaders::from_metadata(request.metadata());
         let r = request.into_inner();
-        let events = events_in(r.events)?;
-        let published = self
+        let mut events = events_in(r.events)?;
+        let (span, stored) = publish_span(&r.topic, &events, trace.as_ref());
+        stamp(&mut events, stored.as_ref());
+        let result = self
             .broker
             .publish(&r.topic, events)
+            .instrument(span.clone())
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        finish(&span, &r.topic, started, &result);
+        let published = result?;
         Ok(Response::new(PublishResponse {
             results: results_out(&published),
             publish_time: Some(timestamp(published.publish_time_us)),
@@ -79,6 +171,8 @@ impl PublisherService for PublisherApi {
         &self,
         request: Request<Streaming<PublishStreamRequest>>,
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
+        // The stream's metadata is the trace context of each of its requests.
+        let trace = TraceHeaders::from_metadata(request.metadata());
         let mut inbound = request.into_inner();
         let broker = self.broker.clone();
         // Reader: enqueue each request's append in arrival order (so offsets
@@ -87,11 +181,26 @@ impl PublisherService for PublisherApi {
         tokio::spawn(async move {
             while let Some(next) = inbound.next().await {
                 let Ok(req) = next else { break };
-                let ticket = match events_in(req.events) {
-                    Ok(events) => broker.submit(&req.topic, events).await.map_err(to_status),
-                    Err(status) => Err(status),
+                let started = Instant::now();
+                let (span, ticket) = match events_in(req.events) {
+                    Ok(mut events) => {
+                        let (span, stored) = publish_span(&req.topic, &events, trace.as_ref());
+                        stamp(&mut events, stored.as_ref());
+                        let ticket = broker
+                            .submit(&req.topic, events)
+                            .instrument(span.clone())
+                            .await
+                            .map_err(to_status);
+                        (span, ticket)
+                    }
+                    Err(status) => (tracing::Span::none(), Err(status)),
                 };
-                if tickets.send((req.request_id, ticket)).await.is_err() {
+                let done = Done {
+                    span,
+                    topic: req.topic,
+                    started,
+                };
+                if tickets.send((req.request_id, done, ticket)).await.is_err() {
                     break;
                 }
             }
@@ -99,11 +208,16 @@ impl PublisherService for PublisherApi {
         // Responder: await tickets in order, one response per request.
         let (out, rx) = mpsc::channel(PIPELINE_DEPTH);
         tokio::spawn(async move {
-            while let Some((request_id, ticket)) = pending.recv().await {
+            while let Some((request_id, done, ticket)) = pending.recv().await {
                 let result = match ticket {
-                    Ok(ticket) => ticket.await.map_err(to_status),
+                    Ok(ticket) => ticket
+                        .instrument(done.span.clone())
+                        .await
+                        .map_err(to_status),
                     Err(status) => Err(status),
                 };
+                finish(&done.span, &done.topic, done.started, &result);
+                drop(done);
                 let response = match result {
                     Ok(p) => PublishStreamResponse {
                         request_id,

@@ -1,20 +1,35 @@
 //! `herald.v1.SubscriberService`: Subscribe, Ack, Nack, ExtendDeadline, Read.
 //!
 //! gRPC layer: convert, one broker call, convert back.
+//!
+//! Telemetry: one `deliver` span per delivered event, made here as each
+//! batch leaves the group for the consumer's stream (not in the group task:
+//! that single task serves every consumer of the group, while this code runs
+//! on each consumer's own stream, in parallel, and knows the wire form). The
+//! span is a child of the trace context stored with the event, so the
+//! publisher's trace continues through Herald to the consumer. Ack and Nack
+//! run in `ack` / `nack` spans.
 
 use std::pin::Pin;
 
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::convert::{delivery_out, event_out, from_duration, from_timestamp, lease_results};
 use super::status::{invalid, to_status};
-use crate::broker::{Broker, Position};
+use crate::broker::{Broker, Delivery, LeaseOutcome, LeaseResult, Position};
+use crate::event::now_us;
 use crate::proto::subscriber_service_server::SubscriberService;
 use crate::proto::{
     AckRequest, AckResponse, ExtendDeadlineRequest, ExtendDeadlineResponse, NackRequest,
     NackResponse, ReadRequest, ReadResponse, SubscribeRequest, SubscribeResponse,
 };
+use crate::telemetry::MESSAGING_SYSTEM;
+use crate::telemetry::metrics::GroupMetrics;
+use crate::telemetry::propagation::{event_context, request_context};
 
 /// Serves SubscriberService.
 pub struct SubscriberApi {
@@ -29,6 +44,111 @@ impl SubscriberApi {
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Opens and closes the `deliver` span of one delivery: it marks the moment
+/// the event leaves for the consumer, as a child of the event's stored
+/// trace context.
+fn deliver_span(topic: &str, group: &str, consumer: u64, d: &Delivery) {
+    let e = &d.event;
+    let span = tracing::debug_span!(
+        "deliver",
+        messaging.system = MESSAGING_SYSTEM,
+        messaging.operation.type = "receive",
+        messaging.operation.name = "deliver",
+        messaging.destination.name = topic,
+        messaging.consumer.group.name = group,
+        messaging.message.id = e.event.id.as_str(),
+        topic,
+        group,
+        event.type = e.event.event_type.as_str(),
+        event.id = e.event.id.as_str(),
+        offset = e.offset,
+        delivery_attempt = d.attempt,
+        consumer,
+    );
+    if !span.is_disabled()
+        && let Some(parent) = event_context(&e.event.attributes)
+    {
+        // Fails only when the OpenTelemetry layer is not installed.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The `ack` or `nack` span of a call: a child of the request's trace
+/// context, naming the group of its first ack id (the ids of one call
+/// nearly always share a group).
+fn settle_span(
+    broker: &Broker,
+    request: &tonic::metadata::MetadataMap,
+    ack_ids: &[String],
+    nack: bool,
+) -> tracing::Span {
+    let span = if nack {
+        tracing::debug_span!(
+            "nack",
+            otel.kind = "server",
+            otel.status_code = Empty,
+            error.type = Empty,
+            messaging.system = MESSAGING_SYSTEM,
+            messaging.operation.type = "settle",
+            messaging.operation.name = "nack",
+            messaging.batch.message_count = ack_ids.len(),
+            messaging.destination.name = Empty,
+            messaging.consumer.group.name = Empty,
+            topic = Empty,
+            group = Empty,
+            event.count = ack_ids.len(),
+            nacked = Empty,
+            dead_letter = Empty,
+        )
+    } else {
+        tracing::debug_span!(
+            "ack",
+            otel.kind = "server",
+            otel.status_code = Empty,
+            error.type = Empty,
+            messaging.system = MESSAGING_SYSTEM,
+            messaging.operation.type = "settle",
+            messaging.operation.name = "ack",
+            messaging.batch.message_count = ack_ids.len(),
+            messaging.destination.name = Empty,
+            messaging.consumer.group.name = Empty,
+            topic = Empty,
+            group = Empty,
+            event.count = ack_ids.len(),
+            acked = Empty,
+        )
+    };
+    if span.is_disabled() {
+        return span;
+    }
+    if let Some(parent) = request_context(request) {
+        let _ = span.set_parent(parent);
+    }
+    if let Some((topic, group)) = ack_ids.first().and_then(|id| broker.ack_id_group(id)) {
+        span.record("messaging.destination.name", topic.as_str());
+        span.record("topic", topic.as_str());
+        span.record("messaging.consumer.group.name", group.as_str());
+        span.record("group", group.as_str());
+    }
+    span
+}
+
+/// Marks `span` as failed with `status`, and passes the status on.
+fn failed(span: &tracing::Span, status: Status) -> Status {
+    if !span.is_disabled() {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", format!("{:?}", status.code()));
+    }
+    status
+}
+
+fn ok_count(results: &[LeaseResult]) -> u32 {
+    results
+        .iter()
+        .filter(|r| r.outcome == LeaseOutcome::Ok)
+        .count() as u32
+}
 
 #[tonic::async_trait]
 impl SubscriberService for SubscriberApi {
@@ -47,23 +167,49 @@ impl SubscriberService for SubscriberApi {
         tracing::debug!(topic = %r.topic, group = %r.group, consumer = %r.consumer,
             id = subscription.consumer(), "consumer joined");
         let topic = r.topic;
+        let group = r.group;
+        let consumer = subscription.consumer();
+        let metrics = GroupMetrics::new(&topic, &group);
         // Dropping this stream (the client left) drops the subscription,
         // which releases the consumer's leases at once.
         let stream = subscription.map(move |batch| {
+            let now = metrics.enabled().then(now_us);
             Ok(SubscribeResponse {
-                deliveries: batch.iter().map(|d| delivery_out(&topic, d)).collect(),
+                deliveries: batch
+                    .iter()
+                    .map(|d| {
+                        deliver_span(&topic, &group, consumer, d);
+                        // First deliveries only: a redelivery's wait is the
+                        // consumer's nack delay or deadline, not Herald's.
+                        if let Some(now) = now
+                            && d.attempt == 1
+                        {
+                            metrics.delivery_latency(d.event.publish_time_us, now);
+                        }
+                        delivery_out(&topic, d)
+                    })
+                    .collect(),
             })
         });
         Ok(Response::new(Box::pin(stream)))
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        let span = settle_span(
+            &self.broker,
+            request.metadata(),
+            &request.get_ref().ack_ids,
+            false,
+        );
         let r = request.into_inner();
-        let results = self.broker.ack(&r.ack_ids).await.map_err(to_status)?;
-        let acked_count = results
-            .iter()
-            .filter(|r| r.outcome == crate::broker::LeaseOutcome::Ok)
-            .count() as u32;
+        let results = self
+            .broker
+            .ack(&r.ack_ids)
+            .instrument(span.clone())
+            .await
+            .map_err(|e| failed(&span, to_status(e)))?;
+        let acked_count = ok_count(&results);
+        span.record("acked", acked_count);
         Ok(Response::new(AckResponse {
             results: lease_results(results),
             acked_count,
@@ -71,7 +217,14 @@ impl SubscriberService for SubscriberApi {
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<NackResponse>, Status> {
+        let span = settle_span(
+            &self.broker,
+            request.metadata(),
+            &request.get_ref().ack_ids,
+            true,
+        );
         let r = request.into_inner();
+        span.record("dead_letter", r.dead_letter);
         let delay = r
             .delay
             .as_ref()
@@ -80,8 +233,10 @@ impl SubscriberService for SubscriberApi {
         let results = self
             .broker
             .nack(&r.ack_ids, delay, &r.reason, r.dead_letter)
+            .instrument(span.clone())
             .await
-            .map_err(to_status)?;
+            .map_err(|e| failed(&span, to_status(e)))?;
+        span.record("nacked", ok_count(&results));
         Ok(Response::new(NackResponse {
             results: lease_results(results),
         }))
