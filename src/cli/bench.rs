@@ -79,6 +79,12 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Distinct event keys (event i gets key i mod N); 0: every event its own key.
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
+    /// Create the consume and e2e groups with per-key ordering.
+    #[arg(long)]
+    pub ordered: bool,
 }
 
 /// Ack calls a bench consumer keeps in flight.
@@ -155,7 +161,8 @@ fn progress(len: u64, label: &str, quiet: bool) -> ProgressBar {
     bar
 }
 
-fn event(payload: &Bytes, key: u64) -> proto::Event {
+fn event(payload: &Bytes, i: u64, keys: u64) -> proto::Event {
+    let key = if keys > 0 { i % keys } else { i };
     proto::Event {
         r#type: "BenchEvent".into(),
         source: "herald-bench".into(),
@@ -223,10 +230,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn print_table(rows: &[Row], args: &BenchArgs) {
     println!(
-        "herald bench: {} B payloads, batch {}, fsync {}{}",
+        "herald bench: {} B payloads, batch {}, fsync {}, {} keys, {}{}",
         args.payload,
         args.batch,
         args.fsync,
+        if args.keys == 0 {
+            "unique".to_string()
+        } else {
+            args.keys.to_string()
+        },
+        if args.ordered {
+            "ordered groups"
+        } else {
+            "unordered groups"
+        },
         args.server
             .as_deref()
             .map(|s| format!(", server {s}"))
@@ -290,7 +307,7 @@ async fn publish_backlog(
         let permits = permits.clone();
         let sent_at = sent_at.clone();
         let topic = topic.to_string();
-        let (events, batch) = (args.events, args.batch as u64);
+        let (events, batch, keys) = (args.events, args.batch as u64, args.keys);
         tokio::spawn(async move {
             for r in 0..requests {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -300,7 +317,9 @@ async fn publish_backlog(
                 let n = batch.min(events - r * batch);
                 let req = PublishStreamRequest {
                     topic: topic.clone(),
-                    events: (0..n).map(|i| event(&payload, r * batch + i)).collect(),
+                    events: (0..n)
+                        .map(|i| event(&payload, r * batch + i, keys))
+                        .collect(),
                     request_id: r,
                 };
                 sent_at
@@ -363,6 +382,7 @@ async fn create_group(
     topic: &str,
     group: &str,
     earliest: bool,
+    ordered: bool,
 ) -> anyhow::Result<()> {
     let mut admin = AdminServiceClient::new(channel);
     let edge = if earliest {
@@ -378,6 +398,7 @@ async fn create_group(
                 start_position: Some(proto::Position {
                     kind: Some(proto::position::Kind::Edge(edge as i32)),
                 }),
+                ordered: Some(ordered),
                 ..Default::default()
             }),
         })
@@ -463,7 +484,7 @@ async fn consume(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Res
     let bar = progress(args.events, "prepare", args.json);
     publish_backlog(args, channel.clone(), topic, &bar).await?;
     bar.finish_and_clear();
-    create_group(channel.clone(), topic, "bench", true).await?;
+    create_group(channel.clone(), topic, "bench", true, args.ordered).await?;
     let bar = progress(args.events, "consume", args.json);
     let (h, elapsed) = drain(args, channel, topic, "bench", args.events, |_, _| {}, &bar).await?;
     bar.finish_and_clear();
@@ -487,7 +508,7 @@ async fn e2e(
     if total == 0 {
         bail!("--rate and --duration must be positive");
     }
-    create_group(channel.clone(), topic, "bench-e2e", false).await?;
+    create_group(channel.clone(), topic, "bench-e2e", false, args.ordered).await?;
     let origin = Instant::now();
     let payload_len = args.payload.max(8);
     // The publisher gets its own connection, as a separate service would.
@@ -495,7 +516,7 @@ async fn e2e(
     let publisher = {
         let mut client = PublisherServiceClient::new(publish_channel);
         let topic = topic.to_string();
-        let rate = args.rate;
+        let (rate, keys) = (args.rate, args.keys);
         tokio::spawn(async move {
             let (tx, rx) = mpsc::channel::<PublishStreamRequest>(1024);
             let mut responses = client
@@ -528,7 +549,7 @@ async fn e2e(
                     topic: topic.clone(),
                     events: vec![proto::Event {
                         data: Bytes::from(data),
-                        ..event(&Bytes::new(), i)
+                        ..event(&Bytes::new(), i, keys)
                     }],
                     request_id: sent,
                 };
