@@ -137,8 +137,6 @@ struct DeadSummary {
     dead_letter_us: i64,
     /// Replayed and still pending in the group (not counted as a dead letter).
     replaying: bool,
-    /// The stored record, kept for replays that fail again.
-    record: Option<DeadLetter>,
 }
 
 /// Gauges a group task refreshes at every flush tick, readable without
@@ -272,7 +270,6 @@ pub(crate) fn start(
             DeadSummary {
                 dead_letter_us: dl.dead_letter_us,
                 replaying: dl.replaying,
-                record: dl.replaying.then_some(dl),
             },
         );
     }
@@ -539,17 +536,7 @@ impl GroupTask {
                     self.metrics.nacked(ok_count(&out));
                 }
                 // A nack that dead-letters answers once the dead letter is durable.
-                match self.store_dead() {
-                    Some(durable) => {
-                        tokio::spawn(async move {
-                            let _ = durable.await;
-                            let _ = reply.send(out);
-                        });
-                    }
-                    None => {
-                        let _ = reply.send(out);
-                    }
-                }
+                reply_when_durable(self.store_dead(), reply, out);
             }
             GroupCmd::Extend {
                 items,
@@ -620,13 +607,19 @@ impl GroupTask {
             self.dead.remove(&id);
             ops.delete.push(id);
         }
-        let snapshot = self.dispatcher.snapshot(Instant::now(), wall);
-        // The snapshot goes with the records; the next flush need not repeat it.
-        let _ = self.dispatcher.take_snapshot(Instant::now(), wall);
-        Some(
-            self.states
-                .save_dead_letters(self.key.clone(), &snapshot, ops),
-        )
+        Some(self.save_dead_letters(ops))
+    }
+
+    /// Queues dead-letter changes with the snapshot of this moment (which
+    /// then need not be flushed again); the receiver fires once durable.
+    fn save_dead_letters(&mut self, ops: DeadLetterOps) -> oneshot::Receiver<()> {
+        let (now, wall) = (Instant::now(), now_us());
+        let snapshot = match self.dispatcher.take_snapshot(now, wall) {
+            Some(snapshot) => snapshot,
+            None => self.dispatcher.snapshot(now, wall),
+        };
+        self.states
+            .save_dead_letters(self.key.clone(), &snapshot, ops)
     }
 
     /// Turns a given-up entry into a dead-letter record (a replay that failed
@@ -664,7 +657,6 @@ impl GroupTask {
             DeadSummary {
                 dead_letter_us: wall,
                 replaying: false,
-                record: None,
             },
         );
         record
@@ -686,7 +678,6 @@ impl GroupTask {
             summary.replaying = true;
             record.replaying = true;
             ops.put.push((record.id, record.encode()));
-            summary.record = Some(record);
         }
         let counts = DeadLetterCounts {
             changed: ops.put.len() as u64,
@@ -697,15 +688,7 @@ impl GroupTask {
             return;
         }
         tracing::info!(topic = %self.key.0, group = %self.key.1, replayed = counts.changed, "dead letters replayed");
-        let wall = now_us();
-        let snapshot = self.dispatcher.snapshot(Instant::now(), wall);
-        let durable = self
-            .states
-            .save_dead_letters(self.key.clone(), &snapshot, ops);
-        tokio::spawn(async move {
-            let _ = durable.await;
-            let _ = reply.send(Ok(counts));
-        });
+        reply_when_durable(Some(self.save_dead_letters(ops)), reply, Ok(counts));
     }
 
     fn purge(
@@ -750,15 +733,7 @@ impl GroupTask {
             put: Vec::new(),
             delete: ids,
         };
-        let wall = now_us();
-        let snapshot = self.dispatcher.snapshot(Instant::now(), wall);
-        let durable = self
-            .states
-            .save_dead_letters(self.key.clone(), &snapshot, ops);
-        tokio::spawn(async move {
-            let _ = durable.await;
-            let _ = reply.send(Ok(counts));
-        });
+        reply_when_durable(Some(self.save_dead_letters(ops)), reply, Ok(counts));
     }
 
     fn stats(&self) -> GroupStats {
@@ -818,6 +793,26 @@ impl GroupTask {
 /// Outcomes that took effect.
 fn ok_count(out: &[(usize, LeaseOutcome)]) -> usize {
     out.iter().filter(|(_, o)| *o == LeaseOutcome::Ok).count()
+}
+
+/// Sends `value` once `durable` fires (at once when there is nothing to
+/// wait for), without holding up the group task.
+fn reply_when_durable<T: Send + 'static>(
+    durable: Option<oneshot::Receiver<()>>,
+    reply: oneshot::Sender<T>,
+    value: T,
+) {
+    match durable {
+        Some(durable) => {
+            tokio::spawn(async move {
+                let _ = durable.await;
+                let _ = reply.send(value);
+            });
+        }
+        None => {
+            let _ = reply.send(value);
+        }
+    }
 }
 
 async fn sleep_until(wake: Option<Instant>) {
