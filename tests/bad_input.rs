@@ -23,20 +23,6 @@ async fn topic_names(server: &TestServer) -> Vec<String> {
         .collect()
 }
 
-async fn end_offset(server: &TestServer, topic: &str) -> u64 {
-    server
-        .admin()
-        .get_topic(proto::GetTopicRequest { name: topic.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .topic
-        .unwrap()
-        .stats
-        .unwrap()
-        .end_offset
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_names_sizes_and_ack_ids_are_rejected_without_effect() {
     let server = TestServer::start_with(|c| {
@@ -241,7 +227,7 @@ async fn bad_names_sizes_and_ack_ids_are_rejected_without_effect() {
 
     // Nothing changed.
     assert_eq!(topic_names(&server).await, vec!["good".to_string()]);
-    assert_eq!(end_offset(&server, "good").await, 3);
+    assert_eq!(server.end_offset("good").await, 3);
     let groups = server
         .admin()
         .list_groups(proto::ListGroupsRequest::default())
@@ -301,6 +287,6 @@ async fn unknown_topic_with_auto_create_off_is_not_found() {
         "groups are not auto-created either"
     );
     assert_eq!(topic_names(&server).await, vec!["yes".to_string()]);
-    assert_eq!(end_offset(&server, "yes").await, 0);
+    assert_eq!(server.end_offset("yes").await, 0);
     server.stop().await;
 }

@@ -68,22 +68,6 @@ async fn list(server: &TestServer, topic: &str, group: &str) -> proto::ListDeadL
         .into_inner()
 }
 
-async fn group_stats(server: &TestServer, topic: &str, group: &str) -> proto::GroupStats {
-    server
-        .admin()
-        .get_group(proto::GetGroupRequest {
-            topic: topic.into(),
-            group: group.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .stats
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_twice_then_acking_follows_the_backoff() {
     let server = TestServer::start().await;
@@ -123,7 +107,7 @@ async fn failing_twice_then_acking_follows_the_backoff() {
             .is_none(),
         "acked: no more"
     );
-    let stats = group_stats(&server, "t", "g").await;
+    let stats = server.group_stats("t", "g").await;
     assert_eq!(
         (
             stats.nacked,
@@ -177,7 +161,7 @@ async fn poison_event_is_dead_lettered_replayed_to_its_group_only_and_purged() {
     assert_eq!(dl.group, "billing");
     assert!(dl.first_failure_time.is_some() && dl.dead_letter_time.is_some());
     assert_eq!(list(&server, "orders", "audit").await.total_count, 0);
-    let stats = group_stats(&server, "orders", "billing").await;
+    let stats = server.group_stats("orders", "billing").await;
     assert_eq!(
         (stats.dead_lettered, stats.dead_letter_count, stats.backlog),
         (1, 1, 0)
@@ -295,7 +279,7 @@ async fn restart_keeps_retry_schedule_attempts_and_dead_letters() {
     let listed = list(&server, "t", "g").await;
     assert_eq!(listed.total_count, 1, "dead letters survive");
     assert_eq!(listed.dead_letters[0].event.as_ref().unwrap().id, "e-0");
-    let stats = group_stats(&server, "t", "g").await;
+    let stats = server.group_stats("t", "g").await;
     assert_eq!(stats.dead_letter_count, 1);
     assert_eq!(stats.backlog, 1, "only e-1 is pending");
 

@@ -39,20 +39,6 @@ async fn publish(server: &TestServer, topic: &str, ids: &[&str]) -> Vec<(u64, bo
         .collect()
 }
 
-async fn end_offset(server: &TestServer, topic: &str) -> u64 {
-    server
-        .admin()
-        .get_topic(proto::GetTopicRequest { name: topic.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .topic
-        .unwrap()
-        .stats
-        .unwrap()
-        .end_offset
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_ids_within_the_window_are_not_stored_twice_even_across_restart() {
     let mut server = TestServer::start().await;
@@ -65,14 +51,14 @@ async fn duplicate_ids_within_the_window_are_not_stored_twice_even_across_restar
         publish(&server, "pay", &["b", "c", "c"]).await,
         vec![(1, true), (2, false), (2, true)]
     );
-    assert_eq!(end_offset(&server, "pay").await, 3);
+    assert_eq!(server.end_offset("pay").await, 3);
     server.restart().await;
     assert_eq!(
         publish(&server, "pay", &["a", "d"]).await,
         vec![(0, true), (3, false)],
         "the window survives a restart"
     );
-    assert_eq!(end_offset(&server, "pay").await, 4);
+    assert_eq!(server.end_offset("pay").await, 4);
 
     // Dedup off (window 0) stores duplicates.
     create_topic(&server, "raw", Duration::ZERO, None).await;
@@ -184,19 +170,7 @@ async fn retention_deletes_old_segments_and_groups_skip_forward() {
     let mut stream = subscribe(&mut client, "logs", "slow", 1000).await;
     let first = next_batch(&mut stream, Duration::from_secs(5)).await;
     assert!(first[0].event.as_ref().unwrap().offset >= start);
-    let stats = server
-        .admin()
-        .get_group(proto::GetGroupRequest {
-            topic: "logs".into(),
-            group: "slow".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .stats
-        .unwrap();
+    let stats = server.group_stats("logs", "slow").await;
     assert!(
         stats.expired >= start,
         "skipped events are counted: {} < {start}",

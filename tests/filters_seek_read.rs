@@ -88,19 +88,7 @@ async fn every_filter_form_delivers_only_what_matches() {
     assert_eq!(drain_ids(&server, "rest", 2).await, vec!["2", "3"]);
     assert_eq!(drain_ids(&server, "mixed", 2).await, vec!["5", "6"]);
     assert_eq!(drain_ids(&server, "all", 7).await.len(), 7);
-    let stats = server
-        .admin()
-        .get_group(proto::GetGroupRequest {
-            topic: "events".into(),
-            group: "exact".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .stats
-        .unwrap();
+    let stats = server.group_stats("events", "exact").await;
     assert_eq!(
         (stats.filtered, stats.backlog, stats.ack_floor),
         (6, 0, 7),

@@ -128,19 +128,7 @@ async fn ordered_group_acks_each_key_in_publish_order() {
             "acks of {key} follow publish order"
         );
     }
-    let stats = server
-        .admin()
-        .get_group(proto::GetGroupRequest {
-            topic: "orders".into(),
-            group: "projection".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .stats
-        .unwrap();
+    let stats = server.group_stats("orders", "projection").await;
     assert!(stats.nacked > 0, "the nacking consumer did nack");
     assert_eq!(stats.backlog, 0);
     server.stop().await;

@@ -92,6 +92,36 @@ impl TestServer {
         )
     }
 
+    /// The topic's end offset (events ever stored).
+    pub async fn end_offset(&self, topic: &str) -> u64 {
+        self.admin()
+            .get_topic(proto::GetTopicRequest { name: topic.into() })
+            .await
+            .expect("get topic")
+            .into_inner()
+            .topic
+            .expect("topic")
+            .stats
+            .expect("stats")
+            .end_offset
+    }
+
+    /// The group's stats.
+    pub async fn group_stats(&self, topic: &str, group: &str) -> proto::GroupStats {
+        self.admin()
+            .get_group(proto::GetGroupRequest {
+                topic: topic.into(),
+                group: group.into(),
+            })
+            .await
+            .expect("get group")
+            .into_inner()
+            .group
+            .expect("group")
+            .stats
+            .expect("stats")
+    }
+
     /// Publishes `n` events of type `T` with ids `{prefix}-{i}`, in batches of 100.
     pub async fn publish_n(&self, topic: &str, prefix: &str, n: usize) -> Vec<u64> {
         let mut offsets = Vec::with_capacity(n);
