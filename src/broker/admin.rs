@@ -523,7 +523,11 @@ impl Broker {
             )));
         }
         patch.apply(&mut record.settings)?;
-        let matcher = Matcher::compile(&record.settings.filter)?;
+        // A new filter meets today's limits; a kept one was accepted before.
+        let matcher = match patch.filter {
+            Some(_) => Matcher::compile(&record.settings.filter)?,
+            None => Matcher::compile_stored(&record.settings.filter)?,
+        };
         let bytes = encode(&record)?;
         let meta = self.inner.meta.clone();
         let (t, n) = (record.topic.clone(), record.name.clone());

@@ -6,17 +6,36 @@
 //! In patterns, `*` matches exactly one segment, `#` matches any number of
 //! segments (zero or more) and may stand anywhere, and `>` as the last
 //! segment matches one or more remaining segments (NATS style).
+//!
+//! Matching runs every pattern as a compiled automaton (`automaton.rs`) in
+//! one pass over the type's segments, so its cost is linear in the length of
+//! the event type whatever the pattern: `#.#.#.#.b` against a type of 300
+//! segments costs 300 steps, not the exponential number of ways to split it.
+//! Filter sizes are bounded so that each step stays cheap.
+
+mod automaton;
+
+use std::collections::HashSet;
 
 use super::error::{BrokerError, echo};
 use super::settings::Filter;
+use automaton::Automaton;
+
+/// Most types plus patterns in one filter.
+pub const MAX_FILTER_ENTRIES: usize = 256;
+/// Longest type or pattern, bytes.
+pub const MAX_ENTRY_LEN: usize = 1024;
+/// Most segments in one pattern.
+pub const MAX_PATTERN_SEGMENTS: usize = 64;
 
 /// A filter compiled for fast matching on the dispatch path.
 #[derive(Debug, Clone, Default)]
 pub struct Matcher {
-    types: Vec<String>,
-    patterns: Vec<Vec<Segment>>,
+    types: HashSet<String>,
+    patterns: Vec<Automaton>,
 }
 
+/// One segment of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
@@ -25,16 +44,29 @@ enum Segment {
     Rest,
 }
 
-/// Most types plus patterns in one filter.
-pub const MAX_FILTER_ENTRIES: usize = 256;
-
 impl Matcher {
     /// Compiles and validates a filter.
     ///
     /// # Errors
-    /// `InvalidArgument` on `group.filter.*` for empty entries, a `>` that is
-    /// not last, or too many entries.
+    /// `InvalidArgument` on `group.filter.*` for empty or overlong entries,
+    /// empty segments, a `>` that is not last, patterns of more than
+    /// [`MAX_PATTERN_SEGMENTS`] segments, or more than [`MAX_FILTER_ENTRIES`]
+    /// entries.
     pub fn compile(filter: &Filter) -> Result<Matcher, BrokerError> {
+        Self::build(filter, true)
+    }
+
+    /// Compiles a filter that was stored by an earlier release, which did
+    /// not bound the number of segments: every limit but that one still
+    /// applies (the automaton handles any length, only slower).
+    ///
+    /// # Errors
+    /// As [`Matcher::compile`], except for the segment count.
+    pub fn compile_stored(filter: &Filter) -> Result<Matcher, BrokerError> {
+        Self::build(filter, false)
+    }
+
+    fn build(filter: &Filter, bound_segments: bool) -> Result<Matcher, BrokerError> {
         if filter.types.len() + filter.patterns.len() > MAX_FILTER_ENTRIES {
             return Err(BrokerError::invalid(
                 "group.filter",
@@ -42,131 +74,80 @@ impl Matcher {
             ));
         }
         for (i, t) in filter.types.iter().enumerate() {
-            if t.is_empty() || t.len() > 1024 {
+            if t.is_empty() || t.len() > MAX_ENTRY_LEN {
                 return Err(BrokerError::invalid(
                     format!("group.filter.types[{i}]"),
-                    "must be 1-1024 bytes",
+                    format!("must be 1-{MAX_ENTRY_LEN} bytes"),
                 ));
             }
         }
         let mut patterns = Vec::with_capacity(filter.patterns.len());
         for (i, p) in filter.patterns.iter().enumerate() {
             let field = format!("group.filter.patterns[{i}]");
-            if p.is_empty() || p.len() > 1024 {
-                return Err(BrokerError::invalid(field, "must be 1-1024 bytes"));
+            let segments = parse(&field, p)?;
+            if bound_segments && segments.len() > MAX_PATTERN_SEGMENTS {
+                return Err(BrokerError::invalid(
+                    field,
+                    format!(
+                        "{} has {} segments, the limit is {MAX_PATTERN_SEGMENTS}",
+                        echo(p),
+                        segments.len()
+                    ),
+                ));
             }
-            let parts: Vec<&str> = p.split('.').collect();
-            let mut segments = Vec::with_capacity(parts.len());
-            for (j, part) in parts.iter().enumerate() {
-                let seg = match *part {
-                    "" => {
-                        return Err(BrokerError::invalid(
-                            field,
-                            format!("{} has an empty segment", echo(p)),
-                        ));
-                    }
-                    "*" => Segment::One,
-                    "#" => Segment::Any,
-                    ">" if j + 1 == parts.len() => Segment::Rest,
-                    ">" => {
-                        return Err(BrokerError::invalid(
-                            field,
-                            format!("{}: '>' may only be the last segment", echo(p)),
-                        ));
-                    }
-                    lit => Segment::Literal(lit.to_string()),
-                };
-                segments.push(seg);
-            }
-            patterns.push(segments);
+            patterns.push(Automaton::new(&segments));
         }
         Ok(Matcher {
-            types: filter.types.clone(),
+            types: filter.types.iter().cloned().collect(),
             patterns,
         })
     }
 
-    /// True when the filter wants events of this type.
+    /// True when the filter wants events of this type. Linear in the length
+    /// of `event_type`.
     pub fn matches(&self, event_type: &str) -> bool {
         if self.types.is_empty() && self.patterns.is_empty() {
             return true;
         }
-        if self.types.iter().any(|t| t == event_type) {
+        if self.types.contains(event_type) {
             return true;
         }
-        if self.patterns.is_empty() {
-            return false;
-        }
-        let segments: Vec<&str> = event_type.split('.').collect();
-        self.patterns.iter().any(|p| match_segments(p, &segments))
+        self.patterns.iter().any(|p| p.matches(event_type))
     }
 }
 
-fn match_segments(pattern: &[Segment], input: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => input.is_empty(),
-        Some((Segment::Rest, _)) => !input.is_empty(),
-        Some((Segment::Any, rest)) => {
-            (0..=input.len()).any(|skip| match_segments(rest, &input[skip..]))
-        }
-        Some((Segment::One, rest)) => !input.is_empty() && match_segments(rest, &input[1..]),
-        Some((Segment::Literal(lit), rest)) => {
-            input.first().is_some_and(|s| s == lit) && match_segments(rest, &input[1..])
-        }
+/// Splits a pattern into segments, checking its syntax.
+fn parse(field: &str, pattern: &str) -> Result<Vec<Segment>, BrokerError> {
+    if pattern.is_empty() || pattern.len() > MAX_ENTRY_LEN {
+        return Err(BrokerError::invalid(
+            field,
+            format!("must be 1-{MAX_ENTRY_LEN} bytes"),
+        ));
     }
+    let count = pattern.split('.').count();
+    let mut segments = Vec::with_capacity(count);
+    for (j, part) in pattern.split('.').enumerate() {
+        segments.push(match part {
+            "" => {
+                return Err(BrokerError::invalid(
+                    field,
+                    format!("{} has an empty segment", echo(pattern)),
+                ));
+            }
+            "*" => Segment::One,
+            "#" => Segment::Any,
+            ">" if j + 1 == count => Segment::Rest,
+            ">" => {
+                return Err(BrokerError::invalid(
+                    field,
+                    format!("{}: '>' may only be the last segment", echo(pattern)),
+                ));
+            }
+            lit => Segment::Literal(lit.to_string()),
+        });
+    }
+    Ok(segments)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(types: &[&str], patterns: &[&str]) -> Matcher {
-        Matcher::compile(&Filter {
-            types: types.iter().map(|s| s.to_string()).collect(),
-            patterns: patterns.iter().map(|s| s.to_string()).collect(),
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn every_pattern_form() {
-        assert!(m(&[], &[]).matches("Anything.At.All"));
-        let exact = m(&["OrderPlaced", "OrderShipped"], &[]);
-        assert!(exact.matches("OrderPlaced"));
-        assert!(!exact.matches("OrderPlaced.V2"));
-        let star = m(&[], &["Order.*"]);
-        assert!(star.matches("Order.Placed"));
-        assert!(!star.matches("Order"));
-        assert!(!star.matches("Order.Placed.V2"));
-        let hash = m(&[], &["Order.#"]);
-        assert!(hash.matches("Order"));
-        assert!(hash.matches("Order.Placed.V2"));
-        assert!(!hash.matches("User.Created"));
-        let mid = m(&[], &["#.Failed"]);
-        assert!(mid.matches("Failed"));
-        assert!(mid.matches("Payment.Card.Failed"));
-        let rest = m(&[], &["Order.>"]);
-        assert!(!rest.matches("Order"));
-        assert!(rest.matches("Order.Placed"));
-        assert!(rest.matches("Order.Placed.V2"));
-        let both = m(&["UserCreated"], &["*.Deleted"]);
-        assert!(both.matches("UserCreated"));
-        assert!(both.matches("User.Deleted"));
-        assert!(!both.matches("User.Created"));
-    }
-
-    #[test]
-    fn bad_patterns_are_rejected_with_their_field() {
-        for bad in ["", "Order..Placed", "Order.>.X", "."] {
-            let err = Matcher::compile(&Filter {
-                types: vec![],
-                patterns: vec!["ok.*".into(), bad.into()],
-            })
-            .unwrap_err();
-            assert!(
-                err.to_string().starts_with("group.filter.patterns[1]"),
-                "{bad}: {err}"
-            );
-        }
-    }
-}
+mod tests;

@@ -258,7 +258,7 @@ pub(crate) fn start(
     ),
     BrokerError,
 > {
-    let matcher = Matcher::compile(&s.record.settings.filter)?;
+    let matcher = Matcher::compile_stored(&s.record.settings.filter)?;
     let mut events = read_pending(&s.log, &s.snapshot)?;
     let mut dead = std::collections::BTreeMap::new();
     for dl in s.dead_letters {
