@@ -101,3 +101,19 @@ async fn restart_keeps_topics_events_and_group_progress() {
     }
     server.stop().await;
 }
+
+/// Regression (issue 8, finding 11): a `kill -9` during create or delete can
+/// leave a topic directory without a metadata record; the next start removes
+/// it, so a later topic of that name starts empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_directories_without_a_record_are_removed_at_start() {
+    let mut server = TestServer::start().await;
+    server.publish_n("kept", "k", 3).await;
+    let orphan = server.data_dir().join("topics").join("ghost");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("00000000000000000000.log"), b"old events").unwrap();
+    server.restart().await;
+    assert!(!orphan.exists(), "the orphan directory is still there");
+    assert!(server.data_dir().join("topics").join("kept").exists());
+    assert_eq!(server.end_offset("kept").await, 3);
+}

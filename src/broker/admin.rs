@@ -10,12 +10,13 @@ use std::time::{Duration, SystemTime};
 use super::dispatch::Snapshot;
 use super::error::{BrokerError, echo};
 use super::filter::Matcher;
-use super::group::{self, GroupCmd, GroupHandle, GroupStart, GroupStats};
+use super::group::{self, Gone, GroupCmd, GroupHandle, GroupStart, GroupStats};
 use super::names::check_name;
 use super::settings::{GroupPatch, GroupRecord, Position, TopicPatch, TopicRecord};
 use super::topic::{Topic, TopicInfo, lock};
 use super::{Broker, next_id};
 use crate::event::now_us;
+use crate::storage::StorageError;
 use crate::storage::log::TopicLog;
 
 /// Version, uptime and totals of the server.
@@ -86,6 +87,7 @@ impl Broker {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(name, Arc::new(Topic::new(record, log)));
         }
+        self.remove_orphan_dirs().await?;
         let meta = self.inner.meta.clone();
         let groups = blocking(move || meta.groups()).await?;
         for ((topic_name, group_name), bytes, state) in groups {
@@ -100,6 +102,48 @@ impl Broker {
             };
             let dead_letters = self.dead_letters_of(&topic_name, &group_name).await?;
             self.spawn_group(&topic, record, snapshot, dead_letters)?;
+        }
+        Ok(())
+    }
+
+    /// Removes topic directories that have no metadata record: left by a
+    /// crash between creating a topic's files and its record, or between
+    /// deleting its record and its files.
+    async fn remove_orphan_dirs(&self) -> Result<(), BrokerError> {
+        let dir = self.inner.config.data_dir.join("topics");
+        let known: std::collections::HashSet<String> = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let removed = blocking(move || {
+            let mut removed = Vec::new();
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if known.contains(&name) {
+                    continue;
+                }
+                let path = entry.path();
+                let gone = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                gone.map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+                removed.push(name);
+            }
+            Ok(removed)
+        })
+        .await?;
+        for name in removed {
+            tracing::warn!(topic = %name, "removed the files of a topic without a metadata record (left by a crash during create or delete)");
         }
         Ok(())
     }
@@ -176,9 +220,8 @@ impl Broker {
         if dir.exists() {
             let d = dir.clone();
             blocking(move || {
-                std::fs::remove_dir_all(&d).map_err(|e| {
-                    crate::storage::StorageError::io(format!("removing {}", d.display()), e)
-                })
+                std::fs::remove_dir_all(&d)
+                    .map_err(|e| StorageError::io(format!("removing {}", d.display()), e))
             })
             .await?;
         }
@@ -215,8 +258,30 @@ impl Broker {
             return Err(not_found_topic(name));
         }
         let _admin = self.inner.admin.lock().await;
+        self.ensure_topic_locked(name, None).await
+    }
+
+    /// [`Broker::ensure_topic`] for a caller that holds the admin lock, so
+    /// that what it finds cannot be deleted before it acts on it. When the
+    /// topic has to be created, `start` (a group's start position) is
+    /// checked against the empty topic first, so a bad one creates nothing.
+    async fn ensure_topic_locked(
+        &self,
+        name: &str,
+        start: Option<(Position, &str)>,
+    ) -> Result<Arc<Topic>, BrokerError> {
         if let Some(topic) = self.topic(name) {
             return Ok(topic);
+        }
+        if !self.inner.config.auto_create {
+            return Err(not_found_topic(name));
+        }
+        if let Some((Position::Offset(o), field)) = start
+            && o > 0
+        {
+            return Err(BrokerError::OutOfRange(format!(
+                "{field}: offset {o} is past the end of the topic (0)"
+            )));
         }
         self.create_topic_locked(name, &TopicPatch::default()).await
     }
@@ -282,38 +347,47 @@ impl Broker {
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         check_name("name", name)?;
         let _admin = self.inner.admin.lock().await;
-        let topic = self
+        self.topic(name).ok_or_else(|| not_found_topic(name))?;
+        // The record goes first: if that fails, nothing has changed.
+        let meta = self.inner.meta.clone();
+        let key = name.to_string();
+        blocking(move || meta.delete_topic(&key)).await?;
+        let Some(topic) = self
             .inner
             .topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name)
-            .ok_or_else(|| not_found_topic(name))?;
+        else {
+            return Ok(());
+        };
+        topic.deleted.cancel();
         let groups: Vec<GroupHandle> = std::mem::take(&mut *lock(&topic.groups))
             .into_values()
             .collect();
         for g in &groups {
-            self.forget_group(g);
+            self.forget_group(g, Gone::TopicDeleted);
         }
-        let meta = self.inner.meta.clone();
-        let key = name.to_string();
-        blocking(move || meta.delete_topic(&key)).await?;
         if let Err(e) = topic.log.close().await {
             tracing::warn!(topic = %name, error = %e, "closing the log of a deleted topic failed");
         }
         let dir = topic.log.dir().to_path_buf();
-        blocking(move || {
-            std::fs::remove_dir_all(&dir).map_err(|e| {
-                crate::storage::StorageError::io(format!("removing {}", dir.display()), e)
-            })
+        // The topic is gone either way; a directory left behind is removed
+        // at the next start (or when a topic of that name is created).
+        if let Err(e) = blocking(move || {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| StorageError::io(format!("removing {}", dir.display()), e))
         })
-        .await?;
+        .await
+        {
+            tracing::warn!(topic = %name, error = %e, "removing the files of a deleted topic failed");
+        }
         tracing::info!(topic = %name, groups = groups.len(), "topic deleted");
         Ok(())
     }
 
-    fn forget_group(&self, g: &GroupHandle) {
-        g.discard.store(true, Ordering::SeqCst);
+    fn forget_group(&self, g: &GroupHandle, why: Gone) {
+        let _ = g.gone.set(why);
         g.stop.cancel();
         self.inner
             .groups_by_id
@@ -325,7 +399,9 @@ impl Broker {
     /// Creates a consumer group at `start` (default: latest).
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotFound` (topic, when auto-create is off), `AlreadyExists`.
+    /// `InvalidArgument`, `NotFound` (topic, when auto-create is off),
+    /// `AlreadyExists`, `OutOfRange` (start offset outside the topic; then
+    /// nothing is created, not even the topic).
     pub async fn create_group(
         &self,
         topic: &str,
@@ -338,23 +414,30 @@ impl Broker {
         let mut settings = self.inner.config.group_defaults.clone();
         patch.apply(&mut settings)?;
         Matcher::compile(&settings.filter)?;
-        let t = self.ensure_topic("group.topic", topic).await?;
-        let _admin = self.inner.admin.lock().await;
-        if t.group(name).is_some() {
-            return Err(BrokerError::AlreadyExists(format!(
-                "group {} of topic {} already exists",
-                echo(name),
-                echo(topic)
-            )));
-        }
-        let record = GroupRecord {
-            topic: topic.to_string(),
-            name: name.to_string(),
-            created_us: now_us(),
-            start: start.unwrap_or(Position::Latest),
-            settings,
+        let start = start.unwrap_or(Position::Latest);
+        let handle = {
+            // Existence is checked under the same lock as every creation and
+            // deletion, so a concurrent DeleteTopic cannot slip in between.
+            let _admin = self.inner.admin.lock().await;
+            let t = self
+                .ensure_topic_locked(topic, Some((start, "group.start_position")))
+                .await?;
+            if t.group(name).is_some() {
+                return Err(BrokerError::AlreadyExists(format!(
+                    "group {} of topic {} already exists",
+                    echo(name),
+                    echo(topic)
+                )));
+            }
+            let record = GroupRecord {
+                topic: topic.to_string(),
+                name: name.to_string(),
+                created_us: now_us(),
+                start,
+                settings,
+            };
+            self.create_group_locked(&t, record).await?
         };
-        let handle = self.create_group_locked(&t, record).await?;
         self.group_info(&handle).await
     }
 
@@ -410,18 +493,19 @@ impl Broker {
         topic: &str,
         name: &str,
     ) -> Result<GroupHandle, BrokerError> {
-        let t = match self.topic(topic) {
-            Some(t) => t,
-            None => self.ensure_topic("topic", topic).await?,
-        };
-        if let Some(g) = t.group(name) {
+        if let Some(g) = self.topic(topic).and_then(|t| t.group(name)) {
             return Ok(g);
         }
+        check_name("topic", topic)?;
         check_name("group", name)?;
         if !self.inner.config.auto_create {
-            return Err(not_found_group(topic, name));
+            return Err(match self.topic(topic) {
+                None => not_found_topic(topic),
+                Some(_) => not_found_group(topic, name),
+            });
         }
         let _admin = self.inner.admin.lock().await;
+        let t = self.ensure_topic_locked(topic, None).await?;
         if let Some(g) = t.group(name) {
             return Ok(g);
         }
@@ -513,8 +597,10 @@ impl Broker {
         name: &str,
         patch: &GroupPatch,
     ) -> Result<GroupInfo, BrokerError> {
-        let g = self.find_group(topic, name)?;
+        self.find_group(topic, name)?;
         let _admin = self.inner.admin.lock().await;
+        // Found again under the lock: a DeleteGroup that ran meanwhile wins.
+        let g = self.find_group(topic, name)?;
         let mut record = lock(&g.record).clone();
         if patch.ordered.is_some_and(|o| o != record.settings.ordered) {
             return Err(BrokerError::FailedPrecondition(format!(
@@ -546,15 +632,16 @@ impl Broker {
     /// # Errors
     /// `NotFound`.
     pub async fn delete_group(&self, topic: &str, name: &str) -> Result<(), BrokerError> {
-        let g = self.find_group(topic, name)?;
+        self.find_group(topic, name)?;
         let _admin = self.inner.admin.lock().await;
-        if let Some(t) = self.topic(topic) {
-            lock(&t.groups).remove(name);
-        }
-        self.forget_group(&g);
+        let g = self.find_group(topic, name)?;
         let meta = self.inner.meta.clone();
         let (t, n) = (topic.to_string(), name.to_string());
         blocking(move || meta.delete_group(&t, &n)).await?;
+        if let Some(t) = self.topic(topic) {
+            lock(&t.groups).remove(name);
+        }
+        self.forget_group(&g, Gone::GroupDeleted);
         tracing::info!(topic = %topic, group = %name, "group deleted");
         Ok(())
     }

@@ -75,6 +75,7 @@ impl From<StorageError> for BrokerError {
                 BrokerError::Unavailable(e.to_string())
             }
             StorageError::OutOfRange { .. } => BrokerError::OutOfRange(e.to_string()),
+            StorageError::NotFound(what) => BrokerError::NotFound(what),
             _ => BrokerError::Internal(e.to_string()),
         }
     }

@@ -6,7 +6,7 @@
 //! (mpsc of commands, oneshot replies), so the state machine needs no lock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetter, DeadLetterCounts, Selection};
 use super::dispatch::{ConsumerId, Dead, Dispatcher, REPLAY_BIT, Snapshot};
-use super::error::BrokerError;
+use super::error::{BrokerError, echo};
 use super::filter::Matcher;
 use super::lease::{AckId, LeaseOutcome};
 use super::settings::{GroupRecord, GroupSettings};
@@ -163,17 +163,41 @@ pub struct GroupHandle {
     pub(crate) tx: mpsc::Sender<GroupCmd>,
     /// Stops the task (group deletion, topic deletion, shutdown).
     pub(crate) stop: CancellationToken,
-    /// Set by deletion so the task exits without a last flush.
-    pub(crate) discard: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the group was deleted (then the task exits without a last
+    /// flush, and streams end saying why).
+    pub(crate) gone: Arc<OnceLock<Gone>>,
+}
+
+/// Why a group stopped for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// DeleteGroup.
+    GroupDeleted,
+    /// DeleteTopic took its groups with it.
+    TopicDeleted,
 }
 
 impl GroupHandle {
-    /// Sends a command, mapping a stopped task to UNAVAILABLE.
+    /// Sends a command, mapping a stopped task to NOT_FOUND (deleted) or
+    /// UNAVAILABLE (shutdown).
     pub(crate) async fn send(&self, cmd: GroupCmd) -> Result<(), BrokerError> {
-        self.tx
-            .send(cmd)
-            .await
-            .map_err(|_| BrokerError::Unavailable("consumer group is stopping".into()))
+        self.tx.send(cmd).await.map_err(|_| self.stopped())
+    }
+
+    /// The error for a call that reached a stopped group.
+    pub(crate) fn stopped(&self) -> BrokerError {
+        let (topic, group) = self.key();
+        match self.gone.get() {
+            Some(Gone::GroupDeleted) => BrokerError::NotFound(format!(
+                "group {} of topic {} was deleted",
+                echo(&group),
+                echo(&topic)
+            )),
+            Some(Gone::TopicDeleted) => {
+                BrokerError::NotFound(format!("topic {} was deleted", echo(&topic)))
+            }
+            None => BrokerError::shutting_down(),
+        }
     }
 
     /// Sends a command and waits for its reply.
@@ -183,8 +207,7 @@ impl GroupHandle {
     ) -> Result<T, BrokerError> {
         let (reply, rx) = oneshot::channel();
         self.send(make(reply)).await?;
-        rx.await
-            .map_err(|_| BrokerError::Unavailable("consumer group is stopping".into()))
+        rx.await.map_err(|_| self.stopped())
     }
 
     /// (topic, group) of this group.
@@ -284,7 +307,7 @@ pub(crate) fn start(
     let settings = &s.record.settings;
     dispatcher.set_policy(settings.retry, settings.max_delivery_attempts);
     let (tx, rx) = mpsc::channel(1024);
-    let discard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gone = Arc::new(OnceLock::new());
     let gauges = Arc::new(GroupGauges::default());
     let handle = GroupHandle {
         gauges: gauges.clone(),
@@ -292,7 +315,7 @@ pub(crate) fn start(
         record: Arc::new(Mutex::new(s.record.clone())),
         tx,
         stop: s.stop.clone(),
-        discard: discard.clone(),
+        gone: gone.clone(),
     };
     let task = GroupTask {
         id: s.id,
@@ -312,7 +335,7 @@ pub(crate) fn start(
         gauges,
         metrics: GroupMetrics::new(&s.record.topic, &s.record.name),
     };
-    let fut = task.run(rx, s.stop, s.flush_interval, discard);
+    let fut = task.run(rx, s.stop, s.flush_interval, gone);
     Ok((handle, fut))
 }
 
@@ -343,7 +366,7 @@ impl GroupTask {
         mut rx: mpsc::Receiver<GroupCmd>,
         stop: CancellationToken,
         flush_interval: Duration,
-        discard: Arc<std::sync::atomic::AtomicBool>,
+        gone: Arc<OnceLock<Gone>>,
     ) {
         let mut flush = tokio::time::interval(flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -378,7 +401,7 @@ impl GroupTask {
                 _ = flush.tick() => self.flush(),
             }
         }
-        if !discard.load(std::sync::atomic::Ordering::SeqCst) {
+        if gone.get().is_none() {
             self.flush();
         }
         tracing::debug!(topic = %self.key.0, group = %self.key.1, "group task stopped");

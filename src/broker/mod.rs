@@ -221,6 +221,14 @@ impl Broker {
         inner.group_tasks.wait().await;
     }
 
+    /// Test hook: holds the lock that serialises topic and group creation
+    /// and deletion, so a test can line admin calls up behind it in a
+    /// chosen order. Not for production use.
+    #[doc(hidden)]
+    pub async fn hold_admin_lock_for_test(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.admin.lock().await
+    }
+
     /// Gauges of every running group as (topic, group, gauges), for metrics.
     pub fn group_gauges(&self) -> Vec<(String, String, Arc<GroupGauges>)> {
         self.inner

@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::Broker;
 use super::admin::not_found_topic;
-use super::error::BrokerError;
+use super::error::{BrokerError, echo};
 use super::filter::Matcher;
 use super::names::check_name;
 use super::settings::{Filter, Position};
@@ -74,6 +74,9 @@ impl Broker {
         };
         let (tx, rx) = mpsc::channel(4);
         let stop = self.inner.groups_stop.clone();
+        let deleted = t.deleted.clone();
+        let topic_name = topic.to_string();
+        drop(t);
         let mut end = log.watch_end();
         let mut left = if req.max_events == 0 {
             u64::MAX
@@ -124,7 +127,19 @@ impl Broker {
                 tokio::select! {
                     changed = end.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => {
+                        let _ = tx.send(Err(BrokerError::shutting_down())).await;
+                        return;
+                    }
+                    _ = deleted.cancelled() => {
+                        let _ = tx
+                            .send(Err(BrokerError::NotFound(format!(
+                                "topic {} was deleted",
+                                echo(&topic_name)
+                            ))))
+                            .await;
+                        return;
+                    }
                 }
             }
         });

@@ -27,10 +27,14 @@ pub const MAX_EXTENSION: Duration = Duration::from_secs(3600);
 
 /// A consumer's membership in a group: a stream of delivery batches. When it
 /// is dropped (the client left), the consumer's leases are released for
-/// redelivery at once.
+/// redelivery at once. When the group stops, the stream ends with one error
+/// that says why: NOT_FOUND when the group or its topic was deleted (so a
+/// reconnecting consumer does not silently re-create it), UNAVAILABLE at
+/// shutdown.
 pub struct Subscription {
     deliveries: mpsc::Receiver<Vec<Delivery>>,
     guard: Guard,
+    ended: bool,
 }
 
 struct Guard {
@@ -64,10 +68,20 @@ impl Subscription {
 }
 
 impl Stream for Subscription {
-    type Item = Vec<Delivery>;
+    type Item = Result<Vec<Delivery>, BrokerError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.deliveries.poll_recv(cx)
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.deliveries.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => Poll::Ready(Some(Ok(batch))),
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(Some(Err(self.guard.group.stopped())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -115,6 +129,7 @@ impl Broker {
                 consumer,
                 broker: self.clone(),
             },
+            ended: false,
         })
     }
 

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio_util::sync::CancellationToken;
+
 use super::group::GroupHandle;
 use super::settings::TopicRecord;
 use crate::storage::log::TopicLog;
@@ -46,6 +48,8 @@ pub struct Topic {
     pub(crate) groups: Mutex<BTreeMap<String, GroupHandle>>,
     /// Events published since start.
     pub(crate) published: AtomicU64,
+    /// Cancelled when the topic is deleted: its readers end.
+    pub(crate) deleted: CancellationToken,
 }
 
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it
@@ -61,6 +65,7 @@ impl Topic {
             log,
             groups: Mutex::new(BTreeMap::new()),
             published: AtomicU64::new(0),
+            deleted: CancellationToken::new(),
         }
     }
 

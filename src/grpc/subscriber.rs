@@ -173,6 +173,7 @@ impl SubscriberService for SubscriberApi {
         // Dropping this stream (the client left) drops the subscription,
         // which releases the consumer's leases at once.
         let stream = subscription.map(move |batch| {
+            let batch = batch.map_err(to_status)?;
             let now = metrics.enabled().then(now_us);
             Ok(SubscribeResponse {
                 deliveries: batch

@@ -172,23 +172,33 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// Stores (creates or replaces) a group record.
+    /// Replaces the record of an existing group.
     ///
     /// # Errors
+    /// `StorageError::NotFound` when the group has no record;
     /// `StorageError::Meta` when the commit fails.
     pub fn put_group(&self, topic: &str, group: &str, record: &[u8]) -> Result<(), StorageError> {
         let txn = self.db.begin_write().map_err(meta_err)?;
-        txn.open_table(GROUPS)
-            .map_err(meta_err)?
-            .insert((topic, group), record)
-            .map_err(meta_err)?;
+        {
+            let mut groups = txn.open_table(GROUPS).map_err(meta_err)?;
+            // Checked in the writing transaction: an update never re-creates
+            // a group that a concurrent delete removed.
+            if groups.get((topic, group)).map_err(meta_err)?.is_none() {
+                return Err(StorageError::NotFound(format!(
+                    "group {group:?} of topic {topic:?} does not exist"
+                )));
+            }
+            groups.insert((topic, group), record).map_err(meta_err)?;
+        }
         txn.commit().map_err(meta_err)
     }
 
     /// Stores a group record and its initial state in one transaction, so a
-    /// group never exists without a starting position.
+    /// group never exists without a starting position, and only while its
+    /// topic's record exists (checked in the same transaction).
     ///
     /// # Errors
+    /// `StorageError::NotFound` when the topic has no record;
     /// `StorageError::Meta` when the commit fails.
     pub fn create_group(
         &self,
@@ -199,6 +209,17 @@ impl MetaStore {
     ) -> Result<(), StorageError> {
         let txn = self.db.begin_write().map_err(meta_err)?;
         {
+            if txn
+                .open_table(TOPICS)
+                .map_err(meta_err)?
+                .get(topic)
+                .map_err(meta_err)?
+                .is_none()
+            {
+                return Err(StorageError::NotFound(format!(
+                    "topic {topic:?} does not exist"
+                )));
+            }
             txn.open_table(GROUPS)
                 .map_err(meta_err)?
                 .insert((topic, group), record)
@@ -384,5 +405,24 @@ mod tests {
             store.topics().unwrap(),
             vec![("users".to_string(), b"t2".to_vec())]
         );
+    }
+
+    /// Regression (issue 8, finding 2): the existence checks happen in the
+    /// writing transaction, so a racing delete cannot be undone.
+    #[test]
+    fn writes_never_resurrect_deleted_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        store.put_topic("orders", b"t").unwrap();
+        store.create_group("orders", "billing", b"g", b"s").unwrap();
+        store.delete_group("orders", "billing").unwrap();
+        let err = store.put_group("orders", "billing", b"g2").unwrap_err();
+        assert!(matches!(err, StorageError::NotFound(_)), "{err}");
+        store.delete_topic("orders").unwrap();
+        let err = store
+            .create_group("orders", "audit", b"g", b"s")
+            .unwrap_err();
+        assert!(matches!(err, StorageError::NotFound(_)), "{err}");
+        assert!(store.groups().unwrap().is_empty());
     }
 }

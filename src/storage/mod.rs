@@ -38,6 +38,10 @@ pub enum StorageError {
     /// by truncating a tail.
     #[error("corrupt data in {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A record the operation needs does not exist (e.g. deleted by a
+    /// concurrent call).
+    #[error("{0}")]
+    NotFound(String),
     /// The metadata database reported an error.
     #[error("metadata store: {0}")]
     Meta(String),
