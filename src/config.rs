@@ -71,6 +71,11 @@ pub struct LimitsConfig {
     pub default_max_in_flight: u32,
     /// Highest in-flight limit a consumer may ask for.
     pub max_in_flight: u32,
+    /// Bytes of events in one streamed message (a Subscribe batch, a Read
+    /// batch, a ListDeadLetters page); a single larger event travels alone.
+    pub max_batch_bytes: usize,
+    /// Bytes of events all consumer groups together may hold in memory.
+    pub groups_memory_bytes: usize,
 }
 
 /// `[topics]`
@@ -102,6 +107,9 @@ pub struct GroupsConfig {
     /// How often group progress (acks) is persisted.
     #[serde(with = "humantime_serde")]
     pub state_flush_interval: Duration,
+    /// Bytes of events one group may hold in memory (read ahead for its
+    /// consumers, in flight, waiting for a retry).
+    pub max_buffered_bytes: usize,
 }
 
 /// Log output format.
@@ -160,6 +168,8 @@ impl Default for LimitsConfig {
             max_request_bytes: 10 << 20,
             default_max_in_flight: 1000,
             max_in_flight: 100_000,
+            max_batch_bytes: 3 << 20,
+            groups_memory_bytes: 1 << 30,
         }
     }
 }
@@ -182,6 +192,7 @@ impl Default for GroupsConfig {
             backoff_multiplier: retry.multiplier,
             max_delivery_attempts: 5,
             state_flush_interval: Duration::from_millis(100),
+            max_buffered_bytes: 64 << 20,
         }
     }
 }
@@ -257,6 +268,15 @@ impl Config {
         if l.max_request_bytes > 256 << 20 {
             bail!("limits.max_request_bytes must be at most 256 MiB");
         }
+        if l.max_batch_bytes < 1024 {
+            bail!("limits.max_batch_bytes must be at least 1024");
+        }
+        if self.groups.max_buffered_bytes < l.max_batch_bytes {
+            bail!("groups.max_buffered_bytes must be at least limits.max_batch_bytes");
+        }
+        if l.groups_memory_bytes < self.groups.max_buffered_bytes {
+            bail!("limits.groups_memory_bytes must be at least groups.max_buffered_bytes");
+        }
         if l.default_max_in_flight == 0 || l.default_max_in_flight > l.max_in_flight {
             bail!("limits.default_max_in_flight must be between 1 and limits.max_in_flight");
         }
@@ -327,6 +347,13 @@ impl Config {
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,
             state_flush_interval: self.groups.state_flush_interval,
+            group_limits: crate::broker::dispatch::Limits {
+                max_pending: crate::broker::dispatch::Limits::default().max_pending,
+                max_bytes: self.groups.max_buffered_bytes,
+                max_batch: crate::broker::dispatch::Limits::default().max_batch,
+                max_batch_bytes: self.limits.max_batch_bytes,
+            },
+            groups_memory_bytes: self.limits.groups_memory_bytes,
         }
     }
 }

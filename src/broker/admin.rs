@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use super::dispatch::Snapshot;
 use super::error::{BrokerError, echo};
 use super::filter::Matcher;
 use super::group::{self, Gone, GroupCmd, GroupHandle, GroupStart, GroupStats};
@@ -18,6 +17,7 @@ use super::{Broker, next_id};
 use crate::event::now_us;
 use crate::storage::StorageError;
 use crate::storage::log::TopicLog;
+use crate::storage::meta::{GroupState, StateHeader, fresh_generation};
 
 /// Version, uptime and totals of the server.
 #[derive(Debug, Clone)]
@@ -88,20 +88,23 @@ impl Broker {
                 .insert(name, Arc::new(Topic::new(record, log)));
         }
         self.remove_orphan_dirs().await?;
+        self.load_groups(self.inner.clean_start).await
+    }
+
+    /// Starts every stored group (at start-up, and again after the
+    /// metadata store was reopened following a failure). `clean` says
+    /// whether the stored state was written by a graceful shutdown.
+    pub(super) async fn load_groups(&self, clean: bool) -> Result<(), BrokerError> {
         let meta = self.inner.meta.clone();
         let groups = blocking(move || meta.groups()).await?;
-        for ((topic_name, group_name), bytes, state) in groups {
-            let record: GroupRecord = decode("group", &bytes)?;
-            let snapshot: Snapshot = match state {
-                Some(s) => decode("group state", &s)?,
-                None => Snapshot::default(),
-            };
-            let Some(topic) = self.topic(&topic_name) else {
-                tracing::warn!(topic = %topic_name, group = %group_name, "group of a missing topic ignored");
+        for stored in groups {
+            let record: GroupRecord = decode("group", &stored.record)?;
+            let Some(topic) = self.topic(&stored.topic) else {
+                tracing::warn!(topic = %stored.topic, group = %stored.group, "group of a missing topic ignored");
                 continue;
             };
-            let dead_letters = self.dead_letters_of(&topic_name, &group_name).await?;
-            self.spawn_group(&topic, record, snapshot, dead_letters)?;
+            self.spawn_group(&topic, record, stored.state, clean)
+                .await?;
         }
         Ok(())
     }
@@ -153,25 +156,29 @@ impl Broker {
         Ok(TopicLog::open(dir, self.inner.config.log.clone(), &self.inner.tasks).await?)
     }
 
-    fn spawn_group(
+    async fn spawn_group(
         &self,
         topic: &Topic,
         record: GroupRecord,
-        snapshot: Snapshot,
-        dead_letters: Vec<crate::broker::DeadLetter>,
+        state: GroupState,
+        clean: bool,
     ) -> Result<GroupHandle, BrokerError> {
         let name = record.name.clone();
         let (handle, task) = group::start(GroupStart {
             id: next_id(&self.inner.next_group_id),
             run: self.inner.run,
             record,
-            snapshot,
+            state,
+            clean,
             log: topic.log.clone(),
+            meta: self.inner.meta.clone(),
             states: self.states()?,
             flush_interval: self.inner.config.state_flush_interval,
+            limits: self.inner.config.group_limits,
+            memory: self.inner.memory.clone(),
             stop: self.inner.groups_stop.child_token(),
-            dead_letters,
-        })?;
+        })
+        .await?;
         self.inner.group_tasks.spawn(task);
         lock(&topic.groups).insert(name, handle.clone());
         self.inner
@@ -447,18 +454,22 @@ impl Broker {
         record: GroupRecord,
     ) -> Result<GroupHandle, BrokerError> {
         let cursor = self.resolve_position(topic, record.start, "group.start_position")?;
-        let snapshot = Snapshot {
+        let header = StateHeader {
+            generation: fresh_generation(),
             floor: cursor,
             cursor,
-            pending: Vec::new(),
+            reserved: cursor,
         };
         let bytes = encode(&record)?;
-        let state = encode(&snapshot)?;
         let meta = self.inner.meta.clone();
         let (t, g) = (record.topic.clone(), record.name.clone());
-        blocking(move || meta.create_group(&t, &g, &bytes, &state)).await?;
+        blocking(move || meta.create_group(&t, &g, &bytes, &header)).await?;
         tracing::info!(topic = %record.topic, group = %record.name, cursor, "group created");
-        self.spawn_group(topic, record, snapshot, Vec::new())
+        let state = GroupState {
+            header,
+            entries: Vec::new(),
+        };
+        self.spawn_group(topic, record, state, true).await
     }
 
     /// The offset a position names in `topic`.
@@ -557,14 +568,7 @@ impl Broker {
                 check_name("topic", name)?;
                 vec![self.topic(name).ok_or_else(|| not_found_topic(name))?]
             }
-            None => self
-                .inner
-                .topics
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .cloned()
-                .collect(),
+            None => self.all_topics(),
         };
         let mut handles = Vec::new();
         for t in topics {
@@ -660,7 +664,7 @@ impl Broker {
         let g = self.find_group(topic, group)?;
         let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
         let offset = self.resolve_position(&t, position, "position")?;
-        g.ask(|reply| GroupCmd::Seek { offset, reply }).await
+        g.ask(|reply| GroupCmd::Seek { offset, reply }).await?
     }
 
     /// Version, uptime and totals.

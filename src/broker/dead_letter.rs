@@ -1,101 +1,17 @@
 //! Dead letters: events a group gave up on, kept (with a copy of the event,
 //! so they outlive retention) until they are replayed into that group or
-//! purged. Also the list / replay / purge operations of the broker.
+//! purged. The list / replay / purge operations of the broker.
 //!
-//! Broker layer. Records are stored per group by `storage::meta`; their
-//! format is `[u32 header length][header JSON][event record]`, where the
-//! event record is the log's own CRC-checked framing.
-
-use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
+//! Broker layer. Records are stored per group by `storage::meta` (the
+//! format is there); listing reads one page by range scan, never a group's
+//! whole queue.
 
 use super::error::{BrokerError, echo};
 use super::group::GroupCmd;
 use super::{Broker, admin::blocking};
-use crate::event::StoredEvent;
-use crate::storage::log::{decode_event, encode_event};
+use crate::storage::meta::{DeadLetterSummary, PageRequest};
 
-/// An event a group gave up on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// Unique within the group, increasing in dead-letter order.
-    pub id: u64,
-    /// Copy of the event.
-    pub event: Arc<StoredEvent>,
-    /// Deliveries made.
-    pub attempts: u32,
-    /// The last nack reason, or "ack deadline exceeded" / "consumer disconnected".
-    pub last_reason: String,
-    /// First failed attempt, µs since the epoch.
-    pub first_failure_us: i64,
-    /// Last failed attempt, µs since the epoch.
-    pub last_failure_us: i64,
-    /// When it was dead-lettered, µs since the epoch.
-    pub dead_letter_us: i64,
-    /// Replayed into the group and not yet acknowledged there; not listed.
-    pub replaying: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Header {
-    attempts: u32,
-    last_reason: String,
-    first_failure_us: i64,
-    last_failure_us: i64,
-    dead_letter_us: i64,
-    replaying: bool,
-}
-
-impl DeadLetter {
-    /// Stored form.
-    pub fn encode(&self) -> Vec<u8> {
-        let header = Header {
-            attempts: self.attempts,
-            last_reason: self.last_reason.clone(),
-            first_failure_us: self.first_failure_us,
-            last_failure_us: self.last_failure_us,
-            dead_letter_us: self.dead_letter_us,
-            replaying: self.replaying,
-        };
-        // Serialising a struct of plain fields cannot fail.
-        let header = serde_json::to_vec(&header).unwrap_or_default();
-        let event = encode_event(&self.event);
-        let mut out = Vec::with_capacity(4 + header.len() + event.len());
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&event);
-        out
-    }
-
-    /// Parses the stored form.
-    ///
-    /// # Errors
-    /// `Internal` when the record is damaged.
-    pub fn decode(id: u64, bytes: &[u8]) -> Result<DeadLetter, BrokerError> {
-        let bad =
-            |why: String| BrokerError::Internal(format!("dead letter {id} is unreadable: {why}"));
-        let len = bytes
-            .get(..4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| bad("too short".into()))?;
-        let header = bytes
-            .get(4..4 + len)
-            .ok_or_else(|| bad("header cut".into()))?;
-        let header: Header = serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
-        let event = decode_event(&bytes[4 + len..]).map_err(|e| bad(e.to_string()))?;
-        Ok(DeadLetter {
-            id,
-            event: Arc::new(event),
-            attempts: header.attempts,
-            last_reason: header.last_reason,
-            first_failure_us: header.first_failure_us,
-            last_failure_us: header.last_failure_us,
-            dead_letter_us: header.dead_letter_us,
-            replaying: header.replaying,
-        })
-    }
-}
+pub use crate::storage::meta::DeadLetter;
 
 /// Selects dead letters by event type and dead-letter time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -109,11 +25,11 @@ pub struct DeadLetterFilter {
 }
 
 impl DeadLetterFilter {
-    /// True when `dl` is selected.
-    pub fn matches(&self, dl: &DeadLetter) -> bool {
-        (self.types.is_empty() || self.types.iter().any(|t| *t == dl.event.event.event_type))
-            && self.start_us.is_none_or(|s| dl.dead_letter_us >= s)
-            && self.end_us.is_none_or(|e| dl.dead_letter_us < e)
+    /// True when the dead letter summarised by `s` is selected.
+    pub fn matches(&self, s: &DeadLetterSummary) -> bool {
+        (self.types.is_empty() || self.types.contains(&s.event_type))
+            && self.start_us.is_none_or(|start| s.dead_letter_us >= start)
+            && self.end_us.is_none_or(|end| s.dead_letter_us < end)
     }
 }
 
@@ -140,10 +56,12 @@ pub struct DeadLetterCounts {
 /// Which dead letters a replay or purge is about.
 #[derive(Debug, Clone)]
 pub enum Selection {
-    /// These ids.
+    /// These ids; each must be in the queue.
     Ids(Vec<u64>),
     /// Everything matching the filter.
     All(DeadLetterFilter),
+    /// Those of these ids still in the queue (a filter resolved by type).
+    Matching(Vec<u64>),
 }
 
 /// Parses a dead-letter id (decimal).
@@ -216,20 +134,9 @@ fn token_check(
 }
 
 impl Broker {
-    pub(super) async fn dead_letters_of(
-        &self,
-        topic: &str,
-        group: &str,
-    ) -> Result<Vec<DeadLetter>, BrokerError> {
-        let meta = self.inner.meta.clone();
-        let (t, g) = (topic.to_string(), group.to_string());
-        let raw = blocking(move || meta.dead_letters(&t, &g)).await?;
-        raw.iter()
-            .map(|(id, bytes)| DeadLetter::decode(*id, bytes))
-            .collect()
-    }
-
     /// A page of a group's dead letters, newest first unless `oldest_first`.
+    /// The page holds at most `page_size` entries and about
+    /// `limits.max_batch_bytes` of events (at least one entry).
     ///
     /// # Errors
     /// `NotFound` for an unknown group, `InvalidArgument` for a page token
@@ -243,7 +150,7 @@ impl Broker {
         oldest_first: bool,
         filter: &DeadLetterFilter,
     ) -> Result<DeadLetterPage, BrokerError> {
-        self.find_group(topic, group)?;
+        let g = self.find_group(topic, group)?;
         let secret = self.inner.token_secret;
         let after = if page_token.is_empty() {
             None
@@ -257,40 +164,37 @@ impl Broker {
             }
             Some(last)
         };
-        let mut all: Vec<DeadLetter> = self
-            .dead_letters_of(topic, group)
-            .await?
-            .into_iter()
-            .filter(|dl| !dl.replaying && filter.matches(dl))
-            .collect();
-        if !oldest_first {
-            all.reverse();
-        }
-        let total = all.len() as u64;
-        let start = match after {
-            None => 0,
-            Some(last) => all
-                .iter()
-                .position(|dl| {
-                    if oldest_first {
-                        dl.id > last
-                    } else {
-                        dl.id < last
-                    }
-                })
-                .unwrap_or(all.len()),
+        let (hidden, queued) = g.ask(|reply| GroupCmd::DeadLetterView { reply }).await?;
+        let hidden = std::sync::Arc::new(hidden);
+        let page = PageRequest {
+            after,
+            oldest_first,
+            max_entries: page_size,
+            max_bytes: self.inner.config.group_limits.max_batch_bytes,
         };
-        let entries: Vec<DeadLetter> = all.iter().skip(start).take(page_size).cloned().collect();
-        let next_token = (start + entries.len() < all.len())
-            .then(|| entries.last())
-            .flatten()
-            .map(|dl| {
-                format!(
-                    "{:x}.{:x}",
-                    dl.id,
-                    token_check(secret, topic, group, oldest_first, filter, dl.id)
-                )
-            });
+        let meta = self.inner.meta.clone();
+        let (t, gn, f, h) = (
+            topic.to_string(),
+            group.to_string(),
+            filter.clone(),
+            hidden.clone(),
+        );
+        let (entries, more) = blocking(move || {
+            meta.dead_letter_page(&t, &gn, page, &|s| !h.contains(&s.id) && f.matches(s))
+        })
+        .await?;
+        let total = if *filter == DeadLetterFilter::default() {
+            queued
+        } else {
+            self.matching_ids(topic, group, filter, hidden).await?.len() as u64
+        };
+        let next_token = more.then(|| entries.last()).flatten().map(|dl| {
+            format!(
+                "{:x}.{:x}",
+                dl.id,
+                token_check(secret, topic, group, oldest_first, filter, dl.id)
+            )
+        });
         Ok(DeadLetterPage {
             entries,
             next_token,
@@ -298,9 +202,49 @@ impl Broker {
         })
     }
 
+    /// Ids of a group's dead letters that match `filter`, leaving out those
+    /// in `hidden`, read from the summaries (events are not decoded).
+    async fn matching_ids(
+        &self,
+        topic: &str,
+        group: &str,
+        filter: &DeadLetterFilter,
+        hidden: std::sync::Arc<std::collections::BTreeSet<u64>>,
+    ) -> Result<Vec<u64>, BrokerError> {
+        let meta = self.inner.meta.clone();
+        let (t, g, f) = (topic.to_string(), group.to_string(), filter.clone());
+        blocking(move || {
+            Ok(meta
+                .dead_letter_summaries(&t, &g)?
+                .into_iter()
+                .filter(|s| !hidden.contains(&s.id) && f.matches(s))
+                .map(|s| s.id)
+                .collect())
+        })
+        .await
+    }
+
+    /// A selection the group task can resolve on its own: a filter by type
+    /// becomes the ids it matches.
+    async fn resolve(
+        &self,
+        topic: &str,
+        group: &str,
+        selection: Selection,
+    ) -> Result<Selection, BrokerError> {
+        Ok(match selection {
+            Selection::All(filter) if !filter.types.is_empty() => Selection::Matching(
+                self.matching_ids(topic, group, &filter, Default::default())
+                    .await?,
+            ),
+            other => other,
+        })
+    }
+
     /// Puts dead letters back into the same group's queue with attempts
     /// reset. Other groups are not touched. A dead letter whose replay is
-    /// still pending is not replayed twice.
+    /// still pending is not replayed twice. Returns once the replay is
+    /// durable; the events flow as the group's memory budget allows.
     ///
     /// # Errors
     /// `NotFound` for an unknown group or id (then nothing is replayed).
@@ -311,33 +255,8 @@ impl Broker {
         selection: Selection,
     ) -> Result<DeadLetterCounts, BrokerError> {
         let g = self.find_group(topic, group)?;
-        let all = self.dead_letters_of(topic, group).await?;
-        let chosen: Vec<DeadLetter> = match &selection {
-            Selection::Ids(ids) => {
-                let mut out = Vec::with_capacity(ids.len());
-                for id in ids {
-                    match all.iter().find(|dl| dl.id == *id) {
-                        Some(dl) => out.push(dl.clone()),
-                        None => {
-                            return Err(BrokerError::NotFound(format!(
-                                "dead letter {id} of group {} does not exist",
-                                echo(group)
-                            )));
-                        }
-                    }
-                }
-                out
-            }
-            Selection::All(filter) => all
-                .into_iter()
-                .filter(|dl| !dl.replaying && filter.matches(dl))
-                .collect(),
-        };
-        g.ask(|reply| GroupCmd::Replay {
-            records: chosen,
-            reply,
-        })
-        .await?
+        let selection = self.resolve(topic, group, selection).await?;
+        g.ask(|reply| GroupCmd::Replay { selection, reply }).await?
     }
 
     /// Deletes dead letters.
@@ -351,19 +270,7 @@ impl Broker {
         selection: Selection,
     ) -> Result<DeadLetterCounts, BrokerError> {
         let g = self.find_group(topic, group)?;
-        let selection = match selection {
-            Selection::All(filter) if filter != DeadLetterFilter::default() => {
-                let ids = self
-                    .dead_letters_of(topic, group)
-                    .await?
-                    .into_iter()
-                    .filter(|dl| !dl.replaying && filter.matches(dl))
-                    .map(|dl| dl.id)
-                    .collect();
-                Selection::Ids(ids)
-            }
-            other => other,
-        };
+        let selection = self.resolve(topic, group, selection).await?;
         g.ask(|reply| GroupCmd::Purge { selection, reply }).await?
     }
 }

@@ -21,7 +21,7 @@ pub fn echo(input: &str) -> String {
 }
 
 /// A failure of a broker operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
     /// Bad input: `field` is the request field path (e.g. `events[3].data`).
@@ -71,7 +71,7 @@ impl BrokerError {
 impl From<StorageError> for BrokerError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::Poisoned { .. } | StorageError::Closed => {
+            StorageError::Poisoned { .. } | StorageError::Closed | StorageError::Unavailable(_) => {
                 BrokerError::Unavailable(e.to_string())
             }
             StorageError::OutOfRange { .. } => BrokerError::OutOfRange(e.to_string()),

@@ -16,6 +16,8 @@ pub mod settings;
 pub mod topic;
 
 mod admin;
+mod doctor;
+mod memory;
 mod publish;
 mod read;
 mod state_writer;
@@ -72,6 +74,10 @@ pub struct BrokerConfig {
     pub max_in_flight_limit: u32,
     /// How often group progress is persisted.
     pub state_flush_interval: Duration,
+    /// What one group may hold and hand out at once.
+    pub group_limits: dispatch::Limits,
+    /// Bytes of events all groups together may hold.
+    pub groups_memory_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -99,6 +105,8 @@ impl Default for BrokerConfig {
             default_max_in_flight: 1000,
             max_in_flight_limit: 100_000,
             state_flush_interval: Duration::from_millis(100),
+            group_limits: dispatch::Limits::default(),
+            groups_memory_bytes: 1 << 30,
         }
     }
 }
@@ -133,6 +141,12 @@ struct Inner {
     /// Open Subscribe streams, all groups.
     connected: AtomicU64,
     started: SystemTime,
+    /// Bytes of events held by all groups.
+    memory: Arc<memory::MemoryBudget>,
+    /// The last run ended with a graceful shutdown.
+    clean_start: bool,
+    /// False while storage refuses writes.
+    health: tokio::sync::watch::Sender<bool>,
 }
 
 impl Broker {
@@ -157,6 +171,15 @@ impl Broker {
         let token_secret = tokio::task::spawn_blocking(move || secret_meta.secret(fresh))
             .await
             .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        let clean_meta = meta.clone();
+        let clean_start = tokio::task::spawn_blocking(move || clean_meta.take_clean_mark())
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        if !clean_start {
+            tracing::warn!(
+                "the last run did not shut down cleanly; attempt counts of events that were in flight may be one higher"
+            );
+        }
         let tasks = TaskTracker::new();
         let states = StateWriter::start(meta.clone(), &tasks);
         let broker = Broker {
@@ -175,11 +198,20 @@ impl Broker {
                 next_consumer: AtomicU64::new(1),
                 connected: AtomicU64::new(0),
                 started: SystemTime::now(),
+                memory: Arc::new(memory::MemoryBudget::new(config.groups_memory_bytes)),
+                clean_start,
+                health: tokio::sync::watch::Sender::new(true),
                 config,
             }),
         };
         broker.load().await?;
+        broker.inner.tasks.spawn(doctor::run(broker.clone()));
         Ok(broker)
+    }
+
+    /// Whether storage accepts writes; changes when it fails or recovers.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.health.subscribe()
     }
 
     /// The configuration in force.
@@ -196,14 +228,15 @@ impl Broker {
         if let Some(states) = states {
             states.flush().await;
         }
-        let topics: Vec<Arc<Topic>> = inner
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for topic in topics {
+        if inner.meta.healthy() {
+            let meta = inner.meta.clone();
+            match tokio::task::spawn_blocking(move || meta.mark_clean()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "recording the clean shutdown failed"),
+                Err(e) => tracing::error!(error = %e, "recording the clean shutdown failed"),
+            }
+        }
+        for topic in self.all_topics() {
             if let Err(e) = topic.log.close().await {
                 tracing::error!(dir = %topic.log.dir().display(), error = %e, "closing log failed");
             }
@@ -240,6 +273,17 @@ impl Broker {
                 let (topic, group) = g.key();
                 (topic, group, g.gauges.clone())
             })
+            .collect()
+    }
+
+    /// Every topic, in name order.
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
             .collect()
     }
 

@@ -19,8 +19,6 @@ use crate::storage::StorageError;
 
 /// Events per batch sent to a reader.
 const READ_BATCH: usize = 1000;
-/// Bytes per batch sent to a reader.
-const READ_BYTES: usize = 4 << 20;
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -33,6 +31,25 @@ pub struct ReadRequest {
     pub follow: bool,
     /// Stop after this many events; 0 = unlimited.
     pub max_events: u64,
+}
+
+/// The longest prefix of `batch` within `max_bytes` of events, and at
+/// least its first event (which then travels alone).
+pub(crate) fn within_bytes(
+    mut batch: Vec<Arc<StoredEvent>>,
+    max_bytes: usize,
+) -> Vec<Arc<StoredEvent>> {
+    let mut total = 0usize;
+    let keep = batch
+        .iter()
+        .position(|e| {
+            total += e.event.size();
+            total > max_bytes
+        })
+        .unwrap_or(batch.len())
+        .max(1);
+    batch.truncate(keep);
+    batch
 }
 
 /// A stream of event batches in offset order.
@@ -72,7 +89,10 @@ impl Broker {
             Some(Position::Offset(o)) => o,
             Some(Position::Time(t_us)) => log.offset_for_time(t_us)?,
         };
-        let (tx, rx) = mpsc::channel(4);
+        // One batch waits in the channel while the transport sends the
+        // previous one: a reader holds at most two batches.
+        let (tx, rx) = mpsc::channel(1);
+        let max_bytes = self.inner.config.group_limits.max_batch_bytes;
         let stop = self.inner.groups_stop.clone();
         let deleted = t.deleted.clone();
         let topic_name = topic.to_string();
@@ -85,8 +105,8 @@ impl Broker {
         };
         self.inner.group_tasks.spawn(async move {
             while left > 0 {
-                let batch = match log.read(cursor, READ_BATCH.min(left as usize), READ_BYTES) {
-                    Ok(batch) => batch,
+                let batch = match log.read(cursor, READ_BATCH.min(left as usize), max_bytes) {
+                    Ok(batch) => within_bytes(batch, max_bytes),
                     Err(StorageError::OutOfRange { first, .. }) => {
                         // Retention overtook a slow reader: say so and stop.
                         let _ = tx

@@ -1,27 +1,23 @@
-//! Persists group progress in batches: every group task hands its latest
-//! snapshot here, and one named task writes all that arrived meanwhile in a
-//! single metadata transaction (group commit for acks). Dead-letter changes
-//! travel with the snapshot taken at the same moment, so an event is never
-//! both gone from the group and missing from its dead-letter queue.
+//! Persists group progress in batches: every group task hands its flush
+//! here, and one named task writes all that arrived meanwhile in a single
+//! metadata transaction (group commit for acks), then tells each group
+//! whether its flush is durable.
 //!
-//! Broker layer over `storage::meta`.
+//! Broker layer over `storage::meta`. A failed commit fails every flush it
+//! carried with UNAVAILABLE (and the store marks itself unhealthy; the
+//! broker reloads groups once it is reopened).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::dispatch::Snapshot;
-use crate::storage::meta::{DeadLetterOps, GroupKey, MetaStore};
+use super::error::BrokerError;
+use crate::storage::meta::{MetaStore, StateWrite};
+
+type Done = oneshot::Sender<Result<(), BrokerError>>;
 
 enum Msg {
-    Save(GroupKey, Vec<u8>),
-    DeadLetters {
-        key: GroupKey,
-        state: Vec<u8>,
-        ops: DeadLetterOps,
-        done: oneshot::Sender<()>,
-    },
+    Write(StateWrite, Done),
     Flush(oneshot::Sender<()>),
 }
 
@@ -29,11 +25,6 @@ enum Msg {
 #[derive(Clone)]
 pub struct StateWriter {
     tx: mpsc::UnboundedSender<Msg>,
-}
-
-fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    // A struct of integers and strings always serialises.
-    serde_json::to_vec(snapshot).unwrap_or_default()
 }
 
 impl StateWriter {
@@ -45,31 +36,19 @@ impl StateWriter {
         StateWriter { tx }
     }
 
-    /// Queues a group's snapshot; a later one for the same group replaces it.
-    pub fn save(&self, key: GroupKey, snapshot: &Snapshot) {
-        let _ = self.tx.send(Msg::Save(key, encode(snapshot)));
-    }
-
-    /// Queues dead-letter changes with the group's snapshot of the same
-    /// moment; the returned receiver fires once both are durable (or the
-    /// writer has stopped).
-    pub fn save_dead_letters(
-        &self,
-        key: GroupKey,
-        snapshot: &Snapshot,
-        ops: DeadLetterOps,
-    ) -> oneshot::Receiver<()> {
+    /// Queues one group's flush; the receiver says when it is durable, or
+    /// why it failed.
+    pub fn write(&self, write: StateWrite) -> oneshot::Receiver<Result<(), BrokerError>> {
         let (done, rx) = oneshot::channel();
-        let _ = self.tx.send(Msg::DeadLetters {
-            key,
-            state: encode(snapshot),
-            ops,
-            done,
-        });
+        if let Err(mpsc::error::SendError(Msg::Write(_, done))) =
+            self.tx.send(Msg::Write(write, done))
+        {
+            let _ = done.send(Err(BrokerError::shutting_down()));
+        }
         rx
     }
 
-    /// Waits until everything queued before this call is on disk.
+    /// Waits until everything queued before this call is written.
     pub async fn flush(&self) {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(reply)).is_ok() {
@@ -81,42 +60,39 @@ impl StateWriter {
 /// The named task `group-state-writer`.
 async fn run(meta: Arc<MetaStore>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     while let Some(first) = rx.recv().await {
-        let mut latest: HashMap<GroupKey, Vec<u8>> = HashMap::new();
-        let mut dead: Vec<(GroupKey, DeadLetterOps)> = Vec::new();
-        let mut waiters = Vec::new();
+        let mut writes = Vec::new();
+        let mut done = Vec::new();
+        let mut flushes = Vec::new();
         let mut take = |msg: Msg| match msg {
-            Msg::Save(key, bytes) => {
-                latest.insert(key, bytes);
+            Msg::Write(w, d) => {
+                writes.push(w);
+                done.push(d);
             }
-            Msg::DeadLetters {
-                key,
-                state,
-                ops,
-                done,
-            } => {
-                latest.insert(key.clone(), state);
-                dead.push((key, ops));
-                waiters.push(done);
-            }
-            Msg::Flush(reply) => waiters.push(reply),
+            Msg::Flush(reply) => flushes.push(reply),
         };
         take(first);
         while let Ok(msg) = rx.try_recv() {
             take(msg);
         }
-        let states: Vec<(GroupKey, Vec<u8>)> = latest.into_iter().collect();
-        let meta = meta.clone();
-        let result =
-            tokio::task::spawn_blocking(move || meta.put_group_states(&states, &dead)).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "group-state-writer: persisting group progress failed")
+        let outcome = if writes.is_empty() {
+            Ok(())
+        } else {
+            let meta = meta.clone();
+            match tokio::task::spawn_blocking(move || meta.put_group_states(&writes)).await {
+                Ok(result) => result.map_err(BrokerError::from),
+                Err(e) => Err(BrokerError::Internal(format!(
+                    "group-state-writer: task failed: {e}"
+                ))),
             }
-            Err(e) => tracing::error!(error = %e, "group-state-writer: task failed"),
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "group-state-writer: persisting group progress failed");
         }
-        for w in waiters {
-            let _ = w.send(());
+        for d in done {
+            let _ = d.send(outcome.clone());
+        }
+        for f in flushes {
+            let _ = f.send(());
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio_stream::Stream;
 
 use super::Broker;
 use super::error::BrokerError;
-use super::group::{Delivery, GroupCmd, GroupHandle, LeaseRef};
+use super::group::{Delivery, GroupCmd, GroupHandle, LeaseRef, Outcomes};
 use super::lease::{AckId, LeaseOutcome, LeaseResult};
 use super::names::check_name;
 
@@ -195,14 +195,14 @@ impl Broker {
         let parsed = self.parse_ack_ids(ack_ids)?;
         let mut results = unknown_results(ack_ids);
         for (g, items) in self.by_group(&parsed) {
-            if let Ok(out) = g
+            let answer = g
                 .ask(|reply| GroupCmd::Extend {
                     items,
                     extension,
                     reply,
                 })
-                .await
-            {
+                .await;
+            if let Some(out) = settled(answer)? {
                 for (i, outcome, deadline) in out {
                     results[i].outcome = outcome;
                     results[i].deadline_us = deadline;
@@ -215,16 +215,12 @@ impl Broker {
     async fn route(
         &self,
         ack_ids: &[String],
-        make: impl Fn(
-            Vec<LeaseRef>,
-            tokio::sync::oneshot::Sender<Vec<(usize, LeaseOutcome)>>,
-        ) -> GroupCmd,
+        make: impl Fn(Vec<LeaseRef>, tokio::sync::oneshot::Sender<Outcomes>) -> GroupCmd,
     ) -> Result<Vec<LeaseResult>, BrokerError> {
         let parsed = self.parse_ack_ids(ack_ids)?;
         let mut results = unknown_results(ack_ids);
         for (g, items) in self.by_group(&parsed) {
-            // A group deleted meanwhile leaves its ids as Unknown.
-            if let Ok(out) = g.ask(|reply| make(items, reply)).await {
+            if let Some(out) = settled(g.ask(|reply| make(items, reply)).await)? {
                 for (i, outcome) in out {
                     results[i].outcome = outcome;
                 }
@@ -281,6 +277,19 @@ impl Broker {
                 .push((i, id.offset, id.lease));
         }
         out.into_values().collect()
+    }
+}
+
+/// The outcomes a group answered; `None` when the group was deleted
+/// meanwhile (its ids stay Unknown). Any other failure (storage, shutdown)
+/// fails the call: nothing may be answered as done that was not.
+fn settled<T>(
+    answer: Result<Result<T, BrokerError>, BrokerError>,
+) -> Result<Option<T>, BrokerError> {
+    match answer.and_then(|inner| inner) {
+        Ok(out) => Ok(Some(out)),
+        Err(BrokerError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -42,6 +42,9 @@ pub enum StorageError {
     /// concurrent call).
     #[error("{0}")]
     NotFound(String),
+    /// The metadata store failed and refuses calls until it is reopened.
+    #[error("{0}")]
+    Unavailable(String),
     /// The metadata database reported an error.
     #[error("metadata store: {0}")]
     Meta(String),

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::event::Event;
+use crate::storage::meta::GroupState;
 use tokio::time::advance;
 
 fn events(range: std::ops::Range<u64>) -> Vec<Arc<StoredEvent>> {
@@ -33,12 +34,26 @@ fn policy() -> RetryPolicy {
 
 fn group(max_attempts: u32) -> Dispatcher {
     let mut d = Dispatcher::new(0);
+    d.reserve_all_for_test();
     d.set_policy(policy(), max_attempts);
     d
 }
 
+/// Makes what the dispatcher wants written durable (as a flush would).
+fn persist(d: &mut Dispatcher) {
+    if d.take_delta(Instant::now(), WALL, false).is_some() {
+        d.durable(true);
+    }
+}
+
+/// A flush, then a dispatch: what a group task does.
+fn deliver(d: &mut Dispatcher) -> Vec<(ConsumerId, Vec<Handout>)> {
+    persist(d);
+    d.dispatch(Instant::now(), LEASE)
+}
+
 fn one(d: &mut Dispatcher) -> Handout {
-    let mut out = d.dispatch(Instant::now(), LEASE);
+    let mut out = deliver(d);
     assert_eq!(out.len(), 1, "one consumer served");
     let mut batch = out.remove(0).1;
     assert_eq!(batch.len(), 1, "one delivery");
@@ -52,7 +67,7 @@ async fn consumers_share_work_without_overlap_and_respect_max_in_flight() {
     d.add_consumer(2, 2);
     assert_eq!(d.wanted(), 5);
     d.add_events(events(0..10), |_| true);
-    let out = d.dispatch(Instant::now(), LEASE);
+    let out = deliver(&mut d);
     let mut seen: Vec<u64> = out
         .iter()
         .flat_map(|(_, b)| b.iter().map(|h| h.event.offset))
@@ -66,10 +81,7 @@ async fn consumers_share_work_without_overlap_and_respect_max_in_flight() {
     let per: HashMap<_, _> = out.iter().map(|(c, b)| (*c, b.len())).collect();
     assert_eq!(per[&1], 3);
     assert_eq!(per[&2], 2);
-    assert!(
-        d.dispatch(Instant::now(), LEASE).is_empty(),
-        "no credit left"
-    );
+    assert!(deliver(&mut d).is_empty(), "no credit left");
     assert_eq!(d.in_flight(), 5);
 }
 
@@ -78,7 +90,7 @@ async fn ack_advances_floor_and_repeated_ack_is_already_done() {
     let mut d = group(0);
     d.add_consumer(1, 10);
     d.add_events(events(0..3), |_| true);
-    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
+    let batch = deliver(&mut d).remove(0).1;
     assert_eq!(d.ack(1, batch[1].lease), LeaseOutcome::Ok);
     assert_eq!(d.floor(), 0, "offset 0 still pending");
     assert_eq!(d.ack(0, batch[0].lease), LeaseOutcome::Ok);
@@ -86,9 +98,9 @@ async fn ack_advances_floor_and_repeated_ack_is_already_done() {
     assert_eq!(d.ack(0, batch[0].lease), LeaseOutcome::AlreadyDone);
     assert_eq!(d.ack(7, 1), LeaseOutcome::Unknown, "never read");
     assert_eq!(d.ack(2, 999), LeaseOutcome::Unknown, "lease never issued");
-    let snap = d.snapshot(Instant::now(), WALL);
-    assert_eq!(snap.pending.len(), 1);
-    assert_eq!((snap.pending[0].key, snap.pending[0].attempts), (2, 1));
+    let delta = d.take_delta(Instant::now(), WALL, true).unwrap();
+    assert_eq!(delta.upserts.len(), 1);
+    assert_eq!((delta.upserts[0].key, delta.upserts[0].attempts), (2, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,7 +113,7 @@ async fn expiry_backoff_schedule_and_attempt_numbers() {
     let mut last_expiry = None;
     for _ in 0..5 {
         // Wait for the retry (if any) to come due, then take the delivery.
-        while d.dispatch(Instant::now(), LEASE).is_empty() {
+        while deliver(&mut d).is_empty() {
             let wake = d.next_wakeup().expect("something is scheduled");
             tokio::time::sleep_until(wake).await;
             d.tick(Instant::now(), WALL);
@@ -200,8 +212,12 @@ async fn nack_with_delay_reason_and_backoff() {
         Some(Instant::now() + Duration::from_secs(2)),
         "attempt 2 failed: 1s * 2"
     );
-    let snap = d.snapshot(Instant::now(), WALL + 5);
-    let p = &snap.pending[0];
+    let delta = d.take_delta(Instant::now(), WALL + 5, false).unwrap();
+    let p = &delta.upserts[0];
+    assert_eq!(
+        p.attempts, 3,
+        "the retry it waits for is counted before it goes out"
+    );
     assert_eq!(
         p.due_us,
         Some(WALL + 5 + 2_000_000),
@@ -218,7 +234,7 @@ async fn dead_letter_after_max_attempts_or_at_once_when_poison() {
     let mut d = group(3);
     d.add_consumer(1, 10);
     d.add_events(events(0..2), |_| true);
-    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
+    let batch = deliver(&mut d).remove(0).1;
     // Offset 1 is poison: dead-lettered at once on request.
     assert_eq!(
         d.nack(
@@ -296,7 +312,7 @@ async fn replay_resets_attempts_and_is_not_duplicated() {
     let copy = events(5..6).remove(0);
     assert!(d.add_replay(9, copy.clone()));
     assert!(!d.add_replay(9, copy.clone()), "already pending");
-    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
+    let batch = deliver(&mut d).remove(0).1;
     let replay = batch.iter().find(|h| h.key == REPLAY_BIT | 9).unwrap();
     assert_eq!(replay.attempt, 1);
     assert_eq!(
@@ -317,11 +333,11 @@ async fn removed_consumer_releases_leases_at_once_and_counts_the_attempt() {
     let mut d = group(0);
     d.add_consumer(1, 5);
     d.add_events(events(0..5), |_| true);
-    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
+    let batch = deliver(&mut d).remove(0).1;
     assert_eq!(batch.len(), 5);
     d.add_consumer(2, 5);
     assert_eq!(d.remove_consumer(1, Instant::now(), WALL), 5);
-    let out = d.dispatch(Instant::now(), LEASE);
+    let out = deliver(&mut d);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, 2);
     assert!(out[0].1.iter().all(|h| h.attempt == 2));
@@ -353,12 +369,12 @@ async fn extend_moves_the_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn snapshot_restores_attempts_schedule_and_replays() {
+async fn stored_state_restores_attempts_schedule_and_replays() {
     let mut d = group(0);
     d.add_consumer(1, 10);
     d.add_events(events(0..6), |e| e.offset % 2 == 0);
     assert_eq!(d.counters().filtered, 3);
-    let batch = d.dispatch(Instant::now(), LEASE).remove(0).1;
+    let batch = deliver(&mut d).remove(0).1;
     assert_eq!(batch.len(), 3);
     assert_eq!(d.ack(2, batch[1].lease), LeaseOutcome::Ok);
     assert_eq!(
@@ -374,26 +390,21 @@ async fn snapshot_restores_attempts_schedule_and_replays() {
         LeaseOutcome::Ok
     );
     d.add_replay(3, events(1..2).remove(0));
-    let snap = d.take_snapshot(Instant::now(), WALL).unwrap();
-    assert!(
-        d.take_snapshot(Instant::now(), WALL).is_none(),
-        "clean after taking"
-    );
-    assert_eq!((snap.floor, snap.cursor), (0, 6));
-    let keys: Vec<u64> = snap.pending.iter().map(|p| p.key).collect();
+    let delta = d.take_delta(Instant::now(), WALL, true).unwrap();
+    d.durable(true);
+    assert_eq!(delta.header.cursor, 6);
+    let keys: Vec<u64> = delta.upserts.iter().map(|p| p.key).collect();
     assert_eq!(keys, vec![0, 4, REPLAY_BIT | 3]);
+    let state = GroupState {
+        header: delta.header,
+        entries: delta.upserts,
+    };
 
     // Restart 4 s later: offset 4 still waits 6 s, offset 0 is ready now.
     advance(Duration::from_secs(4)).await;
-    let restored = vec![
-        (0, events(0..1).remove(0)),
-        (4, events(4..5).remove(0)),
-        (REPLAY_BIT | 3, events(1..2).remove(0)),
-    ];
-    let mut r = Dispatcher::restore(&snap, restored, false, Instant::now(), WALL + 4_000_000);
+    let mut r = restored(&state, true, WALL + 4_000_000);
     r.add_consumer(9, 10);
-    let got: Vec<(u64, u32)> = r
-        .dispatch(Instant::now(), LEASE)
+    let got: Vec<(u64, u32)> = deliver(&mut r)
         .remove(0)
         .1
         .iter()
@@ -409,6 +420,98 @@ async fn snapshot_restores_attempts_schedule_and_replays() {
         Some(Instant::now() + Duration::from_secs(6))
     );
     assert_eq!(r.cursor(), 6);
+}
+
+/// A dispatcher restored from `state` with the events of its rows.
+fn restored(state: &GroupState, clean: bool, wall: i64) -> Dispatcher {
+    let mut r = Dispatcher::restore(&state.header, clean, false);
+    r.set_policy(policy(), 0);
+    for row in &state.entries {
+        let offset = if row.key & REPLAY_BIT != 0 {
+            1
+        } else {
+            row.key
+        };
+        r.add_restored(
+            row,
+            events(offset..offset + 1).remove(0),
+            Instant::now(),
+            wall,
+        );
+    }
+    r
+}
+
+/// Regression (issue 8, finding 10): a crash inside the flush interval
+/// must never hand an event out again with an attempt number it already
+/// had. Deliveries after the last durable flush are not on disk; the
+/// restored attempts must still count them.
+#[tokio::test(start_paused = true)]
+async fn attempts_never_go_backwards_after_a_crash() {
+    let mut d = group(0);
+    d.add_consumer(1, 10);
+    d.add_events(events(0..3), |_| true);
+    let state_at = |d: &mut Dispatcher| {
+        let delta = d.take_delta(Instant::now(), WALL, false);
+        d.durable(true);
+        delta
+    };
+    // Flush 1 happens before any delivery.
+    let first = state_at(&mut d).expect("something to write");
+    let mut disk = GroupState {
+        header: first.header,
+        entries: first.upserts,
+    };
+    // Offset 0 is delivered (attempt 1), nacked, delivered again (2),
+    // nacked again and delivered (3); offset 1 is delivered once. Each
+    // redelivery needs its attempt on disk first: every flush is applied
+    // to `disk`, except that the process dies before the last one.
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for round in 0..3 {
+        for (_, batch) in d.dispatch(Instant::now(), LEASE) {
+            for h in batch {
+                seen.insert(h.key, h.attempt);
+                if h.key == 0 && round < 2 {
+                    d.nack(
+                        0,
+                        h.lease,
+                        Some(Duration::ZERO),
+                        "x",
+                        false,
+                        Instant::now(),
+                        WALL,
+                    );
+                }
+            }
+        }
+        if round < 2 {
+            let delta = state_at(&mut d).expect("the retry waits for its write");
+            disk.header = delta.header;
+            disk.entries.retain(|e| !delta.deletes.contains(&e.key));
+            for up in delta.upserts {
+                disk.entries.retain(|e| e.key != up.key);
+                disk.entries.push(up);
+            }
+            disk.entries.sort_by_key(|e| e.key);
+        }
+    }
+    assert_eq!(seen[&0], 3);
+    // Crash: restore from `disk` as an unclean stop, and read the log again.
+    let mut r = restored(&disk, false, WALL);
+    r.add_events(events(0..3), |_| true);
+    r.add_consumer(9, 10);
+    let again: HashMap<u64, u32> = deliver(&mut r)
+        .into_iter()
+        .flat_map(|(_, b)| b.into_iter().map(|h| (h.key, h.attempt)))
+        .collect();
+    for (key, attempt) in &again {
+        let before = seen.get(key).copied().unwrap_or(0);
+        assert!(
+            *attempt > before,
+            "offset {key} was delivered as attempt {before} before the crash and again as {attempt}"
+        );
+    }
+    assert_eq!(again.len(), 3, "{again:?}");
 }
 
 fn keyed(offsets: std::ops::Range<u64>, key_of: impl Fn(u64) -> String) -> Vec<Arc<StoredEvent>> {
@@ -463,10 +566,7 @@ async fn ordered_group_holds_a_key_behind_a_failing_event() {
         Instant::now(),
         WALL,
     );
-    assert!(
-        d.dispatch(Instant::now(), LEASE).is_empty(),
-        "a2 waits behind a0"
-    );
+    assert!(deliver(&mut d).is_empty(), "a2 waits behind a0");
     let (count, list) = d.blocked_keys(10);
     assert_eq!(count, 1);
     assert_eq!(
@@ -538,6 +638,7 @@ mod ordered_property {
         ) {
             let mut now = Instant::now();
             let mut d = Dispatcher::new(0);
+            d.reserve_all_for_test();
             d.set_policy(RetryPolicy { min_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(5), multiplier: 1.0 }, max_attempts);
             d.set_ordered(true);
             let mut next_consumer = 100;
@@ -553,6 +654,9 @@ mod ordered_property {
             for op in ops {
                 match op {
                     Op::Dispatch => {
+                        if d.take_delta(now, WALL, false).is_some() {
+                            d.durable(true);
+                        }
                         for (c, batch) in d.dispatch(now, LEASE) {
                             for h in batch {
                                 let k = h.event.event.key.clone();

@@ -4,8 +4,9 @@
 //!
 //! Broker layer, no I/O and no clock of its own: every method that depends on
 //! time takes `now` (monotonic) and `now_us` (wall clock, for records), so
-//! the owner task (`group.rs`) and tests under paused tokio time drive it
-//! deterministically.
+//! the owner task (`group/`) and tests under paused tokio time drive it
+//! deterministically. Per-key ordering is in `ordering.rs`; what is persisted
+//! and when a delivery may go out is in `persist.rs`.
 //!
 //! Entries are keyed by the event's offset, or, for events replayed from the
 //! dead-letter queue, by [`REPLAY_BIT`] | dead-letter id (a replayed event is
@@ -15,8 +16,20 @@
 //! - every offset below `floor` is done (acked, filtered or dead-lettered);
 //! - `entries` holds exactly the offsets in `[floor, cursor)` that are not
 //!   done, plus the pending replays;
-//! - an entry is in exactly one of `ready`, `delayed` or `leases`;
-//! - a consumer's `in_flight` equals the number of leases it holds.
+//! - an entry is in exactly one of `ready`, `awaiting`, `delayed`, `leases`,
+//!   or blocked behind its key;
+//! - a consumer's `in_flight` equals the number of leases it holds;
+//! - `held_bytes` is the sum of the sizes of the entries' events;
+//! - a delivery goes out only when the attempt it makes is covered on disk
+//!   (see `persist.rs`), so `delivery_attempt` never goes backwards after a
+//!   crash.
+
+mod ordering;
+mod persist;
+mod replay;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,11 +41,12 @@ use super::backoff::RetryPolicy;
 use super::lease::LeaseOutcome;
 use crate::event::StoredEvent;
 
+pub use crate::storage::meta::REPLAY_BIT;
+pub use ordering::BlockedKey;
+pub use persist::{Flush, FlushTicket};
+
 /// Runtime id of a consumer within its group.
 pub type ConsumerId = u64;
-
-/// Marks entry keys of replayed dead letters (key = `REPLAY_BIT | id`).
-pub const REPLAY_BIT: u64 = 1 << 63;
 
 /// Reason recorded when a lease runs out.
 pub const REASON_EXPIRED: &str = "ack deadline exceeded";
@@ -42,7 +56,8 @@ pub const REASON_DISCONNECTED: &str = "consumer disconnected";
 /// Where an entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EntryState {
-    /// Can be handed out now.
+    /// Can be handed out now (in `ready`), or as soon as its next attempt is
+    /// covered on disk (in `awaiting`).
     Ready,
     /// Waits for a retry until the instant.
     Delayed(Instant),
@@ -54,29 +69,6 @@ enum EntryState {
     },
     /// Ordered groups: waits behind an earlier event with the same key.
     Blocked,
-}
-
-/// Ordered groups: the event that holds a key (in flight, waiting for a
-/// retry, or next to go) and the later events of that key behind it.
-#[derive(Debug, Default)]
-struct KeyHold {
-    holder: u64,
-    waiting: VecDeque<u64>,
-}
-
-/// A key blocked behind a failing event (for stats and GetGroup).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockedKey {
-    /// The key.
-    pub key: String,
-    /// Offset of the event holding it.
-    pub offset: u64,
-    /// Deliveries of that event so far.
-    pub attempts: u32,
-    /// Events of the key waiting behind it.
-    pub waiting: u64,
-    /// When that event first failed, µs since the epoch.
-    pub since_us: i64,
 }
 
 /// A pending (not yet done) event of the group.
@@ -92,6 +84,10 @@ struct Entry {
     first_failure_us: i64,
     /// Why the last attempt failed.
     last_reason: String,
+    /// Attempts its durable row covers (0 without a row).
+    durable: u32,
+    /// It has a durable row.
+    stored: bool,
 }
 
 impl Entry {
@@ -102,6 +98,8 @@ impl Entry {
             state: EntryState::Ready,
             first_failure_us: 0,
             last_reason: String::new(),
+            durable: 0,
+            stored: false,
         }
     }
 }
@@ -163,41 +161,28 @@ pub struct Counters {
     pub dead_lettered: u64,
 }
 
-/// What is persisted of a group: enough to continue after a restart
-/// redelivering only what was not acknowledged, with attempt counts and the
-/// retry schedule intact.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Snapshot {
-    /// Every offset below is done.
-    pub floor: u64,
-    /// Next offset to read from the log.
-    pub cursor: u64,
-    /// Entries not done yet.
-    pub pending: Vec<PendingEntry>,
+/// Size limits of what a group holds and hands out.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most entries held in memory (bounds a group whose keys are stuck).
+    pub max_pending: usize,
+    /// Most bytes of events held in memory; reading stops at this.
+    pub max_bytes: usize,
+    /// Most deliveries in one batch.
+    pub max_batch: usize,
+    /// Most bytes of events in one batch (a larger event travels alone).
+    pub max_batch_bytes: usize,
 }
 
-/// One pending entry in a [`Snapshot`].
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PendingEntry {
-    /// Offset, or replay key.
-    #[serde(rename = "k")]
-    pub key: u64,
-    /// Deliveries made.
-    #[serde(rename = "a")]
-    pub attempts: u32,
-    /// Wall-clock time of the next retry (µs since the epoch), if waiting.
-    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
-    pub due_us: Option<i64>,
-    /// First failure time, 0 if none.
-    #[serde(rename = "f", default, skip_serializing_if = "is_zero")]
-    pub first_failure_us: i64,
-    /// Last failure reason.
-    #[serde(rename = "r", default, skip_serializing_if = "String::is_empty")]
-    pub last_reason: String,
-}
-
-fn is_zero(v: &i64) -> bool {
-    *v == 0
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pending: 100_000,
+            max_bytes: 64 << 20,
+            max_batch: 256,
+            max_batch_bytes: 3 << 20,
+        }
+    }
 }
 
 /// The state machine of one consumer group.
@@ -207,6 +192,8 @@ pub struct Dispatcher {
     cursor: u64,
     entries: BTreeMap<u64, Entry>,
     ready: BTreeSet<u64>,
+    /// Ready, but the attempt they would make is not yet covered on disk.
+    awaiting: BTreeSet<u64>,
     delayed: BTreeSet<(Instant, u64)>,
     leases: BTreeSet<(Instant, u64)>,
     consumers: HashMap<ConsumerId, ConsumerSlot>,
@@ -215,8 +202,9 @@ pub struct Dispatcher {
     next_lease: u64,
     /// Leases below this were issued before the last seek: unknown now.
     lease_floor: u64,
-    /// Most deliveries put in one batch to one consumer.
-    max_batch: usize,
+    limits: Limits,
+    /// Bytes of the events of all entries.
+    held_bytes: usize,
     /// Backoff after failures.
     retry: RetryPolicy,
     /// Deliveries after which a failure dead-letters the event; 0 = never.
@@ -228,39 +216,42 @@ pub struct Dispatcher {
     /// Per-key ordering on.
     ordered: bool,
     /// Ordered groups: who holds each key.
-    holds: HashMap<String, KeyHold>,
-    /// Most entries held in memory (bounds a group whose keys are stuck).
-    max_pending: usize,
+    holds: HashMap<String, ordering::KeyHold>,
     counters: Counters,
-    /// Set when something that is persisted changed since the last snapshot.
-    dirty: bool,
+    /// What must be written, and what is durable (`persist.rs`).
+    persist: persist::Persist,
+    /// Replays waiting for their events (`replay.rs`).
+    cold: BTreeMap<u64, replay::ColdReplay>,
 }
 
 impl Dispatcher {
     /// A group positioned at `cursor` with nothing pending, default retry
-    /// policy and no attempt limit.
+    /// policy and limits, no attempt limit, and first deliveries reserved
+    /// up to `cursor` (reserve more with a flush before reading).
     pub fn new(cursor: u64) -> Dispatcher {
         Dispatcher {
             floor: cursor,
             cursor,
             entries: BTreeMap::new(),
             ready: BTreeSet::new(),
+            awaiting: BTreeSet::new(),
             delayed: BTreeSet::new(),
             leases: BTreeSet::new(),
             consumers: HashMap::new(),
             order: VecDeque::new(),
             next_lease: 1,
             lease_floor: 1,
-            max_batch: 256,
+            limits: Limits::default(),
+            held_bytes: 0,
             retry: RetryPolicy::default(),
             max_attempts: 0,
             dead: Vec::new(),
             acked_replays: Vec::new(),
             ordered: false,
             holds: HashMap::new(),
-            max_pending: 100_000,
             counters: Counters::default(),
-            dirty: false,
+            persist: persist::Persist::new(cursor),
+            cold: BTreeMap::new(),
         }
     }
 
@@ -270,140 +261,15 @@ impl Dispatcher {
         self.max_attempts = max_attempts;
     }
 
+    /// Sets the size limits.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Turns per-key ordering on. Call before any event is added (the mode
     /// of a group is fixed at creation).
     pub fn set_ordered(&mut self, ordered: bool) {
         self.ordered = ordered;
-    }
-
-    /// Ordered groups: the key an entry takes part in ordering with.
-    fn order_key(&self, key: u64, event: &StoredEvent) -> Option<String> {
-        (self.ordered && key & REPLAY_BIT == 0 && !event.event.key.is_empty())
-            .then(|| event.event.key.clone())
-    }
-
-    /// Queues a new entry as ready, or behind the holder of its key.
-    fn enqueue(&mut self, key: u64, mut entry: Entry) {
-        if let Some(k) = self.order_key(key, &entry.event) {
-            match self.holds.get_mut(&k) {
-                Some(hold) => {
-                    hold.waiting.push_back(key);
-                    entry.state = EntryState::Blocked;
-                    self.entries.insert(key, entry);
-                    return;
-                }
-                None => {
-                    self.holds.insert(
-                        k,
-                        KeyHold {
-                            holder: key,
-                            waiting: VecDeque::new(),
-                        },
-                    );
-                }
-            }
-        }
-        match entry.state {
-            EntryState::Delayed(due) => {
-                self.delayed.insert((due, key));
-            }
-            _ => {
-                entry.state = EntryState::Ready;
-                self.ready.insert(key);
-            }
-        }
-        self.entries.insert(key, entry);
-    }
-
-    /// An entry is done: the next event of its key (if any) may go.
-    fn release_key(&mut self, key: u64, event: &StoredEvent) {
-        let Some(k) = self.order_key(key, event) else {
-            return;
-        };
-        let Some(hold) = self.holds.get_mut(&k) else {
-            return;
-        };
-        if hold.holder != key {
-            hold.waiting.retain(|w| *w != key);
-            return;
-        }
-        match hold.waiting.pop_front() {
-            Some(next) => {
-                hold.holder = next;
-                if let Some(entry) = self.entries.get_mut(&next) {
-                    entry.state = EntryState::Ready;
-                    self.ready.insert(next);
-                }
-            }
-            None => {
-                self.holds.remove(&k);
-            }
-        }
-    }
-
-    /// Keys whose holder has failed at least once while later events of the
-    /// key wait behind it: (count, the `limit` oldest).
-    pub fn blocked_keys(&self, limit: usize) -> (u64, Vec<BlockedKey>) {
-        let mut blocked: Vec<BlockedKey> = self
-            .holds
-            .iter()
-            .filter(|(_, h)| !h.waiting.is_empty())
-            .filter_map(|(k, h)| {
-                let e = self.entries.get(&h.holder)?;
-                (e.first_failure_us != 0).then(|| BlockedKey {
-                    key: k.clone(),
-                    offset: h.holder,
-                    attempts: e.attempts,
-                    waiting: h.waiting.len() as u64,
-                    since_us: e.first_failure_us,
-                })
-            })
-            .collect();
-        let count = blocked.len() as u64;
-        blocked.sort_by_key(|b| b.offset);
-        blocked.truncate(limit);
-        (count, blocked)
-    }
-
-    /// Restores a group from its snapshot. `events` are the pending events
-    /// re-read from the log and the pending replay copies, with their keys.
-    /// Log events that are missing (deleted by retention) are treated as
-    /// done; a replay missing from the snapshot starts afresh. Retry times are
-    /// wall clock in the snapshot and are mapped onto `now`; a retry due in
-    /// the past is ready at once.
-    pub fn restore(
-        snapshot: &Snapshot,
-        mut events: Vec<(u64, Arc<StoredEvent>)>,
-        ordered: bool,
-        now: Instant,
-        now_us: i64,
-    ) -> Dispatcher {
-        let mut d = Dispatcher::new(snapshot.cursor);
-        d.ordered = ordered;
-        // Offset order, so the first pending event of a key holds it again.
-        events.sort_by_key(|(key, _)| *key);
-        let saved: HashMap<u64, &PendingEntry> =
-            snapshot.pending.iter().map(|p| (p.key, p)).collect();
-        for (key, event) in events {
-            let mut entry = Entry::new(event);
-            match saved.get(&key) {
-                Some(p) => {
-                    entry.attempts = p.attempts;
-                    entry.first_failure_us = p.first_failure_us;
-                    entry.last_reason = p.last_reason.clone();
-                    if let Some(due_us) = p.due_us.filter(|due| *due > now_us) {
-                        let wait = u64::try_from(due_us - now_us).unwrap_or(0);
-                        entry.state = EntryState::Delayed(now + Duration::from_micros(wait));
-                    }
-                }
-                None if key & REPLAY_BIT == 0 => continue,
-                None => {}
-            }
-            d.enqueue(key, entry);
-        }
-        d.advance_floor();
-        d.dirty = d.floor != snapshot.floor;
-        d
     }
 
     /// Next offset to read from the log.
@@ -431,6 +297,11 @@ impl Dispatcher {
         self.entries.len()
     }
 
+    /// Bytes of events held.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
     /// Connected consumers.
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
@@ -441,23 +312,13 @@ impl Dispatcher {
         self.entries.values().map(|e| e.event.publish_time_us).min()
     }
 
-    /// Dead-letter ids of the replays still pending.
+    /// Dead-letter ids of the replays still pending (loaded or not).
     pub fn pending_replays(&self) -> impl Iterator<Item = u64> + '_ {
         self.entries
             .range(REPLAY_BIT..)
-            .map(|(k, _)| k & !REPLAY_BIT)
-    }
-
-    /// Puts a replayed dead letter back into the flow with attempts reset.
-    /// Returns false when that replay is already pending.
-    pub fn add_replay(&mut self, dead_letter_id: u64, event: Arc<StoredEvent>) -> bool {
-        let key = REPLAY_BIT | dead_letter_id;
-        if self.entries.contains_key(&key) {
-            return false;
-        }
-        self.enqueue(key, Entry::new(event));
-        self.dirty = true;
-        true
+            .map(|(k, _)| k)
+            .chain(self.cold.keys())
+            .map(|k| k & !REPLAY_BIT)
     }
 
     /// Events given up on since the last call.
@@ -479,11 +340,27 @@ impl Dispatcher {
     }
 
     /// How many more events should be read from the log now: enough to fill
-    /// every consumer's free slots, no more (so an idle group holds nothing).
+    /// every consumer's free slots, no more (so an idle group holds nothing),
+    /// and none once the group holds its limit of entries or bytes, or has
+    /// read as far as first deliveries are reserved.
     pub fn wanted(&self) -> usize {
+        if self.held_bytes >= self.limits.max_bytes || self.cursor >= self.persist.reserved() {
+            return 0;
+        }
         self.credit()
-            .saturating_sub(self.ready.len())
-            .min(self.max_pending.saturating_sub(self.entries.len()))
+            .saturating_sub(self.ready.len() + self.awaiting.len())
+            .min(self.limits.max_pending.saturating_sub(self.entries.len()))
+    }
+
+    /// Bytes the next read may bring in (the read takes at least one event).
+    pub fn room_bytes(&self) -> usize {
+        self.limits.max_bytes.saturating_sub(self.held_bytes)
+    }
+
+    /// The offset reading must stop before: first deliveries are reserved
+    /// on disk only that far.
+    pub fn read_limit(&self) -> u64 {
+        self.persist.reserved()
     }
 
     /// Appends events read from the log at the cursor. Events the group does
@@ -494,7 +371,7 @@ impl Dispatcher {
         wants: impl Fn(&StoredEvent) -> bool,
     ) {
         for event in events {
-            if event.offset < self.cursor {
+            if event.offset < self.cursor || event.offset >= self.persist.reserved() {
                 continue;
             }
             self.cursor = event.offset + 1;
@@ -503,10 +380,17 @@ impl Dispatcher {
                 continue;
             }
             let offset = event.offset;
-            self.enqueue(offset, Entry::new(event));
+            let mut entry = Entry::new(event);
+            // After a crash, an offset below the reservation of the last run
+            // may have been handed out once already.
+            if offset < self.persist.maybe_delivered_below() {
+                entry.attempts = 1;
+            }
+            self.persist.added(offset);
+            self.enqueue(offset, entry);
         }
         self.advance_floor();
-        self.dirty = true;
+        self.persist.touch();
     }
 
     /// Skips the cursor forward to `offset` (events between were deleted by
@@ -517,8 +401,9 @@ impl Dispatcher {
         }
         let skipped = offset - self.cursor;
         self.cursor = offset;
+        self.persist.reserve_from(offset);
         self.advance_floor();
-        self.dirty = true;
+        self.persist.touch();
         skipped
     }
 
@@ -528,21 +413,19 @@ impl Dispatcher {
     /// replays of dead letters are kept. Returns how many entries were dropped.
     pub fn seek(&mut self, offset: u64) -> usize {
         let replays = self.entries.split_off(&REPLAY_BIT);
-        let dropped = self.entries.len();
-        self.entries = replays;
+        let dropped = std::mem::replace(&mut self.entries, replays);
+        for (key, entry) in &dropped {
+            self.held_bytes = self.held_bytes.saturating_sub(entry.event.event.size());
+            self.persist.removed(*key, entry.stored);
+        }
         self.ready.retain(|k| k & REPLAY_BIT != 0);
+        self.awaiting.retain(|k| k & REPLAY_BIT != 0);
         self.delayed.retain(|(_, k)| k & REPLAY_BIT != 0);
-        let kept_leases: BTreeSet<(Instant, u64)> = self
-            .leases
-            .iter()
-            .filter(|(_, k)| k & REPLAY_BIT != 0)
-            .copied()
-            .collect();
-        self.leases = kept_leases;
+        self.leases.retain(|(_, k)| k & REPLAY_BIT != 0);
         for slot in self.consumers.values_mut() {
             slot.in_flight = 0;
         }
-        for (_, entry) in self.entries.iter_mut() {
+        for entry in self.entries.values() {
             if let EntryState::Leased { consumer, .. } = entry.state
                 && let Some(slot) = self.consumers.get_mut(&consumer)
             {
@@ -552,9 +435,10 @@ impl Dispatcher {
         self.holds.clear();
         self.lease_floor = self.next_lease;
         self.cursor = offset;
+        self.persist.reserve_from(offset);
         self.advance_floor();
-        self.dirty = true;
-        dropped
+        self.persist.touch();
+        dropped.len()
     }
 
     /// Registers a consumer with its in-flight limit.
@@ -603,7 +487,9 @@ impl Dispatcher {
     }
 
     /// Hands ready events to consumers with free slots, round robin, at most
-    /// `max_batch` per consumer per round. Returns one batch per consumer.
+    /// `max_batch` deliveries and about `max_batch_bytes` per batch (an
+    /// event larger than that goes alone). Returns the batches, possibly
+    /// several per consumer.
     pub fn dispatch(
         &mut self,
         now: Instant,
@@ -611,6 +497,7 @@ impl Dispatcher {
     ) -> Vec<(ConsumerId, Vec<Handout>)> {
         let mut out: Vec<(ConsumerId, Vec<Handout>)> = Vec::new();
         let mut idle_rounds = 0;
+        let deadline = now + lease_for;
         while !self.ready.is_empty() && idle_rounds < self.order.len() {
             let Some(id) = self.order.pop_front() else {
                 break;
@@ -625,16 +512,23 @@ impl Dispatcher {
                 continue;
             }
             idle_rounds = 0;
-            let take = room.min(self.max_batch);
-            let deadline = now + lease_for;
+            let take = room.min(self.limits.max_batch);
             let mut batch = Vec::with_capacity(take.min(self.ready.len()));
-            while batch.len() < take {
-                let Some(key) = self.ready.pop_first() else {
+            let mut bytes = 0;
+            while batch.len() < take && (bytes < self.limits.max_batch_bytes || batch.is_empty()) {
+                let Some(&key) = self.ready.first() else {
                     break;
                 };
                 let Some(entry) = self.entries.get_mut(&key) else {
+                    self.ready.pop_first();
                     continue;
                 };
+                let size = entry.event.event.size();
+                if !batch.is_empty() && bytes + size > self.limits.max_batch_bytes {
+                    break;
+                }
+                self.ready.pop_first();
+                bytes += size;
                 let lease = self.next_lease;
                 self.next_lease += 1;
                 entry.attempts = entry.attempts.saturating_add(1);
@@ -658,11 +552,7 @@ impl Dispatcher {
             }
             slot.in_flight += batch.len();
             if !batch.is_empty() {
-                self.dirty = true;
-                match out.iter_mut().find(|(c, _)| *c == id) {
-                    Some((_, existing)) => existing.extend(batch),
-                    None => out.push((id, batch)),
-                }
+                out.push((id, batch));
             }
         }
         out
@@ -789,9 +679,8 @@ impl Dispatcher {
                 break;
             }
             self.delayed.remove(&(due, key));
-            if let Some(entry) = self.entries.get_mut(&key) {
-                entry.state = EntryState::Ready;
-                self.ready.insert(key);
+            if self.entries.contains_key(&key) {
+                self.make_ready(key);
             }
         }
         expired
@@ -804,6 +693,21 @@ impl Dispatcher {
         match (lease, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Puts an entry up for delivery: ready when the attempt it would make
+    /// is covered on disk, otherwise awaiting the write that covers it.
+    fn make_ready(&mut self, key: u64) {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return;
+        };
+        entry.state = EntryState::Ready;
+        if persist::covered(entry) {
+            self.ready.insert(key);
+        } else {
+            self.awaiting.insert(key);
+            self.persist.changed(key);
         }
     }
 
@@ -829,7 +733,6 @@ impl Dispatcher {
         }
         entry.last_reason.clear();
         entry.last_reason.push_str(reason);
-        self.dirty = true;
         if dead_letter || (max_attempts > 0 && entry.attempts >= max_attempts) {
             let dead = Dead {
                 key,
@@ -846,9 +749,9 @@ impl Dispatcher {
             return;
         }
         let wait = delay.unwrap_or_else(|| retry.delay(entry.attempts));
+        self.persist.changed(key);
         if wait.is_zero() {
-            entry.state = EntryState::Ready;
-            self.ready.insert(key);
+            self.make_ready(key);
         } else {
             let due = now + wait;
             entry.state = EntryState::Delayed(due);
@@ -861,16 +764,19 @@ impl Dispatcher {
             match entry.state {
                 EntryState::Ready => {
                     self.ready.remove(&key);
+                    self.awaiting.remove(&key);
                 }
                 EntryState::Delayed(due) => {
                     self.delayed.remove(&(due, key));
                 }
                 EntryState::Leased { .. } | EntryState::Blocked => {}
             }
+            self.held_bytes = self.held_bytes.saturating_sub(entry.event.event.size());
+            self.persist.removed(key, entry.stored);
             self.release_key(key, &entry.event);
         }
         self.advance_floor();
-        self.dirty = true;
+        self.persist.touch();
     }
 
     fn advance_floor(&mut self) {
@@ -881,41 +787,4 @@ impl Dispatcher {
             .map(|(k, _)| *k)
             .unwrap_or(self.cursor);
     }
-
-    /// The persisted form, if anything changed since the last call.
-    pub fn take_snapshot(&mut self, now: Instant, now_us: i64) -> Option<Snapshot> {
-        if !self.dirty {
-            return None;
-        }
-        self.dirty = false;
-        Some(self.snapshot(now, now_us))
-    }
-
-    /// The persisted form; `now`/`now_us` map retry times onto the wall clock.
-    pub fn snapshot(&self, now: Instant, now_us: i64) -> Snapshot {
-        Snapshot {
-            floor: self.floor,
-            cursor: self.cursor,
-            pending: self
-                .entries
-                .iter()
-                .map(|(key, e)| PendingEntry {
-                    key: *key,
-                    attempts: e.attempts,
-                    due_us: match e.state {
-                        EntryState::Delayed(due) => {
-                            let wait = due.saturating_duration_since(now).as_micros();
-                            Some(now_us.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)))
-                        }
-                        _ => None,
-                    },
-                    first_failure_us: e.first_failure_us,
-                    last_reason: e.last_reason.clone(),
-                })
-                .collect(),
-        }
-    }
 }
-
-#[cfg(test)]
-mod tests;
