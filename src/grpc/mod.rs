@@ -3,10 +3,12 @@
 //! knows `tonic::Status`.
 //!
 //! The transport edge: the accept loop and connection limit in `accept.rs`,
-//! handshake and idle timeouts in `connection.rs`.
+//! handshake and idle timeouts in `connection.rs`, the codes of requests
+//! tonic rejects itself in `codes.rs`.
 
 pub mod accept;
 pub mod admin;
+pub mod codes;
 pub mod connection;
 pub mod convert;
 pub mod dead_letter;
@@ -81,6 +83,7 @@ pub async fn serve(
         .http2_keepalive_interval(transport.keepalive_interval)
         .http2_keepalive_timeout(Some(transport.keepalive_timeout))
         .layer(connection::TrackCallsLayer)
+        .layer(codes::EdgeCodesLayer)
         .add_service(health_service)
         .add_service(
             PublisherServiceServer::new(publisher::PublisherApi::new(broker.clone()))
