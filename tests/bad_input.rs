@@ -293,6 +293,7 @@ async fn unknown_topic_with_auto_create_off_is_not_found() {
 }
 
 const PUBLISH: &str = "/herald.v1.PublisherService/Publish";
+const PUBLISH_STREAM: &str = "/herald.v1.PublisherService/PublishStream";
 
 /// A frame header announcing a message of `len` bytes, followed by only a
 /// few of them: enough for the server to judge the size.
@@ -380,5 +381,55 @@ async fn oversized_and_undecodable_messages_get_resource_exhausted_and_invalid_a
     assert_eq!(code, Code::ResourceExhausted, "{message}");
 
     assert!(topic_names(&server).await.is_empty(), "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_message_mid_publish_stream_answers_the_earlier_requests_then_ends_with_its_code() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_event_bytes = 1024;
+        c.limits.max_request_bytes = 4096;
+    })
+    .await;
+    // Enough requests that many still await their append when the bad
+    // message arrives.
+    const REQUESTS: u64 = 50;
+    let mut conn = raw::connect(server.addr()).await;
+    for (bad, code, what) in [
+        (raw::frame(b"\xff\xff\xff"), Code::InvalidArgument, "decode"),
+        (announce(2 << 20), Code::ResourceExhausted, "too large"),
+    ] {
+        let (mut requests, response) = conn.start(PUBLISH_STREAM).await;
+        for id in 1..=REQUESTS {
+            let request = proto::PublishStreamRequest {
+                topic: "s".into(),
+                events: vec![event(&format!("{what}-{id}"))],
+                request_id: id,
+            };
+            requests.send_data(raw::encode(&request), false).unwrap();
+        }
+        // The client goes on as if nothing happened: the request stream
+        // stays open after the bad message.
+        requests.send_data(bad, false).unwrap();
+        let (messages, status) = tokio::time::timeout(Duration::from_secs(10), response.finish())
+            .await
+            .expect("the stream ends");
+        let answered: Vec<(u64, i32, usize)> = messages
+            .iter()
+            .map(|m| {
+                let r =
+                    <proto::PublishStreamResponse as prost::Message>::decode(m.clone()).unwrap();
+                (r.request_id, r.error_code, r.results.len())
+            })
+            .collect();
+        let expected: Vec<(u64, i32, usize)> = (1..=REQUESTS).map(|id| (id, 0, 1)).collect();
+        assert_eq!(
+            answered, expected,
+            "every earlier request is answered, in order ({what})"
+        );
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(status.message().contains(what), "{}", status.message());
+    }
+    assert_eq!(server.end_offset("s").await, 2 * REQUESTS);
     server.stop().await;
 }
