@@ -188,24 +188,27 @@ impl Throttle {
 /// holds a file descriptor) and logs it. Returns the limit in force, `None`
 /// when unlimited.
 pub fn raise_open_files_limit() -> Option<u64> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let shown =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
     let limit = getrlimit(Resource::Nofile);
     if limit.current == limit.maximum {
-        tracing::info!(open_files = ?limit.current, "open file limit");
+        tracing::info!(open_files = %shown(limit.current), "open file limit");
         return limit.current;
     }
-    let raised = rustix::process::Rlimit {
+    let raised = Rlimit {
         current: limit.maximum,
         maximum: limit.maximum,
     };
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => {
-            tracing::info!(open_files = ?limit.maximum, was = ?limit.current, "raised the open file limit");
+            tracing::info!(open_files = %shown(limit.maximum), was = %shown(limit.current),
+                "raised the open file limit");
             limit.maximum
         }
         Err(e) => {
-            tracing::warn!(error = %e, open_files = ?limit.current, hard_limit = ?limit.maximum,
-                "cannot raise the open file limit");
+            tracing::warn!(error = %e, open_files = %shown(limit.current),
+                hard_limit = %shown(limit.maximum), "cannot raise the open file limit");
             limit.current
         }
     }
