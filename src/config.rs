@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::backoff::RetryPolicy;
 use crate::broker::{BrokerConfig, EventLimits, Filter, GroupSettings, TopicSettings};
+use crate::grpc::TransportOptions;
 use crate::storage::log::{FsyncPolicy, LogOptions};
 
 /// The whole configuration. Every key is documented in the README.
@@ -40,6 +41,8 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Connection limits and timeouts.
+    pub server: ServerConfig,
 }
 
 /// `[storage]`
@@ -112,6 +115,29 @@ pub struct GroupsConfig {
     pub max_buffered_bytes: usize,
 }
 
+/// `[server]`: connection limits and timeouts at the transport edge, so
+/// that idle or silent clients cannot use up the server's connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Most client connections open at once; more are closed as soon as
+    /// accepted. Each holds a file descriptor.
+    pub max_connections: usize,
+    /// Time a new connection has to send the HTTP/2 preface.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Time a connection may stay with no open call before it is closed;
+    /// `0s` = never.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 PING checks that the client is alive; `0s` = never.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -144,6 +170,19 @@ impl Default for Config {
             topics: TopicsConfig::default(),
             groups: GroupsConfig::default(),
             log: LogConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -206,19 +245,22 @@ impl Default for LogConfig {
     }
 }
 
-/// Top-level keys (and sections) an `HERALD_*` variable may set; other
-/// `HERALD_*` variables (e.g. `HERALD_CONFIG`, `HERALD_SERVER`) are not config keys.
-const ENV_KEYS: &[&str] = &[
-    "listen",
-    "data_dir",
-    "auto_create",
-    "shutdown_timeout",
-    "storage",
-    "limits",
-    "topics",
-    "groups",
-    "log",
-];
+/// Top-level keys an `HERALD_*` variable may set.
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "auto_create", "shutdown_timeout"];
+/// Sections whose keys an `HERALD_<SECTION>__<KEY>` variable may set.
+/// Other `HERALD_*` variables are not config keys: `HERALD_CONFIG` names the
+/// file, and `HERALD_SERVER` (the client commands' server URL) is not the
+/// `[server]` section.
+const ENV_SECTIONS: &[&str] = &["storage", "limits", "topics", "groups", "log", "server"];
+
+/// Whether the (dotted) key of an `HERALD_*` variable is a config key.
+fn is_env_key(key: &str) -> bool {
+    let (names, key) = match key.split_once('.') {
+        Some((section, _)) => (ENV_SECTIONS, section),
+        None => (ENV_KEYS, key),
+    };
+    names.iter().any(|k| key.eq_ignore_ascii_case(k))
+}
 
 impl Config {
     /// Layers defaults, the TOML file (if given), `HERALD_*` variables and
@@ -234,11 +276,10 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let env = Env::prefixed("HERALD_").split("__").filter(|key| {
-            // Runs after `split`, so nested keys arrive dotted.
-            let top = key.as_str().split('.').next().unwrap_or_default();
-            ENV_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
-        });
+        // The filter runs after `split`, so nested keys arrive dotted.
+        let env = Env::prefixed("HERALD_")
+            .split("__")
+            .filter(|key| is_env_key(key.as_str()));
         let config: Config = figment
             .merge(env)
             .merge(overrides)
@@ -297,6 +338,19 @@ impl Config {
         if g.state_flush_interval.is_zero() || g.state_flush_interval > Duration::from_secs(60) {
             bail!("groups.state_flush_interval must be between 1ms and 60s");
         }
+        let s = &self.server;
+        if s.max_connections == 0 {
+            bail!("server.max_connections must be positive");
+        }
+        if s.handshake_timeout < Duration::from_millis(10) {
+            bail!("server.handshake_timeout must be at least 10ms");
+        }
+        if !s.idle_timeout.is_zero() && s.idle_timeout < Duration::from_millis(10) {
+            bail!("server.idle_timeout must be 0s (never) or at least 10ms");
+        }
+        if !s.keepalive_interval.is_zero() && s.keepalive_timeout < Duration::from_millis(10) {
+            bail!("server.keepalive_timeout must be at least 10ms");
+        }
         self.retry().check().map_err(|(field, msg)| {
             anyhow::anyhow!(
                 "groups.{}: {msg}",
@@ -313,6 +367,19 @@ impl Config {
             min_backoff: self.groups.min_backoff,
             max_backoff: self.groups.max_backoff,
             multiplier: self.groups.backoff_multiplier,
+        }
+    }
+
+    /// The gRPC server's connection limits and timeouts.
+    pub fn transport(&self) -> TransportOptions {
+        let s = &self.server;
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        TransportOptions {
+            max_connections: s.max_connections,
+            handshake_timeout: s.handshake_timeout,
+            idle_timeout: nonzero(s.idle_timeout),
+            keepalive_interval: nonzero(s.keepalive_interval),
+            keepalive_timeout: s.keepalive_timeout,
         }
     }
 
@@ -378,6 +445,8 @@ mod tests {
             )?;
             jail.set_env("HERALD_GROUPS__ACK_DEADLINE", "20s");
             jail.set_env("HERALD_SERVER", "ignored: not a config key");
+            jail.set_env("HERALD_SERVER__IDLE_TIMEOUT", "0s");
+            jail.set_env("HERALD_SERVER__MAX_CONNECTIONS", "50");
             let flags = Figment::new().merge(("listen", "127.0.0.1:6000"));
             let c = Config::load(Some(Path::new("herald.toml")), flags).unwrap();
             assert_eq!(c.data_dir, PathBuf::from("/srv/herald"));
@@ -392,6 +461,16 @@ mod tests {
             );
             assert_eq!(c.listen.port(), 6000, "flags beat everything");
             assert!(c.auto_create, "defaults fill the rest");
+            assert_eq!(
+                c.server.max_connections, 50,
+                "[server] keys from the environment"
+            );
+            assert_eq!(
+                c.transport().idle_timeout,
+                None,
+                "0s turns the idle timeout off"
+            );
+            assert_eq!(c.transport().handshake_timeout, Duration::from_secs(10));
 
             jail.set_env("HERALD_STORAGE__FSYNC", "sometimes");
             let err = Config::load(None, Figment::new()).unwrap_err().to_string();
@@ -417,6 +496,22 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("backoff_multiplier")
+        );
+        let mut c = Config::default();
+        c.server.max_connections = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.max_connections")
+        );
+        let mut c = Config::default();
+        c.server.handshake_timeout = Duration::ZERO;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.handshake_timeout")
         );
         assert!(Config::default().validate().is_ok());
     }

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::raw;
 use common::*;
 use herald::proto;
 use tonic::Code;
@@ -288,5 +289,147 @@ async fn unknown_topic_with_auto_create_off_is_not_found() {
     );
     assert_eq!(topic_names(&server).await, vec!["yes".to_string()]);
     assert_eq!(server.end_offset("yes").await, 0);
+    server.stop().await;
+}
+
+const PUBLISH: &str = "/herald.v1.PublisherService/Publish";
+const PUBLISH_STREAM: &str = "/herald.v1.PublisherService/PublishStream";
+
+/// A frame header announcing a message of `len` bytes, followed by only a
+/// few of them: enough for the server to judge the size.
+fn announce(len: u32) -> Bytes {
+    let mut b = Vec::from([0u8]);
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(&[0u8; 64]);
+    Bytes::from(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_undecodable_messages_get_resource_exhausted_and_invalid_argument() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_event_bytes = 1024;
+        c.limits.max_request_bytes = 4096;
+    })
+    .await;
+
+    // Over the decoding limit (max_request_bytes + 1 MiB for Publish and
+    // Subscribe, tonic's 4 MiB elsewhere), from an ordinary client: unary
+    // and server-streaming calls, in two services.
+    let huge = Bytes::from(vec![7u8; 2 << 20]);
+    let err = server
+        .publisher()
+        .publish(proto::PublishRequest {
+            topic: "good".into(),
+            events: vec![proto::Event {
+                data: huge,
+                ..event("huge")
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("too large"), "{}", err.message());
+    let err = server
+        .subscriber()
+        .subscribe(proto::SubscribeRequest {
+            topic: "t".repeat(2 << 20),
+            group: "g".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    let err = server
+        .admin()
+        .create_topic(proto::CreateTopicRequest {
+            topic: Some(proto::Topic {
+                name: "t".repeat(5 << 20),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+
+    // Bodies that are not the request message, over raw HTTP/2, in every
+    // service (health included).
+    let mut conn = raw::connect(server.addr()).await;
+    let garbage = raw::frame(b"\xff\xff\xff\xff\xff");
+    for path in [
+        PUBLISH,
+        "/herald.v1.SubscriberService/Subscribe",
+        "/herald.v1.SubscriberService/Ack",
+        "/herald.v1.AdminService/ListTopics",
+        "/herald.v1.DeadLetterService/ListDeadLetters",
+        "/grpc.health.v1.Health/Check",
+    ] {
+        let (code, message) = conn.call(path, garbage.clone()).await.code().await;
+        assert_eq!(code, Code::InvalidArgument, "{path}: {message}");
+        assert!(message.contains("decode"), "{path}: {message}");
+    }
+    // A message cut short by the end of the body, and none at all.
+    let whole = raw::encode(&proto::PublishRequest {
+        topic: "good".into(),
+        events: vec![event("cut")],
+    });
+    for body in [whole.slice(..whole.len() - 3), Bytes::new()] {
+        let (code, message) = conn.call(PUBLISH, body).await.code().await;
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+    }
+    // A raw frame announcing too large a message is judged by its header.
+    let (code, message) = conn.call(PUBLISH, announce(2 << 20)).await.code().await;
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+
+    assert!(topic_names(&server).await.is_empty(), "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_message_mid_publish_stream_answers_the_earlier_requests_then_ends_with_its_code() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_event_bytes = 1024;
+        c.limits.max_request_bytes = 4096;
+    })
+    .await;
+    // Enough requests that many still await their append when the bad
+    // message arrives.
+    const REQUESTS: u64 = 50;
+    let mut conn = raw::connect(server.addr()).await;
+    for (bad, code, what) in [
+        (raw::frame(b"\xff\xff\xff"), Code::InvalidArgument, "decode"),
+        (announce(2 << 20), Code::ResourceExhausted, "too large"),
+    ] {
+        let (mut requests, response) = conn.start(PUBLISH_STREAM).await;
+        for id in 1..=REQUESTS {
+            let request = proto::PublishStreamRequest {
+                topic: "s".into(),
+                events: vec![event(&format!("{what}-{id}"))],
+                request_id: id,
+            };
+            requests.send_data(raw::encode(&request), false).unwrap();
+        }
+        // The client goes on as if nothing happened: the request stream
+        // stays open after the bad message.
+        requests.send_data(bad, false).unwrap();
+        let (messages, status) = tokio::time::timeout(Duration::from_secs(10), response.finish())
+            .await
+            .expect("the stream ends");
+        let answered: Vec<(u64, i32, usize)> = messages
+            .iter()
+            .map(|m| {
+                let r =
+                    <proto::PublishStreamResponse as prost::Message>::decode(m.clone()).unwrap();
+                (r.request_id, r.error_code, r.results.len())
+            })
+            .collect();
+        let expected: Vec<(u64, i32, usize)> = (1..=REQUESTS).map(|id| (id, 0, 1)).collect();
+        assert_eq!(
+            answered, expected,
+            "every earlier request is answered, in order ({what})"
+        );
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(status.message().contains(what), "{}", status.message());
+    }
+    assert_eq!(server.end_offset("s").await, 2 * REQUESTS);
     server.stop().await;
 }

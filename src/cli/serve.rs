@@ -37,11 +37,24 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     super::telemetry::observe_groups(&broker);
+    let open_files = crate::grpc::accept::raise_open_files_limit();
+    if let Some(limit) = open_files
+        && limit < config.server.max_connections as u64
+    {
+        tracing::warn!(
+            open_files = limit,
+            max_connections = config.server.max_connections,
+            "the open file limit is below server.max_connections: accepting will fail (and back off) before the connection limit is reached"
+        );
+    }
     let stop = CancellationToken::new();
     let signal = stop.clone();
-    let serve = tokio::spawn(crate::grpc::serve(broker.clone(), listener, async move {
-        signal.cancelled().await
-    }));
+    let serve = tokio::spawn(crate::grpc::serve(
+        broker.clone(),
+        listener,
+        config.transport(),
+        async move { signal.cancelled().await },
+    ));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = %config.storage.fsync,
         version = env!("CARGO_PKG_VERSION"), "herald is serving");
     Ok(RunningServer {

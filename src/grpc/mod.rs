@@ -1,8 +1,15 @@
 //! The thin tonic adapter: one service per file, conversions in
 //! `convert.rs`, error mapping in `status.rs`. Nothing else in the crate
 //! knows `tonic::Status`.
+//!
+//! The transport edge: the accept loop and connection limit in `accept.rs`,
+//! handshake and idle timeouts in `connection.rs`, the codes of requests
+//! tonic rejects itself in `codes.rs`.
 
+pub mod accept;
 pub mod admin;
+pub mod codes;
+pub mod connection;
 pub mod convert;
 pub mod dead_letter;
 pub mod publisher;
@@ -10,15 +17,32 @@ pub mod status;
 pub mod subscriber;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::dead_letter_service_server::DeadLetterServiceServer;
 use crate::proto::publisher_service_server::PublisherServiceServer;
 use crate::proto::subscriber_service_server::SubscriberServiceServer;
+
+/// Connection limits and timeouts of the server (`[server]` in the
+/// configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// Most connections open at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Time a new connection has to send the HTTP/2 preface.
+    pub handshake_timeout: Duration,
+    /// Time with no open call before a connection is closed; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// Interval of the server's HTTP/2 PINGs; `None` = no PINGs.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a PING may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+}
 
 /// Serves every Herald service plus health and reflection on `listener`
 /// until `shutdown` completes, then waits for open calls to finish.
@@ -28,6 +52,7 @@ use crate::proto::subscriber_service_server::SubscriberServiceServer;
 pub async fn serve(
     broker: Broker,
     listener: TcpListener,
+    transport: TransportOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     // Leave headroom over the request limit so oversized batches reach the
@@ -55,6 +80,10 @@ pub async fn serve(
             e
         });
     let mut router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(transport.keepalive_interval)
+        .http2_keepalive_timeout(Some(transport.keepalive_timeout))
+        .layer(connection::TrackCallsLayer)
+        .layer(codes::EdgeCodesLayer)
         .add_service(health_service)
         .add_service(
             PublisherServiceServer::new(publisher::PublisherApi::new(broker.clone()))
@@ -74,13 +103,19 @@ pub async fn serve(
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);
     }
-    // Small frames (acks, single-event publishes, deliveries) must leave at
-    // once: without TCP_NODELAY, Nagle's algorithm holds them for the peer's
-    // delayed ACK (tens of milliseconds). `tcp_nodelay` on the builder only
-    // applies to listeners it binds itself, so set it on the incoming stream.
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(std::time::Duration::from_secs(60)));
+    // `tcp_nodelay` on the builder only applies to listeners it binds
+    // itself: `Incoming` sets TCP_NODELAY (see `accept.rs`).
+    let stopping = CancellationToken::new();
+    let settings = connection::ConnSettings {
+        handshake_timeout: transport.handshake_timeout,
+        idle_timeout: transport.idle_timeout,
+        stopping: stopping.clone(),
+    };
+    let incoming = accept::Incoming::new(listener, transport.max_connections, settings);
+    let shutdown = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
     router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -16,9 +16,10 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::codes::at_edge;
 use super::convert::{event_in, timestamp};
 use super::status::to_status;
-use crate::broker::{Broker, Published};
+use crate::broker::{Broker, PublishTicket, Published};
 use crate::event::Event;
 use crate::proto::publisher_service_server::PublisherService;
 use crate::proto::{
@@ -138,6 +139,20 @@ struct Done {
     started: Instant,
 }
 
+/// What the PublishStream reader hands the responder, in order.
+enum Next {
+    /// A request, its append enqueued (or refused).
+    Request {
+        request_id: u64,
+        done: Done,
+        ticket: Result<PublishTicket, Status>,
+    },
+    /// The request stream failed (a message over the size limit, or one
+    /// that does not decode): after answering every earlier request, the
+    /// call ends with this status.
+    Failed(Status),
+}
+
 #[tonic::async_trait]
 impl PublisherService for PublisherApi {
     async fn publish(
@@ -180,7 +195,16 @@ impl PublisherService for PublisherApi {
         let (tickets, mut pending) = mpsc::channel(PIPELINE_DEPTH);
         tokio::spawn(async move {
             while let Some(next) = inbound.next().await {
-                let Ok(req) = next else { break };
+                let req = match next {
+                    Ok(req) => req,
+                    Err(status) => {
+                        // Nothing after a bad message can be trusted to be
+                        // framed right: stop reading, and end the call once
+                        // the requests before it are answered.
+                        let _ = tickets.send(Next::Failed(at_edge(status))).await;
+                        break;
+                    }
+                };
                 let started = Instant::now();
                 let (span, ticket) = match events_in(req.events) {
                     Ok(mut events) => {
@@ -200,7 +224,12 @@ impl PublisherService for PublisherApi {
                     topic: req.topic,
                     started,
                 };
-                if tickets.send((req.request_id, done, ticket)).await.is_err() {
+                let next = Next::Request {
+                    request_id: req.request_id,
+                    done,
+                    ticket,
+                };
+                if tickets.send(next).await.is_err() {
                     break;
                 }
             }
@@ -208,7 +237,18 @@ impl PublisherService for PublisherApi {
         // Responder: await tickets in order, one response per request.
         let (out, rx) = mpsc::channel(PIPELINE_DEPTH);
         tokio::spawn(async move {
-            while let Some((request_id, done, ticket)) = pending.recv().await {
+            while let Some(next) = pending.recv().await {
+                let (request_id, done, ticket) = match next {
+                    Next::Request {
+                        request_id,
+                        done,
+                        ticket,
+                    } => (request_id, done, ticket),
+                    Next::Failed(status) => {
+                        let _ = out.send(Err(status)).await;
+                        break;
+                    }
+                };
                 let result = match ticket {
                     Ok(ticket) => ticket
                         .instrument(done.span.clone())

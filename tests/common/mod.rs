@@ -2,6 +2,8 @@
 //! directory, generated gRPC clients, and small helpers.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +48,11 @@ impl TestServer {
             server: Some(server),
             channel,
         }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("running").addr
     }
 
     pub fn data_dir(&self) -> PathBuf {
