@@ -44,6 +44,41 @@ pub struct TransportOptions {
     pub keepalive_timeout: Duration,
 }
 
+/// Keeps the health service in step with storage: every Herald service
+/// (and the server as a whole, `""`) is SERVING while storage takes writes
+/// and NOT_SERVING while it refuses them.
+async fn follow_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut healthy: tokio::sync::watch::Receiver<bool>,
+) {
+    while healthy.changed().await.is_ok() {
+        let now = *healthy.borrow_and_update();
+        if !now {
+            tracing::warn!("health: NOT_SERVING (storage refuses writes)");
+        }
+        set_health(&reporter, now).await;
+    }
+}
+
+async fn set_health(reporter: &tonic_health::server::HealthReporter, healthy: bool) {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    let status = if healthy {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in [
+        "",
+        <PublisherServiceServer<publisher::PublisherApi> as NamedService>::NAME,
+        <SubscriberServiceServer<subscriber::SubscriberApi> as NamedService>::NAME,
+        <AdminServiceServer<admin::AdminApi> as NamedService>::NAME,
+        <DeadLetterServiceServer<dead_letter::DeadLetterApi> as NamedService>::NAME,
+    ] {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
 /// Serves every Herald service plus health and reflection on `listener`
 /// until `shutdown` completes, then waits for open calls to finish.
 ///
@@ -59,18 +94,10 @@ pub async fn serve(
     // broker's own check and get a precise INVALID_ARGUMENT.
     let max_message = broker.config().limits.max_request_bytes + (1 << 20);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<PublisherServiceServer<publisher::PublisherApi>>()
-        .await;
-    health
-        .set_serving::<SubscriberServiceServer<subscriber::SubscriberApi>>()
-        .await;
-    health
-        .set_serving::<AdminServiceServer<admin::AdminApi>>()
-        .await;
-    health
-        .set_serving::<DeadLetterServiceServer<dead_letter::DeadLetterApi>>()
-        .await;
+    let mut healthy = broker.health();
+    let now = *healthy.borrow_and_update();
+    set_health(&health, now).await;
+    tokio::spawn(follow_health(health, healthy));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
