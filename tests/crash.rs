@@ -16,6 +16,11 @@ use tokio_util::task::TaskTracker;
 
 /// Starts `herald serve` on a free port; returns the child and its address.
 fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
+    spawn_server_with(data_dir, &[])
+}
+
+/// [`spawn_server`] with extra `HERALD_*` settings in the environment.
+fn spawn_server_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args([
             "--log-format",
@@ -29,6 +34,7 @@ fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
         ])
         .arg(data_dir)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -164,6 +170,117 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
         .topic
         .unwrap();
     assert_eq!(topic.stats.unwrap().end_offset, end);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Regression (issue 8, finding 10): a `kill -9` inside the flush interval
+/// handed an event out again as attempt 1 although it had been delivered
+/// three times. `delivery_attempt` must never go backwards across a crash
+/// (one more than before is allowed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_never_repeats_a_delivery_attempt() {
+    use herald::proto::admin_service_client::AdminServiceClient;
+    use herald::proto::subscriber_service_client::SubscriberServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    // A long flush interval: nothing is written on the timer during the test.
+    let env = [("HERALD_GROUPS__STATE_FLUSH_INTERVAL", "30s")];
+    let (mut child, addr) = spawn_server_with(dir.path(), &env);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AdminServiceClient::new(channel.clone())
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: "t".into(),
+                name: "g".into(),
+                start_position: Some(proto::Position {
+                    kind: Some(proto::position::Kind::Edge(proto::Edge::Earliest as i32)),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    PublisherServiceClient::new(channel.clone())
+        .publish(proto::PublishRequest {
+            topic: "t".into(),
+            events: vec![proto::Event {
+                id: "e".into(),
+                r#type: "T".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    let mut sub = SubscriberServiceClient::new(channel.clone());
+    let mut stream = sub
+        .subscribe(proto::SubscribeRequest {
+            topic: "t".into(),
+            group: "g".into(),
+            consumer: "c".into(),
+            max_in_flight: Some(1),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = 0;
+    for expected in 1..=3 {
+        let d = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .deliveries
+            .remove(0);
+        assert_eq!(d.delivery_attempt, expected);
+        last = d.delivery_attempt;
+        if expected < 3 {
+            sub.nack(proto::NackRequest {
+                ack_ids: vec![d.ack_id],
+                delay: Some(prost_types::Duration::default()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stream);
+
+    let (mut child, addr) = spawn_server_with(dir.path(), &env);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut sub = SubscriberServiceClient::new(channel);
+    let mut stream = sub
+        .subscribe(proto::SubscribeRequest {
+            topic: "t".into(),
+            group: "g".into(),
+            consumer: "c".into(),
+            max_in_flight: Some(1),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let d = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the unacked event comes back")
+        .unwrap()
+        .unwrap()
+        .deliveries
+        .remove(0);
+    assert!(
+        d.delivery_attempt > last,
+        "attempt {} after a crash that followed attempt {last}",
+        d.delivery_attempt
+    );
+    assert!(d.delivery_attempt <= last + 2, "{}", d.delivery_attempt);
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -262,6 +262,13 @@ impl Broker {
         self.inner.admin.lock().await
     }
 
+    /// Test hook: while on, writes to the metadata store fail as on a full
+    /// disk. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_metadata_write_failures(&self, on: bool) {
+        self.inner.meta.inject_write_failures(on);
+    }
+
     /// Gauges of every running group as (topic, group, gauges), for metrics.
     pub fn group_gauges(&self) -> Vec<(String, String, Arc<GroupGauges>)> {
         self.inner
