@@ -51,6 +51,9 @@ pub struct GroupInfo {
     pub stats: GroupStats,
 }
 
+/// Logs opened at once at start-up.
+const LOAD_PARALLELISM: usize = 32;
+
 fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, BrokerError> {
     serde_json::from_slice(bytes)
         .map_err(|e| BrokerError::Internal(format!("stored {what} is unreadable: {e}")))
@@ -71,24 +74,54 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl Broker {
-    /// Loads topics and groups from metadata at start-up.
+    /// Loads topics and groups from metadata at start-up. Logs are opened
+    /// (and their tails recovered) several at a time.
     pub(super) async fn load(&self) -> Result<(), BrokerError> {
+        let started = std::time::Instant::now();
         let meta = self.inner.meta.clone();
         let topics = blocking(move || meta.topics()).await?;
-        for (name, bytes) in topics {
-            let record: TopicRecord = decode("topic", &bytes)?;
-            let log = self.open_log(&name).await?;
-            apply_settings(&log, &record.settings);
-            let stats = log.stats();
-            tracing::info!(topic = %name, end_offset = stats.end_offset, segments = stats.segments, "topic loaded");
+        let count = topics.len();
+        let mut opening = tokio::task::JoinSet::new();
+        let mut pending = topics.into_iter();
+        loop {
+            while opening.len() < LOAD_PARALLELISM {
+                let Some((name, bytes)) = pending.next() else {
+                    break;
+                };
+                let broker = self.clone();
+                opening.spawn(async move {
+                    let record: TopicRecord = decode("topic", &bytes)?;
+                    let log = broker.open_log(&name).await?;
+                    apply_settings(&log, &record.settings);
+                    let stats = log.stats();
+                    tracing::debug!(topic = %name, end_offset = stats.end_offset, segments = stats.segments, "topic loaded");
+                    Ok::<_, BrokerError>((name, Topic::new(record, log)))
+                });
+            }
+            let Some(opened) = opening.join_next().await else {
+                break;
+            };
+            let (name, topic) = opened.map_err(|e| BrokerError::Internal(e.to_string()))??;
             self.inner
                 .topics
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(name, Arc::new(Topic::new(record, log)));
+                .insert(name, Arc::new(topic));
         }
         self.remove_orphan_dirs().await?;
-        self.load_groups(self.inner.clean_start).await
+        self.load_groups(self.inner.clean_start).await?;
+        tracing::info!(
+            topics = count,
+            groups = self
+                .inner
+                .groups_by_id
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "topics and groups loaded"
+        );
+        Ok(())
     }
 
     /// Starts every stored group (at start-up, and again after the
@@ -103,7 +136,7 @@ impl Broker {
                 tracing::warn!(topic = %stored.topic, group = %stored.group, "group of a missing topic ignored");
                 continue;
             };
-            self.spawn_group(&topic, record, stored.state, clean)
+            self.spawn_group(&topic, record, stored.state, stored.dead_letters, clean)
                 .await?;
         }
         Ok(())
@@ -161,6 +194,7 @@ impl Broker {
         topic: &Topic,
         record: GroupRecord,
         state: GroupState,
+        dead_letters: Vec<crate::storage::meta::DeadLetterSummary>,
         clean: bool,
     ) -> Result<GroupHandle, BrokerError> {
         let name = record.name.clone();
@@ -169,6 +203,7 @@ impl Broker {
             run: self.inner.run,
             record,
             state,
+            dead_letters,
             clean,
             log: topic.log.clone(),
             meta: self.inner.meta.clone(),
@@ -469,7 +504,8 @@ impl Broker {
             header,
             entries: Vec::new(),
         };
-        self.spawn_group(topic, record, state, true).await
+        self.spawn_group(topic, record, state, Vec::new(), true)
+            .await
     }
 
     /// The offset a position names in `topic`.

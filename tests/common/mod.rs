@@ -2,6 +2,7 @@
 //! directory, generated gRPC clients, and small helpers.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod raw;
 
 use std::path::PathBuf;

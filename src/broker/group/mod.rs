@@ -27,7 +27,7 @@ use super::settings::{GroupRecord, GroupSettings};
 use super::state_writer::StateWriter;
 use crate::event::StoredEvent;
 use crate::storage::log::TopicLog;
-use crate::storage::meta::{GroupState, MetaStore};
+use crate::storage::meta::{DeadLetterSummary, GroupState, MetaStore};
 
 pub use task::GroupStats;
 
@@ -211,6 +211,8 @@ pub(crate) struct GroupStart {
     pub record: GroupRecord,
     /// Stored progress.
     pub state: GroupState,
+    /// Its stored dead letters.
+    pub dead_letters: Vec<DeadLetterSummary>,
     /// Whether the last run ended with a graceful shutdown.
     pub clean: bool,
     pub log: TopicLog,

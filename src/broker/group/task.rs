@@ -130,8 +130,12 @@ impl GroupTask {
             .entries
             .into_iter()
             .partition(|e| e.key & REPLAY_BIT != 0);
-        let log = s.log.clone();
-        let events = blocking(move || read_rows(&log, rows)).await?;
+        let events = if rows.is_empty() {
+            Vec::new()
+        } else {
+            let log = s.log.clone();
+            blocking(move || read_rows(&log, rows)).await?
+        };
         let (now, wall) = (Instant::now(), now_us());
         for (row, event) in events {
             match event {
@@ -139,11 +143,8 @@ impl GroupTask {
                 None => d.drop_row(row.key),
             }
         }
-        let meta = s.meta.clone();
-        let (topic, group) = (s.record.topic.clone(), s.record.name.clone());
-        let summaries = blocking(move || meta.dead_letter_summaries(&topic, &group)).await?;
         let mut dead = BTreeMap::new();
-        for summary in summaries {
+        for summary in s.dead_letters {
             dead.insert(
                 summary.id,
                 DeadSummary {

@@ -100,6 +100,8 @@ pub struct StoredGroup {
     pub record: Vec<u8>,
     /// Its progress.
     pub state: GroupState,
+    /// Summaries of its dead letters, by ascending id.
+    pub dead_letters: Vec<DeadLetterSummary>,
 }
 
 /// The metadata database. Methods block on disk I/O: call them from
@@ -407,6 +409,36 @@ impl MetaStore {
         })
     }
 
+    /// Stores many topic records, and group records with their initial
+    /// progress, in one transaction (bulk set-up by tools and tests; the
+    /// broker creates one at a time).
+    ///
+    /// # Errors
+    /// When the commit fails; then none was written.
+    #[doc(hidden)]
+    pub fn create_many(
+        &self,
+        topics: &[(String, Vec<u8>)],
+        groups: &[(String, String, Vec<u8>, StateHeader)],
+    ) -> Result<(), StorageError> {
+        self.write(|txn| {
+            let mut t = txn.open_table(TOPICS).map_err(meta_err)?;
+            for (name, record) in topics {
+                t.insert(name.as_str(), record.as_slice())
+                    .map_err(meta_err)?;
+            }
+            let mut g = txn.open_table(GROUPS).map_err(meta_err)?;
+            let mut h = txn.open_table(GROUP_STATE).map_err(meta_err)?;
+            for (topic, group, record, header) in groups {
+                let key = (topic.as_str(), group.as_str());
+                g.insert(key, record.as_slice()).map_err(meta_err)?;
+                h.insert(key, header.encode().as_slice())
+                    .map_err(meta_err)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Deletes a group record with its progress and dead letters.
     ///
     /// # Errors
@@ -415,7 +447,8 @@ impl MetaStore {
         self.write(|txn| delete_group_rows(txn, topic, group))
     }
 
-    /// Every group with its record and progress, in (topic, group) order.
+    /// Every group with its record, progress and dead-letter summaries, in
+    /// (topic, group) order, read in one transaction.
     ///
     /// # Errors
     /// When the read fails or a stored value is unreadable.
@@ -424,6 +457,7 @@ impl MetaStore {
             let groups = txn.open_table(GROUPS).map_err(meta_err)?;
             let states = txn.open_table(GROUP_STATE).map_err(meta_err)?;
             let entries = txn.open_table(GROUP_ENTRIES).map_err(meta_err)?;
+            let dls = txn.open_table(DEAD_LETTERS).map_err(meta_err)?;
             let mut out = Vec::new();
             for entry in groups.iter().map_err(meta_err)? {
                 let (k, v) = entry.map_err(meta_err)?;
@@ -440,6 +474,14 @@ impl MetaStore {
                     let (k, v) = row.map_err(meta_err)?;
                     rows.push(StoredEntry::decode(k.value().2, v.value())?);
                 }
+                let mut dead_letters = Vec::new();
+                for row in dls
+                    .range((topic, group, 0u64)..=(topic, group, u64::MAX))
+                    .map_err(meta_err)?
+                {
+                    let (k, v) = row.map_err(meta_err)?;
+                    dead_letters.push(DeadLetterSummary::decode(k.value().2, v.value())?);
+                }
                 out.push(StoredGroup {
                     topic: topic.to_string(),
                     group: group.to_string(),
@@ -448,6 +490,7 @@ impl MetaStore {
                         header,
                         entries: rows,
                     },
+                    dead_letters,
                 });
             }
             Ok(out)
