@@ -445,12 +445,13 @@ impl Writer {
     /// Enters the poisoned state (once, logged) and returns the reason in
     /// effect: the first failure's, if this is not the first.
     fn poison(&self, cause: StorageError) -> String {
-        let reason = cause.to_string();
+        // What clients see; the full error (with paths) goes to the log.
+        let reason = cause.public_message();
         match self.shared.poison.set(reason.clone()) {
             Ok(()) => {
                 error!(
                     dir = %self.shared.dir.display(),
-                    %reason,
+                    error = %cause,
                     "event log poisoned: refusing all further appends"
                 );
                 reason
