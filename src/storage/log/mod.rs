@@ -9,7 +9,8 @@
 //!   `fdatasync`. What an acknowledged append survives is set by
 //!   [`FsyncPolicy`].
 //! - **Reads** are synchronous: recent events come from an in-memory tail
-//!   cache (`cache.rs`), older ones from the files through the sparse index
+//!   cache (`cache.rs`, bounded per log and server-wide in bytes, released
+//!   when the log is idle: `idle.rs`), older ones from the files through the sparse index
 //!   (`reader.rs`). Events become visible (end offset, watch, reads) only once
 //!   written and synced per policy.
 //! - **Recovery** on open truncates a torn or garbage tail of the last segment
@@ -27,6 +28,7 @@ mod cache;
 mod codec;
 mod dedup;
 mod flusher;
+mod idle;
 mod index;
 mod options;
 mod reader;
@@ -52,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use codec::MAX_PAYLOAD_LEN;
-pub use options::{FsyncPolicy, LogOptions, ParseFsyncPolicyError};
+pub use options::{FsyncPolicy, LogOptions, ParseFsyncPolicyError, TailCacheMemory};
 pub use retention::RetentionReport;
 
 use crate::event::{Event, StoredEvent, now_us};
@@ -241,7 +243,12 @@ impl TopicLog {
         let (end_tx, _) = watch::channel(next_offset);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
-            cache: RwLock::new(TailCache::new(opts.tail_cache_events, next_offset)),
+            cache: RwLock::new(TailCache::new(
+                opts.tail_cache_events,
+                opts.tail_cache_bytes,
+                opts.tail_cache_memory.clone(),
+                next_offset,
+            )),
             segments: RwLock::new(recovered.segments),
             start: AtomicU64::new(start),
             retention: Mutex::new(RetentionPolicy::default()),
@@ -278,6 +285,16 @@ impl TopicLog {
                 tracker,
                 Arc::downgrade(&handle),
                 every,
+                handle.background_stop.clone(),
+                dir.display().to_string(),
+            );
+        }
+        let idle = handle.shared.opts.tail_cache_idle;
+        if !idle.is_zero() && read_guard(&handle.shared.cache).enabled() {
+            idle::spawn(
+                tracker,
+                Arc::downgrade(&handle),
+                idle,
                 handle.background_stop.clone(),
                 dir.display().to_string(),
             );
@@ -556,6 +573,12 @@ impl TopicLog {
             .shared
             .fail_next_sync
             .store(true, Ordering::Release);
+    }
+
+    /// Diagnostics for tests: bytes held by this log's tail cache.
+    #[doc(hidden)]
+    pub fn tail_cache_bytes(&self) -> usize {
+        read_guard(&self.inner.shared.cache).bytes()
     }
 
     /// Diagnostics for tests and benches: how many syncs succeeded since

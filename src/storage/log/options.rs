@@ -1,10 +1,13 @@
 //! Tuning knobs of one topic log: the durability mode ([`FsyncPolicy`]) and
 //! the sizes that shape segments, the sparse index and the tail cache, and
-//! how often retention runs ([`LogOptions`]). Pure configuration; nothing here touches the disk.
+//! how often retention runs ([`LogOptions`]). Pure configuration; nothing here
+//! touches the disk.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+pub use super::cache::TailCacheMemory;
 
 /// When the writer calls `fdatasync` on the active segment, and therefore what
 /// a successful [`append`](super::TopicLog::append) promises.
@@ -107,6 +110,22 @@ pub struct LogOptions {
     /// consumers that keep up never read the files. 0 disables the cache.
     /// Default 65536.
     pub tail_cache_events: usize,
+    /// At most this many bytes of cached events per log (by
+    /// [`footprint`](super::cache::footprint): the event's strings, payload
+    /// and fixed overhead), whichever of this and `tail_cache_events` is
+    /// reached first. 0 disables the cache. Default 16 MiB.
+    pub tail_cache_bytes: usize,
+    /// The byte budget shared by the tail caches of every log opened with a
+    /// clone of these options (the server passes one to all topics). A
+    /// commit that would exceed it evicts the committing log's own oldest
+    /// events first and, when that is not enough, leaves its oldest new
+    /// events out of the cache; readers of those go to the files. Default
+    /// 256 MiB (a fresh budget per `LogOptions::default()`).
+    pub tail_cache_memory: TailCacheMemory,
+    /// A log whose end offset has not moved for this long releases its tail
+    /// cache (the named periodic task "tail_cache_idle"), so idle topics
+    /// hold no cached events. Zero keeps caches forever. Default 60 s.
+    pub tail_cache_idle: Duration,
     /// How often the background task "retention" applies the limits set
     /// with [`set_retention`](super::TopicLog::set_retention), deleting whole
     /// sealed segments. A pass without limits costs nothing; a shorter
@@ -123,6 +142,9 @@ impl Default for LogOptions {
             index_interval_bytes: 4096,
             fsync: FsyncPolicy::Always,
             tail_cache_events: 65_536,
+            tail_cache_bytes: 16 << 20,
+            tail_cache_memory: TailCacheMemory::new(256 << 20),
+            tail_cache_idle: Duration::from_secs(60),
             retention_interval: Duration::from_secs(30),
         }
     }
@@ -200,6 +222,9 @@ mod tests {
         assert_eq!(opts.index_interval_bytes, 4096);
         assert_eq!(opts.fsync, FsyncPolicy::Always);
         assert_eq!(opts.tail_cache_events, 65_536);
+        assert_eq!(opts.tail_cache_bytes, 16 << 20);
+        assert_eq!(opts.tail_cache_memory.limit(), 256 << 20);
+        assert_eq!(opts.tail_cache_idle, Duration::from_secs(60));
         assert_eq!(opts.retention_interval, Duration::from_secs(30));
     }
 }

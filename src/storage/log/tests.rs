@@ -396,8 +396,8 @@ async fn interval_policy_syncs_in_the_background_and_stops_on_close() {
     }
     assert_eq!(
         tracker.len(),
-        2,
-        "the flusher and retention run on the given tracker"
+        3,
+        "the flusher, retention and the idle-cache task run on the given tracker"
     );
     log.close().await.unwrap();
     tracker.close();
@@ -629,4 +629,64 @@ async fn concurrent_appends_of_one_id_store_it_once() {
 fn durations_become_saturating_microseconds() {
     assert_eq!(micros(Duration::from_millis(2)), 2_000);
     assert_eq!(micros(Duration::MAX), i64::MAX);
+}
+
+#[tokio::test]
+async fn the_tail_cache_is_bounded_in_bytes_and_released_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = TailCacheMemory::new(3 << 20);
+    let opts = LogOptions {
+        fsync: FsyncPolicy::Never,
+        tail_cache_bytes: 1 << 20,
+        tail_cache_memory: memory.clone(),
+        tail_cache_idle: Duration::from_millis(300),
+        ..LogOptions::default()
+    };
+    let mut logs = Vec::new();
+    let mut written = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let log = open(&dir.path().join(name), opts.clone()).await;
+        // 20 events of 256 KiB: five times the per-log limit; four logs
+        // would hold 4 MiB, over the 3 MiB shared budget.
+        let events: Vec<Event> = (0..20).map(|i| event(name, i, 256 << 10)).collect();
+        for e in &events {
+            log.append(vec![e.clone()]).await.unwrap();
+            assert!(
+                log.tail_cache_bytes() <= 1 << 20,
+                "{}",
+                log.tail_cache_bytes()
+            );
+            assert!(memory.used() <= 3 << 20, "{}", memory.used());
+        }
+        assert!(log.tail_cache_bytes() > 0, "recent events are cached");
+        logs.push(log);
+        written.push(events);
+    }
+    let cached: usize = logs.iter().map(TopicLog::tail_cache_bytes).sum();
+    assert_eq!(cached, memory.used());
+    for (log, events) in logs.iter().zip(&written) {
+        assert_same(&read_all(log), events);
+    }
+    // Idle logs give all of it back, and still read.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while memory.used() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{memory:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (log, events) in logs.iter().zip(&written) {
+        assert_eq!(log.tail_cache_bytes(), 0);
+        assert_same(&read_all(log), events);
+    }
+    // The next append caches again, at the right offset.
+    let more = event("a", 20, 1000);
+    logs[0].append(vec![more.clone()]).await.unwrap();
+    assert!(logs[0].tail_cache_bytes() > 0);
+    let tail = logs[0].read(20, 10, usize::MAX).unwrap();
+    assert_eq!((tail.len(), tail[0].offset), (1, 20));
+    assert_eq!(tail[0].event, more);
+    for log in &logs {
+        log.close().await.unwrap();
+    }
+    drop(logs);
+    assert_eq!(memory.used(), 0);
 }

@@ -96,7 +96,7 @@ impl Writer {
         last_index_position: Option<u64>,
     ) -> Self {
         let index = IndexBuilder::new(shared.opts.index_interval_bytes, last_index_position);
-        let cache_enabled = shared.opts.tail_cache_events > 0;
+        let cache_enabled = read_guard(&shared.cache).enabled();
         Writer {
             shared,
             active,
