@@ -58,6 +58,8 @@ pub struct StorageConfig {
     pub tail_cache_bytes: usize,
     /// Bytes of recent events kept in memory by all topics together.
     pub tail_cache_total_bytes: usize,
+    /// Most ids a topic's dedup index keeps; the oldest go first.
+    pub dedup_max_ids: usize,
     /// How often the retention task looks for segments to delete.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
@@ -154,6 +156,7 @@ impl Default for StorageConfig {
             tail_cache_events: log.tail_cache_events,
             tail_cache_bytes: log.tail_cache_bytes,
             tail_cache_total_bytes: log.tail_cache_memory.limit(),
+            dedup_max_ids: log.dedup_max_ids,
             retention_interval: log.retention_interval,
         }
     }
@@ -275,6 +278,12 @@ impl Config {
         if self.storage.index_interval_bytes == 0 {
             bail!("storage.index_interval_bytes must be positive");
         }
+        if self.storage.dedup_max_ids == 0 || self.storage.dedup_max_ids > u32::MAX as usize {
+            bail!(
+                "storage.dedup_max_ids must be between 1 and {} (turn dedup off with topics.dedup_window = \"0s\")",
+                u32::MAX
+            );
+        }
         if self.storage.tail_cache_bytes > self.storage.tail_cache_total_bytes {
             bail!(
                 "storage.tail_cache_bytes ({}) must be at most storage.tail_cache_total_bytes ({})",
@@ -322,6 +331,7 @@ impl Config {
                 tail_cache_bytes: self.storage.tail_cache_bytes,
                 // One budget for every topic of this server.
                 tail_cache_memory: TailCacheMemory::new(self.storage.tail_cache_total_bytes),
+                dedup_max_ids: self.storage.dedup_max_ids,
                 retention_interval: self.storage.retention_interval,
                 ..LogOptions::default()
             },

@@ -324,7 +324,9 @@ impl TopicLog {
     /// duplicates only stores nothing and leaves the end offset where it
     /// was, and still returns only once the originals are as durable as
     /// their own appends promised. Events with an empty id are never
-    /// duplicates.
+    /// duplicates. The index holds at most [`LogOptions::dedup_max_ids`]
+    /// ids, the oldest going first, so under a high enough publish rate it
+    /// covers less than the window.
     ///
     /// The batch is handed to the writer before this returns (so appends
     /// issued one after another get offsets in that order) and is appended
@@ -339,7 +341,25 @@ impl TopicLog {
         &self,
         events: Vec<Event>,
     ) -> impl Future<Output = Result<Appended, StorageError>> + Send + 'static {
-        let queued = self.enqueue(events);
+        self.append_with_server_ids(events, Vec::new())
+    }
+
+    /// [`append`](Self::append), saying which events carry an id the server
+    /// generated (`server_ids[i]` for event `i`; empty: none): such an id is
+    /// unique by construction (a UUIDv7), so dedup neither checks nor
+    /// indexes it, which keeps the dedup index for ids clients chose. (After
+    /// a restart the files do not say which ids were generated, and the
+    /// rebuilt index holds them all.)
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); an `InvalidInput` [`StorageError::Io`]
+    /// when `server_ids` is neither empty nor one flag per event.
+    pub fn append_with_server_ids(
+        &self,
+        events: Vec<Event>,
+        server_ids: Vec<bool>,
+    ) -> impl Future<Output = Result<Appended, StorageError>> + Send + 'static {
+        let queued = self.enqueue(events, server_ids);
         let log = self.clone();
         async move {
             match queued? {
@@ -352,9 +372,22 @@ impl TopicLog {
     /// The synchronous half of [`append`](Self::append): validate and hand
     /// the batch to the writer now, so calls made one after another are
     /// appended in call order.
-    fn enqueue(&self, events: Vec<Event>) -> Result<Queued, StorageError> {
+    fn enqueue(&self, events: Vec<Event>, server_ids: Vec<bool>) -> Result<Queued, StorageError> {
         let shared = &self.inner.shared;
         self.check_writable()?;
+        if !server_ids.is_empty() && server_ids.len() != events.len() {
+            return Err(StorageError::io(
+                format!("append to {}", shared.dir.display()),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} server-id flags for {} events",
+                        server_ids.len(),
+                        events.len()
+                    ),
+                ),
+            ));
+        }
         let mut bytes = 0u64;
         for event in &events {
             let len = codec::payload_len(event);
@@ -382,6 +415,7 @@ impl TopicLog {
         let (reply, answer) = oneshot::channel();
         let cmd = Command::Append {
             events,
+            server_ids,
             bytes,
             reply,
         };

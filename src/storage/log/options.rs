@@ -126,6 +126,12 @@ pub struct LogOptions {
     /// cache (the named periodic task "tail_cache_idle"), so idle topics
     /// hold no cached events. Zero keeps caches forever. Default 60 s.
     pub tail_cache_idle: Duration,
+    /// Most ids one log's dedup index keeps (about 40 bytes each): past it
+    /// the oldest are forgotten first, so a topic publishing more than this
+    /// many client-chosen ids per dedup window is deduplicated over a
+    /// shorter time than the window (a warning says so). Default 1,500,000
+    /// (about 56 MiB when full).
+    pub dedup_max_ids: usize,
     /// How often the background task "retention" applies the limits set
     /// with [`set_retention`](super::TopicLog::set_retention), deleting whole
     /// sealed segments. A pass without limits costs nothing; a shorter
@@ -145,6 +151,7 @@ impl Default for LogOptions {
             tail_cache_bytes: 16 << 20,
             tail_cache_memory: TailCacheMemory::new(256 << 20),
             tail_cache_idle: Duration::from_secs(60),
+            dedup_max_ids: 1_500_000,
             retention_interval: Duration::from_secs(30),
         }
     }
@@ -225,6 +232,7 @@ mod tests {
         assert_eq!(opts.tail_cache_bytes, 16 << 20);
         assert_eq!(opts.tail_cache_memory.limit(), 256 << 20);
         assert_eq!(opts.tail_cache_idle, Duration::from_secs(60));
+        assert_eq!(opts.dedup_max_ids, 1_500_000);
         assert_eq!(opts.retention_interval, Duration::from_secs(30));
     }
 }

@@ -690,3 +690,60 @@ async fn the_tail_cache_is_bounded_in_bytes_and_released_when_idle() {
     drop(logs);
     assert_eq!(memory.used(), 0);
 }
+
+#[tokio::test]
+async fn the_dedup_index_is_capped_and_holds_no_server_generated_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        dedup_max_ids: 10,
+        ..small_opts(FsyncPolicy::Never, 100)
+    };
+    let log = open(dir.path(), opts.clone()).await;
+    log.set_dedup_window(Duration::from_secs(60));
+    let client: Vec<String> = (0..10).map(|i| format!("client-{i}")).collect();
+    let client_ids: Vec<&str> = client.iter().map(String::as_str).collect();
+    log.append(batch_of(&client_ids)).await.unwrap();
+    // 100 events whose ids the server generated take no room in the index.
+    let generated: Vec<Event> = (0..100).map(|i| with_id(&format!("gen-{i}"))).collect();
+    let appended = log
+        .append_with_server_ids(generated, vec![true; 100])
+        .await
+        .unwrap();
+    assert!(appended.duplicate.iter().all(|d| !d));
+    let again = log.append(batch_of(&client_ids)).await.unwrap();
+    assert_eq!(
+        again.duplicate,
+        vec![true; 10],
+        "client ids are all still known"
+    );
+    assert_eq!(again.offsets, (0..10).collect::<Vec<u64>>());
+    let end = log.end_offset();
+    assert_eq!(end, 110);
+    // Five more client ids push the five oldest out: the oldest go first.
+    let newer: Vec<String> = (0..5).map(|i| format!("newer-{i}")).collect();
+    let newer_ids: Vec<&str> = newer.iter().map(String::as_str).collect();
+    log.append(batch_of(&newer_ids)).await.unwrap();
+    let kept = log.append(batch_of(&client_ids[5..])).await.unwrap();
+    assert_eq!(kept.duplicate, vec![true; 5]);
+    let forgotten = log.append(batch_of(&client_ids[..5])).await.unwrap();
+    assert_eq!(
+        forgotten.duplicate,
+        vec![false; 5],
+        "the five oldest were forgotten"
+    );
+    // A flag per event, or none.
+    assert!(
+        log.append_with_server_ids(batch_of(&["x", "y"]), vec![true])
+            .await
+            .is_err()
+    );
+    log.close().await.unwrap();
+
+    // Rebuilt on open from the files, subject to the cap: the newest ten.
+    let log = open(dir.path(), opts).await;
+    log.set_dedup_window(Duration::from_secs(60));
+    let newest = log.append(batch_of(&client_ids[..5])).await.unwrap();
+    assert_eq!(newest.duplicate, vec![true; 5]);
+    let older = log.append(batch_of(&client_ids[5..])).await.unwrap();
+    assert_eq!(older.duplicate, vec![false; 5], "beyond the cap on rebuild");
+}
