@@ -7,7 +7,8 @@
 //! - **Writes** go through one writer thread per log (`writer.rs`) that group
 //!   commits: every batch queued while it was busy shares one write and one
 //!   `fdatasync`. What an acknowledged append survives is set by
-//!   [`FsyncPolicy`].
+//!   [`FsyncPolicy`]. The thread exits when the log is idle and is started
+//!   again by the next append, its state parked meanwhile (`slot.rs`).
 //! - **Reads** are synchronous: recent events come from an in-memory tail
 //!   cache (`cache.rs`, bounded per log and server-wide in bytes, released
 //!   when the log is idle: `idle.rs`), older ones from the files through the sparse index
@@ -35,6 +36,7 @@ mod reader;
 mod recovery;
 mod retention;
 mod segment;
+mod slot;
 mod writer;
 
 #[cfg(test)]
@@ -46,7 +48,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -62,6 +63,7 @@ use crate::storage::StorageError;
 use cache::{Budget, TailCache};
 use retention::RetentionPolicy;
 use segment::Segment;
+use slot::{Closing, SendError, WriterSlot};
 use writer::{Command, Writer};
 
 /// Where an appended batch landed: one entry per input event, in order.
@@ -118,13 +120,11 @@ pub struct TopicLog {
     inner: Arc<Handle>,
 }
 
-/// What the handles share; dropping it disconnects the writer.
+/// What the handles share; dropping it stops the writer.
 struct Handle {
     shared: Arc<Shared>,
-    /// Commands to the writer thread. `Sync` since Rust 1.72.
-    tx: std::sync::mpsc::Sender<Command>,
-    /// Joined by `close()`.
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer: its thread and the channel to it, or its parked state.
+    writer: Arc<WriterSlot>,
     /// Serializes `close()` calls; true once closed.
     close_lock: tokio::sync::Mutex<bool>,
     /// Stops the background tasks: the interval flusher and retention.
@@ -134,6 +134,7 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.background_stop.cancel();
+        self.writer.detach();
     }
 }
 
@@ -268,15 +269,10 @@ impl TopicLog {
             recovered.last_publish_time_us,
             recovered.last_index_position,
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("herald-log-wr".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StorageError::io(format!("start writer for {}", dir.display()), e))?;
+        let writer = WriterSlot::start(writer, shared.opts.writer_idle)?;
         let handle = Arc::new(Handle {
             shared,
-            tx,
-            writer: Mutex::new(Some(thread)),
+            writer,
             close_lock: tokio::sync::Mutex::new(false),
             background_stop: CancellationToken::new(),
         });
@@ -419,9 +415,7 @@ impl TopicLog {
             bytes,
             reply,
         };
-        if self.inner.tx.send(cmd).is_err() {
-            return Err(self.stopped());
-        }
+        self.send(cmd)?;
         Ok(Queued::Waiting(answer))
     }
 
@@ -452,7 +446,7 @@ impl TopicLog {
     /// corrupt data is logged and leaves the index with what it read.
     pub fn set_dedup_window(&self, window: Duration) {
         // A closed or stopped writer takes no appends either.
-        let _ = self.inner.tx.send(Command::SetDedupWindow(window));
+        let _ = self.inner.writer.send(Command::SetDedupWindow(window));
     }
 
     /// Sets the retention limits (`None`: unlimited, the default). They are
@@ -563,23 +557,34 @@ impl TopicLog {
         *closed = true;
         inner.shared.closed.store(true, Ordering::Release);
         inner.background_stop.cancel();
-        let (reply, answer) = oneshot::channel();
-        let result = match inner.tx.send(Command::Close { reply }) {
-            Ok(()) => answer.await.unwrap_or(Ok(())),
-            // The writer is already gone; nothing is left to flush.
-            Err(_) => Ok(()),
+        let panicked = || {
+            StorageError::io(
+                format!("stop writer of {}", inner.shared.dir.display()),
+                io::Error::other("log writer thread panicked"),
+            )
         };
-        let thread = lock_guard(&inner.writer).take();
-        if let Some(thread) = thread {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                return Err(StorageError::io(
-                    format!("stop writer of {}", inner.shared.dir.display()),
-                    io::Error::other("log writer thread panicked"),
-                ));
+        match inner.writer.close() {
+            Closing::Running(tx, thread) => {
+                let (reply, answer) = oneshot::channel();
+                let result = match tx.send(Command::Close { reply }) {
+                    Ok(()) => answer.await.unwrap_or(Ok(())),
+                    // The writer is already gone; nothing is left to flush.
+                    Err(_) => Ok(()),
+                };
+                drop(tx);
+                if let Some(thread) = thread {
+                    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+                    if !matches!(joined, Ok(Ok(()))) {
+                        return Err(panicked());
+                    }
+                }
+                result
             }
+            Closing::Parked(mut writer) => tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .unwrap_or_else(|_| Err(panicked())),
+            Closing::Done => Ok(()),
         }
-        result
     }
 
     /// Extent of the log right now.
@@ -609,6 +614,20 @@ impl TopicLog {
             .store(true, Ordering::Release);
     }
 
+    /// Diagnostics for tests: whether a writer thread runs now (it exits
+    /// after [`LogOptions::writer_idle`] without commands).
+    #[doc(hidden)]
+    pub fn writer_running(&self) -> bool {
+        self.inner.writer.running()
+    }
+
+    /// Diagnostics for tests: writer threads started since open, the first
+    /// included.
+    #[doc(hidden)]
+    pub fn writer_starts(&self) -> u64 {
+        self.inner.writer.starts()
+    }
+
     /// Diagnostics for tests: bytes held by this log's tail cache.
     #[doc(hidden)]
     pub fn tail_cache_bytes(&self) -> usize {
@@ -628,6 +647,15 @@ impl TopicLog {
             return Err(StorageError::Closed);
         }
         shared.poisoned().map_or(Ok(()), Err)
+    }
+
+    /// Hands a command to the writer (starting its thread if parked).
+    fn send(&self, cmd: Command) -> Result<(), StorageError> {
+        match self.inner.writer.send(cmd) {
+            Ok(()) => Ok(()),
+            Err(SendError::Stopped) => Err(self.stopped()),
+            Err(SendError::Spawn(e)) => Err(e),
+        }
     }
 
     /// Why the writer stopped answering.

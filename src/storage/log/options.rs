@@ -126,6 +126,12 @@ pub struct LogOptions {
     /// cache (the named periodic task "tail_cache_idle"), so idle topics
     /// hold no cached events. Zero keeps caches forever. Default 60 s.
     pub tail_cache_idle: Duration,
+    /// A log's writer thread exits after this long without commands (its
+    /// state stays in memory) and is started again by the next one, so idle
+    /// topics cost no thread; the first append after that pays for starting
+    /// a thread (tens of microseconds). Zero keeps the thread for good.
+    /// Default 30 s.
+    pub writer_idle: Duration,
     /// Most ids one log's dedup index keeps (about 40 bytes each): past it
     /// the oldest are forgotten first, so a topic publishing more than this
     /// many client-chosen ids per dedup window is deduplicated over a
@@ -152,6 +158,7 @@ impl Default for LogOptions {
             tail_cache_memory: TailCacheMemory::new(256 << 20),
             tail_cache_idle: Duration::from_secs(60),
             dedup_max_ids: 1_500_000,
+            writer_idle: Duration::from_secs(30),
             retention_interval: Duration::from_secs(30),
         }
     }
@@ -233,6 +240,7 @@ mod tests {
         assert_eq!(opts.tail_cache_memory.limit(), 256 << 20);
         assert_eq!(opts.tail_cache_idle, Duration::from_secs(60));
         assert_eq!(opts.dedup_max_ids, 1_500_000);
+        assert_eq!(opts.writer_idle, Duration::from_secs(30));
         assert_eq!(opts.retention_interval, Duration::from_secs(30));
     }
 }

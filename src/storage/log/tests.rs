@@ -747,3 +747,68 @@ async fn the_dedup_index_is_capped_and_holds_no_server_generated_ids() {
     let older = log.append(batch_of(&client_ids[5..])).await.unwrap();
     assert_eq!(older.duplicate, vec![false; 5], "beyond the cap on rebuild");
 }
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_writer_thread_exits_and_comes_back_for_the_next_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for fsync in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval(Duration::from_millis(10)),
+    ] {
+        let path = dir.path().join(fsync.to_string().replace(':', "-"));
+        let opts = LogOptions {
+            writer_idle: Duration::from_millis(100),
+            ..small_opts(fsync, 100)
+        };
+        let log = open(&path, opts.clone()).await;
+        log.set_dedup_window(Duration::from_secs(60));
+        let mut written = batch("first", 0, 5);
+        log.append(written.clone()).await.unwrap();
+        assert!(log.writer_running());
+        wait_until("the writer parks", || !log.writer_running()).await;
+        // Still parked a while later: the interval flusher does not wake it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!log.writer_running());
+        assert_eq!(log.writer_starts(), 1);
+
+        // Appends issued one after another come back in order, densely.
+        let batches: Vec<Vec<Event>> = (0..10).map(|b| batch(&format!("r{b}"), 0, 3)).collect();
+        let pending: Vec<_> = batches.iter().map(|b| log.append(b.clone())).collect();
+        for (b, fut) in pending.into_iter().enumerate() {
+            let first = 5 + 3 * b as u64;
+            assert_eq!(
+                fut.await.unwrap().offsets,
+                vec![first, first + 1, first + 2]
+            );
+        }
+        written.extend(batches.into_iter().flatten());
+        assert_eq!(log.writer_starts(), 2);
+        // The parked state kept the dedup index.
+        let dup = log.append(vec![written[1].clone()]).await.unwrap();
+        assert_eq!((dup.offsets, dup.duplicate), (vec![1], vec![true]));
+        assert_same(&read_all(&log), &written);
+
+        // Parked again: set_dedup_window and close still work.
+        wait_until("the writer parks again", || !log.writer_running()).await;
+        log.set_dedup_window(Duration::from_secs(120));
+        let dup = log.append(vec![written[2].clone()]).await.unwrap();
+        assert_eq!(dup.duplicate, vec![true]);
+        wait_until("the writer parks before close", || !log.writer_running()).await;
+        log.close().await.unwrap();
+        let err = log.append(batch("late", 0, 1)).await.unwrap_err();
+        assert!(matches!(err, StorageError::Closed), "{err}");
+        assert!(!log.writer_running());
+
+        let reopened = open(&path, opts).await;
+        assert_same(&read_all(&reopened), &written);
+        reopened.close().await.unwrap();
+    }
+}

@@ -1,5 +1,8 @@
-//! The single writer of a topic log: a dedicated OS thread that owns the
-//! active segment and turns queued appends into group commits.
+//! The single writer of a topic log: the state a dedicated OS thread owns
+//! (the active segment, the index builder, the dedup index, the staged
+//! commit) and how it turns queued appends into group commits. The thread
+//! itself, which exits when idle and leaves this state parked, is in
+//! `slot.rs`.
 //!
 //! Each loop takes every command queued while it was busy, encodes all the
 //! batches into one buffer, writes it with one `pwrite`, syncs once (under
@@ -123,46 +126,59 @@ impl Writer {
         }
     }
 
-    /// The writer thread's body: runs until `Close` or until every sender is
-    /// gone (all handles dropped), committing and syncing on the way out.
-    pub fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut queue = Vec::new();
-        loop {
-            let Ok(first) = rx.recv() else {
-                // Every handle was dropped without close(); errors are
-                // already logged by `poison`.
-                let _ = self.finish();
-                return;
-            };
-            queue.push(first);
-            let mut bytes = 0;
-            while bytes < MAX_GROUP_BYTES {
-                let Ok(cmd) = rx.try_recv() else { break };
-                if let Command::Append { bytes: b, .. } = &cmd {
-                    bytes += b;
-                }
-                queue.push(cmd);
+    /// Runs `first` and whatever else is queued (up to [`MAX_GROUP_BYTES`]
+    /// of appends) as one group commit. Returns whether the group held
+    /// anything but flusher syncs (which do not keep a writer from going
+    /// idle), or `None` once the writer has closed (`Close`): commands
+    /// queued after it are dropped with the receiver, and their callers see
+    /// the log as closed.
+    pub fn run_group(
+        &mut self,
+        first: Command,
+        rx: &mpsc::Receiver<Command>,
+        queue: &mut Vec<Command>,
+    ) -> Option<bool> {
+        queue.push(first);
+        let mut bytes = 0;
+        while bytes < MAX_GROUP_BYTES {
+            let Ok(cmd) = rx.try_recv() else { break };
+            if let Command::Append { bytes: b, .. } = &cmd {
+                bytes += b;
             }
-            for cmd in queue.drain(..) {
-                match cmd {
-                    Command::Append {
-                        events,
-                        server_ids,
-                        bytes,
-                        reply,
-                    } => self.stage(events, &server_ids, bytes, reply),
-                    Command::Sync => self.sync_now(),
-                    Command::SetDedupWindow(window) => self.set_dedup_window(window),
-                    Command::Close { reply } => {
-                        let _ = reply.send(self.finish());
-                        // Commands queued after Close are dropped with the
-                        // receiver; their callers see the log as closed.
-                        return;
-                    }
-                }
-            }
-            self.commit();
+            queue.push(cmd);
         }
+        let worked = queue.iter().any(|cmd| !matches!(cmd, Command::Sync));
+        for cmd in queue.drain(..) {
+            match cmd {
+                Command::Append {
+                    events,
+                    server_ids,
+                    bytes,
+                    reply,
+                } => self.stage(events, &server_ids, bytes, reply),
+                Command::Sync => self.sync_now(),
+                Command::SetDedupWindow(window) => self.set_dedup_window(window),
+                Command::Close { reply } => {
+                    let _ = reply.send(self.finish());
+                    return None;
+                }
+            }
+        }
+        self.commit();
+        Some(worked)
+    }
+
+    /// The log's directory, for messages.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.shared.dir
+    }
+
+    /// Gets ready to be parked without a thread: nothing staged, everything
+    /// written synced (so a parked writer never needs the flusher), and the
+    /// commit buffer's memory released.
+    pub fn prepare_to_park(&mut self) {
+        self.sync_now();
+        self.staged = Staged::default();
     }
 
     /// Encodes one batch into the pending commit, rolling first if the
@@ -479,7 +495,7 @@ impl Writer {
     }
 
     /// Commits what is staged and syncs; the result of `close()`.
-    fn finish(&mut self) -> Result<(), StorageError> {
+    pub fn finish(&mut self) -> Result<(), StorageError> {
         self.commit();
         if let Some(err) = self.shared.poisoned() {
             return Err(err);
