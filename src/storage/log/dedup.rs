@@ -217,6 +217,21 @@ impl DedupIndex {
         None
     }
 
+    /// Forgets the entries at offsets `>= from` (a batch that was indexed
+    /// but never written). They are the newest, at the back.
+    pub fn forget_from(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|e| e.offset >= from) {
+            let seq = self
+                .head
+                .wrapping_add(self.entries.len().saturating_sub(1) as u32);
+            if let Some(e) = self.entries.pop_back()
+                && let Ok(found) = self.table.find_entry(table_hash(e.hash), |&s| s == seq)
+            {
+                found.remove();
+            }
+        }
+    }
+
     fn pop_front(&mut self) {
         let seq = self.head;
         if let Some(e) = self.entries.pop_front() {
@@ -331,6 +346,20 @@ mod tests {
             index.entries.capacity() <= 100,
             "the queue never outgrows the cap"
         );
+    }
+
+    #[test]
+    fn forgetting_a_failed_batch_drops_only_its_entries() {
+        let (mut index, h) = index(i64::MAX, 1000);
+        for i in 0..10u64 {
+            index.check_and_insert(h.hash(&format!("id{i}")), i, 1, 0);
+        }
+        index.forget_from(7);
+        assert_eq!(index.len(), 7);
+        assert_eq!(index.get(h.hash("id6")), Some(6));
+        assert_eq!(index.get(h.hash("id7")), None);
+        assert_eq!(index.check_and_insert(h.hash("id8"), 7, 2, 0), None);
+        assert_eq!(index.get(h.hash("id8")), Some(7));
     }
 
     #[test]

@@ -23,8 +23,12 @@
 //!   named periodic task or on demand (`retention.rs`); reads before the new
 //!   start offset fail with [`StorageError::OutOfRange`].
 //! - **Failures**: after a failed write or sync the log is poisoned and
-//!   refuses further appends rather than pretend they are durable.
+//!   refuses appends rather than pretend they are durable (`poison.rs`),
+//!   until the writer has repaired its active segment in place
+//!   (`writer/recover.rs`), which the first append after a back-off asks
+//!   for.
 
+mod append;
 mod cache;
 mod codec;
 mod dedup;
@@ -32,6 +36,7 @@ mod flusher;
 mod idle;
 mod index;
 mod options;
+mod poison;
 mod reader;
 mod recovery;
 mod retention;
@@ -45,42 +50,26 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{
-    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use append::Appended;
 pub use codec::MAX_PAYLOAD_LEN;
 pub use options::{FsyncPolicy, LogOptions, ParseFsyncPolicyError, TailCacheMemory};
 pub use retention::RetentionReport;
 
-use crate::event::{Event, StoredEvent, now_us};
+use crate::event::StoredEvent;
 use crate::storage::StorageError;
 use cache::{Budget, TailCache};
+use poison::{Faults, PoisonState};
 use retention::RetentionPolicy;
 use segment::Segment;
-use slot::{Closing, SendError, WriterSlot};
+use slot::{Closing, WriterSlot};
 use writer::{Command, Writer};
-
-/// Where an appended batch landed: one entry per input event, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    /// Server time of the append, shared by every event the batch stored
-    /// (also set when it stored none).
-    pub publish_time_us: i64,
-    /// Offset of each event: the new one for a stored event (the stored
-    /// events of a batch get consecutive offsets), the original's for a
-    /// duplicate.
-    pub offsets: Vec<u64>,
-    /// Whether each event was a duplicate (an id the log already held
-    /// within the dedup window, or repeated earlier in the batch) and so was
-    /// not stored again. All false while dedup is off.
-    pub duplicate: Vec<bool>,
-}
 
 /// A snapshot of a log's extent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -93,23 +82,6 @@ pub struct LogStats {
     pub segments: usize,
     /// Bytes of committed records across all segments.
     pub bytes: u64,
-}
-
-impl Appended {
-    /// The result of a batch stored whole at `first_offset..`.
-    fn dense(first_offset: u64, len: usize, publish_time_us: i64) -> Self {
-        Appended {
-            publish_time_us,
-            offsets: (first_offset..first_offset + len as u64).collect(),
-            duplicate: vec![false; len],
-        }
-    }
-}
-
-/// A batch handed to the writer, or nothing to do.
-enum Queued {
-    Empty(Appended),
-    Waiting(oneshot::Receiver<Result<Appended, StorageError>>),
 }
 
 /// Handle to one topic's log: cheap to clone (an `Arc` inside), `Send` and
@@ -157,10 +129,10 @@ struct Shared {
     /// Offset the next event will get; what readers may see.
     end: AtomicU64,
     end_tx: watch::Sender<u64>,
-    /// Why the log refuses writes, once it does.
-    poison: OnceLock<String>,
-    /// Fault-injection hook: the next sync fails.
-    fail_next_sync: AtomicBool,
+    /// Whether and why the log refuses writes.
+    poison: PoisonState,
+    /// Fault-injection hooks.
+    faults: Faults,
     /// Set by `close()`; appends fail with `Closed`.
     closed: AtomicBool,
     /// Successful syncs, for diagnostics and tests.
@@ -171,19 +143,6 @@ impl Shared {
     fn publish_end(&self, end: u64) {
         self.end.store(end, Ordering::Release);
         self.end_tx.send_replace(end);
-    }
-
-    fn poisoned(&self) -> Option<StorageError> {
-        self.poison
-            .get()
-            .map(|reason| self.poisoned_error(reason.clone()))
-    }
-
-    fn poisoned_error(&self, reason: String) -> StorageError {
-        StorageError::Poisoned {
-            path: self.dir.clone(),
-            reason,
-        }
     }
 }
 
@@ -256,8 +215,8 @@ impl TopicLog {
             retention_pass: Mutex::new(()),
             end: AtomicU64::new(next_offset),
             end_tx,
-            poison: OnceLock::new(),
-            fail_next_sync: AtomicBool::new(false),
+            poison: PoisonState::default(),
+            faults: Faults::default(),
             closed: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
             opts,
@@ -306,117 +265,6 @@ impl TopicLog {
             );
         }
         Ok(TopicLog { inner: handle })
-    }
-
-    /// Appends a batch atomically: all events or none, at consecutive
-    /// offsets, with one publish time. Returns once the batch is written and,
-    /// under [`FsyncPolicy::Always`], synced; concurrent appends share the
-    /// write and the sync (group commit). An empty batch appends nothing.
-    ///
-    /// With a dedup window set ([`set_dedup_window`](Self::set_dedup_window)),
-    /// events whose id the log stored within the window, or that repeat an
-    /// id earlier in the batch, are not stored: [`Appended`] marks them and
-    /// gives the original's offset. The rest are stored as above; a batch of
-    /// duplicates only stores nothing and leaves the end offset where it
-    /// was, and still returns only once the originals are as durable as
-    /// their own appends promised. Events with an empty id are never
-    /// duplicates. The index holds at most [`LogOptions::dedup_max_ids`]
-    /// ids, the oldest going first, so under a high enough publish rate it
-    /// covers less than the window.
-    ///
-    /// The batch is handed to the writer before this returns (so appends
-    /// issued one after another get offsets in that order) and is appended
-    /// whole even if the returned future is dropped.
-    ///
-    /// # Errors
-    /// [`StorageError::Closed`] after [`close`](Self::close);
-    /// [`StorageError::Poisoned`] if this or an earlier write or sync failed;
-    /// an `InvalidInput` [`StorageError::Io`] for an event whose encoding
-    /// exceeds [`MAX_PAYLOAD_LEN`].
-    pub fn append(
-        &self,
-        events: Vec<Event>,
-    ) -> impl Future<Output = Result<Appended, StorageError>> + Send + 'static {
-        self.append_with_server_ids(events, Vec::new())
-    }
-
-    /// [`append`](Self::append), saying which events carry an id the server
-    /// generated (`server_ids[i]` for event `i`; empty: none): such an id is
-    /// unique by construction (a UUIDv7), so dedup neither checks nor
-    /// indexes it, which keeps the dedup index for ids clients chose. (After
-    /// a restart the files do not say which ids were generated, and the
-    /// rebuilt index holds them all.)
-    ///
-    /// # Errors
-    /// As [`append`](Self::append); an `InvalidInput` [`StorageError::Io`]
-    /// when `server_ids` is neither empty nor one flag per event.
-    pub fn append_with_server_ids(
-        &self,
-        events: Vec<Event>,
-        server_ids: Vec<bool>,
-    ) -> impl Future<Output = Result<Appended, StorageError>> + Send + 'static {
-        let queued = self.enqueue(events, server_ids);
-        let log = self.clone();
-        async move {
-            match queued? {
-                Queued::Empty(appended) => Ok(appended),
-                Queued::Waiting(answer) => answer.await.unwrap_or_else(|_| Err(log.stopped())),
-            }
-        }
-    }
-
-    /// The synchronous half of [`append`](Self::append): validate and hand
-    /// the batch to the writer now, so calls made one after another are
-    /// appended in call order.
-    fn enqueue(&self, events: Vec<Event>, server_ids: Vec<bool>) -> Result<Queued, StorageError> {
-        let shared = &self.inner.shared;
-        self.check_writable()?;
-        if !server_ids.is_empty() && server_ids.len() != events.len() {
-            return Err(StorageError::io(
-                format!("append to {}", shared.dir.display()),
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} server-id flags for {} events",
-                        server_ids.len(),
-                        events.len()
-                    ),
-                ),
-            ));
-        }
-        let mut bytes = 0u64;
-        for event in &events {
-            let len = codec::payload_len(event);
-            if len > MAX_PAYLOAD_LEN {
-                return Err(StorageError::io(
-                    format!("append to {}", shared.dir.display()),
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "event {:?} encodes to {len} bytes, more than the {MAX_PAYLOAD_LEN}-byte maximum",
-                            event.id
-                        ),
-                    ),
-                ));
-            }
-            bytes += (codec::HEADER_LEN + len) as u64;
-        }
-        if events.is_empty() {
-            return Ok(Queued::Empty(Appended::dense(
-                self.end_offset(),
-                0,
-                now_us(),
-            )));
-        }
-        let (reply, answer) = oneshot::channel();
-        let cmd = Command::Append {
-            events,
-            server_ids,
-            bytes,
-            reply,
-        };
-        self.send(cmd)?;
-        Ok(Queued::Waiting(answer))
     }
 
     /// Offset the next event will get: the end of the readable log.
@@ -603,17 +451,6 @@ impl TopicLog {
         &self.inner.shared.dir
     }
 
-    /// Fault-injection hook for tests: the next sync of the active segment
-    /// fails as if `fdatasync` had returned an error, which poisons the log.
-    /// Not for production use.
-    #[doc(hidden)]
-    pub fn inject_sync_failure(&self) {
-        self.inner
-            .shared
-            .fail_next_sync
-            .store(true, Ordering::Release);
-    }
-
     /// Diagnostics for tests: whether a writer thread runs now (it exits
     /// after [`LogOptions::writer_idle`] without commands).
     #[doc(hidden)]
@@ -639,34 +476,6 @@ impl TopicLog {
     #[doc(hidden)]
     pub fn sync_count(&self) -> u64 {
         self.inner.shared.syncs.load(Ordering::Relaxed)
-    }
-
-    fn check_writable(&self) -> Result<(), StorageError> {
-        let shared = &self.inner.shared;
-        if shared.closed.load(Ordering::Acquire) {
-            return Err(StorageError::Closed);
-        }
-        shared.poisoned().map_or(Ok(()), Err)
-    }
-
-    /// Hands a command to the writer (starting its thread if parked).
-    fn send(&self, cmd: Command) -> Result<(), StorageError> {
-        match self.inner.writer.send(cmd) {
-            Ok(()) => Ok(()),
-            Err(SendError::Stopped) => Err(self.stopped()),
-            Err(SendError::Spawn(e)) => Err(e),
-        }
-    }
-
-    /// Why the writer stopped answering.
-    fn stopped(&self) -> StorageError {
-        let shared = &self.inner.shared;
-        if shared.closed.load(Ordering::Acquire) {
-            return StorageError::Closed;
-        }
-        shared.poisoned().unwrap_or_else(|| {
-            shared.poisoned_error("the log writer thread stopped unexpectedly".into())
-        })
     }
 }
 

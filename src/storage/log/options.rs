@@ -26,11 +26,17 @@ pub enum FsyncPolicy {
     /// periodic flusher syncs dirty data every interval. An acknowledged event
     /// survives a process crash; a power loss may drop up to one interval of
     /// acknowledged events. Sub-millisecond parts are not representable in the
-    /// string form.
+    /// string form. After a failed write or sync, the repair writes the
+    /// events acknowledged since the last successful sync again from the
+    /// tail cache; when the cache no longer holds them the log refuses
+    /// writes until a restart, which may lose them.
     Interval(Duration),
     /// Appends are answered once written to the OS, which decides when to
     /// write back. Segments are still synced when they are sealed and on
-    /// close. Survives a process crash, not a power loss.
+    /// close. Survives a process crash, not a power loss. A failed write
+    /// or sync is repaired in place only while the tail cache holds every
+    /// event written since the segment was last synced; otherwise the log
+    /// refuses writes until a restart.
     Never,
 }
 
@@ -132,6 +138,11 @@ pub struct LogOptions {
     /// a thread (tens of microseconds). Zero keeps the thread for good.
     /// Default 30 s.
     pub writer_idle: Duration,
+    /// After a failed write or sync the log refuses appends; the first
+    /// append at least this long after the failure, or after the last
+    /// repair attempt, first repairs the active segment in place
+    /// (`writer/recover.rs`) and is stored if that works. Default 1 s.
+    pub recovery_backoff: Duration,
     /// Most ids one log's dedup index keeps (about 40 bytes each): past it
     /// the oldest are forgotten first, so a topic publishing more than this
     /// many client-chosen ids per dedup window is deduplicated over a
@@ -159,6 +170,7 @@ impl Default for LogOptions {
             tail_cache_idle: Duration::from_secs(60),
             dedup_max_ids: 1_500_000,
             writer_idle: Duration::from_secs(30),
+            recovery_backoff: Duration::from_secs(1),
             retention_interval: Duration::from_secs(30),
         }
     }
@@ -241,6 +253,7 @@ mod tests {
         assert_eq!(opts.tail_cache_idle, Duration::from_secs(60));
         assert_eq!(opts.dedup_max_ids, 1_500_000);
         assert_eq!(opts.writer_idle, Duration::from_secs(30));
+        assert_eq!(opts.recovery_backoff, Duration::from_secs(1));
         assert_eq!(opts.retention_interval, Duration::from_secs(30));
     }
 }
