@@ -63,7 +63,7 @@ impl StorageError {
         match self {
             StorageError::Io { source, .. } => format!("storage I/O error: {source}"),
             StorageError::Poisoned { path, reason } => format!(
-                "topic log {} refuses writes after a failed write or fsync ({reason}); it retries shortly",
+                "topic log {} refuses writes after a failed write or fsync ({reason}); retry later",
                 last_components(path, 1)
             ),
             StorageError::Corrupt { path, reason } => {

@@ -76,8 +76,10 @@ impl TopicLog {
     ///
     /// # Errors
     /// [`StorageError::Closed`] after [`close`](Self::close);
-    /// [`StorageError::Poisoned`] if this or an earlier write or sync failed;
-    /// an `InvalidInput` [`StorageError::Io`] for an event whose encoding
+    /// [`StorageError::Poisoned`] if this or an earlier write or sync failed
+    /// and the log has not been repaired since (the first append after
+    /// [`LogOptions::recovery_backoff`](super::LogOptions::recovery_backoff)
+    /// tries to repair it first); an `InvalidInput` [`StorageError::Io`] for an event whose encoding
     /// exceeds [`MAX_PAYLOAD_LEN`].
     pub fn append(
         &self,
