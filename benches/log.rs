@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald::event::Event;
-use herald::storage::log::{FsyncPolicy, LogOptions, TopicLog};
+use herald::storage::log::{FsyncPolicy, LogOptions, TailCacheMemory, TopicLog};
 use tokio::runtime::Runtime;
 use tokio_util::task::TaskTracker;
 
@@ -43,12 +43,25 @@ fn batch(n: u64, data: &Bytes) -> Vec<Event> {
     (0..n).map(|i| event(i, data)).collect()
 }
 
-fn open(rt: &Runtime, dir: &Path, fsync: FsyncPolicy, tail_cache_events: usize) -> TopicLog {
-    let opts = LogOptions {
+/// A log with the default options but `fsync` and the tail cache's event
+/// limit; `cache_all` lifts the cache's byte limits too, so that a read
+/// bench measures reads from the cache rather than the default 16 MiB.
+fn open(
+    rt: &Runtime,
+    dir: &Path,
+    fsync: FsyncPolicy,
+    tail_cache_events: usize,
+    cache_all: bool,
+) -> TopicLog {
+    let mut opts = LogOptions {
         fsync,
         tail_cache_events,
         ..LogOptions::default()
     };
+    if cache_all {
+        opts.tail_cache_bytes = 1 << 30;
+        opts.tail_cache_memory = TailCacheMemory::new(1 << 30);
+    }
     rt.block_on(TopicLog::open(dir.to_path_buf(), opts, &TaskTracker::new()))
         .expect("open log")
 }
@@ -66,7 +79,7 @@ fn append(c: &mut Criterion) {
     // spawned task, as a request handler would; batches are built outside
     // the timed section, so only `append` is measured.
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = open(&rt, dir.path(), FsyncPolicy::Never, 65_536);
+    let log = open(&rt, dir.path(), FsyncPolicy::Never, 65_536, false);
     group.throughput(Throughput::Elements(100));
     group.bench_function("batch100x256B_fsync_never", |b| {
         b.iter_custom(|iters| {
@@ -110,7 +123,7 @@ fn concurrent(
 ) {
     let data = Bytes::from(vec![0xab; EVENT_BYTES]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = open(rt, dir.path(), fsync, 65_536);
+    let log = open(rt, dir.path(), fsync, 65_536, false);
     let mut appends = 0;
     group.throughput(Throughput::Elements(batch_len));
     let name = format!("{appenders}_appenders_batch{batch_len}x256B_fsync_{fsync}");
@@ -164,7 +177,7 @@ fn read(c: &mut Criterion) {
         ("sequential_100k_from_cache", EVENTS as usize),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = open(&rt, dir.path(), FsyncPolicy::Never, cache);
+        let log = open(&rt, dir.path(), FsyncPolicy::Never, cache, cache > 0);
         rt.block_on(async {
             for _ in 0..EVENTS / 100 {
                 log.append(batch(100, &data)).await.expect("append");

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::backoff::RetryPolicy;
 use crate::broker::{BrokerConfig, EventLimits, Filter, GroupSettings, TopicSettings};
 use crate::grpc::TransportOptions;
-use crate::storage::log::{FsyncPolicy, LogOptions};
+use crate::storage::log::{FsyncPolicy, LogOptions, TailCacheMemory};
 
 /// The whole configuration. Every key is documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +57,12 @@ pub struct StorageConfig {
     pub index_interval_bytes: u64,
     /// Recent events per topic kept in memory for consumers that keep up.
     pub tail_cache_events: usize,
+    /// Bytes of recent events per topic kept in memory (0 = no cache).
+    pub tail_cache_bytes: usize,
+    /// Bytes of recent events kept in memory by all topics together.
+    pub tail_cache_total_bytes: usize,
+    /// Most ids a topic's dedup index keeps; the oldest go first.
+    pub dedup_max_ids: usize,
     /// How often the retention task looks for segments to delete.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
@@ -195,6 +201,9 @@ impl Default for StorageConfig {
             segment_bytes: log.segment_bytes,
             index_interval_bytes: log.index_interval_bytes,
             tail_cache_events: log.tail_cache_events,
+            tail_cache_bytes: log.tail_cache_bytes,
+            tail_cache_total_bytes: log.tail_cache_memory.limit(),
+            dedup_max_ids: log.dedup_max_ids,
             retention_interval: log.retention_interval,
         }
     }
@@ -330,6 +339,19 @@ impl Config {
         if self.storage.index_interval_bytes == 0 {
             bail!("storage.index_interval_bytes must be positive");
         }
+        if self.storage.dedup_max_ids == 0 || self.storage.dedup_max_ids > u32::MAX as usize {
+            bail!(
+                "storage.dedup_max_ids must be between 1 and {} (turn dedup off with topics.dedup_window = \"0s\")",
+                u32::MAX
+            );
+        }
+        if self.storage.tail_cache_bytes > self.storage.tail_cache_total_bytes {
+            bail!(
+                "storage.tail_cache_bytes ({}) must be at most storage.tail_cache_total_bytes ({})",
+                self.storage.tail_cache_bytes,
+                self.storage.tail_cache_total_bytes
+            );
+        }
         let g = &self.groups;
         if g.ack_deadline < Duration::from_millis(10) || g.ack_deadline > Duration::from_secs(3600)
         {
@@ -393,7 +415,12 @@ impl Config {
                 index_interval_bytes: self.storage.index_interval_bytes,
                 fsync: self.storage.fsync,
                 tail_cache_events: self.storage.tail_cache_events,
+                tail_cache_bytes: self.storage.tail_cache_bytes,
+                // One budget for every topic of this server.
+                tail_cache_memory: TailCacheMemory::new(self.storage.tail_cache_total_bytes),
+                dedup_max_ids: self.storage.dedup_max_ids,
                 retention_interval: self.storage.retention_interval,
+                ..LogOptions::default()
             },
             limits: EventLimits {
                 max_event_bytes: self.limits.max_event_bytes,
@@ -488,6 +515,14 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("max_request_bytes")
+        );
+        let mut c = Config::default();
+        c.storage.tail_cache_bytes = 2 * c.storage.tail_cache_total_bytes;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("tail_cache_total_bytes")
         );
         let mut c = Config::default();
         c.groups.backoff_multiplier = 0.5;

@@ -39,6 +39,7 @@ fn options() -> LogOptions {
         fsync: FsyncPolicy::Never,
         tail_cache_events: 0,
         retention_interval: Duration::ZERO,
+        ..LogOptions::default()
     }
 }
 

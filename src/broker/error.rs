@@ -68,15 +68,29 @@ impl BrokerError {
     }
 }
 
+/// Clients get [`StorageError::public_message`], never the full error: it
+/// names server paths. The full error goes to the server's log here (a
+/// poisoned log was logged once when it was poisoned, so refusals are only
+/// logged at debug level).
 impl From<StorageError> for BrokerError {
     fn from(e: StorageError) -> Self {
+        let public = e.public_message();
+        match &e {
+            StorageError::Closed | StorageError::OutOfRange { .. } => {}
+            StorageError::Poisoned { .. } => tracing::debug!(error = %e, "storage refused a write"),
+            _ => tracing::error!(error = %e, "storage error"),
+        }
         match e {
             StorageError::Poisoned { .. } | StorageError::Closed | StorageError::Unavailable(_) => {
-                BrokerError::Unavailable(e.to_string())
+                BrokerError::Unavailable(public)
             }
-            StorageError::OutOfRange { .. } => BrokerError::OutOfRange(e.to_string()),
+            StorageError::OutOfRange { .. } => BrokerError::OutOfRange(public),
             StorageError::NotFound(what) => BrokerError::NotFound(what),
-            _ => BrokerError::Internal(e.to_string()),
+            StorageError::Io { .. } if e.is_resource_exhausted() => {
+                BrokerError::ResourceExhausted(public)
+            }
+            StorageError::Io { .. } => BrokerError::Unavailable(public),
+            _ => BrokerError::Internal(public),
         }
     }
 }
@@ -84,6 +98,43 @@ impl From<StorageError> for BrokerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_errors_reach_clients_without_paths_and_with_the_right_code() {
+        let full = || {
+            StorageError::io(
+                "write 10 bytes at 0 of /srv/herald/topics/t/00000000000000000000.log",
+                std::io::Error::from_raw_os_error(28),
+            )
+        };
+        let e = BrokerError::from(full());
+        let BrokerError::ResourceExhausted(message) = &e else {
+            panic!("ENOSPC must be RESOURCE_EXHAUSTED, got {e:?}");
+        };
+        assert!(!message.contains("/srv"), "{message}");
+        let eio = StorageError::io(
+            "fdatasync /srv/herald/topics/t/00000000000000000000.log",
+            std::io::Error::from_raw_os_error(5),
+        );
+        assert!(
+            matches!(BrokerError::from(eio), BrokerError::Unavailable(m) if !m.contains("/srv"))
+        );
+        let poisoned = StorageError::Poisoned {
+            path: "/srv/herald/topics/t".into(),
+            reason: "storage I/O error: Input/output error (os error 5)".into(),
+        };
+        assert!(matches!(
+            BrokerError::from(poisoned),
+            BrokerError::Unavailable(m) if !m.contains("/srv") && m.contains("topic log t")
+        ));
+        let corrupt = StorageError::Corrupt {
+            path: "/srv/herald/topics/t/00000000000000000000.log".into(),
+            reason: "at byte 9: CRC mismatch".into(),
+        };
+        assert!(
+            matches!(BrokerError::from(corrupt), BrokerError::Internal(m) if !m.contains("/srv"))
+        );
+    }
 
     #[test]
     fn echo_truncates_long_input_on_a_char_boundary() {

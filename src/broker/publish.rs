@@ -62,13 +62,22 @@ impl Broker {
     ) -> Result<PublishTicket, BrokerError> {
         check_events(&events, self.inner.config.limits)?;
         let t = self.ensure_topic("topic", topic).await?;
-        for event in &mut events {
+        // Ids generated here are unique by construction: the log's dedup
+        // index need not hold them.
+        let mut server_ids = Vec::new();
+        for (i, event) in events.iter_mut().enumerate() {
             if event.id.is_empty() {
                 event.id = uuid::Uuid::now_v7().to_string();
+                if server_ids.is_empty() {
+                    server_ids = vec![false; i];
+                }
+                server_ids.push(true);
+            } else if !server_ids.is_empty() {
+                server_ids.push(false);
             }
         }
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        let appended = t.log.append(events);
+        let appended = t.log.append_with_server_ids(events, server_ids);
         Ok(Box::pin(async move {
             let appended = appended.await?;
             let stored = appended.duplicate.iter().filter(|d| !**d).count();

@@ -11,7 +11,8 @@
 pub mod log;
 pub mod meta;
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong below the broker.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,9 @@ pub enum StorageError {
         source: std::io::Error,
     },
     /// A previous write or fsync failed, so this log refuses further writes
-    /// rather than pretend that later data is durable.
+    /// rather than pretend that later data is durable, until it has repaired
+    /// its active segment. `reason` names the failure without server paths
+    /// (the full error is logged when the log is poisoned).
     #[error("log {path} refuses writes after a failed write or fsync: {reason}")]
     Poisoned { path: PathBuf, reason: String },
     /// The log or store has been closed (shutdown in progress).
@@ -57,5 +60,126 @@ impl StorageError {
             context: context.into(),
             source,
         }
+    }
+
+    /// The error as a client may see it: no absolute server path (the
+    /// `Display` form, meant for the server's own log, has them). A topic
+    /// log is named by its directory name, a segment file by that and its
+    /// file name.
+    pub fn public_message(&self) -> String {
+        match self {
+            StorageError::Io { source, .. } => format!("storage I/O error: {source}"),
+            StorageError::Poisoned { path, reason } => format!(
+                "topic log {} refuses writes after a failed write or fsync ({reason}); retry later",
+                last_components(path, 1)
+            ),
+            StorageError::Corrupt { path, reason } => {
+                format!("corrupt data in {}: {reason}", last_components(path, 2))
+            }
+            StorageError::Meta(_) => "metadata store error".into(),
+            StorageError::Closed | StorageError::OutOfRange { .. } => self.to_string(),
+            StorageError::NotFound(what) | StorageError::Unavailable(what) => what.clone(),
+        }
+    }
+
+    /// The kind of the underlying I/O error, for [`StorageError::Io`].
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            StorageError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
+    /// The OS error number of the underlying I/O error, if it has one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            StorageError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// Whether an I/O error means a resource ran out: the disk is full
+    /// (`ENOSPC`), a quota is reached (`EDQUOT`), or the process or system
+    /// has too many open files (`EMFILE`, `ENFILE`).
+    pub fn is_resource_exhausted(&self) -> bool {
+        /// `ENFILE` and `EMFILE`: the same numbers on Linux, macOS and the BSDs.
+        const ENFILE: i32 = 23;
+        const EMFILE: i32 = 24;
+        matches!(
+            self.io_kind(),
+            Some(io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        ) || matches!(self.errno(), Some(ENFILE | EMFILE))
+    }
+}
+
+/// The last `n` components of `path` joined with `/` (`"?"` when it has none).
+fn last_components(path: &Path, n: usize) -> String {
+    let mut parts: Vec<String> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .take(n)
+        .collect();
+    if parts.is_empty() {
+        return "?".into();
+    }
+    parts.reverse();
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_messages_carry_no_server_paths() {
+        let dir = PathBuf::from("/var/lib/herald/topics/orders");
+        let errors = [
+            StorageError::io(
+                format!(
+                    "fdatasync {}",
+                    dir.join("00000000000000000000.log").display()
+                ),
+                io::Error::from_raw_os_error(28),
+            ),
+            StorageError::Poisoned {
+                path: dir.clone(),
+                reason: "storage I/O error: No space left on device (os error 28)".into(),
+            },
+            StorageError::Corrupt {
+                path: dir.join("00000000000000000042.log"),
+                reason: "at byte 7: CRC mismatch".into(),
+            },
+            StorageError::Meta("opening /var/lib/herald/meta.redb: locked".into()),
+        ];
+        for e in &errors {
+            assert!(e.to_string().contains("/var/lib"), "{e}");
+            let public = e.public_message();
+            assert!(!public.contains("/var/lib"), "{public}");
+            assert!(!public.contains("herald/"), "{public}");
+        }
+        assert!(errors[1].public_message().contains("orders"));
+        assert!(
+            errors[2]
+                .public_message()
+                .contains("orders/00000000000000000042.log")
+        );
+        assert!(errors[0].public_message().contains("No space left"));
+    }
+
+    #[test]
+    fn resource_exhaustion_is_recognised_by_errno() {
+        for errno in [23, 24, 28, 122] {
+            let e = StorageError::io("x", io::Error::from_raw_os_error(errno));
+            assert!(e.is_resource_exhausted(), "errno {errno}");
+            assert_eq!(e.errno(), Some(errno));
+        }
+        let eio = StorageError::io("x", io::Error::from_raw_os_error(5));
+        assert!(!eio.is_resource_exhausted());
+        assert!(eio.io_kind().is_some());
+        assert!(!StorageError::Closed.is_resource_exhausted());
     }
 }

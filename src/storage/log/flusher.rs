@@ -17,7 +17,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span};
 
 use super::Handle;
-use super::writer::Command;
 
 /// Starts the flusher of the log behind `handle`.
 pub fn spawn(
@@ -46,7 +45,8 @@ async fn run(handle: Weak<Handle>, every: Duration, stop: CancellationToken) {
         let Some(handle) = handle.upgrade() else {
             break;
         };
-        if handle.tx.send(Command::Sync).is_err() {
+        // A parked writer has nothing unsynced and stays parked.
+        if !handle.writer.sync() {
             break;
         }
     }

@@ -7,9 +7,11 @@
 //! - **Writes** go through one writer thread per log (`writer.rs`) that group
 //!   commits: every batch queued while it was busy shares one write and one
 //!   `fdatasync`. What an acknowledged append survives is set by
-//!   [`FsyncPolicy`].
+//!   [`FsyncPolicy`]. The thread exits when the log is idle and is started
+//!   again by the next append, its state parked meanwhile (`slot.rs`).
 //! - **Reads** are synchronous: recent events come from an in-memory tail
-//!   cache (`cache.rs`), older ones from the files through the sparse index
+//!   cache (`cache.rs`, bounded per log and server-wide in bytes, released
+//!   when the log is idle: `idle.rs`), older ones from the files through the sparse index
 //!   (`reader.rs`). Events become visible (end offset, watch, reads) only once
 //!   written and synced per policy.
 //! - **Recovery** on open truncates a torn or garbage tail of the last segment
@@ -21,18 +23,25 @@
 //!   named periodic task or on demand (`retention.rs`); reads before the new
 //!   start offset fail with [`StorageError::OutOfRange`].
 //! - **Failures**: after a failed write or sync the log is poisoned and
-//!   refuses further appends rather than pretend they are durable.
+//!   refuses appends rather than pretend they are durable (`poison.rs`),
+//!   until the writer has repaired its active segment in place
+//!   (`writer/recover.rs`), which the first append after a back-off asks
+//!   for.
 
+mod append;
 mod cache;
 mod codec;
 mod dedup;
 mod flusher;
+mod idle;
 mod index;
 mod options;
+mod poison;
 mod reader;
 mod recovery;
 mod retention;
 mod segment;
+mod slot;
 mod writer;
 
 #[cfg(test)]
@@ -41,42 +50,26 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{
-    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use append::Appended;
 pub use codec::MAX_PAYLOAD_LEN;
-pub use options::{FsyncPolicy, LogOptions, ParseFsyncPolicyError};
+pub use options::{FsyncPolicy, LogOptions, ParseFsyncPolicyError, TailCacheMemory};
 pub use retention::RetentionReport;
 
-use crate::event::{Event, StoredEvent, now_us};
+use crate::event::StoredEvent;
 use crate::storage::StorageError;
 use cache::{Budget, TailCache};
+use poison::{Faults, PoisonState};
 use retention::RetentionPolicy;
 use segment::Segment;
+use slot::{Closing, WriterSlot};
 use writer::{Command, Writer};
-
-/// Where an appended batch landed: one entry per input event, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    /// Server time of the append, shared by every event the batch stored
-    /// (also set when it stored none).
-    pub publish_time_us: i64,
-    /// Offset of each event: the new one for a stored event (the stored
-    /// events of a batch get consecutive offsets), the original's for a
-    /// duplicate.
-    pub offsets: Vec<u64>,
-    /// Whether each event was a duplicate (an id the log already held
-    /// within the dedup window, or repeated earlier in the batch) and so was
-    /// not stored again. All false while dedup is off.
-    pub duplicate: Vec<bool>,
-}
 
 /// A snapshot of a log's extent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,23 +84,6 @@ pub struct LogStats {
     pub bytes: u64,
 }
 
-impl Appended {
-    /// The result of a batch stored whole at `first_offset..`.
-    fn dense(first_offset: u64, len: usize, publish_time_us: i64) -> Self {
-        Appended {
-            publish_time_us,
-            offsets: (first_offset..first_offset + len as u64).collect(),
-            duplicate: vec![false; len],
-        }
-    }
-}
-
-/// A batch handed to the writer, or nothing to do.
-enum Queued {
-    Empty(Appended),
-    Waiting(oneshot::Receiver<Result<Appended, StorageError>>),
-}
-
 /// Handle to one topic's log: cheap to clone (an `Arc` inside), `Send` and
 /// `Sync`. The writer stops when [`close`](TopicLog::close) is called or the
 /// last handle is dropped (then it still commits and syncs what was queued).
@@ -116,13 +92,11 @@ pub struct TopicLog {
     inner: Arc<Handle>,
 }
 
-/// What the handles share; dropping it disconnects the writer.
+/// What the handles share; dropping it stops the writer.
 struct Handle {
     shared: Arc<Shared>,
-    /// Commands to the writer thread. `Sync` since Rust 1.72.
-    tx: std::sync::mpsc::Sender<Command>,
-    /// Joined by `close()`.
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer: its thread and the channel to it, or its parked state.
+    writer: Arc<WriterSlot>,
     /// Serializes `close()` calls; true once closed.
     close_lock: tokio::sync::Mutex<bool>,
     /// Stops the background tasks: the interval flusher and retention.
@@ -132,6 +106,7 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.background_stop.cancel();
+        self.writer.detach();
     }
 }
 
@@ -154,10 +129,10 @@ struct Shared {
     /// Offset the next event will get; what readers may see.
     end: AtomicU64,
     end_tx: watch::Sender<u64>,
-    /// Why the log refuses writes, once it does.
-    poison: OnceLock<String>,
-    /// Fault-injection hook: the next sync fails.
-    fail_next_sync: AtomicBool,
+    /// Whether and why the log refuses writes.
+    poison: PoisonState,
+    /// Fault-injection hooks.
+    faults: Faults,
     /// Set by `close()`; appends fail with `Closed`.
     closed: AtomicBool,
     /// Successful syncs, for diagnostics and tests.
@@ -168,19 +143,6 @@ impl Shared {
     fn publish_end(&self, end: u64) {
         self.end.store(end, Ordering::Release);
         self.end_tx.send_replace(end);
-    }
-
-    fn poisoned(&self) -> Option<StorageError> {
-        self.poison
-            .get()
-            .map(|reason| self.poisoned_error(reason.clone()))
-    }
-
-    fn poisoned_error(&self, reason: String) -> StorageError {
-        StorageError::Poisoned {
-            path: self.dir.clone(),
-            reason,
-        }
     }
 }
 
@@ -241,15 +203,20 @@ impl TopicLog {
         let (end_tx, _) = watch::channel(next_offset);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
-            cache: RwLock::new(TailCache::new(opts.tail_cache_events, next_offset)),
+            cache: RwLock::new(TailCache::new(
+                opts.tail_cache_events,
+                opts.tail_cache_bytes,
+                opts.tail_cache_memory.clone(),
+                next_offset,
+            )),
             segments: RwLock::new(recovered.segments),
             start: AtomicU64::new(start),
             retention: Mutex::new(RetentionPolicy::default()),
             retention_pass: Mutex::new(()),
             end: AtomicU64::new(next_offset),
             end_tx,
-            poison: OnceLock::new(),
-            fail_next_sync: AtomicBool::new(false),
+            poison: PoisonState::default(),
+            faults: Faults::default(),
             closed: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
             opts,
@@ -261,15 +228,10 @@ impl TopicLog {
             recovered.last_publish_time_us,
             recovered.last_index_position,
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("herald-log-wr".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StorageError::io(format!("start writer for {}", dir.display()), e))?;
+        let writer = WriterSlot::start(writer, shared.opts.writer_idle)?;
         let handle = Arc::new(Handle {
             shared,
-            tx,
-            writer: Mutex::new(Some(thread)),
+            writer,
             close_lock: tokio::sync::Mutex::new(false),
             background_stop: CancellationToken::new(),
         });
@@ -278,6 +240,16 @@ impl TopicLog {
                 tracker,
                 Arc::downgrade(&handle),
                 every,
+                handle.background_stop.clone(),
+                dir.display().to_string(),
+            );
+        }
+        let idle = handle.shared.opts.tail_cache_idle;
+        if !idle.is_zero() && read_guard(&handle.shared.cache).enabled() {
+            idle::spawn(
+                tracker,
+                Arc::downgrade(&handle),
+                idle,
                 handle.background_stop.clone(),
                 dir.display().to_string(),
             );
@@ -293,85 +265,6 @@ impl TopicLog {
             );
         }
         Ok(TopicLog { inner: handle })
-    }
-
-    /// Appends a batch atomically: all events or none, at consecutive
-    /// offsets, with one publish time. Returns once the batch is written and,
-    /// under [`FsyncPolicy::Always`], synced; concurrent appends share the
-    /// write and the sync (group commit). An empty batch appends nothing.
-    ///
-    /// With a dedup window set ([`set_dedup_window`](Self::set_dedup_window)),
-    /// events whose id the log stored within the window, or that repeat an
-    /// id earlier in the batch, are not stored: [`Appended`] marks them and
-    /// gives the original's offset. The rest are stored as above; a batch of
-    /// duplicates only stores nothing and leaves the end offset where it
-    /// was, and still returns only once the originals are as durable as
-    /// their own appends promised. Events with an empty id are never
-    /// duplicates.
-    ///
-    /// The batch is handed to the writer before this returns (so appends
-    /// issued one after another get offsets in that order) and is appended
-    /// whole even if the returned future is dropped.
-    ///
-    /// # Errors
-    /// [`StorageError::Closed`] after [`close`](Self::close);
-    /// [`StorageError::Poisoned`] if this or an earlier write or sync failed;
-    /// an `InvalidInput` [`StorageError::Io`] for an event whose encoding
-    /// exceeds [`MAX_PAYLOAD_LEN`].
-    pub fn append(
-        &self,
-        events: Vec<Event>,
-    ) -> impl Future<Output = Result<Appended, StorageError>> + Send + 'static {
-        let queued = self.enqueue(events);
-        let log = self.clone();
-        async move {
-            match queued? {
-                Queued::Empty(appended) => Ok(appended),
-                Queued::Waiting(answer) => answer.await.unwrap_or_else(|_| Err(log.stopped())),
-            }
-        }
-    }
-
-    /// The synchronous half of [`append`](Self::append): validate and hand
-    /// the batch to the writer now, so calls made one after another are
-    /// appended in call order.
-    fn enqueue(&self, events: Vec<Event>) -> Result<Queued, StorageError> {
-        let shared = &self.inner.shared;
-        self.check_writable()?;
-        let mut bytes = 0u64;
-        for event in &events {
-            let len = codec::payload_len(event);
-            if len > MAX_PAYLOAD_LEN {
-                return Err(StorageError::io(
-                    format!("append to {}", shared.dir.display()),
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "event {:?} encodes to {len} bytes, more than the {MAX_PAYLOAD_LEN}-byte maximum",
-                            event.id
-                        ),
-                    ),
-                ));
-            }
-            bytes += (codec::HEADER_LEN + len) as u64;
-        }
-        if events.is_empty() {
-            return Ok(Queued::Empty(Appended::dense(
-                self.end_offset(),
-                0,
-                now_us(),
-            )));
-        }
-        let (reply, answer) = oneshot::channel();
-        let cmd = Command::Append {
-            events,
-            bytes,
-            reply,
-        };
-        if self.inner.tx.send(cmd).is_err() {
-            return Err(self.stopped());
-        }
-        Ok(Queued::Waiting(answer))
     }
 
     /// Offset the next event will get: the end of the readable log.
@@ -401,7 +294,7 @@ impl TopicLog {
     /// corrupt data is logged and leaves the index with what it read.
     pub fn set_dedup_window(&self, window: Duration) {
         // A closed or stopped writer takes no appends either.
-        let _ = self.inner.tx.send(Command::SetDedupWindow(window));
+        let _ = self.inner.writer.send(Command::SetDedupWindow(window));
     }
 
     /// Sets the retention limits (`None`: unlimited, the default). They are
@@ -512,23 +405,34 @@ impl TopicLog {
         *closed = true;
         inner.shared.closed.store(true, Ordering::Release);
         inner.background_stop.cancel();
-        let (reply, answer) = oneshot::channel();
-        let result = match inner.tx.send(Command::Close { reply }) {
-            Ok(()) => answer.await.unwrap_or(Ok(())),
-            // The writer is already gone; nothing is left to flush.
-            Err(_) => Ok(()),
+        let panicked = || {
+            StorageError::io(
+                format!("stop writer of {}", inner.shared.dir.display()),
+                io::Error::other("log writer thread panicked"),
+            )
         };
-        let thread = lock_guard(&inner.writer).take();
-        if let Some(thread) = thread {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                return Err(StorageError::io(
-                    format!("stop writer of {}", inner.shared.dir.display()),
-                    io::Error::other("log writer thread panicked"),
-                ));
+        match inner.writer.close() {
+            Closing::Running(tx, thread) => {
+                let (reply, answer) = oneshot::channel();
+                let result = match tx.send(Command::Close { reply }) {
+                    Ok(()) => answer.await.unwrap_or(Ok(())),
+                    // The writer is already gone; nothing is left to flush.
+                    Err(_) => Ok(()),
+                };
+                drop(tx);
+                if let Some(thread) = thread {
+                    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+                    if !matches!(joined, Ok(Ok(()))) {
+                        return Err(panicked());
+                    }
+                }
+                result
             }
+            Closing::Parked(mut writer) => tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .unwrap_or_else(|_| Err(panicked())),
+            Closing::Done => Ok(()),
         }
-        result
     }
 
     /// Extent of the log right now.
@@ -547,15 +451,24 @@ impl TopicLog {
         &self.inner.shared.dir
     }
 
-    /// Fault-injection hook for tests: the next sync of the active segment
-    /// fails as if `fdatasync` had returned an error, which poisons the log.
-    /// Not for production use.
+    /// Diagnostics for tests: whether a writer thread runs now (it exits
+    /// after [`LogOptions::writer_idle`] without commands).
     #[doc(hidden)]
-    pub fn inject_sync_failure(&self) {
-        self.inner
-            .shared
-            .fail_next_sync
-            .store(true, Ordering::Release);
+    pub fn writer_running(&self) -> bool {
+        self.inner.writer.running()
+    }
+
+    /// Diagnostics for tests: writer threads started since open, the first
+    /// included.
+    #[doc(hidden)]
+    pub fn writer_starts(&self) -> u64 {
+        self.inner.writer.starts()
+    }
+
+    /// Diagnostics for tests: bytes held by this log's tail cache.
+    #[doc(hidden)]
+    pub fn tail_cache_bytes(&self) -> usize {
+        read_guard(&self.inner.shared.cache).bytes()
     }
 
     /// Diagnostics for tests and benches: how many syncs succeeded since
@@ -563,25 +476,6 @@ impl TopicLog {
     #[doc(hidden)]
     pub fn sync_count(&self) -> u64 {
         self.inner.shared.syncs.load(Ordering::Relaxed)
-    }
-
-    fn check_writable(&self) -> Result<(), StorageError> {
-        let shared = &self.inner.shared;
-        if shared.closed.load(Ordering::Acquire) {
-            return Err(StorageError::Closed);
-        }
-        shared.poisoned().map_or(Ok(()), Err)
-    }
-
-    /// Why the writer stopped answering.
-    fn stopped(&self) -> StorageError {
-        let shared = &self.inner.shared;
-        if shared.closed.load(Ordering::Acquire) {
-            return StorageError::Closed;
-        }
-        shared.poisoned().unwrap_or_else(|| {
-            shared.poisoned_error("the log writer thread stopped unexpectedly".into())
-        })
     }
 }
 

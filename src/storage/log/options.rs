@@ -1,10 +1,13 @@
 //! Tuning knobs of one topic log: the durability mode ([`FsyncPolicy`]) and
 //! the sizes that shape segments, the sparse index and the tail cache, and
-//! how often retention runs ([`LogOptions`]). Pure configuration; nothing here touches the disk.
+//! how often retention runs ([`LogOptions`]). Pure configuration; nothing here
+//! touches the disk.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+pub use super::cache::TailCacheMemory;
 
 /// When the writer calls `fdatasync` on the active segment, and therefore what
 /// a successful [`append`](super::TopicLog::append) promises.
@@ -23,11 +26,17 @@ pub enum FsyncPolicy {
     /// periodic flusher syncs dirty data every interval. An acknowledged event
     /// survives a process crash; a power loss may drop up to one interval of
     /// acknowledged events. Sub-millisecond parts are not representable in the
-    /// string form.
+    /// string form. After a failed write or sync, the repair writes the
+    /// events acknowledged since the last successful sync again from the
+    /// tail cache; when the cache no longer holds them the log refuses
+    /// writes until a restart, which may lose them.
     Interval(Duration),
     /// Appends are answered once written to the OS, which decides when to
     /// write back. Segments are still synced when they are sealed and on
-    /// close. Survives a process crash, not a power loss.
+    /// close. Survives a process crash, not a power loss. A failed write
+    /// or sync is repaired in place only while the tail cache holds every
+    /// event written since the segment was last synced; otherwise the log
+    /// refuses writes until a restart.
     Never,
 }
 
@@ -107,6 +116,39 @@ pub struct LogOptions {
     /// consumers that keep up never read the files. 0 disables the cache.
     /// Default 65536.
     pub tail_cache_events: usize,
+    /// At most this many bytes of cached events per log (by
+    /// [`footprint`](super::cache::footprint): the event's strings, payload
+    /// and fixed overhead), whichever of this and `tail_cache_events` is
+    /// reached first. 0 disables the cache. Default 16 MiB.
+    pub tail_cache_bytes: usize,
+    /// The byte budget shared by the tail caches of every log opened with a
+    /// clone of these options (the server passes one to all topics). A
+    /// commit that would exceed it evicts the committing log's own oldest
+    /// events first and, when that is not enough, leaves its oldest new
+    /// events out of the cache; readers of those go to the files. Default
+    /// 256 MiB (a fresh budget per `LogOptions::default()`).
+    pub tail_cache_memory: TailCacheMemory,
+    /// A log whose end offset has not moved for this long releases its tail
+    /// cache (the named periodic task "tail_cache_idle"), so idle topics
+    /// hold no cached events. Zero keeps caches forever. Default 60 s.
+    pub tail_cache_idle: Duration,
+    /// A log's writer thread exits after this long without commands (its
+    /// state stays in memory) and is started again by the next one, so idle
+    /// topics cost no thread; the first append after that pays for starting
+    /// a thread (tens of microseconds). Zero keeps the thread for good.
+    /// Default 30 s.
+    pub writer_idle: Duration,
+    /// After a failed write or sync the log refuses appends; the first
+    /// append at least this long after the failure, or after the last
+    /// repair attempt, first repairs the active segment in place
+    /// (`writer/recover.rs`) and is stored if that works. Default 1 s.
+    pub recovery_backoff: Duration,
+    /// Most ids one log's dedup index keeps (about 40 bytes each): past it
+    /// the oldest are forgotten first, so a topic publishing more than this
+    /// many client-chosen ids per dedup window is deduplicated over a
+    /// shorter time than the window (a warning says so). Default 1,500,000
+    /// (about 56 MiB when full).
+    pub dedup_max_ids: usize,
     /// How often the background task "retention" applies the limits set
     /// with [`set_retention`](super::TopicLog::set_retention), deleting whole
     /// sealed segments. A pass without limits costs nothing; a shorter
@@ -123,6 +165,12 @@ impl Default for LogOptions {
             index_interval_bytes: 4096,
             fsync: FsyncPolicy::Always,
             tail_cache_events: 65_536,
+            tail_cache_bytes: 16 << 20,
+            tail_cache_memory: TailCacheMemory::new(256 << 20),
+            tail_cache_idle: Duration::from_secs(60),
+            dedup_max_ids: 1_500_000,
+            writer_idle: Duration::from_secs(30),
+            recovery_backoff: Duration::from_secs(1),
             retention_interval: Duration::from_secs(30),
         }
     }
@@ -200,6 +248,12 @@ mod tests {
         assert_eq!(opts.index_interval_bytes, 4096);
         assert_eq!(opts.fsync, FsyncPolicy::Always);
         assert_eq!(opts.tail_cache_events, 65_536);
+        assert_eq!(opts.tail_cache_bytes, 16 << 20);
+        assert_eq!(opts.tail_cache_memory.limit(), 256 << 20);
+        assert_eq!(opts.tail_cache_idle, Duration::from_secs(60));
+        assert_eq!(opts.dedup_max_ids, 1_500_000);
+        assert_eq!(opts.writer_idle, Duration::from_secs(30));
+        assert_eq!(opts.recovery_backoff, Duration::from_secs(1));
         assert_eq!(opts.retention_interval, Duration::from_secs(30));
     }
 }

@@ -1,4 +1,7 @@
 //! Behaviour tests of [`TopicLog`] against real files in temp directories.
+//! Memory and thread limits are tested in `tests/limits.rs`.
+
+mod limits;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -341,7 +344,8 @@ async fn a_failed_sync_poisons_the_log() {
     );
     assert_eq!(*watch.borrow_and_update(), 4);
     assert_eq!(read_all(&log).len(), 4);
-    // Every later append is refused too, even though syncs would work now.
+    // Later appends are refused too until the repair back-off (1 s) has
+    // passed, even though syncs would work now (`tests/storage_repair.rs`).
     let again = log.append(batch("later", 0, 1)).await.unwrap_err();
     assert!(matches!(again, StorageError::Poisoned { .. }), "{again}");
     assert_eq!(log.end_offset(), 4);
@@ -396,8 +400,8 @@ async fn interval_policy_syncs_in_the_background_and_stops_on_close() {
     }
     assert_eq!(
         tracker.len(),
-        2,
-        "the flusher and retention run on the given tracker"
+        3,
+        "the flusher, retention and the idle-cache task run on the given tracker"
     );
     log.close().await.unwrap();
     tracker.close();

@@ -1,5 +1,8 @@
-//! The single writer of a topic log: a dedicated OS thread that owns the
-//! active segment and turns queued appends into group commits.
+//! The single writer of a topic log: the state a dedicated OS thread owns
+//! (the active segment, the index builder, the dedup index, the staged
+//! commit) and how it turns queued appends into group commits. The thread
+//! itself, which exits when idle and leaves this state parked, is in
+//! `slot.rs`.
 //!
 //! Each loop takes every command queued while it was busy, encodes all the
 //! batches into one buffer, writes it with one `pwrite`, syncs once (under
@@ -11,7 +14,6 @@
 //! batch's events are checked against it (and against each other) before
 //! anything is encoded, so checking and storing an id is one step.
 
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,15 +21,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tracing::{error, info};
+use tracing::error;
 
 use super::codec;
-use super::dedup::DedupIndex;
+use super::dedup::{DedupIndex, IdHasher};
 use super::index::{self, IndexBuilder, IndexEntry};
 use super::options::FsyncPolicy;
-use super::reader;
 use super::segment::{self, Segment};
-use super::{Appended, Shared, micros, read_guard, write_guard};
+use super::{Appended, Shared, read_guard, write_guard};
 use crate::event::{Event, StoredEvent, now_us};
 use crate::storage::StorageError;
 
@@ -35,16 +36,25 @@ use crate::storage::StorageError;
 /// bound the commit buffer and the latency of the first batch in it.
 const MAX_GROUP_BYTES: u64 = 16 << 20;
 
+/// The dedup-cap warning is logged at most this often per log.
+const DEDUP_CAP_WARN_EVERY: Duration = Duration::from_secs(600);
+
 /// Keep at most this much commit-buffer capacity between commits.
 const KEEP_BUFFER_BYTES: usize = 4 << 20;
+
+mod idempotence;
+mod recover;
 
 pub type AppendReply = oneshot::Sender<Result<Appended, StorageError>>;
 
 /// What the rest of the log asks of the writer.
 pub enum Command {
-    /// Append one batch; `bytes` is its encoded size.
+    /// Append one batch; `bytes` is its encoded size. `server_ids[i]`:
+    /// event `i` has an id the server generated, unique by construction,
+    /// which dedup neither checks nor indexes (empty: none has).
     Append {
         events: Vec<Event>,
+        server_ids: Vec<bool>,
         bytes: u64,
         reply: AppendReply,
     },
@@ -53,6 +63,9 @@ pub enum Command {
     /// Check later appends against ids stored within this window (zero:
     /// stop checking).
     SetDedupWindow(Duration),
+    /// Repair the log after a failed write or sync (`writer/recover.rs`);
+    /// sent before the append that claimed the attempt.
+    Recover,
     /// Commit what is queued before this, sync, and stop.
     Close {
         reply: oneshot::Sender<Result<(), StorageError>>,
@@ -70,6 +83,13 @@ struct Staged {
     last_publish_time_us: Option<i64>,
 }
 
+/// A prefix of the active segment: its length and the offset after it.
+#[derive(Debug, Clone, Copy)]
+struct Extent {
+    len: u64,
+    next_offset: u64,
+}
+
 /// State owned by the writer thread.
 pub struct Writer {
     shared: Arc<Shared>,
@@ -81,10 +101,22 @@ pub struct Writer {
     index: IndexBuilder,
     /// Written but not yet synced.
     dirty: bool,
+    /// Bytes written to the active segment, and the offset after them.
+    written: Extent,
+    /// What of the active segment was last synced successfully: recovery
+    /// cuts the file back to it (never trusting what a failed sync left).
+    synced: Extent,
     cache_enabled: bool,
     staged: Staged,
     /// Ids stored within the dedup window; off until the window is set.
     dedup: DedupIndex,
+    /// Hashes ids for `dedup`, under this log's random key.
+    id_hasher: IdHasher,
+    /// When the dedup cap was last reported, to warn once in a while.
+    dedup_cap_warned: Option<Instant>,
+    /// A dedup window set while parked: applied (index rebuilt) when the
+    /// writer next runs, so opening a log starts no thread.
+    pub pending_window: Option<std::time::Duration>,
 }
 
 impl Writer {
@@ -96,7 +128,12 @@ impl Writer {
         last_index_position: Option<u64>,
     ) -> Self {
         let index = IndexBuilder::new(shared.opts.index_interval_bytes, last_index_position);
-        let cache_enabled = shared.opts.tail_cache_events > 0;
+        let cache_enabled = read_guard(&shared.cache).enabled();
+        let dedup = DedupIndex::new(shared.opts.dedup_max_ids);
+        let at_open = Extent {
+            len: active.len(),
+            next_offset,
+        };
         Writer {
             shared,
             active,
@@ -104,58 +141,85 @@ impl Writer {
             last_publish_time_us,
             index,
             dirty: false,
+            // Whatever the active segment held at open counts as synced: a
+            // failed sync now cannot tell what of it reached the disk, and
+            // the process that wrote it acknowledged it.
+            written: at_open,
+            synced: at_open,
             cache_enabled,
             staged: Staged::default(),
-            dedup: DedupIndex::default(),
+            dedup,
+            id_hasher: IdHasher::random(),
+            dedup_cap_warned: None,
+            pending_window: None,
         }
     }
 
-    /// The writer thread's body: runs until `Close` or until every sender is
-    /// gone (all handles dropped), committing and syncing on the way out.
-    pub fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut queue = Vec::new();
-        loop {
-            let Ok(first) = rx.recv() else {
-                // Every handle was dropped without close(); errors are
-                // already logged by `poison`.
-                let _ = self.finish();
-                return;
-            };
-            queue.push(first);
-            let mut bytes = 0;
-            while bytes < MAX_GROUP_BYTES {
-                let Ok(cmd) = rx.try_recv() else { break };
-                if let Command::Append { bytes: b, .. } = &cmd {
-                    bytes += b;
-                }
-                queue.push(cmd);
+    /// Runs `first` and whatever else is queued (up to [`MAX_GROUP_BYTES`]
+    /// of appends) as one group commit. Returns whether the group held
+    /// anything but flusher syncs (which do not keep a writer from going
+    /// idle), or `None` once the writer has closed (`Close`): commands
+    /// queued after it are dropped with the receiver, and their callers see
+    /// the log as closed.
+    pub fn run_group(
+        &mut self,
+        first: Command,
+        rx: &mpsc::Receiver<Command>,
+        queue: &mut Vec<Command>,
+    ) -> Option<bool> {
+        queue.push(first);
+        let mut bytes = 0;
+        while bytes < MAX_GROUP_BYTES {
+            let Ok(cmd) = rx.try_recv() else { break };
+            if let Command::Append { bytes: b, .. } = &cmd {
+                bytes += b;
             }
-            for cmd in queue.drain(..) {
-                match cmd {
-                    Command::Append {
-                        events,
-                        bytes,
-                        reply,
-                    } => self.stage(events, bytes, reply),
-                    Command::Sync => self.sync_now(),
-                    Command::SetDedupWindow(window) => self.set_dedup_window(window),
-                    Command::Close { reply } => {
-                        let _ = reply.send(self.finish());
-                        // Commands queued after Close are dropped with the
-                        // receiver; their callers see the log as closed.
-                        return;
-                    }
-                }
-            }
-            self.commit();
+            queue.push(cmd);
         }
+        let worked = queue.iter().any(|cmd| !matches!(cmd, Command::Sync));
+        for cmd in queue.drain(..) {
+            match cmd {
+                Command::Append {
+                    events,
+                    server_ids,
+                    bytes,
+                    reply,
+                } => self.stage(events, &server_ids, bytes, reply),
+                Command::Sync => self.sync_now(),
+                Command::SetDedupWindow(window) => self.set_dedup_window(window),
+                Command::Recover => {
+                    // Everything before it is answered (refused) first.
+                    self.commit();
+                    self.recover();
+                }
+                Command::Close { reply } => {
+                    let _ = reply.send(self.finish());
+                    return None;
+                }
+            }
+        }
+        self.commit();
+        Some(worked)
+    }
+
+    /// The log's directory, for messages.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.shared.dir
+    }
+
+    /// Gets ready to be parked without a thread: nothing staged, everything
+    /// written synced (so a parked writer never needs the flusher), and the
+    /// commit buffer's memory released.
+    pub fn prepare_to_park(&mut self) {
+        self.sync_now();
+        self.staged = Staged::default();
     }
 
     /// Encodes one batch into the pending commit, rolling first if the
     /// active segment would grow past `segment_bytes`. Duplicates (with
     /// dedup on) are left out; a batch of duplicates only is answered with
     /// the next commit, once everything staged before it is durable.
-    fn stage(&mut self, events: Vec<Event>, bytes: u64, reply: AppendReply) {
+    fn stage(&mut self, events: Vec<Event>, server_ids: &[bool], bytes: u64, reply: AppendReply) {
         if let Some(err) = self.shared.poisoned() {
             let _ = reply.send(Err(err));
             return;
@@ -163,7 +227,7 @@ impl Writer {
         let publish_time_us = now_us().max(self.last_publish_time_us);
         self.last_publish_time_us = publish_time_us;
         let (appended, stored, bytes) = if self.dedup.enabled() {
-            self.check_duplicates(&events, publish_time_us)
+            self.check_duplicates(&events, server_ids, publish_time_us)
         } else {
             let appended = Appended::dense(self.next_offset, events.len(), publish_time_us);
             (appended, events.len(), bytes)
@@ -213,100 +277,6 @@ impl Writer {
         }
         self.staged.last_publish_time_us = Some(publish_time_us);
         self.staged.replies.push((reply, appended));
-    }
-
-    /// Decides which events of a batch published at `publish_time_us` are
-    /// duplicates, and indexes the others at the offsets they will get.
-    /// Returns the answer, how many events to store and their encoded size.
-    ///
-    /// Indexing before the batch is written is safe: if the write fails the
-    /// log is poisoned and stores nothing more.
-    fn check_duplicates(
-        &mut self,
-        events: &[Event],
-        publish_time_us: i64,
-    ) -> (Appended, usize, u64) {
-        self.dedup.expire(publish_time_us);
-        // Retention may have deleted an original; the log no longer holds it.
-        let start = self.shared.start.load(Ordering::Acquire);
-        let mut appended = Appended {
-            publish_time_us,
-            offsets: Vec::with_capacity(events.len()),
-            duplicate: Vec::with_capacity(events.len()),
-        };
-        let mut next = self.next_offset;
-        let mut bytes = 0;
-        for event in events {
-            match self
-                .dedup
-                .get(&event.id)
-                .filter(|&original| original >= start)
-            {
-                Some(original) => {
-                    appended.offsets.push(original);
-                    appended.duplicate.push(true);
-                }
-                None => {
-                    self.dedup.insert(&event.id, next, publish_time_us);
-                    appended.offsets.push(next);
-                    appended.duplicate.push(false);
-                    bytes += (codec::HEADER_LEN + codec::payload_len(event)) as u64;
-                    next += 1;
-                }
-            }
-        }
-        let stored = (next - self.next_offset) as usize;
-        (appended, stored, bytes)
-    }
-
-    /// Applies a new dedup window. Turning dedup on or widening the window
-    /// rebuilds the index from the log: the ids published within the window
-    /// before now, so that a restart (or a time with dedup off) forgets none.
-    fn set_dedup_window(&mut self, window: Duration) {
-        let window_us = micros(window);
-        if window_us <= self.dedup.window_us() {
-            if window_us == 0 {
-                self.dedup.reset(0);
-            } else {
-                self.dedup.shrink(window_us);
-            }
-            return;
-        }
-        // Everything queued before this command must be in the files the
-        // rebuild reads.
-        self.commit();
-        self.dedup.reset(window_us);
-        if self.shared.poisoned().is_some() {
-            return;
-        }
-        let started = Instant::now();
-        let cutoff = now_us()
-            .max(self.last_publish_time_us)
-            .saturating_sub(window_us);
-        let end = self.next_offset;
-        let segments = read_guard(&self.shared.segments).clone();
-        let dedup = &mut self.dedup;
-        let rebuilt = reader::offset_for_time(&segments, cutoff, end).and_then(|from| {
-            reader::for_each_id(&segments, from, end, |offset, publish_time_us, id| {
-                dedup.insert(id, offset, publish_time_us);
-            })
-        });
-        let dir = self.shared.dir.display();
-        match rebuilt {
-            Ok(()) => info!(
-                dir = %dir,
-                window_ms = window.as_millis() as u64,
-                ids = self.dedup.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "dedup index rebuilt from the log"
-            ),
-            Err(e) => error!(
-                dir = %dir,
-                error = %e,
-                ids = self.dedup.len(),
-                "dedup index rebuild failed; ids published before this point may be stored again"
-            ),
-        }
     }
 
     /// Writes, syncs per policy and publishes everything staged, then
@@ -366,17 +336,24 @@ impl Writer {
 
     fn write_staged(&mut self, position: u64) -> Result<(), StorageError> {
         let buf = &self.staged.buf;
-        self.active.file.write_all_at(buf, position).map_err(|e| {
-            StorageError::io(
-                format!(
-                    "write {} bytes at {position} of {}",
-                    buf.len(),
-                    self.active.path.display()
-                ),
-                e,
-            )
-        })?;
+        let written = self.shared.faults.write();
+        written
+            .and_then(|()| self.active.file.write_all_at(buf, position))
+            .map_err(|e| {
+                StorageError::io(
+                    format!(
+                        "write {} bytes at {position} of {}",
+                        buf.len(),
+                        self.active.path.display()
+                    ),
+                    e,
+                )
+            })?;
         self.dirty = true;
+        self.written = Extent {
+            len: position + buf.len() as u64,
+            next_offset: self.next_offset,
+        };
         if self.shared.opts.fsync == FsyncPolicy::Always {
             self.sync_active()?;
         }
@@ -385,18 +362,15 @@ impl Writer {
 
     /// `fdatasync` of the active segment (or the injected failure).
     fn sync_active(&mut self) -> Result<(), StorageError> {
-        let result = if self.shared.fail_next_sync.swap(false, Ordering::AcqRel) {
-            Err(io::Error::other(
-                "injected sync failure (fault-injection hook)",
-            ))
-        } else {
-            self.active.file.sync_data()
-        };
-        result.map_err(|e| {
-            StorageError::io(format!("fdatasync {}", self.active.path.display()), e)
-        })?;
+        let result = self.shared.faults.sync();
+        result
+            .and_then(|()| self.active.file.sync_data())
+            .map_err(|e| {
+                StorageError::io(format!("fdatasync {}", self.active.path.display()), e)
+            })?;
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.dirty = false;
+        self.synced = self.written;
         Ok(())
     }
 
@@ -412,6 +386,12 @@ impl Writer {
         let next = Arc::new(segment::create(dir, self.next_offset)?);
         write_guard(&self.shared.segments).push(Arc::clone(&next));
         self.active = next;
+        // The new file and its name are synced by `create`.
+        self.written = Extent {
+            len: 0,
+            next_offset: self.next_offset,
+        };
+        self.synced = self.written;
         self.index = IndexBuilder::new(self.shared.opts.index_interval_bytes, None);
         Ok(())
     }
@@ -428,7 +408,7 @@ impl Writer {
     }
 
     /// Commits what is staged and syncs; the result of `close()`.
-    fn finish(&mut self) -> Result<(), StorageError> {
+    pub fn finish(&mut self) -> Result<(), StorageError> {
         self.commit();
         if let Some(err) = self.shared.poisoned() {
             return Err(err);
@@ -442,20 +422,19 @@ impl Writer {
         Ok(())
     }
 
-    /// Enters the poisoned state (once, logged) and returns the reason in
-    /// effect: the first failure's, if this is not the first.
+    /// Enters the poisoned state (logged once per episode) and returns the
+    /// reason in effect: the first failure's, if this is not the first.
     fn poison(&self, cause: StorageError) -> String {
-        let reason = cause.to_string();
-        match self.shared.poison.set(reason.clone()) {
-            Ok(()) => {
-                error!(
-                    dir = %self.shared.dir.display(),
-                    %reason,
-                    "event log poisoned: refusing all further appends"
-                );
-                reason
-            }
-            Err(_) => self.shared.poison.get().cloned().unwrap_or(reason),
+        // What clients see; the full error (with paths) goes to the log.
+        let (reason, first) = self.shared.set_poison(cause.public_message());
+        if first {
+            error!(
+                dir = %self.shared.dir.display(),
+                error = %cause,
+                retry_after_ms = self.shared.opts.recovery_backoff.as_millis() as u64,
+                "event log poisoned: refusing appends until the active segment is repaired"
+            );
         }
+        reason
     }
 }

@@ -149,7 +149,10 @@ fn split(id: u64, bytes: &[u8]) -> Result<(Header, &[u8]), StorageError> {
 }
 
 fn bad(id: u64, why: &str) -> StorageError {
-    StorageError::Meta(format!("dead letter {id} is unreadable: {why}"))
+    StorageError::Corrupt {
+        path: std::path::PathBuf::from("meta.redb"),
+        reason: format!("dead letter {id} is unreadable: {why}"),
+    }
 }
 
 #[cfg(test)]

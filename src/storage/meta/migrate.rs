@@ -31,9 +31,12 @@ pub fn to_current(txn: &WriteTransaction) -> Result<(), StorageError> {
     match format {
         Some(f) if f == FORMAT => return Ok(()),
         Some(f) if f > FORMAT => {
-            return Err(StorageError::Meta(format!(
-                "meta.redb is in format {f}, written by a newer Herald; this release reads format {FORMAT} and older"
-            )));
+            return Err(StorageError::Corrupt {
+                path: std::path::PathBuf::from("meta.redb"),
+                reason: format!(
+                    "format {f}, written by a newer Herald; this release reads format {FORMAT} and older"
+                ),
+            });
         }
         _ => {}
     }

@@ -221,15 +221,21 @@ impl MetaStore {
         }
     }
 
+    /// A failure of the store (anything but a missing record) makes it
+    /// unhealthy, and the caller sees UNAVAILABLE: retry later.
     fn note<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
-        if let Err(e) = &result
-            && !matches!(e, StorageError::NotFound(_))
-            && self.healthy.swap(false, Ordering::AcqRel)
-        {
-            tracing::error!(error = %e, "metadata store failed; refusing writes until it is reopened");
-            self.failure.notify_one();
+        match result {
+            Err(StorageError::Meta(e)) => {
+                if self.healthy.swap(false, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "metadata store failed; refusing writes until it is reopened");
+                    self.failure.notify_one();
+                }
+                Err(StorageError::Unavailable(format!(
+                    "the metadata store failed ({e}); retry later"
+                )))
+            }
+            other => other,
         }
-        result
     }
 
     /// A random value created with the database and kept with it (used to

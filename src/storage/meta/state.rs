@@ -214,7 +214,10 @@ pub fn legacy(bytes: &[u8], generation: u64) -> Result<GroupState, StorageError>
 }
 
 fn corrupt(reason: String) -> StorageError {
-    StorageError::Meta(reason)
+    StorageError::Corrupt {
+        path: std::path::PathBuf::from("meta.redb"),
+        reason,
+    }
 }
 
 #[cfg(test)]
