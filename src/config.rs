@@ -63,6 +63,8 @@ pub struct StorageConfig {
     pub tail_cache_total_bytes: usize,
     /// Most ids a topic's dedup index keeps; the oldest go first.
     pub dedup_max_ids: usize,
+    /// Page cache of the metadata database (`meta.redb`), bytes.
+    pub meta_cache_bytes: usize,
     /// How often the retention task looks for segments to delete.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
@@ -204,6 +206,7 @@ impl Default for StorageConfig {
             tail_cache_bytes: log.tail_cache_bytes,
             tail_cache_total_bytes: log.tail_cache_memory.limit(),
             dedup_max_ids: log.dedup_max_ids,
+            meta_cache_bytes: crate::storage::meta::DEFAULT_CACHE_BYTES,
             retention_interval: log.retention_interval,
         }
     }
@@ -448,6 +451,7 @@ impl Config {
                 max_batch_bytes: self.limits.max_batch_bytes,
             },
             groups_memory_bytes: self.limits.groups_memory_bytes,
+            meta_cache_bytes: self.storage.meta_cache_bytes,
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct BrokerConfig {
     pub group_limits: dispatch::Limits,
     /// Bytes of events all groups together may hold.
     pub groups_memory_bytes: usize,
+    /// Page cache of the metadata store.
+    pub meta_cache_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -107,6 +109,7 @@ impl Default for BrokerConfig {
             state_flush_interval: Duration::from_millis(100),
             group_limits: dispatch::Limits::default(),
             groups_memory_bytes: 1 << 30,
+            meta_cache_bytes: crate::storage::meta::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -161,8 +164,9 @@ impl Broker {
             BrokerError::Internal(format!("creating {}: {e}", topics_dir.display()))
         })?;
         let meta_path = config.data_dir.join("meta.redb");
+        let cache = config.meta_cache_bytes;
         let meta = Arc::new(
-            tokio::task::spawn_blocking(move || MetaStore::open(&meta_path))
+            tokio::task::spawn_blocking(move || MetaStore::open_with_cache(&meta_path, cache))
                 .await
                 .map_err(|e| BrokerError::Internal(e.to_string()))??,
         );

@@ -1,7 +1,8 @@
 //! Reads from the segment files: events by offset and the offset for a time.
 //!
 //! Both seek with the sparse index, then scan forward with large `pread`s;
-//! decoded events share their read buffer (`data` is a `Bytes` slice of it).
+//! each decoded event gets a buffer of its own (one copy), so a long-lived
+//! event does not keep the whole read chunk alive.
 //! Only bytes of committed records (below each segment's published length and
 //! the log's end offset) are ever looked at.
 
@@ -75,7 +76,10 @@ pub fn read(
                 };
                 return Err(corrupt(segment, position, &damage));
             }
-            let event = codec::decode_payload(&payload)
+            // A record of its own, not a slice of the chunk: an event a
+            // group keeps must not keep the whole chunk alive.
+            let own = bytes::Bytes::copy_from_slice(&payload);
+            let event = codec::decode_payload(&own)
                 .map_err(|e| corrupt(segment, position, &Damage::Decode(e)))?;
             let size = event.event.size();
             out.push(Arc::new(event));

@@ -170,28 +170,6 @@ async fn read_limits_are_respected_from_cache_and_disk() {
 }
 
 #[tokio::test]
-async fn disk_reads_share_one_buffer_per_stretch() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        tail_cache_events: 0,
-        fsync: FsyncPolicy::Never,
-        ..LogOptions::default()
-    };
-    let log = open(dir.path(), opts).await;
-    let events: Vec<Event> = (0..100).map(|i| event("z", i, 256)).collect();
-    log.append(events).await.unwrap();
-    let got = log.read(0, 100, usize::MAX).unwrap();
-    assert_eq!(got.len(), 100);
-    // Consecutive payloads lie next to each other in one buffer.
-    let first = got[0].event.data.as_ptr() as usize;
-    let last = got[99].event.data.as_ptr() as usize;
-    assert!(
-        last > first && last - first < 100 * 512,
-        "{first:#x} {last:#x}"
-    );
-}
-
-#[tokio::test]
 async fn offset_for_time_finds_the_first_event_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     for cache in [0, 1000] {

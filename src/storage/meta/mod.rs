@@ -53,6 +53,9 @@ const DEAD_LETTERS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("dead_letters");
 const SERVER: TableDefinition<&str, &[u8]> = TableDefinition::new("server");
 
+/// Page cache of the metadata database unless configured.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
 /// Entry keys of replayed dead letters are `REPLAY_BIT | dead-letter id`;
 /// offsets stay below it.
 pub const REPLAY_BIT: u64 = 1 << 63;
@@ -108,6 +111,8 @@ pub struct StoredGroup {
 /// `spawn_blocking` (or at start-up) rather than on a busy async task.
 pub struct MetaStore {
     path: PathBuf,
+    /// Size of redb's page cache.
+    cache_bytes: usize,
     /// `None` while a failed database is closed and not yet reopened.
     db: RwLock<Option<Database>>,
     healthy: AtomicBool,
@@ -130,10 +135,20 @@ impl MetaStore {
     /// another process, is not a redb database, or was written by a newer
     /// release.
     pub fn open(path: &Path) -> Result<MetaStore, StorageError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`MetaStore::open`] with a page cache of `cache_bytes` (redb's own
+    /// default is 1 GiB).
+    ///
+    /// # Errors
+    /// As [`MetaStore::open`].
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<MetaStore, StorageError> {
         let fail = Arc::new(AtomicBool::new(false));
-        let db = open_db(path, &fail)?;
+        let db = open_db(path, &fail, cache_bytes)?;
         let store = MetaStore {
             path: path.to_path_buf(),
+            cache_bytes,
             db: RwLock::new(Some(db)),
             healthy: AtomicBool::new(true),
             failure: tokio::sync::Notify::new(),
@@ -171,7 +186,7 @@ impl MetaStore {
         let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
         // Dropping the database closes the file and releases its lock.
         *db = None;
-        let fresh = open_db(&self.path, &self.fail)?;
+        let fresh = open_db(&self.path, &self.fail, self.cache_bytes)?;
         *db = Some(fresh);
         self.healthy.store(true, Ordering::Release);
         tracing::info!("metadata store reopened after a failure");
@@ -553,7 +568,11 @@ impl MetaStore {
     }
 }
 
-fn open_db(path: &Path, fail: &Arc<AtomicBool>) -> Result<Database, StorageError> {
+fn open_db(
+    path: &Path,
+    fail: &Arc<AtomicBool>,
+    cache_bytes: usize,
+) -> Result<Database, StorageError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -564,6 +583,7 @@ fn open_db(path: &Path, fail: &Arc<AtomicBool>) -> Result<Database, StorageError
     let backend = Backend::new(file, fail.clone())
         .map_err(|e| StorageError::Meta(format!("opening {}: {e}", path.display())))?;
     Database::builder()
+        .set_cache_size(cache_bytes)
         .create_with_backend(backend)
         .map_err(|e| StorageError::Meta(format!("opening {}: {e}", path.display())))
 }
