@@ -162,3 +162,29 @@ async fn update_group_racing_delete_group_never_brings_it_back() {
         "the deleted group came back after restart"
     );
 }
+
+/// Regression (issue 8, finding 8): a CreateGroup that fails on a start
+/// offset past the end had already auto-created its topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_start_offset_creates_nothing() {
+    let server = TestServer::start().await;
+    let err = server
+        .admin()
+        .create_group(herald::proto::CreateGroupRequest {
+            group: Some(herald::proto::Group {
+                topic: "never".into(),
+                name: "g".into(),
+                start_position: Some(herald::proto::Position {
+                    kind: Some(herald::proto::position::Kind::Offset(5)),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    assert!(
+        server.broker().get_topic("never").is_err(),
+        "the failed CreateGroup created its topic"
+    );
+}
