@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod grpc;
+pub mod model;
 pub mod proto;
 pub mod storage;
 pub mod telemetry;

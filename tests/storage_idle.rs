@@ -39,7 +39,7 @@ async fn idle_logs_release_their_writer_threads() {
     let dir = tempfile::tempdir().unwrap();
     let opts = LogOptions {
         fsync: FsyncPolicy::Always,
-        writer_idle: Duration::from_millis(200),
+        writer_idle: Duration::from_millis(1000),
         ..LogOptions::default()
     };
     let tracker = TaskTracker::new();

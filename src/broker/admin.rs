@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use super::error::{BrokerError, echo};
 use super::filter::Matcher;
-use super::group::{self, Gone, GroupCmd, GroupHandle, GroupStart, GroupStats};
+use super::group::{self, Gone, GroupCmd, GroupHandle, GroupStart};
 use super::names::check_name;
 use super::settings::{GroupPatch, GroupRecord, Position, TopicPatch, TopicRecord};
-use super::topic::{Topic, TopicInfo, lock};
+use super::topic::{Topic, lock};
 use super::{Broker, next_id};
 use crate::event::now_us;
+use crate::model::results::{GroupInfo, TopicInfo};
 use crate::storage::StorageError;
 use crate::storage::log::TopicLog;
 use crate::storage::meta::{GroupState, StateHeader, fresh_generation};
@@ -40,15 +41,6 @@ pub struct ServerInfo {
     pub connected_consumers: u64,
     /// The fsync policy.
     pub fsync: String,
-}
-
-/// A group with its settings and stats.
-#[derive(Debug, Clone)]
-pub struct GroupInfo {
-    /// Stored record.
-    pub record: GroupRecord,
-    /// Current counters.
-    pub stats: GroupStats,
 }
 
 /// Logs opened at once at start-up.

@@ -9,60 +9,9 @@
 use super::error::{BrokerError, echo};
 use super::group::GroupCmd;
 use super::{Broker, admin::blocking};
-use crate::storage::meta::{DeadLetterSummary, PageRequest};
+use crate::storage::meta::PageRequest;
 
-pub use crate::storage::meta::DeadLetter;
-
-/// Selects dead letters by event type and dead-letter time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct DeadLetterFilter {
-    /// Event types; all when empty.
-    pub types: Vec<String>,
-    /// Dead-lettered at or after (µs since the epoch).
-    pub start_us: Option<i64>,
-    /// Dead-lettered before (µs since the epoch).
-    pub end_us: Option<i64>,
-}
-
-impl DeadLetterFilter {
-    /// True when the dead letter summarised by `s` is selected.
-    pub fn matches(&self, s: &DeadLetterSummary) -> bool {
-        (self.types.is_empty() || self.types.contains(&s.event_type))
-            && self.start_us.is_none_or(|start| s.dead_letter_us >= start)
-            && self.end_us.is_none_or(|end| s.dead_letter_us < end)
-    }
-}
-
-/// A page of dead letters.
-#[derive(Debug, Clone)]
-pub struct DeadLetterPage {
-    /// The entries.
-    pub entries: Vec<DeadLetter>,
-    /// Token for the next page, if there is one.
-    pub next_token: Option<String>,
-    /// Entries matching the filter, all pages.
-    pub total: u64,
-}
-
-/// Counts after a replay or purge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadLetterCounts {
-    /// Entries replayed or purged now.
-    pub changed: u64,
-    /// Entries left in the queue.
-    pub remaining: u64,
-}
-
-/// Which dead letters a replay or purge is about.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    /// These ids; each must be in the queue.
-    Ids(Vec<u64>),
-    /// Everything matching the filter.
-    All(DeadLetterFilter),
-    /// Those of these ids still in the queue (a filter resolved by type).
-    Matching(Vec<u64>),
-}
+use crate::model::results::{DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Selection};
 
 /// Parses a dead-letter id (decimal).
 fn parse_id(i: usize, text: &str) -> Result<u64, BrokerError> {
@@ -180,7 +129,9 @@ impl Broker {
             hidden.clone(),
         );
         let (entries, more) = blocking(move || {
-            meta.dead_letter_page(&t, &gn, page, &|s| !h.contains(&s.id) && f.matches(s))
+            meta.dead_letter_page(&t, &gn, page, &|s| {
+                !h.contains(&s.id) && f.matches(&s.event_type, s.dead_letter_us)
+            })
         })
         .await?;
         let total = if *filter == DeadLetterFilter::default() {
@@ -217,7 +168,7 @@ impl Broker {
             Ok(meta
                 .dead_letter_summaries(&t, &g)?
                 .into_iter()
-                .filter(|s| !hidden.contains(&s.id) && f.matches(s))
+                .filter(|s| !hidden.contains(&s.id) && f.matches(&s.event_type, s.dead_letter_us))
                 .map(|s| s.id)
                 .collect())
         })

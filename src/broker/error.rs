@@ -4,21 +4,7 @@
 
 use crate::storage::StorageError;
 
-/// Longest echo of user input inside an error message (DESIGN §2: status
-/// messages travel in HTTP/2 headers, a huge echo breaks the transport).
-const ECHO_LIMIT: usize = 100;
-
-/// Quotes user input for an error message, truncated to about 100 characters.
-pub fn echo(input: &str) -> String {
-    if input.len() <= ECHO_LIMIT {
-        return format!("{input:?}");
-    }
-    let mut end = ECHO_LIMIT;
-    while !input.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &input[..end], input.len())
-}
+pub use crate::model::echo;
 
 /// A failure of a broker operation.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,6 +58,15 @@ impl BrokerError {
 /// names server paths. The full error goes to the server's log here (a
 /// poisoned log was logged once when it was poisoned, so refusals are only
 /// logged at debug level).
+impl From<crate::model::Invalid> for BrokerError {
+    fn from(e: crate::model::Invalid) -> Self {
+        BrokerError::InvalidArgument {
+            field: e.field,
+            description: e.description,
+        }
+    }
+}
+
 impl From<StorageError> for BrokerError {
     fn from(e: StorageError) -> Self {
         let public = e.public_message();

@@ -7,30 +7,6 @@
 
 use super::error::{BrokerError, echo};
 
-/// What an Ack, Nack or ExtendDeadline did to one ack id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseOutcome {
-    /// Done as asked.
-    Ok,
-    /// Not issued by this server run, or its group is gone.
-    Unknown,
-    /// The event was already acknowledged or dead-lettered.
-    AlreadyDone,
-    /// The lease is no longer current (expired, released or superseded).
-    Stale,
-}
-
-/// Result for one ack id, in request order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseResult {
-    /// The ack id as given.
-    pub ack_id: String,
-    /// What happened.
-    pub outcome: LeaseOutcome,
-    /// ExtendDeadline: the new deadline (µs since the epoch).
-    pub deadline_us: Option<i64>,
-}
-
 /// A parsed ack id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckId {

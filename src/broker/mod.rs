@@ -4,11 +4,9 @@
 //! [`Broker`] is a cheap `Clone` handle; each consumer group runs as its own
 //! owner task (`group.rs`) around a pure state machine (`dispatch.rs`).
 
-pub mod backoff;
 pub mod dead_letter;
 pub mod dispatch;
 pub mod error;
-pub mod filter;
 pub mod group;
 pub mod lease;
 pub mod names;
@@ -32,11 +30,14 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use admin::{GroupInfo, ServerInfo};
-pub use dead_letter::{DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Selection};
+pub use crate::model::results::{
+    BlockedKey, DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Delivery,
+    GroupInfo, GroupStats, LeaseOutcome, LeaseResult, Selection, TopicInfo, TopicStats,
+};
+pub use crate::model::{backoff, filter};
+pub use admin::ServerInfo;
 pub use error::BrokerError;
-pub use group::{Delivery, GroupGauges, GroupStats};
-pub use lease::{LeaseOutcome, LeaseResult};
+pub use group::GroupGauges;
 pub use names::EventLimits;
 pub use publish::{PublishTicket, Published, PublishedEvent};
 pub use read::{ReadRequest, ReadStream};
@@ -45,7 +46,6 @@ pub use settings::{
     TopicSettings,
 };
 pub use subscribe::Subscription;
-pub use topic::{TopicInfo, TopicStats};
 
 use crate::storage::log::LogOptions;
 use crate::storage::meta::MetaStore;

@@ -69,12 +69,9 @@ impl Broker {
             types: Vec::new(),
             patterns: req.types.clone(),
         })
-        .map_err(|e| match e {
-            BrokerError::InvalidArgument { field, description } => BrokerError::InvalidArgument {
-                field: field.replace("group.filter.patterns", "types"),
-                description,
-            },
-            other => other,
+        .map_err(|e| BrokerError::InvalidArgument {
+            field: e.field.replace("group.filter.patterns", "types"),
+            description: e.description,
         })?;
         let log = t.log.clone();
         let first = log.start_offset();

@@ -14,9 +14,10 @@ use tokio_stream::Stream;
 
 use super::Broker;
 use super::error::BrokerError;
-use super::group::{Delivery, GroupCmd, GroupHandle, LeaseRef, Outcomes};
-use super::lease::{AckId, LeaseOutcome, LeaseResult};
+use super::group::{GroupCmd, GroupHandle, LeaseRef, Outcomes};
+use super::lease::AckId;
 use super::names::check_name;
+use crate::model::results::{Delivery, LeaseOutcome, LeaseResult};
 
 /// Most ack ids in one Ack, Nack or ExtendDeadline call.
 pub const MAX_ACK_IDS: usize = 10_000;

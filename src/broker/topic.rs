@@ -10,33 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::group::GroupHandle;
 use super::settings::TopicRecord;
+use crate::model::results::{TopicInfo, TopicStats};
 use crate::storage::log::TopicLog;
-
-/// Counters of a topic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TopicStats {
-    /// Next offset (events ever stored).
-    pub end_offset: u64,
-    /// First retained offset.
-    pub start_offset: u64,
-    /// Events published since the server started.
-    pub published: u64,
-    /// Bytes on disk.
-    pub bytes: u64,
-    /// Segment files.
-    pub segments: u32,
-    /// Consumer groups.
-    pub groups: u32,
-}
-
-/// A topic with its settings and stats.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopicInfo {
-    /// Stored record.
-    pub record: TopicRecord,
-    /// Current counters.
-    pub stats: TopicStats,
-}
 
 /// A live topic.
 pub struct Topic {

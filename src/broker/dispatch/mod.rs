@@ -38,11 +38,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::backoff::RetryPolicy;
-use super::lease::LeaseOutcome;
 use crate::event::StoredEvent;
+use crate::model::results::LeaseOutcome;
 
+pub use crate::model::results::BlockedKey;
 pub use crate::storage::meta::REPLAY_BIT;
-pub use ordering::BlockedKey;
 pub use persist::{Flush, FlushTicket};
 
 /// Runtime id of a consumer within its group.

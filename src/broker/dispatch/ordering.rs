@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 use super::{Dispatcher, Entry, EntryState, REPLAY_BIT};
 use crate::event::StoredEvent;
+use crate::model::results::BlockedKey;
 
 /// The event that holds a key (in flight, waiting for a retry, or next to
 /// go) and the later events of that key behind it.
@@ -15,21 +16,6 @@ use crate::event::StoredEvent;
 pub(super) struct KeyHold {
     holder: u64,
     waiting: VecDeque<u64>,
-}
-
-/// A key blocked behind a failing event (for stats and GetGroup).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockedKey {
-    /// The key.
-    pub key: String,
-    /// Offset of the event holding it.
-    pub offset: u64,
-    /// Deliveries of that event so far.
-    pub attempts: u32,
-    /// Events of the key waiting behind it.
-    pub waiting: u64,
-    /// When that event first failed, µs since the epoch.
-    pub since_us: i64,
 }
 
 impl Dispatcher {

@@ -17,32 +17,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter::{DeadLetterCounts, Selection};
 use super::dispatch::{ConsumerId, Limits};
 use super::error::{BrokerError, echo};
 use super::filter::Matcher;
-use super::lease::{AckId, LeaseOutcome};
+use super::lease::AckId;
 use super::memory::MemoryBudget;
 use super::settings::{GroupRecord, GroupSettings};
 use super::state_writer::StateWriter;
-use crate::event::StoredEvent;
+use crate::model::results::LeaseOutcome;
+use crate::model::results::{DeadLetterCounts, Delivery, GroupStats, Selection};
 use crate::storage::log::TopicLog;
 use crate::storage::meta::{DeadLetterSummary, GroupState, MetaStore};
-
-pub use task::GroupStats;
-
-/// One delivery as the consumer's stream carries it.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// Token for ack/nack/extend.
-    pub ack_id: String,
-    /// The event.
-    pub event: Arc<StoredEvent>,
-    /// 1-based attempt.
-    pub attempt: u32,
-    /// Lease deadline, µs since the epoch.
-    pub deadline_us: i64,
-}
 
 /// One ack id of a request, routed to its group: (index in request, offset, lease).
 pub(crate) type LeaseRef = (usize, u64, u64);

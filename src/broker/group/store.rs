@@ -15,12 +15,13 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::super::dead_letter::{DeadLetterCounts, Selection};
 use super::super::dispatch::{Dead, Flush, REPLAY_BIT};
 use super::super::error::BrokerError;
 use super::task::{DeadSummary, GroupTask, blocking};
 use crate::event::now_us;
-use crate::storage::meta::{DeadLetter, DeadLetterOps, StateWrite};
+use crate::model::results::DeadLetter;
+use crate::model::results::{DeadLetterCounts, Selection};
+use crate::storage::meta::{DeadLetterOps, StateWrite};
 
 /// Runs with the outcome of the flush that carries a change.
 type Waiter = Box<dyn FnOnce(Result<(), BrokerError>) + Send>;

@@ -11,16 +11,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::super::dispatch::{BlockedKey, ConsumerId, Dispatcher, REPLAY_BIT};
+use super::super::dispatch::{ConsumerId, Dispatcher, REPLAY_BIT};
 use super::super::error::BrokerError;
 use super::super::filter::Matcher;
-use super::super::lease::{AckId, LeaseOutcome};
+use super::super::lease::AckId;
 use super::super::memory::MemoryBudget;
 use super::super::settings::GroupSettings;
 use super::super::state_writer::StateWriter;
 use super::store::{Store, outcome_of};
-use super::{Delivery, Gone, GroupCmd, GroupGauges, GroupStart};
+use super::{Gone, GroupCmd, GroupGauges, GroupStart};
 use crate::event::{StoredEvent, now_us};
+use crate::model::results::{Delivery, GroupStats, LeaseOutcome};
 use crate::storage::StorageError;
 use crate::storage::log::TopicLog;
 use crate::storage::meta::{MetaStore, StoredEntry};
@@ -30,45 +31,6 @@ use crate::telemetry::metrics::GroupMetrics;
 const READ_BATCH: usize = 4096;
 /// Most bytes read from the log in one go.
 const READ_BYTES: usize = 4 << 20;
-
-/// Counters and gauges of a group.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GroupStats {
-    /// Deliveries since start.
-    pub delivered: u64,
-    /// Acks since start.
-    pub acked: u64,
-    /// Nacks since start.
-    pub nacked: u64,
-    /// Redeliveries since start.
-    pub redelivered: u64,
-    /// Dead-lettered since start.
-    pub dead_lettered: u64,
-    /// Not yet acknowledged events at or past the floor.
-    pub backlog: u64,
-    /// Leases out.
-    pub in_flight: u64,
-    /// Entries in the dead-letter queue (durable, not being replayed).
-    pub dead_letter_count: u64,
-    /// Open Subscribe streams.
-    pub connected_consumers: u32,
-    /// Age of the oldest unacknowledged event.
-    pub oldest_unacked_age: Option<Duration>,
-    /// Every offset below is done.
-    pub ack_floor: u64,
-    /// Skipped by the filter.
-    pub filtered: u64,
-    /// Skipped because retention deleted them.
-    pub expired: u64,
-    /// Keys blocked behind a failing event.
-    pub blocked_keys: u64,
-    /// The oldest of those keys (at most ten).
-    pub oldest_blocked: Vec<BlockedKey>,
-    /// Age of the oldest dead letter.
-    pub oldest_dead_letter_age: Option<Duration>,
-    /// Bytes of events the group holds in memory.
-    pub buffered_bytes: u64,
-}
 
 /// What the group task keeps of each dead letter.
 #[derive(Debug, Clone)]

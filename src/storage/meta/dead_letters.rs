@@ -15,28 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::super::StorageError;
 use super::super::log::{decode_event, encode_event};
-use crate::event::StoredEvent;
+use crate::model::results::DeadLetter;
 
 const MAGIC: &[u8; 4] = b"HDL\x02";
-
-/// An event a group gave up on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// Unique within the group, increasing in dead-letter order.
-    pub id: u64,
-    /// Copy of the event.
-    pub event: Arc<StoredEvent>,
-    /// Deliveries made.
-    pub attempts: u32,
-    /// The last nack reason, or "ack deadline exceeded" / "consumer disconnected".
-    pub last_reason: String,
-    /// First failed attempt, µs since the epoch.
-    pub first_failure_us: i64,
-    /// Last failed attempt, µs since the epoch.
-    pub last_failure_us: i64,
-    /// When it was dead-lettered, µs since the epoch.
-    pub dead_letter_us: i64,
-}
 
 /// What listing and counting need of a record, read without the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +139,7 @@ fn bad(id: u64, why: &str) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
+    use crate::event::{Event, StoredEvent};
 
     fn sample() -> DeadLetter {
         DeadLetter {

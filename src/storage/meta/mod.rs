@@ -36,7 +36,8 @@ use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-pub use dead_letters::{DeadLetter, DeadLetterSummary};
+pub use crate::model::results::DeadLetter;
+pub use dead_letters::DeadLetterSummary;
 pub use migrate::fresh_generation;
 pub use queries::PageRequest;
 pub use state::{GroupState, StateDelta, StateHeader, StoredEntry};

@@ -3,8 +3,9 @@
 //!
 //! Storage layer.
 
-use super::dead_letters::{DeadLetter, DeadLetterSummary};
+use super::dead_letters::DeadLetterSummary;
 use super::{DEAD_LETTERS, MetaStore, meta_err};
+use crate::model::results::DeadLetter;
 use crate::storage::StorageError;
 
 /// Where a page of dead letters starts and how much it may hold.

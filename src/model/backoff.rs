@@ -1,7 +1,7 @@
 //! Retry schedule of a group: how long a failed event waits before its next
 //! attempt (DESIGN §1.4).
 //!
-//! Broker layer, pure functions.
+//! Model layer, pure functions.
 
 use std::time::Duration;
 

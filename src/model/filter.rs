@@ -1,6 +1,6 @@
 //! Event-type filters of consumer groups (DESIGN §2 "Filters").
 //!
-//! Broker layer. Types are dot-separated segments (`Order.Placed`). A filter
+//! Model layer. Types are dot-separated segments (`Order.Placed`). A filter
 //! holds exact types and patterns; an event matches when it equals one of the
 //! types or matches one of the patterns; an empty filter matches everything.
 //! In patterns, `*` matches exactly one segment, `#` matches any number of
@@ -17,8 +17,8 @@ mod automaton;
 
 use std::collections::HashSet;
 
-use super::error::{BrokerError, echo};
 use super::settings::Filter;
+use super::{Invalid, echo};
 use automaton::Automaton;
 
 /// Most types plus patterns in one filter.
@@ -52,7 +52,7 @@ impl Matcher {
     /// empty segments, a `>` that is not last, patterns of more than
     /// [`MAX_PATTERN_SEGMENTS`] segments, or more than [`MAX_FILTER_ENTRIES`]
     /// entries.
-    pub fn compile(filter: &Filter) -> Result<Matcher, BrokerError> {
+    pub fn compile(filter: &Filter) -> Result<Matcher, Invalid> {
         Self::build(filter, true)
     }
 
@@ -62,20 +62,20 @@ impl Matcher {
     ///
     /// # Errors
     /// As [`Matcher::compile`], except for the segment count.
-    pub fn compile_stored(filter: &Filter) -> Result<Matcher, BrokerError> {
+    pub fn compile_stored(filter: &Filter) -> Result<Matcher, Invalid> {
         Self::build(filter, false)
     }
 
-    fn build(filter: &Filter, bound_segments: bool) -> Result<Matcher, BrokerError> {
+    fn build(filter: &Filter, bound_segments: bool) -> Result<Matcher, Invalid> {
         if filter.types.len() + filter.patterns.len() > MAX_FILTER_ENTRIES {
-            return Err(BrokerError::invalid(
+            return Err(Invalid::new(
                 "group.filter",
                 format!("at most {MAX_FILTER_ENTRIES} types and patterns"),
             ));
         }
         for (i, t) in filter.types.iter().enumerate() {
             if t.is_empty() || t.len() > MAX_ENTRY_LEN {
-                return Err(BrokerError::invalid(
+                return Err(Invalid::new(
                     format!("group.filter.types[{i}]"),
                     format!("must be 1-{MAX_ENTRY_LEN} bytes"),
                 ));
@@ -86,7 +86,7 @@ impl Matcher {
             let field = format!("group.filter.patterns[{i}]");
             let segments = parse(&field, p)?;
             if bound_segments && segments.len() > MAX_PATTERN_SEGMENTS {
-                return Err(BrokerError::invalid(
+                return Err(Invalid::new(
                     field,
                     format!(
                         "{} has {} segments, the limit is {MAX_PATTERN_SEGMENTS}",
@@ -117,9 +117,9 @@ impl Matcher {
 }
 
 /// Splits a pattern into segments, checking its syntax.
-fn parse(field: &str, pattern: &str) -> Result<Vec<Segment>, BrokerError> {
+fn parse(field: &str, pattern: &str) -> Result<Vec<Segment>, Invalid> {
     if pattern.is_empty() || pattern.len() > MAX_ENTRY_LEN {
-        return Err(BrokerError::invalid(
+        return Err(Invalid::new(
             field,
             format!("must be 1-{MAX_ENTRY_LEN} bytes"),
         ));
@@ -129,7 +129,7 @@ fn parse(field: &str, pattern: &str) -> Result<Vec<Segment>, BrokerError> {
     for (j, part) in pattern.split('.').enumerate() {
         segments.push(match part {
             "" => {
-                return Err(BrokerError::invalid(
+                return Err(Invalid::new(
                     field,
                     format!("{} has an empty segment", echo(pattern)),
                 ));
@@ -138,7 +138,7 @@ fn parse(field: &str, pattern: &str) -> Result<Vec<Segment>, BrokerError> {
             "#" => Segment::Any,
             ">" if j + 1 == count => Segment::Rest,
             ">" => {
-                return Err(BrokerError::invalid(
+                return Err(Invalid::new(
                     field,
                     format!("{}: '>' may only be the last segment", echo(pattern)),
                 ));
