@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::backoff::RetryPolicy;
 use crate::broker::{BrokerConfig, EventLimits, Filter, GroupSettings, TopicSettings};
 use crate::grpc::TransportOptions;
-use crate::storage::log::{FsyncPolicy, LogOptions, TailCacheMemory};
+use crate::storage::embedded::log::{FsyncPolicy, LogOptions, TailCacheMemory};
 
 /// The whole configuration. Every key is documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,7 +206,7 @@ impl Default for StorageConfig {
             tail_cache_bytes: log.tail_cache_bytes,
             tail_cache_total_bytes: log.tail_cache_memory.limit(),
             dedup_max_ids: log.dedup_max_ids,
-            meta_cache_bytes: crate::storage::meta::DEFAULT_CACHE_BYTES,
+            meta_cache_bytes: crate::storage::embedded::meta::DEFAULT_CACHE_BYTES,
             retention_interval: log.retention_interval,
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald::proto;
 use herald::proto::publisher_service_client::PublisherServiceClient;
-use herald::storage::log::{LogOptions, TopicLog};
+use herald::storage::embedded::log::{LogOptions, TopicLog};
 use tokio_util::task::TaskTracker;
 
 /// Starts `herald serve` on a free port; returns the child and its address.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald::event::Event;
-use herald::storage::log::{FsyncPolicy, LogOptions, TopicLog};
+use herald::storage::embedded::log::{FsyncPolicy, LogOptions, TopicLog};
 use tokio_util::task::TaskTracker;
 
 /// Threads of this process, from `/proc/self/task`.

@@ -17,8 +17,8 @@ use super::{Broker, next_id};
 use crate::event::now_us;
 use crate::model::results::{GroupInfo, TopicInfo};
 use crate::storage::StorageError;
-use crate::storage::log::TopicLog;
-use crate::storage::meta::{GroupState, StateHeader, fresh_generation};
+use crate::storage::embedded::log::TopicLog;
+use crate::storage::embedded::meta::{GroupState, StateHeader, fresh_generation};
 
 /// Version, uptime and totals of the server.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ impl Broker {
         topic: &Topic,
         record: GroupRecord,
         state: GroupState,
-        dead_letters: Vec<crate::storage::meta::DeadLetterSummary>,
+        dead_letters: Vec<crate::storage::embedded::meta::DeadLetterSummary>,
         clean: bool,
     ) -> Result<GroupHandle, BrokerError> {
         let name = record.name.clone();

@@ -2,14 +2,14 @@
 //! so they outlive retention) until they are replayed into that group or
 //! purged. The list / replay / purge operations of the broker.
 //!
-//! Broker layer. Records are stored per group by `storage::meta` (the
+//! Broker layer. Records are stored per group by `storage::embedded::meta` (the
 //! format is there); listing reads one page by range scan, never a group's
 //! whole queue.
 
 use super::error::{BrokerError, echo};
 use super::group::GroupCmd;
 use super::{Broker, admin::blocking};
-use crate::storage::meta::PageRequest;
+use crate::storage::embedded::meta::PageRequest;
 
 use crate::model::results::{DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Selection};
 

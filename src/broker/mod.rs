@@ -47,8 +47,8 @@ pub use settings::{
 };
 pub use subscribe::Subscription;
 
-use crate::storage::log::LogOptions;
-use crate::storage::meta::MetaStore;
+use crate::storage::embedded::log::LogOptions;
+use crate::storage::embedded::meta::MetaStore;
 use group::GroupHandle;
 use state_writer::StateWriter;
 use topic::{Topic, lock};
@@ -109,7 +109,7 @@ impl Default for BrokerConfig {
             state_flush_interval: Duration::from_millis(100),
             group_limits: dispatch::Limits::default(),
             groups_memory_bytes: 1 << 30,
-            meta_cache_bytes: crate::storage::meta::DEFAULT_CACHE_BYTES,
+            meta_cache_bytes: crate::storage::embedded::meta::DEFAULT_CACHE_BYTES,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! metadata transaction (group commit for acks), then tells each group
 //! whether its flush is durable.
 //!
-//! Broker layer over `storage::meta`. A failed commit fails every flush it
+//! Broker layer over `storage::embedded::meta`. A failed commit fails every flush it
 //! carried with UNAVAILABLE (and the store marks itself unhealthy; the
 //! broker reloads groups once it is reopened).
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::BrokerError;
-use crate::storage::meta::{MetaStore, StateWrite};
+use crate::storage::embedded::meta::{MetaStore, StateWrite};
 
 type Done = oneshot::Sender<Result<(), BrokerError>>;
 

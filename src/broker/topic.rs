@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::group::GroupHandle;
 use super::settings::TopicRecord;
 use crate::model::results::{TopicInfo, TopicStats};
-use crate::storage::log::TopicLog;
+use crate::storage::embedded::log::TopicLog;
 
 /// A live topic.
 pub struct Topic {

@@ -1,6 +1,6 @@
 //! Storage layer: the mechanism under the broker.
 //!
-//! - [`log`]: the embedded, segmented, append-only event log per topic
+//! - [`embedded`]: the local-disk backend; its `log` is the embedded, segmented, append-only event log per topic
 //!   (length + CRC32C framing, sparse index, torn-tail recovery, group commit).
 //! - [`meta`]: durable metadata and consumer-group state (topics, groups,
 //!   ack floors) in an embedded `redb` database.
@@ -8,8 +8,7 @@
 //! Nothing here knows about gRPC or about group semantics; the broker decides
 //! policy, storage only keeps bytes safe.
 
-pub mod log;
-pub mod meta;
+pub mod embedded;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -42,7 +42,7 @@ use crate::event::StoredEvent;
 use crate::model::results::LeaseOutcome;
 
 pub use crate::model::results::BlockedKey;
-pub use crate::storage::meta::REPLAY_BIT;
+pub use crate::storage::embedded::meta::REPLAY_BIT;
 pub use persist::{Flush, FlushTicket};
 
 /// Runtime id of a consumer within its group.

@@ -1,7 +1,7 @@
 //! What of a group is written to disk, and when a delivery may go out.
 //!
 //! Broker layer, pure; part of the [`Dispatcher`]. The stored form
-//! (`storage::meta::state`) is a header (cursor, first-delivery reservation)
+//! (`storage::embedded::meta::state`) is a header (cursor, first-delivery reservation)
 //! plus one row per pending entry that needs one; each flush writes what
 //! changed since the last one:
 //!
@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::{Dispatcher, Entry, EntryState, REPLAY_BIT};
 use crate::event::StoredEvent;
-use crate::storage::meta::{StateDelta, StateHeader, StoredEntry};
+use crate::storage::embedded::meta::{StateDelta, StateHeader, StoredEntry};
 
 /// First deliveries reserved at once, ahead of the cursor.
 const RESERVE_AHEAD: u64 = 4096;

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{Dispatcher, Entry, REPLAY_BIT};
 use crate::event::StoredEvent;
-use crate::storage::meta::StoredEntry;
+use crate::storage::embedded::meta::StoredEntry;
 
 /// A replay whose event is not loaded yet.
 #[derive(Debug, Clone)]

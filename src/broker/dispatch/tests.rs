@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::event::Event;
-use crate::storage::meta::GroupState;
+use crate::storage::embedded::meta::GroupState;
 use tokio::time::advance;
 
 fn events(range: std::ops::Range<u64>) -> Vec<Arc<StoredEvent>> {

@@ -26,8 +26,8 @@ use super::settings::{GroupRecord, GroupSettings};
 use super::state_writer::StateWriter;
 use crate::model::results::LeaseOutcome;
 use crate::model::results::{DeadLetterCounts, Delivery, GroupStats, Selection};
-use crate::storage::log::TopicLog;
-use crate::storage::meta::{DeadLetterSummary, GroupState, MetaStore};
+use crate::storage::embedded::log::TopicLog;
+use crate::storage::embedded::meta::{DeadLetterSummary, GroupState, MetaStore};
 
 /// One ack id of a request, routed to its group: (index in request, offset, lease).
 pub(crate) type LeaseRef = (usize, u64, u64);

@@ -21,7 +21,7 @@ use super::task::{DeadSummary, GroupTask, blocking};
 use crate::event::now_us;
 use crate::model::results::DeadLetter;
 use crate::model::results::{DeadLetterCounts, Selection};
-use crate::storage::meta::{DeadLetterOps, StateWrite};
+use crate::storage::embedded::meta::{DeadLetterOps, StateWrite};
 
 /// Runs with the outcome of the flush that carries a change.
 type Waiter = Box<dyn FnOnce(Result<(), BrokerError>) + Send>;

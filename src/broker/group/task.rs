@@ -23,8 +23,8 @@ use super::{Gone, GroupCmd, GroupGauges, GroupStart};
 use crate::event::{StoredEvent, now_us};
 use crate::model::results::{Delivery, GroupStats, LeaseOutcome};
 use crate::storage::StorageError;
-use crate::storage::log::TopicLog;
-use crate::storage::meta::{MetaStore, StoredEntry};
+use crate::storage::embedded::log::TopicLog;
+use crate::storage::embedded::meta::{MetaStore, StoredEntry};
 use crate::telemetry::metrics::GroupMetrics;
 
 /// Most events read from the log in one go.

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::StorageError;
 use super::super::log::{decode_event, encode_event};
 use crate::model::results::DeadLetter;
+use crate::storage::StorageError;
 
 const MAGIC: &[u8; 4] = b"HDL\x02";
 

@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use super::super::StorageError;
+use crate::storage::StorageError;
 
 const HEADER_MAGIC: &[u8; 4] = b"HGS\x02";
 const HEADER_LEN: usize = 4 + 8 * 4;

@@ -324,7 +324,7 @@ fn release_0_1_databases_are_migrated() {
         let header = br#"{"attempts":3,"last_reason":"boom","first_failure_us":1,"last_failure_us":2,"dead_letter_us":13,"replaying":true}"#;
         let mut bytes = (header.len() as u32).to_le_bytes().to_vec();
         bytes.extend_from_slice(header);
-        bytes.extend_from_slice(&crate::storage::log::encode_event(&dl.event));
+        bytes.extend_from_slice(&crate::storage::embedded::log::encode_event(&dl.event));
         txn.open_table(LEGACY_DLS)
             .unwrap()
             .insert(("t", "g", 3), bytes.as_slice())

@@ -92,7 +92,7 @@ impl Writer {
     /// Applies a new dedup window. Turning dedup on or widening the window
     /// rebuilds the index from the log: the ids published within the window
     /// before now, so that a restart (or a time with dedup off) forgets none.
-    pub(in crate::storage::log) fn set_dedup_window(&mut self, window: Duration) {
+    pub(in crate::storage::embedded::log) fn set_dedup_window(&mut self, window: Duration) {
         let window_us = micros(window);
         if window_us <= self.dedup.window_us() {
             if window_us == 0 {

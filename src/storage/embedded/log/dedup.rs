@@ -433,7 +433,7 @@ mod memory {
 
     #[test]
     fn an_id_costs_well_under_64_bytes() {
-        let default_cap = crate::storage::log::LogOptions::default().dedup_max_ids;
+        let default_cap = crate::storage::embedded::log::LogOptions::default().dedup_max_ids;
         for n in [100_000, 200_000, 500_000] {
             let per_id = bytes_per_id(n, default_cap);
             eprintln!("dedup index: {n} ids, {per_id:.1} bytes per id");

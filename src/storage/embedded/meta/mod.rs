@@ -42,7 +42,7 @@ pub use migrate::fresh_generation;
 pub use queries::PageRequest;
 pub use state::{GroupState, StateDelta, StateHeader, StoredEntry};
 
-use super::StorageError;
+use crate::storage::StorageError;
 use backend::Backend;
 
 const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
