@@ -7,9 +7,12 @@
 //! themselves are in [`crate::event`].
 
 pub mod backoff;
+pub mod error;
 pub mod filter;
 pub mod results;
 pub mod settings;
+
+pub use error::Error;
 
 /// Longest echo of user input inside an error message (DESIGN §2: status
 /// messages travel in HTTP/2 headers, a huge echo breaks the transport).
