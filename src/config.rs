@@ -14,8 +14,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::backoff::RetryPolicy;
-use crate::broker::{BrokerConfig, EventLimits, Filter, GroupSettings, TopicSettings};
+use crate::broker::{
+    BrokerConfig, EventLimits, Filter, GroupLimits, GroupSettings, StorageChoice, TopicSettings,
+};
 use crate::grpc::TransportOptions;
+use crate::storage::embedded::EmbeddedConfig;
 use crate::storage::embedded::log::{FsyncPolicy, LogOptions, TailCacheMemory};
 
 /// The whole configuration. Every key is documented in the README.
@@ -410,9 +413,8 @@ impl Config {
 
     /// The broker's view of this configuration.
     pub fn broker(&self) -> BrokerConfig {
-        BrokerConfig {
+        let embedded = EmbeddedConfig {
             data_dir: self.data_dir.clone(),
-            auto_create: self.auto_create,
             log: LogOptions {
                 segment_bytes: self.storage.segment_bytes,
                 index_interval_bytes: self.storage.index_interval_bytes,
@@ -425,6 +427,19 @@ impl Config {
                 retention_interval: self.storage.retention_interval,
                 ..LogOptions::default()
             },
+            state_flush_interval: self.groups.state_flush_interval,
+            group_limits: GroupLimits {
+                max_pending: GroupLimits::default().max_pending,
+                max_bytes: self.groups.max_buffered_bytes,
+                max_batch: GroupLimits::default().max_batch,
+                max_batch_bytes: self.limits.max_batch_bytes,
+            },
+            groups_memory_bytes: self.limits.groups_memory_bytes,
+            meta_cache_bytes: self.storage.meta_cache_bytes,
+        };
+        BrokerConfig {
+            storage: StorageChoice::Embedded(embedded),
+            auto_create: self.auto_create,
             limits: EventLimits {
                 max_event_bytes: self.limits.max_event_bytes,
                 max_request_bytes: self.limits.max_request_bytes,
@@ -443,15 +458,8 @@ impl Config {
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,
-            state_flush_interval: self.groups.state_flush_interval,
-            group_limits: crate::broker::dispatch::Limits {
-                max_pending: crate::broker::dispatch::Limits::default().max_pending,
-                max_bytes: self.groups.max_buffered_bytes,
-                max_batch: crate::broker::dispatch::Limits::default().max_batch,
-                max_batch_bytes: self.limits.max_batch_bytes,
-            },
-            groups_memory_bytes: self.limits.groups_memory_bytes,
-            meta_cache_bytes: self.storage.meta_cache_bytes,
+            max_batch_bytes: self.limits.max_batch_bytes,
+            fsync: self.storage.fsync.to_string(),
         }
     }
 }

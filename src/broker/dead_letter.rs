@@ -2,16 +2,14 @@
 //! so they outlive retention) until they are replayed into that group or
 //! purged. The list / replay / purge operations of the broker.
 //!
-//! Broker layer. Records are stored per group by `storage::embedded::meta` (the
-//! format is there); listing reads one page by range scan, never a group's
-//! whole queue.
+//! Broker layer: selections, ids and page tokens; the backend keeps the
+//! records and reads one page at a time, never a group's whole queue.
 
+use super::Broker;
 use super::error::{BrokerError, echo};
-use super::group::GroupCmd;
-use super::{Broker, admin::blocking};
-use crate::storage::embedded::meta::PageRequest;
-
+use super::names::check_name;
 use crate::model::results::{DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Selection};
+use crate::storage::backend::DeadLetterQuery;
 
 /// Parses a dead-letter id (decimal).
 fn parse_id(i: usize, text: &str) -> Result<u64, BrokerError> {
@@ -69,7 +67,7 @@ pub fn selection(
 /// query, so a token that was never issued (or belongs to another query) is
 /// refused instead of silently returning a wrong page.
 fn token_check(
-    secret: u64,
+    secret: &[u8; 16],
     topic: &str,
     group: &str,
     oldest_first: bool,
@@ -77,8 +75,8 @@ fn token_check(
     last: u64,
 ) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (secret, topic, group, oldest_first, filter, last).hash(&mut h);
+    let mut h = siphasher::sip::SipHasher24::new_with_key(secret);
+    (topic, group, oldest_first, filter, last).hash(&mut h);
     h.finish()
 }
 
@@ -99,8 +97,9 @@ impl Broker {
         oldest_first: bool,
         filter: &DeadLetterFilter,
     ) -> Result<DeadLetterPage, BrokerError> {
-        let g = self.find_group(topic, group)?;
-        let secret = self.inner.token_secret;
+        check_name("topic", topic)?;
+        check_name("group", group)?;
+        let secret = self.inner.backend.secret();
         let after = if page_token.is_empty() {
             None
         } else {
@@ -108,94 +107,41 @@ impl Broker {
             let (last, check) = page_token.split_once('.').ok_or_else(bad)?;
             let last = u64::from_str_radix(last, 16).map_err(|_| bad())?;
             let check = u64::from_str_radix(check, 16).map_err(|_| bad())?;
-            if check != token_check(secret, topic, group, oldest_first, filter, last) {
+            if check != token_check(&secret, topic, group, oldest_first, filter, last) {
                 return Err(bad());
             }
             Some(last)
         };
-        let (hidden, queued) = g.ask(|reply| GroupCmd::DeadLetterView { reply }).await?;
-        let hidden = std::sync::Arc::new(hidden);
-        let page = PageRequest {
+        let query = DeadLetterQuery {
             after,
             oldest_first,
+            filter: filter.clone(),
             max_entries: page_size,
-            max_bytes: self.inner.config.group_limits.max_batch_bytes,
+            max_bytes: self.inner.config.max_batch_bytes,
         };
-        let meta = self.inner.meta.clone();
-        let (t, gn, f, h) = (
-            topic.to_string(),
-            group.to_string(),
-            filter.clone(),
-            hidden.clone(),
-        );
-        let (entries, more) = blocking(move || {
-            meta.dead_letter_page(&t, &gn, page, &|s| {
-                !h.contains(&s.id) && f.matches(&s.event_type, s.dead_letter_us)
-            })
-        })
-        .await?;
-        let total = if *filter == DeadLetterFilter::default() {
-            queued
-        } else {
-            self.matching_ids(topic, group, filter, hidden).await?.len() as u64
-        };
-        let next_token = more.then(|| entries.last()).flatten().map(|dl| {
+        let rows = self
+            .inner
+            .backend
+            .list_dead_letters(topic, group, &query)
+            .await?;
+        let next_token = rows.more.then(|| rows.entries.last()).flatten().map(|dl| {
             format!(
                 "{:x}.{:x}",
                 dl.id,
-                token_check(secret, topic, group, oldest_first, filter, dl.id)
+                token_check(&secret, topic, group, oldest_first, filter, dl.id)
             )
         });
         Ok(DeadLetterPage {
-            entries,
+            entries: rows.entries,
             next_token,
-            total,
-        })
-    }
-
-    /// Ids of a group's dead letters that match `filter`, leaving out those
-    /// in `hidden`, read from the summaries (events are not decoded).
-    async fn matching_ids(
-        &self,
-        topic: &str,
-        group: &str,
-        filter: &DeadLetterFilter,
-        hidden: std::sync::Arc<std::collections::BTreeSet<u64>>,
-    ) -> Result<Vec<u64>, BrokerError> {
-        let meta = self.inner.meta.clone();
-        let (t, g, f) = (topic.to_string(), group.to_string(), filter.clone());
-        blocking(move || {
-            Ok(meta
-                .dead_letter_summaries(&t, &g)?
-                .into_iter()
-                .filter(|s| !hidden.contains(&s.id) && f.matches(&s.event_type, s.dead_letter_us))
-                .map(|s| s.id)
-                .collect())
-        })
-        .await
-    }
-
-    /// A selection the group task can resolve on its own: a filter by type
-    /// becomes the ids it matches.
-    async fn resolve(
-        &self,
-        topic: &str,
-        group: &str,
-        selection: Selection,
-    ) -> Result<Selection, BrokerError> {
-        Ok(match selection {
-            Selection::All(filter) if !filter.types.is_empty() => Selection::Matching(
-                self.matching_ids(topic, group, &filter, Default::default())
-                    .await?,
-            ),
-            other => other,
+            total: rows.total,
         })
     }
 
     /// Puts dead letters back into the same group's queue with attempts
     /// reset. Other groups are not touched. A dead letter whose replay is
     /// still pending is not replayed twice. Returns once the replay is
-    /// durable; the events flow as the group's memory budget allows.
+    /// durable.
     ///
     /// # Errors
     /// `NotFound` for an unknown group or id (then nothing is replayed).
@@ -205,9 +151,12 @@ impl Broker {
         group: &str,
         selection: Selection,
     ) -> Result<DeadLetterCounts, BrokerError> {
-        let g = self.find_group(topic, group)?;
-        let selection = self.resolve(topic, group, selection).await?;
-        g.ask(|reply| GroupCmd::Replay { selection, reply }).await?
+        check_name("topic", topic)?;
+        check_name("group", group)?;
+        self.inner
+            .backend
+            .replay_dead_letters(topic, group, selection)
+            .await
     }
 
     /// Deletes dead letters.
@@ -220,8 +169,11 @@ impl Broker {
         group: &str,
         selection: Selection,
     ) -> Result<DeadLetterCounts, BrokerError> {
-        let g = self.find_group(topic, group)?;
-        let selection = self.resolve(topic, group, selection).await?;
-        g.ask(|reply| GroupCmd::Purge { selection, reply }).await?
+        check_name("topic", topic)?;
+        check_name("group", group)?;
+        self.inner
+            .backend
+            .purge_dead_letters(topic, group, selection)
+            .await
     }
 }

@@ -67,6 +67,7 @@ impl AdminService for AdminApi {
         let info = self
             .broker
             .get_topic(&request.into_inner().name)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(GetTopicResponse {
             topic: Some(topic_out(info)),
@@ -86,7 +87,11 @@ impl AdminService for AdminApi {
                 .map_err(|_| bad_token())?;
             Some(r.page_token.as_str())
         };
-        let (topics, next) = self.broker.list_topics(after, limit).map_err(to_status)?;
+        let (topics, next) = self
+            .broker
+            .list_topics(after, limit)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ListTopicsResponse {
             topics: topics.into_iter().map(topic_out).collect(),
             next_page_token: next.unwrap_or_default(),

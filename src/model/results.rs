@@ -205,3 +205,15 @@ pub struct DeadLetter {
     /// When it was dead-lettered, µs since the epoch.
     pub dead_letter_us: i64,
 }
+
+/// Gauges a group task keeps current, readable without asking the task
+/// (for metrics exporters).
+#[derive(Debug, Default)]
+pub struct GroupGauges {
+    /// Events not yet acknowledged at or past the floor.
+    pub backlog: std::sync::atomic::AtomicU64,
+    /// Leases out.
+    pub in_flight: std::sync::atomic::AtomicU64,
+    /// Entries in the dead-letter queue.
+    pub dead_letters: std::sync::atomic::AtomicU64,
+}

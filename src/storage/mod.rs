@@ -8,7 +8,10 @@
 //! Nothing here knows about gRPC or about group semantics; the broker decides
 //! policy, storage only keeps bytes safe.
 
+pub mod backend;
 pub mod embedded;
+
+pub use backend::Backend;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -254,24 +254,23 @@ impl MetaStore {
         }
     }
 
-    /// A random value created with the database and kept with it (used to
-    /// sign page tokens so they stay valid across restarts).
+    /// A random key created with the database and kept with it (it signs
+    /// ack ids and page tokens, so they stay valid across restarts). A
+    /// database of release 0.1 had an 8-byte value; it is replaced.
     ///
     /// # Errors
     /// When the read or first write fails.
-    pub fn secret(&self, fresh: u64) -> Result<u64, StorageError> {
+    pub fn secret(&self, fresh: [u8; 16]) -> Result<[u8; 16], StorageError> {
         self.write(|txn| {
             let mut table = txn.open_table(SERVER).map_err(meta_err)?;
             let existing = table
                 .get("secret")
                 .map_err(meta_err)?
-                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok());
+                .and_then(|v| <[u8; 16]>::try_from(v.value()).ok());
             Ok(match existing {
-                Some(bytes) => u64::from_le_bytes(bytes),
+                Some(bytes) => bytes,
                 None => {
-                    table
-                        .insert("secret", fresh.to_le_bytes().as_slice())
-                        .map_err(meta_err)?;
+                    table.insert("secret", fresh.as_slice()).map_err(meta_err)?;
                     fresh
                 }
             })

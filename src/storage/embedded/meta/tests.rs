@@ -101,8 +101,8 @@ fn records_survive_reopen_and_topic_delete_cascades() {
             .unwrap()
             .is_empty()
     );
-    let secret = store.secret(7).unwrap();
-    assert_eq!(store.secret(8).unwrap(), secret, "kept once created");
+    let secret = store.secret([7; 16]).unwrap();
+    assert_eq!(store.secret([8; 16]).unwrap(), secret, "kept once created");
 
     store.delete_topic("orders").unwrap();
     assert!(

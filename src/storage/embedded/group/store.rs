@@ -2,7 +2,7 @@
 //! time, through the shared state writer), its dead letters, replays and
 //! purges, and the loading of replayed events within the memory budget.
 //!
-//! Broker layer. A flush carries the dispatcher's delta and the dead-letter
+//! Storage layer (embedded backend). A flush carries the dispatcher's delta and the dead-letter
 //! changes of the same moment in one transaction, so an event is never
 //! both gone from the group and missing from its dead-letter queue. Calls
 //! that must not answer before their change is durable (a nack that
@@ -16,12 +16,11 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::dispatch::{Dead, Flush, REPLAY_BIT};
-use super::super::error::BrokerError;
+use super::super::meta::{DeadLetterOps, StateWrite};
 use super::task::{DeadSummary, GroupTask, blocking};
 use crate::event::now_us;
-use crate::model::results::DeadLetter;
-use crate::model::results::{DeadLetterCounts, Selection};
-use crate::storage::embedded::meta::{DeadLetterOps, StateWrite};
+use crate::model::Error as BrokerError;
+use crate::model::results::{DeadLetter, DeadLetterCounts, Selection};
 
 /// Runs with the outcome of the flush that carries a change.
 type Waiter = Box<dyn FnOnce(Result<(), BrokerError>) + Send>;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::error::BrokerError;
-use crate::storage::embedded::meta::{MetaStore, StateWrite};
+use super::meta::{MetaStore, StateWrite};
+use crate::model::Error as BrokerError;
 
 type Done = oneshot::Sender<Result<(), BrokerError>>;
 

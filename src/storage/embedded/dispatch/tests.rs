@@ -1,8 +1,8 @@
 //! Unit tests of the group state machine, under paused tokio time.
 
+use super::super::meta::GroupState;
 use super::*;
 use crate::event::Event;
-use crate::storage::embedded::meta::GroupState;
 use tokio::time::advance;
 
 fn events(range: std::ops::Range<u64>) -> Vec<Arc<StoredEvent>> {

@@ -1,6 +1,6 @@
 //! What of a group is written to disk, and when a delivery may go out.
 //!
-//! Broker layer, pure; part of the [`Dispatcher`]. The stored form
+//! Storage layer (embedded backend), pure; part of the [`Dispatcher`]. The stored form
 //! (`storage::embedded::meta::state`) is a header (cursor, first-delivery reservation)
 //! plus one row per pending entry that needs one; each flush writes what
 //! changed since the last one:
@@ -29,9 +29,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::super::meta::{StateDelta, StateHeader, StoredEntry};
 use super::{Dispatcher, Entry, EntryState, REPLAY_BIT};
 use crate::event::StoredEvent;
-use crate::storage::embedded::meta::{StateDelta, StateHeader, StoredEntry};
 
 /// First deliveries reserved at once, ahead of the cursor.
 const RESERVE_AHEAD: u64 = 4096;

@@ -1,7 +1,7 @@
 //! One consumer group at run time: its owner task and the handle everyone
 //! else uses to talk to it.
 //!
-//! Broker layer. The task (`task.rs`) alone touches the group's
+//! Storage layer (embedded backend). The task (`task.rs`) alone touches the group's
 //! [`Dispatcher`], reads the topic's log for it, hands deliveries to the
 //! consumers' streams and runs the lease timer; `store.rs` writes its
 //! progress and dead letters. Everyone else talks to it through a
@@ -18,19 +18,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{ConsumerId, Limits};
-use super::error::{BrokerError, echo};
-use super::filter::Matcher;
-use super::lease::AckId;
+use super::log::TopicLog;
 use super::memory::MemoryBudget;
-use super::settings::{GroupRecord, GroupSettings};
+use super::meta::{DeadLetterSummary, GroupState, MetaStore};
 use super::state_writer::StateWriter;
-use crate::model::results::LeaseOutcome;
-use crate::model::results::{DeadLetterCounts, Delivery, GroupStats, Selection};
-use crate::storage::embedded::log::TopicLog;
-use crate::storage::embedded::meta::{DeadLetterSummary, GroupState, MetaStore};
+use crate::model::Error as BrokerError;
+use crate::model::echo;
+use crate::model::filter::Matcher;
+use crate::model::results::{DeadLetterCounts, GroupGauges, GroupStats, LeaseOutcome, Selection};
+use crate::model::settings::{GroupRecord, GroupSettings};
+use crate::storage::backend::RawDelivery;
 
 /// One ack id of a request, routed to its group: (index in request, offset, lease).
-pub(crate) type LeaseRef = (usize, u64, u64);
+pub(crate) type LeaseItem = (usize, u64, u64);
 
 /// A reply that says what happened to each ack id, or why nothing did.
 pub(crate) type Outcomes = Result<Vec<(usize, LeaseOutcome)>, BrokerError>;
@@ -40,24 +40,24 @@ pub(crate) enum GroupCmd {
     Subscribe {
         consumer: ConsumerId,
         max_in_flight: usize,
-        deliveries: mpsc::Sender<Vec<Delivery>>,
+        deliveries: mpsc::Sender<Vec<RawDelivery>>,
     },
     Unsubscribe {
         consumer: ConsumerId,
     },
     Ack {
-        items: Vec<LeaseRef>,
+        items: Vec<LeaseItem>,
         reply: oneshot::Sender<Outcomes>,
     },
     Nack {
-        items: Vec<LeaseRef>,
+        items: Vec<LeaseItem>,
         delay: Option<Duration>,
         reason: String,
         dead_letter: bool,
         reply: oneshot::Sender<Outcomes>,
     },
     Extend {
-        items: Vec<LeaseRef>,
+        items: Vec<LeaseItem>,
         extension: Duration,
         #[allow(clippy::type_complexity)]
         reply: oneshot::Sender<Result<Vec<(usize, LeaseOutcome, Option<i64>)>, BrokerError>>,
@@ -88,18 +88,6 @@ pub(crate) enum GroupCmd {
     },
 }
 
-/// Gauges a group task keeps current, readable without asking the task
-/// (for metrics exporters).
-#[derive(Debug, Default)]
-pub struct GroupGauges {
-    /// Events not yet acknowledged at or past the floor.
-    pub backlog: std::sync::atomic::AtomicU64,
-    /// Leases out.
-    pub in_flight: std::sync::atomic::AtomicU64,
-    /// Entries in the dead-letter queue.
-    pub dead_letters: std::sync::atomic::AtomicU64,
-}
-
 /// Why a group stopped while the server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gone {
@@ -117,8 +105,8 @@ pub enum Gone {
 pub struct GroupHandle {
     /// Gauges kept fresh by the task.
     pub gauges: Arc<GroupGauges>,
-    /// Runtime number of the group (goes into ack ids).
-    pub id: u32,
+    /// The group's id (its generation: unique per creation, kept on disk).
+    pub uid: u64,
     /// The stored record, kept current by updates.
     pub record: Arc<Mutex<GroupRecord>>,
     pub(crate) tx: mpsc::Sender<GroupCmd>,
@@ -174,25 +162,8 @@ impl GroupHandle {
     }
 }
 
-impl super::Broker {
-    /// (topic, group) of the running group that issued `ack_id`, for
-    /// telemetry; `None` for a malformed id, one of another run or of a
-    /// group that is gone.
-    pub fn ack_id_group(&self, ack_id: &str) -> Option<(String, String)> {
-        let id = AckId::decode(ack_id).filter(|id| id.run == self.inner.run)?;
-        let groups = self
-            .inner
-            .groups_by_id
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        groups.get(&id.group).map(GroupHandle::key)
-    }
-}
-
 /// Everything a group task needs to start.
 pub(crate) struct GroupStart {
-    pub id: u32,
-    pub run: u32,
     pub record: GroupRecord,
     /// Stored progress.
     pub state: GroupState,
@@ -228,7 +199,7 @@ pub(crate) async fn start(
     let gauges = Arc::new(GroupGauges::default());
     let handle = GroupHandle {
         gauges: gauges.clone(),
-        id: s.id,
+        uid: s.state.header.generation,
         record: Arc::new(Mutex::new(s.record.clone())),
         tx,
         stop: s.stop.clone(),

@@ -2,7 +2,7 @@
 //! event of a key holds it while it is in flight or waiting for a retry;
 //! later events of the key wait behind it; other keys flow freely.
 //!
-//! Broker layer, pure; part of the [`Dispatcher`].
+//! Storage layer (embedded backend), pure; part of the [`Dispatcher`].
 
 use std::collections::VecDeque;
 

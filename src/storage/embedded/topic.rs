@@ -1,6 +1,6 @@
 //! A topic: its log, its settings and its running groups.
 //!
-//! Broker layer.
+//! Storage layer (embedded backend).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use super::group::GroupHandle;
-use super::settings::TopicRecord;
+use super::log::TopicLog;
 use crate::model::results::{TopicInfo, TopicStats};
-use crate::storage::embedded::log::TopicLog;
+use crate::model::settings::TopicRecord;
 
 /// A live topic.
 pub struct Topic {

@@ -1,7 +1,7 @@
 //! The owner task of one consumer group: its loop, reading the log,
 //! handing out deliveries, and answering commands.
 //!
-//! Broker layer. Writing progress and dead letters is in `store.rs`.
+//! Storage layer (embedded backend). Writing progress and dead letters is in `store.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -12,19 +12,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::dispatch::{ConsumerId, Dispatcher, REPLAY_BIT};
-use super::super::error::BrokerError;
-use super::super::filter::Matcher;
-use super::super::lease::AckId;
+use super::super::log::TopicLog;
 use super::super::memory::MemoryBudget;
-use super::super::settings::GroupSettings;
+use super::super::meta::{MetaStore, StoredEntry};
 use super::super::state_writer::StateWriter;
 use super::store::{Store, outcome_of};
-use super::{Gone, GroupCmd, GroupGauges, GroupStart};
+use super::{Gone, GroupCmd, GroupStart};
 use crate::event::{StoredEvent, now_us};
-use crate::model::results::{Delivery, GroupStats, LeaseOutcome};
+use crate::model::Error as BrokerError;
+use crate::model::filter::Matcher;
+use crate::model::results::{GroupGauges, GroupStats, LeaseOutcome};
+use crate::model::settings::GroupSettings;
 use crate::storage::StorageError;
-use crate::storage::embedded::log::TopicLog;
-use crate::storage::embedded::meta::{MetaStore, StoredEntry};
+use crate::storage::backend::{LeaseRef, RawDelivery};
 use crate::telemetry::metrics::GroupMetrics;
 
 /// Most events read from the log in one go.
@@ -43,13 +43,13 @@ pub(super) struct DeadSummary {
 }
 
 pub(super) struct GroupTask {
-    pub id: u32,
-    pub run: u32,
+    /// The group's id (goes into every lease).
+    pub uid: u64,
     pub key: (String, String),
     pub settings: GroupSettings,
     pub matcher: Matcher,
     pub dispatcher: Dispatcher,
-    pub consumers: HashMap<ConsumerId, mpsc::Sender<Vec<Delivery>>>,
+    pub consumers: HashMap<ConsumerId, mpsc::Sender<Vec<RawDelivery>>>,
     pub log: TopicLog,
     pub end: watch::Receiver<u64>,
     pub log_open: bool,
@@ -128,9 +128,9 @@ impl GroupTask {
         }
         let next_dead_id = dead.keys().next_back().map_or(1, |id| id + 1);
         d.set_generation(header.generation);
+        d.start_leases_at(u64::try_from(now_us()).unwrap_or(1));
         Ok(GroupTask {
-            id: s.id,
-            run: s.run,
+            uid: header.generation,
             key: (s.record.topic.clone(), s.record.name.clone()),
             settings,
             matcher,
@@ -273,16 +273,14 @@ impl GroupTask {
             let mut lost = Vec::new();
             let mut delivered = 0;
             for (consumer, handouts) in batches {
-                let deliveries: Vec<Delivery> = handouts
+                let deliveries: Vec<RawDelivery> = handouts
                     .into_iter()
-                    .map(|h| Delivery {
-                        ack_id: AckId {
-                            run: self.run,
-                            group: self.id,
-                            offset: h.key,
+                    .map(|h| RawDelivery {
+                        lease: LeaseRef {
+                            group: self.uid,
+                            key: h.key,
                             lease: h.lease,
-                        }
-                        .encode(),
+                        },
                         deadline_us: wall
                             + i64::try_from((h.deadline - now).as_micros()).unwrap_or(i64::MAX / 2),
                         event: h.event,

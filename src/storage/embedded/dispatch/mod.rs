@@ -2,7 +2,7 @@
 //! waiting for a retry or acknowledged, which consumer gets what, and when an
 //! event is given up on (dead-lettered).
 //!
-//! Broker layer, no I/O and no clock of its own: every method that depends on
+//! Storage layer (embedded backend), no I/O and no clock of its own: every method that depends on
 //! time takes `now` (monotonic) and `now_us` (wall clock, for records), so
 //! the owner task (`group/`) and tests under paused tokio time drive it
 //! deterministically. Per-key ordering is in `ordering.rs`; what is persisted
@@ -37,12 +37,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::backoff::RetryPolicy;
 use crate::event::StoredEvent;
+use crate::model::backoff::RetryPolicy;
 use crate::model::results::LeaseOutcome;
 
+pub use super::meta::REPLAY_BIT;
 pub use crate::model::results::BlockedKey;
-pub use crate::storage::embedded::meta::REPLAY_BIT;
 pub use persist::{Flush, FlushTicket};
 
 /// Runtime id of a consumer within its group.
@@ -253,6 +253,13 @@ impl Dispatcher {
             persist: persist::Persist::new(cursor),
             cold: BTreeMap::new(),
         }
+    }
+
+    /// Numbers this run's leases from `first` (a clock reading, so leases
+    /// are unique across restarts: a lease of an earlier run is an older
+    /// lease, and its late ack of a still pending event is honoured).
+    pub fn start_leases_at(&mut self, first: u64) {
+        self.next_lease = first.max(self.next_lease);
     }
 
     /// Sets the retry policy and the attempt limit (0 = never dead-letter).

@@ -4,15 +4,15 @@
 //! task loads its event within the group's memory budget, so replaying a
 //! million dead letters holds a million small rows, not a million events.
 //!
-//! Broker layer, pure; part of the [`Dispatcher`].
+//! Storage layer (embedded backend), pure; part of the [`Dispatcher`].
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::super::meta::StoredEntry;
 use super::{Dispatcher, Entry, REPLAY_BIT};
 use crate::event::StoredEvent;
-use crate::storage::embedded::meta::StoredEntry;
 
 /// A replay whose event is not loaded yet.
 #[derive(Debug, Clone)]

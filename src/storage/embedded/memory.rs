@@ -2,7 +2,7 @@
 //! have read from the log and not yet seen acknowledged, including what
 //! waits in consumers' streams.
 //!
-//! Broker layer. Each group also has a limit of its own
+//! Storage layer (embedded backend). Each group also has a limit of its own
 //! ([`super::dispatch::Limits::max_bytes`]); this budget bounds their sum, so
 //! many groups over large events cannot add up past it. A group that holds
 //! nothing may always read (one batch), so every group makes progress.

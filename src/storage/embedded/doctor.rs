@@ -1,6 +1,6 @@
 //! Recovery from a failed metadata store without a restart.
 //!
-//! Broker layer. When a commit of `meta.redb` fails (a full or failing
+//! Storage layer (embedded backend). When a commit of `meta.redb` fails (a full or failing
 //! disk), the store refuses every call. This named task ("storage-doctor")
 //! then reports the server unhealthy, stops every group (their streams end
 //! with UNAVAILABLE and calls on them answer UNAVAILABLE, so nothing is
@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use super::Broker;
-use super::admin::blocking;
+use super::EmbeddedBackend as Broker;
+use super::blocking;
 use super::group::{Gone, GroupHandle};
 use super::topic::lock;
 
@@ -93,7 +93,7 @@ impl Broker {
     }
 
     /// Replaces every stopped group with one loaded from the reopened store.
-    async fn reload_groups(&self) -> Result<(), super::BrokerError> {
+    async fn reload_groups(&self) -> Result<(), crate::model::Error> {
         let _admin = self.inner.admin.lock().await;
         for t in &self.all_topics() {
             lock(&t.groups).clear();
