@@ -28,6 +28,12 @@ type Waiter = Box<dyn FnOnce(Result<(), BrokerError>) + Send>;
 /// Replayed events loaded from the dead-letter store: (id, record if any).
 type Loaded = Result<Vec<(u64, Option<DeadLetter>)>, BrokerError>;
 
+/// A read from the files: where it started and what it brought.
+pub(super) type FileRead = (
+    u64,
+    Result<Vec<std::sync::Arc<crate::event::StoredEvent>>, crate::storage::StorageError>,
+);
+
 /// Most replayed events loaded in one go.
 const LOAD_BATCH: usize = 256;
 
@@ -50,6 +56,8 @@ pub(super) struct Store {
     waiters: Vec<Waiter>,
     /// Replayed events being loaded.
     pub loading: Option<oneshot::Receiver<Loaded>>,
+    /// Events being read from the log's files.
+    pub reading: Option<oneshot::Receiver<Result<FileRead, BrokerError>>>,
     /// When to look again at the server's memory budget.
     retry_fill: Option<Instant>,
     /// No replay loading before this (after a failed load).

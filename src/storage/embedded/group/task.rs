@@ -197,6 +197,7 @@ impl GroupTask {
                 _ = sleep_until(flush_at), if flush_at.is_some() => self.flush(),
                 _ = sleep_until(retry_fill), if retry_fill.is_some() => self.store.clear_retry_fill(),
                 loaded = outcome_of(&mut self.store.loading), if self.store.loading() => self.loaded(loaded),
+                read = outcome_of(&mut self.store.reading), if self.store.reading.is_some() => self.read_done(read),
             }
         }
         if gone.get().is_none() {
@@ -211,6 +212,10 @@ impl GroupTask {
     /// deliveries.
     fn fill(&mut self) {
         loop {
+            if self.store.reading.is_some() {
+                // A read from the files is on its way.
+                return;
+            }
             let wanted = self.dispatcher.wanted();
             if wanted == 0 {
                 return;
@@ -234,31 +239,65 @@ impl GroupTask {
                 .min(self.dispatcher.room_bytes())
                 .min(server_room)
                 .max(1);
-            // Reads are served from the log's in-memory tail for consumers
-            // that keep up, and from the page cache otherwise: short enough
-            // to do on this task.
-            match self.log.read(cursor, max_events, max_bytes) {
-                Ok(events) if events.is_empty() => return,
-                Ok(events) => {
-                    let matcher = &self.matcher;
-                    self.dispatcher
-                        .add_events(events, |e| matcher.matches(&e.event.event_type));
+            // Consumers that keep up are served from the log's in-memory
+            // tail right here; a read from the files goes to the blocking
+            // pool and comes back through `read_done`.
+            match self.log.try_read_cached(cursor, max_events, max_bytes) {
+                Some(read) => {
+                    if !self.took(cursor, read) {
+                        return;
+                    }
                 }
-                Err(StorageError::OutOfRange { first, .. }) => {
-                    let skipped = self.dispatcher.skip_to(first);
-                    self.expired_skipped += skipped;
-                    tracing::warn!(
-                        topic = %self.key.0, group = %self.key.1, skipped, first,
-                        "group fell behind retention; skipped deleted events"
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(topic = %self.key.0, group = %self.key.1, error = %e, "reading the log failed");
+                None => {
+                    let log = self.log.clone();
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = tx.send(Ok((cursor, log.read(cursor, max_events, max_bytes))));
+                    });
+                    self.store.reading = Some(rx);
                     return;
                 }
             }
-            self.report_memory();
         }
+    }
+
+    /// A read from the files came back.
+    pub(super) fn read_done(&mut self, done: Result<super::store::FileRead, BrokerError>) {
+        self.store.reading = None;
+        if let Ok((from, read)) = done {
+            // A seek meanwhile makes the read moot.
+            if from == self.dispatcher.cursor() {
+                self.took(from, read);
+            }
+        }
+    }
+
+    /// Takes what a read at `from` brought; false when there is nothing to
+    /// read now.
+    fn took(&mut self, from: u64, read: Result<Vec<Arc<StoredEvent>>, StorageError>) -> bool {
+        match read {
+            Ok(events) if events.is_empty() => return false,
+            Ok(events) => {
+                let matcher = &self.matcher;
+                self.dispatcher
+                    .add_events(events, |e| matcher.matches(&e.event.event_type));
+            }
+            Err(StorageError::OutOfRange { first, .. }) => {
+                let skipped = self.dispatcher.skip_to(first);
+                self.expired_skipped += skipped;
+                tracing::warn!(
+                    topic = %self.key.0, group = %self.key.1, skipped, first, from,
+                    "group fell behind retention; skipped deleted events"
+                );
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.key.0, group = %self.key.1, error = %e, "reading the log failed");
+                self.store.retry_fill_in(Duration::from_secs(1));
+                return false;
+            }
+        }
+        self.report_memory();
+        true
     }
 
     /// Hands ready events to consumers and sends the batches.
@@ -482,11 +521,14 @@ impl GroupTask {
         let (blocked_keys, oldest_blocked) = self.dispatcher.blocked_keys(10);
         let end = self.log.end_offset();
         let cursor = self.dispatcher.cursor();
+        // The oldest unread event: from the tail cache, or the sparse
+        // index (no I/O on this task).
         let oldest_us = self.dispatcher.oldest_pending_us().or_else(|| {
-            (cursor < end)
-                .then(|| self.log.read(cursor, 1, 1).ok())
-                .flatten()
-                .and_then(|events| events.first().map(|e| e.publish_time_us))
+            (cursor < end).then_some(())?;
+            match self.log.try_read_cached(cursor, 1, 1) {
+                Some(Ok(events)) => events.first().map(|e| e.publish_time_us),
+                _ => self.log.publish_time_near(cursor),
+            }
         });
         let age = |t: i64| Duration::from_micros(u64::try_from(now_us() - t).unwrap_or(0));
         GroupStats {

@@ -377,6 +377,48 @@ impl TopicLog {
         Ok(out)
     }
 
+    /// [`read`](Self::read) when it can be answered from memory (the tail
+    /// cache, or nothing to read); `None` when it needs the files, which
+    /// callers on an async task do with [`read`](Self::read) off the
+    /// workers.
+    pub fn try_read_cached(
+        &self,
+        from: u64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Option<Result<Vec<Arc<StoredEvent>>, StorageError>> {
+        let first = self.start_offset();
+        if from < first {
+            return Some(Err(StorageError::OutOfRange {
+                requested: from,
+                first,
+            }));
+        }
+        let end = self.end_offset();
+        if from >= end || max_events == 0 {
+            return Some(Ok(Vec::new()));
+        }
+        let room = usize::try_from(end - from).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(max_events.min(room).min(4096));
+        let mut budget = Budget::new(max_events, max_bytes);
+        read_guard(&self.inner.shared.cache)
+            .read(from, end, &mut budget, &mut out)
+            .then_some(Ok(out))
+    }
+
+    /// The publish time of the record at or shortly before `offset`, from
+    /// the sparse index (no I/O): a lower bound of `offset`'s publish time,
+    /// good for ages.
+    pub fn publish_time_near(&self, offset: u64) -> Option<i64> {
+        let segments = read_guard(&self.inner.shared.segments);
+        let i = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .checked_sub(1)?;
+        segments[i]
+            .entry_for_offset(offset)
+            .map(|e| e.publish_time_us)
+    }
+
     /// The first retained offset whose publish time is `>= t_us` (the start
     /// offset for a time before it), or the end offset when there is none.
     /// Seeks with the sparse index, then scans.
