@@ -533,6 +533,16 @@ mod tests {
             );
             assert_eq!(c.transport().handshake_timeout, Duration::from_secs(10));
 
+            assert!(
+                c.http.enabled && c.http.listen.is_none(),
+                "console on, default address"
+            );
+            jail.set_env("HERALD_HTTP__LISTEN", "127.0.0.1:9090");
+            let c = Config::load(None, Figment::new()).unwrap();
+            assert_eq!(c.http.listen, Some("127.0.0.1:9090".parse().unwrap()));
+            jail.set_env("HERALD_HTTP__ENABLED", "false");
+            assert!(!Config::load(None, Figment::new()).unwrap().http.enabled);
+
             jail.set_env("HERALD_STORAGE__FSYNC", "sometimes");
             let err = Config::load(None, Figment::new()).unwrap_err().to_string();
             assert!(err.contains("fsync"), "{err}");

@@ -647,3 +647,24 @@ async fn assets_are_embedded_and_unknown_pages_are_404() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_configured_console_address_that_cannot_be_bound_stops_start_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = herald::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    config.http.listen = Some(addr);
+    let err = match herald::cli::serve::start(config).await {
+        Ok(_) => panic!("started on a taken console address"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("http.listen") && err.contains(&addr.to_string()),
+        "{err}"
+    );
+}

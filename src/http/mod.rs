@@ -138,12 +138,20 @@ impl Console {
 /// # Errors
 /// An address set in the configuration cannot be bound.
 pub async fn bind(config: &HttpConfig) -> Result<Option<TcpListener>, HttpError> {
+    bind_or(config, DEFAULT_HTTP_LISTEN).await
+}
+
+/// [`bind`] with `default` for an unset `http.listen`.
+async fn bind_or(
+    config: &HttpConfig,
+    default: SocketAddr,
+) -> Result<Option<TcpListener>, HttpError> {
     if !config.enabled {
         return Ok(None);
     }
     let (addr, explicit) = match config.listen {
         Some(addr) => (addr, true),
-        None => (DEFAULT_HTTP_LISTEN, false),
+        None => (default, false),
     };
     match TcpListener::bind(addr).await {
         Ok(listener) => Ok(Some(listener)),
@@ -186,4 +194,43 @@ pub async fn serve(
         .await;
     sampler.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_default_port_is_skipped_but_a_configured_one_is_an_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let unset = HttpConfig {
+            enabled: true,
+            listen: None,
+        };
+        assert!(
+            bind_or(&unset, addr).await.unwrap().is_none(),
+            "default taken: run without"
+        );
+        let set = HttpConfig {
+            enabled: true,
+            listen: Some(addr),
+        };
+        let err = bind_or(&set, addr).await.unwrap_err().to_string();
+        assert!(
+            err.contains("http.listen") && err.contains(&addr.to_string()),
+            "{err}"
+        );
+        let off = HttpConfig {
+            enabled: false,
+            listen: Some(addr),
+        };
+        assert!(
+            bind_or(&off, addr).await.unwrap().is_none(),
+            "off binds nothing"
+        );
+        drop(taken);
+        let free = bind_or(&unset, addr).await.unwrap().expect("bound");
+        assert_eq!(free.local_addr().unwrap(), addr);
+    }
 }
