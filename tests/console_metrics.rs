@@ -69,13 +69,18 @@ async fn metrics_match_the_broker_stats() {
             .publish_n("m-orders", &format!("b{}", rand_suffix()), 4)
             .await;
     }
+    // A test event from the console counts like any other publish.
+    let r = web
+        .post("/topics/m-orders/publish", &[("type", "T"), ("data", "{}")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let mut sub = server.subscriber();
     let mut stream = subscribe(&mut sub, "m-orders", "billing", 100).await;
     let mut got = Vec::new();
-    while got.len() < 12 {
+    while got.len() < 13 {
         got.extend(next_batch(&mut stream, Duration::from_secs(5)).await);
     }
-    let (acked, nacked) = got.split_at(9);
+    let (acked, nacked) = got.split_at(10);
     sub.ack(proto::AckRequest {
         ack_ids: acked.iter().map(|d| d.ack_id.clone()).collect(),
     })
@@ -110,7 +115,7 @@ async fn metrics_match_the_broker_stats() {
         .stats;
     let t = [("topic", "m-orders")];
     let tg = [("topic", "m-orders"), ("group", "billing")];
-    assert_eq!(topic.stats.published, 12);
+    assert_eq!(topic.stats.published, 13);
     assert_eq!(
         number(value(&scrape, "herald_events_published_total", &t)),
         topic.stats.published as f64
@@ -145,8 +150,8 @@ async fn metrics_match_the_broker_stats() {
         group.in_flight as f64
     );
 
-    // Histograms with the instruments' buckets: three publish calls, and
-    // twelve first deliveries.
+    // Histograms with the instruments' buckets: four publish calls, and
+    // thirteen first deliveries.
     let Value::Histogram(buckets) = value(&scrape, "herald_publish_duration_seconds", &t) else {
         panic!("a histogram")
     };
@@ -158,13 +163,13 @@ async fn metrics_match_the_broker_stats() {
     );
     assert_eq!(
         buckets.last().unwrap().count,
-        3.0,
+        4.0,
         "one observation per publish call"
     );
     let Value::Histogram(latency) = value(&scrape, "herald_delivery_latency_seconds", &tg) else {
         panic!("a histogram")
     };
-    assert_eq!(latency.last().unwrap().count, 12.0);
+    assert_eq!(latency.last().unwrap().count, 13.0);
     assert!(
         scrape.docs.contains_key("herald_events_published_total")
             || scrape.docs.contains_key("herald_events_published"),

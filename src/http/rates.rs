@@ -197,9 +197,11 @@ mod tests {
         assert_eq!(rate_of(&p, RECENT), None, "one sample is no rate");
         push(&mut p, t0 + Duration::from_secs(10), 150, RECENT);
         assert_eq!(rate_of(&p, RECENT), Some(5.0));
-        push(&mut p, t0 + Duration::from_secs(80), 150, RECENT);
+        push(&mut p, t0 + Duration::from_secs(40), 210, RECENT);
+        assert_eq!(rate_of(&p, RECENT), Some(110.0 / 40.0));
+        push(&mut p, t0 + Duration::from_secs(80), 250, RECENT);
         assert_eq!(p.len(), 2, "samples older than the window are dropped");
-        assert_eq!(rate_of(&p, RECENT), Some(0.0));
+        assert_eq!(rate_of(&p, RECENT), Some(1.0));
         push(&mut p, t0 + Duration::from_secs(90), 10, RECENT);
         assert_eq!(rate_of(&p, RECENT), Some(0.0), "a reset counts as zero");
     }

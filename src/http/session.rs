@@ -30,6 +30,18 @@ pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
+/// Sent with every answer: no framing by other sites (clickjacking of the
+/// action buttons), scripts, styles and connections only from this origin.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    ),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "same-origin"),
+];
+
 /// The signing key.
 pub(crate) struct Keys {
     key: [u8; 32],
@@ -168,6 +180,10 @@ pub(crate) async fn identify(
         path,
     });
     let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     if fresh && let Ok(value) = HeaderValue::from_str(&set_cookie(CSRF_COOKIE, &csrf, None)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

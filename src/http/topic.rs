@@ -157,7 +157,11 @@ pub(super) async fn publish(
         data: bytes::Bytes::from(form.get("data").unwrap_or_default().to_string()),
         ..Event::default()
     };
+    let started = std::time::Instant::now();
     let published = console.broker().publish(&topic, vec![event]).await?;
+    // Recorded at the edge, as the gRPC publisher does.
+    let stored = published.events.iter().filter(|e| !e.duplicate).count() as u64;
+    crate::telemetry::metrics::metrics().published(&topic, stored, started.elapsed());
     let notice = match published.events.first() {
         Some(e) if e.duplicate => format!(
             "Duplicate of the event at offset {} (not stored again)",
