@@ -46,6 +46,33 @@ pub struct Config {
     pub log: LogConfig,
     /// Connection limits and timeouts.
     pub server: ServerConfig,
+    /// The web console and Prometheus `/metrics`.
+    pub http: HttpConfig,
+}
+
+/// The address the HTTP listener takes when `http.listen` is not set.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// `[http]`: the listener of the web console and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve the console and `/metrics`; `false` turns the listener off.
+    pub enabled: bool,
+    /// Listen address. Unset means [`DEFAULT_HTTP_LISTEN`], and then a port
+    /// that is taken only costs a warning; an address set here that cannot
+    /// be bound stops start-up.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: None,
+        }
+    }
 }
 
 /// `[storage]`
@@ -182,6 +209,7 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             log: LogConfig::default(),
             server: ServerConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -266,7 +294,9 @@ const ENV_KEYS: &[&str] = &["listen", "data_dir", "auto_create", "shutdown_timeo
 /// Other `HERALD_*` variables are not config keys: `HERALD_CONFIG` names the
 /// file, and `HERALD_SERVER` (the client commands' server URL) is not the
 /// `[server]` section.
-const ENV_SECTIONS: &[&str] = &["storage", "limits", "topics", "groups", "log", "server"];
+const ENV_SECTIONS: &[&str] = &[
+    "storage", "limits", "topics", "groups", "log", "server", "http",
+];
 
 /// Whether the (dotted) key of an `HERALD_*` variable is a config key.
 fn is_env_key(key: &str) -> bool {
@@ -510,6 +540,16 @@ mod tests {
                 "0s turns the idle timeout off"
             );
             assert_eq!(c.transport().handshake_timeout, Duration::from_secs(10));
+
+            assert!(
+                c.http.enabled && c.http.listen.is_none(),
+                "console on, default address"
+            );
+            jail.set_env("HERALD_HTTP__LISTEN", "127.0.0.1:9090");
+            let c = Config::load(None, Figment::new()).unwrap();
+            assert_eq!(c.http.listen, Some("127.0.0.1:9090".parse().unwrap()));
+            jail.set_env("HERALD_HTTP__ENABLED", "false");
+            assert!(!Config::load(None, Figment::new()).unwrap().http.enabled);
 
             jail.set_env("HERALD_STORAGE__FSYNC", "sometimes");
             let err = Config::load(None, Figment::new()).unwrap_err().to_string();

@@ -1,6 +1,7 @@
 //! Herald: a standalone event-streaming service.
 //!
-//! Layers, dependencies pointing one way: `grpc` → [`broker`] → [`storage`].
+//! Layers, dependencies pointing one way: `grpc` (and the console, [`http`])
+//! → [`broker`] → [`storage`].
 //! `cli` wires them into the `herald` binary; tests start the same server
 //! in-process.
 
@@ -9,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod grpc;
+pub mod http;
 pub mod model;
 pub mod proto;
 pub mod storage;

@@ -22,6 +22,7 @@ fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
 /// [`spawn_server`] with extra `HERALD_*` settings in the environment.
 fn spawn_server_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env("HERALD_HTTP__ENABLED", "false")
         .args([
             "--log-format",
             "json",

@@ -88,6 +88,7 @@ impl Server {
     fn start() -> Server {
         let data_dir = tempfile::tempdir().expect("temp data dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .env("HERALD_HTTP__ENABLED", "false")
             .args([
                 "--log-format",
                 "json",

@@ -195,6 +195,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--fsync: {e}"))?;
             config.limits.max_in_flight = config.limits.max_in_flight.max(args.max_in_flight);
+            config.http.enabled = false;
             let server = crate::cli::serve::start(config).await?;
             let url = format!("http://{}", server.addr);
             own = Some(server);
