@@ -7,6 +7,10 @@
 //! their records; format 2 keeps a header plus one row per pending entry,
 //! and a replay is an entry row keyed `REPLAY_BIT | id`. A database of a
 //! format newer than this release knows is refused, untouched.
+//!
+//! The number versions the whole data directory: format 2 also means log
+//! segments in record format 1 (`log/codec.rs`); a change to the segment
+//! format bumps it too, so one check at open covers every file.
 
 use redb::{ReadableTable, WriteTransaction};
 
