@@ -20,6 +20,7 @@ use crate::broker::{
 use crate::grpc::TransportOptions;
 use crate::storage::embedded::EmbeddedConfig;
 use crate::storage::embedded::log::{FsyncPolicy, LogOptions, TailCacheMemory};
+use crate::storage::redis::RedisConfig;
 
 /// The whole configuration. Every key is documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The web console and Prometheus `/metrics`.
     pub http: HttpConfig,
+    /// The Redis backend (with `storage.backend = "redis"`).
+    pub redis: RedisConfig,
 }
 
 /// The address the HTTP listener takes when `http.listen` is not set.
@@ -79,6 +82,9 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    /// Where data lives: `embedded` (the data directory) or `redis` (the
+    /// `[redis]` section).
+    pub backend: BackendKind,
     /// `always` | `interval:<ms>` | `never`.
     pub fsync: FsyncPolicy,
     /// Segment file size before rolling, bytes.
@@ -98,6 +104,17 @@ pub struct StorageConfig {
     /// How often the retention task looks for segments to delete.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+}
+
+/// `storage.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The embedded log and metadata store in `data_dir`.
+    #[default]
+    Embedded,
+    /// Stateless nodes over Redis (`[redis]`).
+    Redis,
 }
 
 /// `[limits]`
@@ -210,6 +227,7 @@ impl Default for Config {
             log: LogConfig::default(),
             server: ServerConfig::default(),
             http: HttpConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -230,6 +248,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         let log = LogOptions::default();
         StorageConfig {
+            backend: BackendKind::Embedded,
             fsync: log.fsync,
             segment_bytes: log.segment_bytes,
             index_interval_bytes: log.index_interval_bytes,
@@ -295,7 +314,7 @@ const ENV_KEYS: &[&str] = &["listen", "data_dir", "auto_create", "shutdown_timeo
 /// file, and `HERALD_SERVER` (the client commands' server URL) is not the
 /// `[server]` section.
 const ENV_SECTIONS: &[&str] = &[
-    "storage", "limits", "topics", "groups", "log", "server", "http",
+    "storage", "limits", "topics", "groups", "log", "server", "http", "redis",
 ];
 
 /// Whether the (dotted) key of an `HERALD_*` variable is a config key.
@@ -365,6 +384,9 @@ impl Config {
         }
         if l.default_max_in_flight == 0 || l.default_max_in_flight > l.max_in_flight {
             bail!("limits.default_max_in_flight must be between 1 and limits.max_in_flight");
+        }
+        if self.storage.backend == BackendKind::Redis {
+            self.redis.check().map_err(anyhow::Error::msg)?;
         }
         if self.storage.segment_bytes < 4096 {
             bail!("storage.segment_bytes must be at least 4096");
@@ -467,8 +489,18 @@ impl Config {
             groups_memory_bytes: self.limits.groups_memory_bytes,
             meta_cache_bytes: self.storage.meta_cache_bytes,
         };
+        let (storage, fsync) = match self.storage.backend {
+            BackendKind::Embedded => (
+                StorageChoice::Embedded(embedded),
+                self.storage.fsync.to_string(),
+            ),
+            BackendKind::Redis => (
+                StorageChoice::Redis(self.redis.clone()),
+                "redis (the server's appendfsync)".to_string(),
+            ),
+        };
         BrokerConfig {
-            storage: StorageChoice::Embedded(embedded),
+            storage,
             auto_create: self.auto_create,
             limits: EventLimits {
                 max_event_bytes: self.limits.max_event_bytes,
@@ -489,7 +521,7 @@ impl Config {
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,
             max_batch_bytes: self.limits.max_batch_bytes,
-            fsync: self.storage.fsync.to_string(),
+            fsync,
         }
     }
 }

@@ -44,6 +44,7 @@ pub use subscribe::Subscription;
 
 use crate::storage::Backend;
 use crate::storage::embedded::{EmbeddedBackend, EmbeddedConfig};
+use crate::storage::redis::{RedisBackend, RedisConfig};
 use lease::AckIds;
 
 /// Which backend holds the data, with its settings.
@@ -51,6 +52,8 @@ use lease::AckIds;
 pub enum StorageChoice {
     /// One data directory on local disk (the default).
     Embedded(EmbeddedConfig),
+    /// Stateless nodes over Redis.
+    Redis(RedisConfig),
 }
 
 /// Settings of the core, taken from the server configuration.
@@ -133,6 +136,7 @@ impl Broker {
     pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let backend: Arc<dyn Backend> = match &config.storage {
             StorageChoice::Embedded(c) => Arc::new(EmbeddedBackend::open(c.clone()).await?),
+            StorageChoice::Redis(c) => Arc::new(RedisBackend::open(c.clone()).await?),
         };
         Ok(Broker::over(config, backend))
     }

@@ -10,11 +10,26 @@
 
 pub mod backend;
 pub mod embedded;
+pub mod redis;
 
 pub use backend::Backend;
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// The error for a topic that does not exist (same words on every backend).
+pub(crate) fn not_found_topic(name: &str) -> crate::model::Error {
+    crate::model::Error::NotFound(format!("topic {} does not exist", crate::model::echo(name)))
+}
+
+/// The error for a group that does not exist.
+pub(crate) fn not_found_group(topic: &str, name: &str) -> crate::model::Error {
+    crate::model::Error::NotFound(format!(
+        "group {} of topic {} does not exist",
+        crate::model::echo(name),
+        crate::model::echo(topic)
+    ))
+}
 
 /// Everything that can go wrong below the broker.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod raw;
+pub mod redis;
 pub mod web;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     server: Option<RunningServer>,
     pub channel: Channel,
+    /// The Redis the server runs over, in the Redis suite.
+    pub redis: Option<redis::RedisServer>,
 }
 
 impl TestServer {
@@ -44,6 +47,12 @@ impl TestServer {
         // Never the default console port: tests that want the console
         // turn it on at 127.0.0.1:0.
         config.http.enabled = false;
+        let redis = redis::redis_suite().then(|| {
+            let r = redis::RedisServer::start(&[]);
+            config.storage.backend = herald::config::BackendKind::Redis;
+            config.redis.url = r.url();
+            r
+        });
         tweak(&mut config);
         let server = start(config.clone()).await.expect("server starts");
         let channel = connect(server.addr).await;
@@ -52,6 +61,7 @@ impl TestServer {
             dir,
             server: Some(server),
             channel,
+            redis,
         }
     }
 

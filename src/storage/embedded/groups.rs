@@ -20,13 +20,7 @@ use crate::model::settings::{GroupRecord, GroupSettings, Position, TopicSettings
 use crate::model::{Error, echo};
 use crate::storage::backend::Update;
 
-pub(super) fn not_found_group(topic: &str, name: &str) -> Error {
-    Error::NotFound(format!(
-        "group {} of topic {} does not exist",
-        echo(name),
-        echo(topic)
-    ))
-}
+pub(super) use crate::storage::not_found_group;
 
 impl EmbeddedBackend {
     pub(super) async fn create_group_impl(

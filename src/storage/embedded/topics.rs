@@ -17,9 +17,7 @@ use crate::model::{Error, echo};
 use crate::storage::StorageError;
 use crate::storage::backend::Update;
 
-pub(super) fn not_found_topic(name: &str) -> Error {
-    Error::NotFound(format!("topic {} does not exist", echo(name)))
-}
+pub(super) use crate::storage::not_found_topic;
 
 impl EmbeddedBackend {
     /// Creates a topic (the caller holds the admin lock).

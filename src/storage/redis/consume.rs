@@ -1,0 +1,297 @@
+//! Consumers of the Redis backend: one task per consumer stream that claims
+//! deliveries with the claim script whenever the group may have work (a
+//! wake-up from this node or another, a lease or retry falling due, or a
+//! once-a-second poll) and hands them to the stream.
+//!
+//! Storage layer (Redis backend). A consumer is registered in the group
+//! (with its node) and in its node's set, so another node can release its
+//! leases if this node dies; a dropped stream releases them at once.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::model::{Error, echo};
+use crate::storage::backend::{DeliveryStream, LeaseRef, RawDelivery};
+use crate::storage::embedded::dispatch::REPLAY_BIT;
+
+use super::events::stored_event;
+use super::{GroupRef, RedisBackend};
+
+/// Longest sleep between claims when nothing wakes the consumer.
+const POLL: Duration = Duration::from_secs(1);
+/// Bytes of events in one delivery batch at most (a larger event goes alone).
+const BATCH_BYTES: usize = 3 << 20;
+/// Deliveries in one claim at most.
+const BATCH_EVENTS: usize = 1000;
+
+/// A consumer as scripts and the node set name it.
+struct Consumer {
+    group: GroupRef,
+    id: String,
+    max_in_flight: usize,
+}
+
+impl Consumer {
+    fn member(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.group.topic, self.group.gid, self.group.generation, self.id
+        )
+    }
+}
+
+/// The entry key of a delivery as a lease key (replays: REPLAY_BIT | id).
+pub(super) fn entry_key(key: &str) -> Option<u64> {
+    match key.strip_prefix('r') {
+        Some(id) => id.parse::<u64>().ok().map(|id| id | REPLAY_BIT),
+        None => key.parse().ok(),
+    }
+}
+
+/// The entry key scripts use for a lease key.
+pub(super) fn script_key(key: u64) -> String {
+    if key & REPLAY_BIT != 0 {
+        format!("r{}", key & !REPLAY_BIT)
+    } else {
+        key.to_string()
+    }
+}
+
+impl RedisBackend {
+    pub(super) async fn subscribe_impl(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max_in_flight: usize,
+    ) -> Result<DeliveryStream, Error> {
+        let g = self.group_ref(topic, group).await?;
+        let c = Consumer {
+            id: format!("{}/{}", consumer, uuid::Uuid::new_v4().simple()),
+            group: g,
+            max_in_flight: max_in_flight.max(1),
+        };
+        self.join(&c).await?;
+        let (tx, rx) = mpsc::channel(2);
+        let me = self.clone();
+        self.inner.connected.fetch_add(1, Ordering::Relaxed);
+        self.gauges_of(&c.group);
+        self.inner.consumers.spawn(async move {
+            let end = me.consume_loop(&c, &tx).await;
+            if let Err(e) = me.release(&c).await {
+                tracing::warn!(error = %e, consumer = %c.id, "could not release a consumer's leases");
+            }
+            me.inner.connected.fetch_sub(1, Ordering::Relaxed);
+            if let Some(e) = end {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+
+    /// Registers the consumer in its group and in this node's set.
+    async fn join(&self, c: &Consumer) -> Result<(), Error> {
+        let _: i64 = self
+            .cmd(
+                redis::cmd("SADD")
+                    .arg(self.inner.keys.node_consumers(&self.inner.node))
+                    .arg(c.member()),
+            )
+            .await?;
+        let gid = c.group.gid.to_string();
+        let max = c.max_in_flight.to_string();
+        let mut r = self
+            .run(
+                |s| &s.join,
+                &c.group.topic,
+                &[
+                    gid.as_bytes(),
+                    c.group.generation.as_bytes(),
+                    c.id.as_bytes(),
+                    max.as_bytes(),
+                    self.inner.node.as_bytes(),
+                ],
+            )
+            .await?;
+        if r.text()? != "OK" {
+            return Err(self.gone_error(&c.group).await);
+        }
+        Ok(())
+    }
+
+    /// Ends a consumer's leases (redelivered at once) and unregisters it.
+    async fn release(&self, c: &Consumer) -> Result<(), Error> {
+        self.release_member(&self.inner.node, &c.member()).await
+    }
+
+    /// Releases a consumer named by its node set member.
+    pub(super) async fn release_member(&self, node: &str, member: &str) -> Result<(), Error> {
+        let mut parts = member.splitn(4, '\n');
+        let (Some(topic), Some(gid), Some(generation), Some(cid)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(());
+        };
+        let mut r = self
+            .run(
+                |s| &s.release,
+                topic,
+                &[gid.as_bytes(), generation.as_bytes(), cid.as_bytes()],
+            )
+            .await?;
+        if r.text()? == "OK" && r.int()? > 0 {
+            self.group_wake(gid.parse().unwrap_or(0)).notify_waiters();
+        }
+        let _: i64 = self
+            .cmd(
+                redis::cmd("SREM")
+                    .arg(self.inner.keys.node_consumers(node))
+                    .arg(member),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Why a group's scripts answer GONE: the topic or the group was deleted.
+    async fn gone_error(&self, g: &GroupRef) -> Error {
+        self.group_gone(g.gid);
+        match self.topic_exists(&g.topic).await {
+            Ok(false) => Error::NotFound(format!("topic {} was deleted", echo(&g.topic))),
+            Ok(true) => Error::NotFound(format!(
+                "group {} of topic {} was deleted",
+                echo(&g.name),
+                echo(&g.topic)
+            )),
+            Err(e) => e,
+        }
+    }
+
+    /// Claims and hands out deliveries until the stream is dropped (`None`)
+    /// or must end (the error it ends with).
+    async fn consume_loop(
+        &self,
+        c: &Consumer,
+        tx: &mpsc::Sender<Result<Vec<RawDelivery>, Error>>,
+    ) -> Option<Error> {
+        let topic_wake = self.topic_wake(&c.group.topic);
+        let group_wake = self.group_wake(c.group.gid);
+        let stop = self.inner.consumers_stop.clone();
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let t = topic_wake.notified();
+            let g = group_wake.notified();
+            tokio::pin!(t, g);
+            t.as_mut().enable();
+            g.as_mut().enable();
+            let wait = match self.claim(c).await {
+                Ok(Claimed::Batch(batch, more, wait)) => {
+                    failing_since = None;
+                    if !batch.is_empty() {
+                        tokio::select! {
+                            sent = tx.send(Ok(batch)) => if sent.is_err() { return None },
+                            () = stop.cancelled() => return Some(Error::shutting_down()),
+                        }
+                    }
+                    if more {
+                        continue;
+                    }
+                    wait
+                }
+                Ok(Claimed::NoConsumer) => {
+                    // Released by another node that took this one for dead.
+                    if let Err(e) = self.join(c).await {
+                        return Some(e);
+                    }
+                    continue;
+                }
+                Ok(Claimed::Gone) => return Some(self.gone_error(&c.group).await),
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > self.cfg().timeout * 2
+                        || !matches!(e, Error::Unavailable(_))
+                    {
+                        return Some(e);
+                    }
+                    Duration::from_millis(200)
+                }
+            };
+            tokio::select! {
+                () = &mut t => {}
+                () = &mut g => {}
+                () = tokio::time::sleep(wait) => {}
+                () = tx.closed() => return None,
+                () = stop.cancelled() => return Some(Error::shutting_down()),
+            }
+        }
+    }
+
+    /// One claim script call.
+    async fn claim(&self, c: &Consumer) -> Result<Claimed, Error> {
+        let gid = c.group.gid.to_string();
+        let most = c.max_in_flight.min(BATCH_EVENTS).to_string();
+        let bytes = BATCH_BYTES.to_string();
+        let mut r = self
+            .run(
+                |s| &s.claim,
+                &c.group.topic,
+                &[
+                    gid.as_bytes(),
+                    c.group.generation.as_bytes(),
+                    c.id.as_bytes(),
+                    most.as_bytes(),
+                    bytes.as_bytes(),
+                ],
+            )
+            .await?;
+        match r.text()?.as_str() {
+            "OK" => {}
+            "NOCONSUMER" => return Ok(Claimed::NoConsumer),
+            _ => return Ok(Claimed::Gone),
+        }
+        let now = r.int()?;
+        let next = r.int()?;
+        let more = r.int()? == 1;
+        let deadline_us = r.int()?;
+        let mut batch = Vec::new();
+        while r.left() >= 6 {
+            let key = r.text()?;
+            let lease = r.uint()?;
+            let attempt = u32::try_from(r.uint()?).unwrap_or(u32::MAX);
+            let event = stored_event(&mut r)?;
+            let Some(key) = entry_key(&key) else {
+                return Err(Error::Internal("bad entry key from Redis".into()));
+            };
+            batch.push(RawDelivery {
+                lease: LeaseRef {
+                    group: c.group.gid,
+                    key,
+                    lease,
+                },
+                event: Arc::new(event),
+                attempt,
+                deadline_us,
+            });
+        }
+        let wait = if next < 0 {
+            POLL
+        } else {
+            Duration::from_micros(u64::try_from(next - now).unwrap_or(0)).min(POLL)
+        };
+        Ok(Claimed::Batch(batch, more, wait))
+    }
+}
+
+/// What a claim found.
+enum Claimed {
+    /// Deliveries (maybe none), whether more are ready now, and how long
+    /// until something falls due.
+    Batch(Vec<RawDelivery>, bool, Duration),
+    /// The consumer is not registered (released by another node).
+    NoConsumer,
+    /// The group or its topic is gone.
+    Gone,
+}

@@ -1,0 +1,162 @@
+//! Acks, nacks and deadline extensions of the Redis backend: the leases of
+//! one call are grouped by group, and each group's share is one script.
+//!
+//! Storage layer (Redis backend).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::model::Error;
+use crate::model::results::LeaseOutcome;
+use crate::storage::backend::{LeaseRef, Nack};
+
+use super::conn::Reply;
+use super::consume::script_key;
+use super::{GroupRef, RedisBackend};
+
+/// A script's answer for one lease.
+fn outcome(code: &str) -> LeaseOutcome {
+    match code {
+        "O" => LeaseOutcome::Ok,
+        "A" => LeaseOutcome::AlreadyDone,
+        "S" => LeaseOutcome::Stale,
+        _ => LeaseOutcome::Unknown,
+    }
+}
+
+/// What one lease operation does to one group's leases.
+enum Op<'a> {
+    Ack,
+    Nack(&'a Nack),
+    Extend(Duration),
+}
+
+impl RedisBackend {
+    pub(super) async fn ack_impl(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseOutcome>, Error> {
+        Ok(self
+            .lease_op(leases, &Op::Ack)
+            .await?
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect())
+    }
+
+    pub(super) async fn nack_impl(
+        &self,
+        leases: &[LeaseRef],
+        nack: &Nack,
+    ) -> Result<Vec<LeaseOutcome>, Error> {
+        Ok(self
+            .lease_op(leases, &Op::Nack(nack))
+            .await?
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect())
+    }
+
+    pub(super) async fn extend_impl(
+        &self,
+        leases: &[LeaseRef],
+        extension: Duration,
+    ) -> Result<Vec<(LeaseOutcome, Option<i64>)>, Error> {
+        self.lease_op(leases, &Op::Extend(extension)).await
+    }
+
+    async fn lease_op(
+        &self,
+        leases: &[LeaseRef],
+        op: &Op<'_>,
+    ) -> Result<Vec<(LeaseOutcome, Option<i64>)>, Error> {
+        let mut out = vec![(LeaseOutcome::Unknown, None); leases.len()];
+        let mut by_group: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (i, l) in leases.iter().enumerate() {
+            by_group.entry(l.group).or_default().push(i);
+        }
+        for (gid, idx) in by_group {
+            let Some(g) = self.group_by_id(gid).await? else {
+                continue;
+            };
+            let mut pairs = Vec::with_capacity(idx.len() * 2);
+            for &i in &idx {
+                pairs.push(script_key(leases[i].key));
+                pairs.push(leases[i].lease.to_string());
+            }
+            let Some(mut r) = self.lease_script(&g, op, &pairs).await? else {
+                self.group_gone(gid);
+                continue;
+            };
+            for &i in &idx {
+                let code = r.text()?;
+                let deadline = if matches!(op, Op::Extend(_)) {
+                    Some(r.int()?).filter(|d| *d > 0)
+                } else {
+                    None
+                };
+                out[i] = (outcome(&code), deadline);
+            }
+            if !matches!(op, Op::Extend(_)) {
+                // Credit came back: a consumer here may take more.
+                self.group_wake(gid).notify_waiters();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the script of `op` on `pairs` (entry key, lease); `None` when
+    /// the group is gone. The reply is positioned at the first outcome.
+    async fn lease_script(
+        &self,
+        g: &GroupRef,
+        op: &Op<'_>,
+        pairs: &[String],
+    ) -> Result<Option<Reply>, Error> {
+        let gid = g.gid.to_string();
+        let node = self.inner.node.as_bytes();
+        let mut args: Vec<&[u8]> = vec![gid.as_bytes(), g.generation.as_bytes()];
+        let (delay, extension, reason);
+        let script: fn(&super::conn::Scripts) -> &redis::Script = match op {
+            Op::Ack => {
+                args.push(node);
+                |s| &s.ack
+            }
+            Op::Nack(n) => {
+                delay = n
+                    .delay
+                    .map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+                    .to_string();
+                reason = n.reason.clone();
+                args.extend([
+                    node,
+                    delay.as_bytes(),
+                    if n.dead_letter { b"1" } else { b"0" },
+                    reason.as_bytes(),
+                ]);
+                |s| &s.nack
+            }
+            Op::Extend(d) => {
+                extension = i64::try_from(d.as_micros()).unwrap_or(i64::MAX).to_string();
+                args.push(extension.as_bytes());
+                |s| &s.extend
+            }
+        };
+        args.extend(pairs.iter().map(|p| p.as_bytes()));
+        let mut r = self.run(script, &g.topic, &args).await?;
+        if r.text()? != "OK" {
+            return Ok(None);
+        }
+        if matches!(op, Op::Nack(_)) {
+            let dead = r.int()?;
+            if dead > 0 {
+                self.inner
+                    .link
+                    .wait_replicas(
+                        self.cfg(),
+                        &self.inner.keys.meta(&g.topic),
+                        self.cfg().wait_replicas,
+                    )
+                    .await?;
+            }
+        }
+        Ok(Some(r))
+    }
+}

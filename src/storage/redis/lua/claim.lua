@@ -1,0 +1,131 @@
+-- claim: ARGV[3] gid, [4] topic generation, [5] consumer, [6] most
+-- deliveries, [7] about this many bytes (a larger event goes alone).
+-- Expires leases that ran out, then leases due entries and fresh events
+-- (filtered, held behind their key) to the consumer within its free slots.
+-- Returns {'OK', now, next wake-up (-1: none), more (0/1), lease deadline,
+-- key, lease, attempt, offset, publish time, record, ...},
+-- {'GONE'} or {'NOCONSUMER'}.
+local G = load_group(ARGV[3], ARGV[4])
+if not G then return {'GONE'} end
+local cid = ARGV[5]
+local cv = redis.call('HGET', G.c, cid)
+if not cv then return {'NOCONSUMER'} end
+local now = now_us()
+expire(G, now)
+local max, cur = string.match(cv, '^(%d+)|(%d+)|')
+local room = math.min(tonumber(ARGV[6]), tonumber(max) - tonumber(cur) - (G.inflight[cid] or 0))
+local max_bytes = tonumber(ARGV[7])
+local deadline = now + G.ack
+local out = {'OK', now, -1, 0, deadline}
+local bytes = 0
+
+local function give(key, en, offset, t, rec)
+  G.lseq = G.lseq + 1
+  en.a = en.a + 1
+  en.l = G.lseq
+  en.d = deadline
+  en.c = cid
+  en.s = 'L'
+  redis.call('HSET', G.e, key, pack_entry(en))
+  redis.call('ZADD', G.l, int(deadline), key)
+  count(G, 'delivered')
+  if en.a > 1 then count(G, 'redelivered') end
+  G.inflight[cid] = (G.inflight[cid] or 0) + 1
+  local n = #out
+  out[n + 1] = key
+  out[n + 2] = G.lseq
+  out[n + 3] = en.a
+  out[n + 4] = offset
+  out[n + 5] = t
+  out[n + 6] = rec
+  bytes = bytes + #rec
+  room = room - 1
+end
+
+local function full()
+  return room <= 0 or bytes >= max_bytes
+end
+
+local function fits(size)
+  return #out == 5 or bytes + size <= max_bytes
+end
+
+if not full() then
+  local due = redis.call('ZRANGEBYSCORE', G.q, '-inf', now, 'LIMIT', 0, room)
+  for _, key in ipairs(due) do
+    local v = redis.call('HGET', G.e, key)
+    if not v then
+      redis.call('ZREM', G.q, key)
+    else
+      local en = unpack_entry(v)
+      local offset, t, rec = event_of(G, key)
+      if not offset then
+        count(G, 'expired')
+        remove_entry(G, key, en, now)
+      elseif not fits(#rec) then
+        out[4] = 1
+        break
+      else
+        redis.call('ZREM', G.q, key)
+        give(key, en, offset, t, rec)
+      end
+    end
+    if full() then break end
+  end
+end
+
+if not full() and out[4] == 0 then
+  if G.cursor < G.start then
+    count(G, 'expired', G.start - G.cursor)
+    G.cursor = G.start
+  end
+  local filter = compile_filter(G)
+  local scanned = 0
+  local stop = false
+  while not stop and not full() and G.cursor < G.stop and scanned < 4096 do
+    local want = room
+    if filter or G.ordered then want = math.min(math.max(room, 32), 256) end
+    local r = redis.call('XRANGE', base .. 's', sid(G.cursor), '+', 'COUNT', want)
+    if #r == 0 then break end
+    for _, item in ipairs(r) do
+      local offset = offset_of(item[1])
+      local f = fields(item[2])
+      if not fits(#f.e) then
+        out[4] = 1
+        stop = true
+        break
+      end
+      G.cursor = offset + 1
+      scanned = scanned + 1
+      if not wants(filter, f.y) then
+        count(G, 'filtered')
+      else
+        local key = int(offset)
+        local okey = ''
+        if G.ordered then okey = f.k end
+        local en = { a = 0, l = 0, d = 0, c = '', f = 0, s = 'R', k = okey }
+        if okey ~= '' and redis.call('HEXISTS', G.h, okey) == 1 then
+          en.s = 'B'
+          redis.call('HSET', G.e, key, pack_entry(en))
+          redis.call('RPUSH', G.w .. okey, key)
+        else
+          if okey ~= '' then redis.call('HSET', G.h, okey, key) end
+          give(key, en, offset, f.t, f.e)
+        end
+      end
+      if full() then
+        stop = true
+        break
+      end
+    end
+  end
+  if scanned >= 4096 and G.cursor < G.stop then out[4] = 1 end
+end
+
+save_group(G, '')
+wake(G)
+local nl = redis.call('ZRANGE', G.l, 0, 0, 'WITHSCORES')
+local nq = redis.call('ZRANGE', G.q, 0, 0, 'WITHSCORES')
+if #nl > 0 then out[3] = tonumber(nl[2]) end
+if #nq > 0 and (out[3] < 0 or tonumber(nq[2]) < out[3]) then out[3] = tonumber(nq[2]) end
+return out

@@ -1,0 +1,245 @@
+//! What a Redis-backed node does in the background: heartbeats, releasing
+//! the consumers of dead nodes, wake-ups from other nodes (Pub/Sub),
+//! retention by age, totals and health.
+//!
+//! Storage layer (Redis backend).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+
+use crate::model::Error;
+
+use super::{RedisBackend, lock};
+
+impl RedisBackend {
+    /// Tells Redis this node is alive; Redis's time in ms.
+    pub(super) async fn heartbeat(&self) -> Result<i64, Error> {
+        let key = self.inner.keys.registry("nodes");
+        let r = self
+            .inner
+            .link
+            .eval_value(
+                self.cfg(),
+                &self.inner.scripts.heartbeat,
+                &key,
+                &[self.inner.node.as_bytes()],
+            )
+            .await;
+        self.note_health(&r);
+        match r? {
+            Value::Int(ms) => Ok(ms),
+            _ => Err(Error::Internal("unexpected heartbeat reply".into())),
+        }
+    }
+
+    pub(super) async fn start_tasks(&self) -> Result<(), Error> {
+        self.listen().await?;
+        let me = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { me.liveness_loop().await });
+        let me = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { me.housekeeping_loop().await });
+        Ok(())
+    }
+
+    /// Heartbeats, health, and releasing dead nodes' consumers.
+    async fn liveness_loop(&self) {
+        let mut tick = tokio::time::interval(self.cfg().node_heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.inner.stop.cancelled() => return,
+            }
+            match self.heartbeat().await {
+                Ok(now_ms) => {
+                    if self
+                        .inner
+                        .healthy
+                        .send_if_modified(|h| !std::mem::replace(h, true))
+                    {
+                        tracing::info!("Redis reachable again");
+                        // Wake-ups may have been missed: every consumer re-polls.
+                        self.wake_all();
+                    }
+                    if let Err(e) = self.reap(now_ms).await {
+                        tracing::warn!(error = %e, "could not release dead nodes' consumers");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Releases the consumers of nodes silent for `redis.node_timeout`.
+    async fn reap(&self, now_ms: i64) -> Result<(), Error> {
+        let nodes = self.inner.keys.registry("nodes");
+        let limit = now_ms - i64::try_from(self.cfg().node_timeout.as_millis()).unwrap_or(0);
+        let dead: Vec<String> = self
+            .cmd(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&nodes)
+                    .arg("-inf")
+                    .arg(limit)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(16),
+            )
+            .await?;
+        for node in dead {
+            let set = self.inner.keys.node_consumers(&node);
+            let members: Vec<String> = self.cmd(redis::cmd("SMEMBERS").arg(&set)).await?;
+            tracing::warn!(node = %node, consumers = members.len(),
+                "node stopped heartbeating; releasing its consumers' leases");
+            for m in &members {
+                self.release_member(&node, m).await?;
+            }
+            let _: i64 = self.cmd(redis::cmd("ZREM").arg(&nodes).arg(&node)).await?;
+        }
+        Ok(())
+    }
+
+    /// Retention by age, totals and gauges.
+    async fn housekeeping_loop(&self) {
+        let mut totals = tokio::time::interval(Duration::from_secs(2));
+        let mut retention = tokio::time::interval(self.cfg().retention_interval);
+        for t in [&mut totals, &mut retention] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            let r = tokio::select! {
+                _ = totals.tick() => self.refresh_totals().await,
+                _ = retention.tick() => self.apply_retention().await,
+                () = self.inner.stop.cancelled() => return,
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "housekeeping failed");
+            }
+        }
+    }
+
+    async fn refresh_totals(&self) -> Result<(), Error> {
+        let topics: u64 = self
+            .cmd(redis::cmd("ZCARD").arg(self.inner.keys.registry("topics")))
+            .await?;
+        let groups: u64 = self
+            .cmd(redis::cmd("ZCARD").arg(self.inner.keys.registry("groups")))
+            .await?;
+        self.inner.topic_count.store(topics, Ordering::Relaxed);
+        self.inner.group_count.store(groups, Ordering::Relaxed);
+        let local: Vec<u64> = lock(&self.inner.gauges).keys().copied().collect();
+        for gid in local {
+            let g = lock(&self.inner.groups).get(&gid).cloned();
+            if let Some(g) = g {
+                self.group_stats(&g).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_retention(&self) -> Result<(), Error> {
+        let names: Vec<String> = self
+            .cmd(
+                redis::cmd("ZRANGE")
+                    .arg(self.inner.keys.registry("topics"))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        for name in names {
+            self.run(|s| &s.trim, &name, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes to the wake-up channel.
+    async fn listen(&self) -> Result<(), Error> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
+        let conn = self
+            .inner
+            .link
+            .subscribe(self.cfg(), &self.inner.keys.channel(), tx)
+            .await?;
+        let me = self.clone();
+        self.inner.tasks.spawn(async move {
+            let _conn = conn;
+            loop {
+                let push = tokio::select! {
+                    p = rx.recv() => match p { Some(p) => p, None => return },
+                    () = me.inner.stop.cancelled() => return,
+                };
+                me.on_push(push);
+            }
+        });
+        Ok(())
+    }
+
+    fn on_push(&self, push: PushInfo) {
+        match push.kind {
+            PushKind::Message => {
+                let Some(Value::BulkString(msg)) = push.data.get(1) else {
+                    return;
+                };
+                let msg = String::from_utf8_lossy(msg);
+                let mut parts = msg.split('\n');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("t"), Some(topic), Some(end)) => {
+                        self.topic_end(topic, end.parse().unwrap_or(0));
+                    }
+                    (Some("g"), Some(_), Some(gid)) => {
+                        self.group_wake(gid.parse().unwrap_or(0)).notify_waiters();
+                    }
+                    (Some("d"), Some(topic), None) => self.topic_gone(topic),
+                    _ => {}
+                }
+            }
+            PushKind::Disconnection => self.wake_all(),
+            _ => {}
+        }
+    }
+
+    /// Every local consumer claims again (after missed wake-ups).
+    fn wake_all(&self) {
+        for n in lock(&self.inner.topic_wakes).values() {
+            n.notify_waiters();
+        }
+        for n in lock(&self.inner.group_wakes).values() {
+            n.notify_waiters();
+        }
+    }
+
+    pub(super) async fn stop_consumers_impl(&self) {
+        self.inner.consumers_stop.cancel();
+        self.inner.consumers.close();
+        self.inner.consumers.wait().await;
+    }
+
+    pub(super) async fn close_impl(&self) {
+        self.stop_consumers_impl().await;
+        // Let queued appends finish before refusing calls.
+        for _ in 0..100 {
+            if self.inner.queued_bytes.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _: Result<i64, _> = self
+            .cmd(
+                redis::cmd("ZREM")
+                    .arg(self.inner.keys.registry("nodes"))
+                    .arg(&self.inner.node),
+            )
+            .await;
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.tasks.wait()).await;
+        self.inner.healthy.send_replace(false);
+    }
+}
