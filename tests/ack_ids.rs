@@ -44,10 +44,15 @@ async fn forged_guessed_and_other_groups_ack_ids_change_nothing() {
     // Group a's id pointed at group b (its group field swapped in), a
     // guessed lease number, another key, and a made-up tag.
     let b_group = b0.split('-').next().unwrap();
+    // Guesses differ from the genuine field (lease numbers may start at 1).
+    let other = |field: usize| {
+        let v = u64::from_str_radix(a0.split('-').nth(field).unwrap(), 16).unwrap();
+        format!("{:x}", v + 7)
+    };
     let forgeries = [
         alter(&a0, 0, b_group),
-        alter(&a0, 2, "1"),
-        alter(&a0, 1, "1"),
+        alter(&a0, 2, &other(2)),
+        alter(&a0, 1, &other(1)),
         alter(&a0, 3, "0123456789abcdef"),
     ];
     for forged in &forgeries {

@@ -94,7 +94,8 @@ async fn metrics_match_the_broker_stats() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Gauges of the Redis backend follow within 100 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let resp = web.get("/metrics").await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);

@@ -141,11 +141,13 @@ async fn retention_deletes_old_segments_and_groups_skip_forward() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(start > 0, "old segments were deleted");
-    assert!(
-        segments(&dir) <= 6,
-        "files are gone from disk: {}",
-        segments(&dir)
-    );
+    if server.redis.is_none() {
+        assert!(
+            segments(&dir) <= 6,
+            "files are gone from disk: {}",
+            segments(&dir)
+        );
+    }
 
     // Reads before the retained start: OUT_OF_RANGE naming the first offset.
     let err = server

@@ -108,6 +108,9 @@ async fn restart_keeps_topics_events_and_group_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_directories_without_a_record_are_removed_at_start() {
     let mut server = TestServer::start().await;
+    if server.redis.is_some() {
+        return; // the data directory's layout: embedded backend only
+    }
     server.publish_n("kept", "k", 3).await;
     let orphan = server.data_dir().join("topics").join("ghost");
     std::fs::create_dir_all(&orphan).unwrap();

@@ -136,7 +136,9 @@ impl Broker {
     pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let backend: Arc<dyn Backend> = match &config.storage {
             StorageChoice::Embedded(c) => Arc::new(EmbeddedBackend::open(c.clone()).await?),
-            StorageChoice::Redis(c) => Arc::new(RedisBackend::open(c.clone()).await?),
+            StorageChoice::Redis(c) => {
+                Arc::new(RedisBackend::open(c.clone(), config.max_batch_bytes).await?)
+            }
         };
         Ok(Broker::over(config, backend))
     }

@@ -103,6 +103,15 @@ impl Broker {
         };
         self.inner.readers.spawn(async move {
             while left > 0 {
+                if deleted.is_cancelled() {
+                    let _ = tx
+                        .send(Err(BrokerError::NotFound(format!(
+                            "topic {} was deleted",
+                            echo(&topic_name)
+                        ))))
+                        .await;
+                    return;
+                }
                 let wanted = READ_BATCH.min(usize::try_from(left).unwrap_or(usize::MAX));
                 let batch = match backend.read(&topic_name, cursor, wanted, max_bytes).await {
                     Ok(batch) => within_bytes(batch, max_bytes),
@@ -137,21 +146,17 @@ impl Broker {
                     continue;
                 }
                 tokio::select! {
-                    changed = end.changed() => if changed.is_err() { return },
+                    // A backend may drop the end of a deleted topic before
+                    // (or while) cancelling `deleted`.
+                    changed = end.changed() => if changed.is_err() && !deleted.is_cancelled() {
+                        return;
+                    },
                     _ = tx.closed() => return,
                     _ = stop.cancelled() => {
                         let _ = tx.send(Err(BrokerError::shutting_down())).await;
                         return;
                     }
-                    _ = deleted.cancelled() => {
-                        let _ = tx
-                            .send(Err(BrokerError::NotFound(format!(
-                                "topic {} was deleted",
-                                echo(&topic_name)
-                            ))))
-                            .await;
-                        return;
-                    }
+                    _ = deleted.cancelled() => {}
                 }
             }
         });

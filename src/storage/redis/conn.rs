@@ -491,6 +491,6 @@ mod tests {
         assert_eq!(hash_slot(b"foo"), 12182);
         assert_eq!(hash_slot(b"herald:{orders}:m"), hash_slot(b"orders"));
         assert_eq!(hash_slot(b"{}x"), hash_slot(b"{}x"));
-        assert_eq!(hash_slot(b"123456789"), 0x31c3 % 16384);
+        assert_eq!(hash_slot(b"123456789"), 0x31c3);
     }
 }

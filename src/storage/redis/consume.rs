@@ -17,14 +17,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::model::{Error, echo};
 use crate::storage::backend::{DeliveryStream, LeaseRef, RawDelivery};
 use crate::storage::embedded::dispatch::REPLAY_BIT;
+use crate::telemetry::metrics::GroupMetrics;
 
 use super::events::stored_event;
 use super::{GroupRef, RedisBackend};
 
 /// Longest sleep between claims when nothing wakes the consumer.
 const POLL: Duration = Duration::from_secs(1);
-/// Bytes of events in one delivery batch at most (a larger event goes alone).
-const BATCH_BYTES: usize = 3 << 20;
 /// Deliveries in one claim at most.
 const BATCH_EVENTS: usize = 1000;
 
@@ -33,6 +32,7 @@ struct Consumer {
     group: GroupRef,
     id: String,
     max_in_flight: usize,
+    metrics: GroupMetrics,
 }
 
 impl Consumer {
@@ -71,6 +71,7 @@ impl RedisBackend {
     ) -> Result<DeliveryStream, Error> {
         let g = self.group_ref(topic, group).await?;
         let c = Consumer {
+            metrics: GroupMetrics::new(topic, group),
             id: format!("{}/{}", consumer, uuid::Uuid::new_v4().simple()),
             group: g,
             max_in_flight: max_in_flight.max(1),
@@ -191,6 +192,8 @@ impl RedisBackend {
                 Ok(Claimed::Batch(batch, more, wait)) => {
                     failing_since = None;
                     if !batch.is_empty() {
+                        c.metrics.delivered(batch.len());
+                        self.touch(c.group.gid);
                         tokio::select! {
                             sent = tx.send(Ok(batch)) => if sent.is_err() { return None },
                             () = stop.cancelled() => return Some(Error::shutting_down()),
@@ -233,7 +236,7 @@ impl RedisBackend {
     async fn claim(&self, c: &Consumer) -> Result<Claimed, Error> {
         let gid = c.group.gid.to_string();
         let most = c.max_in_flight.min(BATCH_EVENTS).to_string();
-        let bytes = BATCH_BYTES.to_string();
+        let bytes = self.inner.batch_bytes.to_string();
         let mut r = self
             .run(
                 |s| &s.claim,
@@ -256,6 +259,8 @@ impl RedisBackend {
         let next = r.int()?;
         let more = r.int()? == 1;
         let deadline_us = r.int()?;
+        c.metrics
+            .dead_lettered(usize::try_from(r.int()?).unwrap_or(0));
         let mut batch = Vec::new();
         while r.left() >= 6 {
             let key = r.text()?;

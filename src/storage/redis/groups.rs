@@ -171,6 +171,7 @@ impl RedisBackend {
             .ignore();
         let () = self.cmd_pipe(&pipe).await?;
         tracing::info!(topic = %record.topic, group = %record.name, "group created");
+        self.recount().await;
         self.get_group_impl(&record.topic, &record.name).await
     }
 
@@ -342,6 +343,7 @@ impl RedisBackend {
         let gid = r.text()?;
         self.unregister_group(topic, name, &gid).await?;
         self.group_gone(gid.parse().unwrap_or(0));
+        self.recount().await;
         tracing::info!(topic, group = name, "group deleted");
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::model::Error;
 use crate::model::results::LeaseOutcome;
 use crate::storage::backend::{LeaseRef, Nack};
+use crate::telemetry::metrics::GroupMetrics;
 
 use super::conn::Reply;
 use super::consume::script_key;
@@ -85,8 +86,15 @@ impl RedisBackend {
                 self.group_gone(gid);
                 continue;
             };
+            let metrics = GroupMetrics::new(&g.topic, &g.name);
+            let mut dead = 0;
+            if matches!(op, Op::Nack(_)) {
+                dead = usize::try_from(r.int()?).unwrap_or(0);
+            }
+            let mut done = 0;
             for &i in &idx {
                 let code = r.text()?;
+                done += usize::from(code == "O");
                 let deadline = if matches!(op, Op::Extend(_)) {
                     Some(r.int()?).filter(|d| *d > 0)
                 } else {
@@ -94,6 +102,15 @@ impl RedisBackend {
                 };
                 out[i] = (outcome(&code), deadline);
             }
+            match op {
+                Op::Ack => metrics.acked(done),
+                Op::Nack(_) => {
+                    metrics.nacked(done);
+                    metrics.dead_lettered(dead);
+                }
+                Op::Extend(_) => {}
+            }
+            self.touch(gid);
             if !matches!(op, Op::Extend(_)) {
                 // Credit came back: a consumer here may take more.
                 self.group_wake(gid).notify_waiters();
@@ -145,17 +162,15 @@ impl RedisBackend {
             return Ok(None);
         }
         if matches!(op, Op::Nack(_)) {
-            let dead = r.int()?;
-            if dead > 0 {
-                self.inner
-                    .link
-                    .wait_replicas(
-                        self.cfg(),
-                        &self.inner.keys.meta(&g.topic),
-                        self.cfg().wait_replicas,
-                    )
-                    .await?;
-            }
+            // A dead letter is on the replicas before the nack returns.
+            self.inner
+                .link
+                .wait_replicas(
+                    self.cfg(),
+                    &self.inner.keys.meta(&g.topic),
+                    self.cfg().wait_replicas,
+                )
+                .await?;
         }
         Ok(Some(r))
     }

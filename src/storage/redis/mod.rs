@@ -51,6 +51,9 @@ pub struct RedisBackend {
     inner: Arc<Inner>,
 }
 
+/// (topic, group, gauges) of a group with consumers here.
+type Gauged = (String, String, Arc<GroupGauges>);
+
 /// A group as scripts address it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct GroupRef {
@@ -87,8 +90,12 @@ struct Inner {
     group_wakes: Mutex<HashMap<u64, Arc<Notify>>>,
     /// Per-topic append queues.
     appenders: Mutex<HashMap<String, events::Appender>>,
+    /// Groups with consumers here whose gauges changed.
+    dirty: Mutex<std::collections::HashSet<u64>>,
     /// Gauges of groups with consumers here.
-    gauges: Mutex<HashMap<u64, (String, String, Arc<GroupGauges>)>>,
+    gauges: Mutex<HashMap<u64, Gauged>>,
+    /// Bytes of events in one delivery batch (a larger event goes alone).
+    batch_bytes: usize,
     /// Bytes of events waiting in append queues.
     queued_bytes: AtomicUsize,
     published: AtomicU64,
@@ -111,7 +118,7 @@ impl RedisBackend {
     /// # Errors
     /// UNAVAILABLE when Redis cannot be reached; FAILED_PRECONDITION when it
     /// holds another storage format.
-    pub async fn open(config: RedisConfig) -> Result<RedisBackend, Error> {
+    pub async fn open(config: RedisConfig, batch_bytes: usize) -> Result<RedisBackend, Error> {
         config.check().map_err(|m| Error::invalid("redis", m))?;
         let link = conn::connect(&config).await?;
         let keys = Keys::new(&config.key_prefix);
@@ -132,6 +139,7 @@ impl RedisBackend {
                 group_wakes: Mutex::default(),
                 appenders: Mutex::default(),
                 gauges: Mutex::default(),
+                dirty: Mutex::default(),
                 queued_bytes: AtomicUsize::new(0),
                 published: AtomicU64::new(0),
                 connected: AtomicU64::new(0),
@@ -142,6 +150,7 @@ impl RedisBackend {
                 closed: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
                 consumers: TaskTracker::new(),
+                batch_bytes,
                 config,
             }),
         };
@@ -183,6 +192,13 @@ impl RedisBackend {
         r.map(conn::Reply::new)
     }
 
+    /// Counts topics and groups again (after a create or delete).
+    async fn recount(&self) {
+        if let Err(e) = self.refresh_totals().await {
+            tracing::debug!(error = %e, "could not count topics and groups");
+        }
+    }
+
     /// Runs a plain command.
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
         self.check_open()?;
@@ -207,6 +223,14 @@ impl RedisBackend {
             return Err(Error::shutting_down());
         }
         Ok(())
+    }
+
+    /// A group's gauges need refreshing (done in the background, at most
+    /// every 100 ms).
+    fn touch(&self, gid: u64) {
+        if lock(&self.inner.gauges).contains_key(&gid) {
+            lock(&self.inner.dirty).insert(gid);
+        }
     }
 
     /// The wake-up of local consumers of a topic.

@@ -109,13 +109,18 @@ impl RedisBackend {
     async fn housekeeping_loop(&self) {
         let mut totals = tokio::time::interval(Duration::from_secs(2));
         let mut retention = tokio::time::interval(self.cfg().retention_interval);
-        for t in [&mut totals, &mut retention] {
+        let mut gauges = tokio::time::interval(Duration::from_millis(100));
+        for t in [&mut totals, &mut retention, &mut gauges] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
             let r = tokio::select! {
-                _ = totals.tick() => self.refresh_totals().await,
+                _ = totals.tick() => match self.refresh_totals().await {
+                    Ok(()) => self.refresh_gauges().await,
+                    Err(e) => Err(e),
+                },
                 _ = retention.tick() => self.apply_retention().await,
+                _ = gauges.tick() => self.refresh_dirty().await,
                 () = self.inner.stop.cancelled() => return,
             };
             if let Err(e) = r {
@@ -124,7 +129,7 @@ impl RedisBackend {
         }
     }
 
-    async fn refresh_totals(&self) -> Result<(), Error> {
+    pub(super) async fn refresh_totals(&self) -> Result<(), Error> {
         let topics: u64 = self
             .cmd(redis::cmd("ZCARD").arg(self.inner.keys.registry("topics")))
             .await?;
@@ -133,6 +138,23 @@ impl RedisBackend {
             .await?;
         self.inner.topic_count.store(topics, Ordering::Relaxed);
         self.inner.group_count.store(groups, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gauges of the groups that changed.
+    async fn refresh_dirty(&self) -> Result<(), Error> {
+        let dirty: Vec<u64> = lock(&self.inner.dirty).drain().collect();
+        for gid in dirty {
+            let g = lock(&self.inner.groups).get(&gid).cloned();
+            if let Some(g) = g {
+                self.group_stats(&g).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gauges of the groups with consumers here.
+    async fn refresh_gauges(&self) -> Result<(), Error> {
         let local: Vec<u64> = lock(&self.inner.gauges).keys().copied().collect();
         for gid in local {
             let g = lock(&self.inner.groups).get(&gid).cloned();

@@ -59,6 +59,7 @@ impl RedisBackend {
         }
         self.register_topic(&record.name).await?;
         tracing::info!(topic = %record.name, "topic created");
+        self.recount().await;
         Ok(true)
     }
 
@@ -252,6 +253,7 @@ impl RedisBackend {
             self.unregister_group(name, g, gid).await?;
         }
         self.topic_gone(name);
+        self.recount().await;
         tracing::info!(topic = %name, "topic deleted");
         Ok(())
     }

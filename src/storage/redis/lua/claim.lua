@@ -3,7 +3,7 @@
 -- Expires leases that ran out, then leases due entries and fresh events
 -- (filtered, held behind their key) to the consumer within its free slots.
 -- Returns {'OK', now, next wake-up (-1: none), more (0/1), lease deadline,
--- key, lease, attempt, offset, publish time, record, ...},
+-- dead-lettered by expiry, key, lease, attempt, offset, publish time, record, ...},
 -- {'GONE'} or {'NOCONSUMER'}.
 local G = load_group(ARGV[3], ARGV[4])
 if not G then return {'GONE'} end
@@ -16,7 +16,7 @@ local max, cur = string.match(cv, '^(%d+)|(%d+)|')
 local room = math.min(tonumber(ARGV[6]), tonumber(max) - tonumber(cur) - (G.inflight[cid] or 0))
 local max_bytes = tonumber(ARGV[7])
 local deadline = now + G.ack
-local out = {'OK', now, -1, 0, deadline}
+local out = {'OK', now, -1, 0, deadline, 0}
 local bytes = 0
 
 local function give(key, en, offset, t, rec)
@@ -47,7 +47,7 @@ local function full()
 end
 
 local function fits(size)
-  return #out == 5 or bytes + size <= max_bytes
+  return #out == 6 or bytes + size <= max_bytes
 end
 
 if not full() then
@@ -122,6 +122,7 @@ if not full() and out[4] == 0 then
   if scanned >= 4096 and G.cursor < G.stop then out[4] = 1 end
 end
 
+out[6] = G.dead
 save_group(G, '')
 wake(G)
 local nl = redis.call('ZRANGE', G.l, 0, 0, 'WITHSCORES')

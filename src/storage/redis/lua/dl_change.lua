@@ -1,5 +1,6 @@
 -- dl_change: ARGV[3] gid, [4] topic generation, [5] 'replay' or 'purge',
--- [6] '1' when every id must be queued, then ids. Replay puts queued dead
+-- [6] '1' when every id must be queued (or, for a replay, being replayed),
+-- then ids. Replay puts queued dead
 -- letters back into the group as new entries ("r<id>", attempts reset,
 -- due now); purge deletes them. Returns {'OK', changed, remaining},
 -- {'MISSING', id} (nothing changed) or {'GONE'}.
@@ -8,7 +9,9 @@ if not G then return {'GONE'} end
 local replay = ARGV[5] == 'replay'
 if ARGV[6] == '1' then
   for i = 7, #ARGV do
-    if not redis.call('ZSCORE', G.xz, ARGV[i]) then return {'MISSING', ARGV[i]} end
+    local queued = redis.call('ZSCORE', G.xz, ARGV[i])
+    local replaying = replay and redis.call('HEXISTS', G.e, 'r' .. ARGV[i]) == 1
+    if not queued and not replaying then return {'MISSING', ARGV[i]} end
   end
 end
 local now = now_us()
