@@ -32,9 +32,15 @@ pub struct RunningServer {
 /// # Errors
 /// The data directory or metadata cannot be opened, or the address cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    let broker = Broker::open(config.broker())
-        .await
-        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    let broker =
+        Broker::open(config.broker())
+            .await
+            .with_context(|| match config.storage.backend {
+                crate::config::BackendKind::Embedded => {
+                    format!("opening data directory {}", config.data_dir.display())
+                }
+                crate::config::BackendKind::Redis => "connecting to Redis (redis.url)".to_string(),
+            })?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -34,6 +34,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port whose cluster bus port (+10000) is free too.
+pub fn free_cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
 impl RedisServer {
     /// Starts `redis-server` with `appendonly yes, appendfsync everysec`
     /// plus `extra` arguments (e.g. `["--appendfsync", "always"]`).
@@ -44,9 +54,14 @@ impl RedisServer {
             .map(|s| s.to_string())
             .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
+        let clustered = extra.contains(&"--cluster-enabled");
         let mut s = RedisServer {
             child: None,
-            port: free_port(),
+            port: if clustered {
+                free_cluster_port()
+            } else {
+                free_port()
+            },
             dir,
             args,
         };
@@ -141,4 +156,118 @@ pub fn wait_port(port: u16, up: bool) {
         "port {port} did not become {}",
         if up { "open" } else { "closed" }
     );
+}
+
+/// A Redis Cluster of `masters` masters with `replicas` replicas each, made
+/// with `redis-cli --cluster create` on loopback ports.
+pub struct RedisCluster {
+    pub servers: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let servers: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                RedisServer::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    "--appendfsync",
+                    "always",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { servers };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and every
+    /// live replica is in sync with its master.
+    pub fn wait_ok(&self) {
+        let t0 = Instant::now();
+        loop {
+            let ok = self.servers.iter().filter(|s| s.child.is_some()).all(|s| {
+                let replication = s.cli(&["info", "replication"]);
+                s.cli(&["cluster", "info"]).contains("cluster_state:ok")
+                    && (replication.contains("role:master")
+                        || replication.contains("master_link_status:up"))
+            });
+            if ok {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "cluster not ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Seed URLs for Herald.
+    pub fn url(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.url())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the master serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> usize {
+        self.serving(key).expect("a master serves the slot")
+    }
+
+    /// The index of the live master serving `key`'s slot, if any.
+    pub fn serving(&self, key: &str) -> Option<usize> {
+        let live = self
+            .servers
+            .iter()
+            .find(|s| s.child.is_some())
+            .expect("a live node");
+        let slot: u16 = live
+            .cli(&["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("slot");
+        let nodes = live.cli(&["cluster", "nodes"]);
+        let line = nodes.lines().find(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 8
+                && f[2].contains("master")
+                && !f[2].contains("fail?")
+                && !f[2].contains("fail")
+                && f[8..].iter().any(|r| {
+                    let (a, b) = r.split_once('-').unwrap_or((r, r));
+                    matches!((a.parse::<u16>(), b.parse::<u16>()),
+                            (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+                })
+        })?;
+        let addr = line.split_whitespace().nth(1).expect("address");
+        let port: u16 = addr
+            .split('@')
+            .next()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        self.servers.iter().position(|s| s.port == port)
+    }
 }

@@ -1,0 +1,358 @@
+//! Many Herald nodes over one Redis (issue 9): three nodes over a single
+//! `redis-server` and over a 3-master Redis Cluster share topics, groups,
+//! leases and dead letters; consumers on different nodes compete without
+//! double deliveries; per-key order holds across nodes; an ack id or a
+//! dead letter handed out by one node is good on every node.
+//!
+//! Node and Redis deaths are in `redis_failures.rs`.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::redis::{RedisCluster, RedisServer};
+use common::*;
+use herald::cli::serve::{RunningServer, start};
+use herald::config::{BackendKind, Config};
+use herald::proto;
+use herald::proto::admin_service_client::AdminServiceClient;
+use herald::proto::dead_letter_service_client::DeadLetterServiceClient;
+use herald::proto::publisher_service_client::PublisherServiceClient;
+use herald::proto::subscriber_service_client::SubscriberServiceClient;
+use tonic::transport::Channel;
+
+/// Three in-process Herald nodes over the Redis at `url`.
+struct Nodes {
+    nodes: Vec<RunningServer>,
+    channels: Vec<Channel>,
+    _dir: tempfile::TempDir,
+}
+
+fn node_config(url: &str, dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    c.http.enabled = false;
+    c.storage.backend = BackendKind::Redis;
+    c.redis.url = url.to_string();
+    c.redis.node_heartbeat = Duration::from_millis(200);
+    c.redis.node_timeout = Duration::from_secs(1);
+    c
+}
+
+impl Nodes {
+    async fn start(url: &str, n: usize) -> Nodes {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        let mut channels = Vec::new();
+        for _ in 0..n {
+            let node = start(node_config(url, dir.path()))
+                .await
+                .expect("node starts");
+            channels.push(connect(node.addr).await);
+            nodes.push(node);
+        }
+        Nodes {
+            nodes,
+            channels,
+            _dir: dir,
+        }
+    }
+
+    fn publisher(&self, i: usize) -> PublisherServiceClient<Channel> {
+        PublisherServiceClient::new(self.channels[i % self.channels.len()].clone())
+    }
+
+    fn subscriber(&self, i: usize) -> SubscriberServiceClient<Channel> {
+        SubscriberServiceClient::new(self.channels[i % self.channels.len()].clone())
+    }
+
+    fn admin(&self, i: usize) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channels[i % self.channels.len()].clone())
+    }
+
+    fn dead_letters(&self, i: usize) -> DeadLetterServiceClient<Channel> {
+        DeadLetterServiceClient::new(self.channels[i % self.channels.len()].clone())
+    }
+
+    async fn stop(self) {
+        for n in self.nodes {
+            n.stop().await.expect("clean stop");
+        }
+    }
+}
+
+async fn create_group(nodes: &Nodes, topic: &str, group: &str, ordered: bool) {
+    nodes
+        .admin(0)
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: topic.into(),
+                name: group.into(),
+                start_position: Some(earliest()),
+                ack_deadline: Some(dur(Duration::from_secs(30))),
+                ordered: Some(ordered),
+                retry_policy: Some(proto::RetryPolicy {
+                    min_backoff: Some(dur(Duration::from_millis(10))),
+                    max_backoff: Some(dur(Duration::from_millis(50))),
+                    multiplier: Some(1.0),
+                }),
+                max_delivery_attempts: Some(0),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create group");
+}
+
+/// Consumers of one group on every node drain `n` events: each event is
+/// delivered once and acked through another node than the one that
+/// delivered it.
+async fn drain_over_nodes(url: &str) {
+    const N: usize = 20_000;
+    let nodes = Nodes::start(url, 3).await;
+    create_group(&nodes, "orders", "billing", false).await;
+    let ids: Vec<String> = (0..N).map(|i| format!("o-{i}")).collect();
+    for (i, chunk) in ids.chunks(500).enumerate() {
+        nodes
+            .publisher(i)
+            .publish(proto::PublishRequest {
+                topic: "orders".into(),
+                events: chunk.iter().map(|id| event(id)).collect(),
+            })
+            .await
+            .expect("publish");
+    }
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for c in 0..3 {
+        let mut sub = nodes.subscriber(c);
+        let mut acker = nodes.subscriber(c + 1);
+        let seen = seen.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = subscribe(&mut sub, "orders", "billing", 300).await;
+            loop {
+                let Some(batch) = maybe_batch(&mut stream, Duration::from_secs(3)).await else {
+                    return;
+                };
+                {
+                    let mut seen = seen.lock().unwrap();
+                    for d in &batch {
+                        *seen
+                            .entry(d.event.as_ref().unwrap().id.clone())
+                            .or_default() += 1;
+                        assert_eq!(d.delivery_attempt, 1, "nothing is redelivered");
+                    }
+                }
+                let resp = ack(&mut acker, batch.iter().map(|d| d.ack_id.clone()).collect()).await;
+                assert_eq!(
+                    resp.acked_count as usize,
+                    batch.len(),
+                    "acked on another node"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), N, "every event delivered");
+    assert!(seen.values().all(|n| *n == 1), "none delivered twice");
+    let stats = nodes
+        .admin(2)
+        .get_group(proto::GetGroupRequest {
+            topic: "orders".into(),
+            group: "billing".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+        .stats
+        .unwrap();
+    assert_eq!(
+        (stats.acked, stats.backlog, stats.in_flight),
+        (N as u64, 0, 0)
+    );
+    nodes.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_over_one_redis_drain_20000_events_once() {
+    let redis = RedisServer::start(&[]);
+    drain_over_nodes(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_over_a_redis_cluster_drain_20000_events_once() {
+    let cluster = RedisCluster::start(3, 0);
+    drain_over_nodes(&cluster.url()).await;
+}
+
+/// Per-key order with 4 consumers on 3 nodes, 50 keys and random nacks:
+/// an event is delivered only once every earlier event of its key is
+/// acked.
+async fn ordering_over_nodes(url: &str) {
+    const N: usize = 2_000;
+    let nodes = Nodes::start(url, 3).await;
+    create_group(&nodes, "accounts", "ledger", true).await;
+    let events: Vec<proto::Event> = (0..N)
+        .map(|i| proto::Event {
+            key: format!("k{}", i % 50),
+            data: Bytes::from((i / 50).to_string()),
+            ..event(&format!("a-{i}"))
+        })
+        .collect();
+    for (i, chunk) in events.chunks(200).enumerate() {
+        nodes
+            .publisher(i)
+            .publish(proto::PublishRequest {
+                topic: "accounts".into(),
+                events: chunk.to_vec(),
+            })
+            .await
+            .expect("publish");
+    }
+    // Per key: the sequence numbers acked so far (always a prefix).
+    let acked: Arc<Mutex<HashMap<String, HashSet<u64>>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let mut sub = nodes.subscriber(c);
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = subscribe(&mut sub, "accounts", "ledger", 20).await;
+            let mut rng = c as u64 * 7919 + 1;
+            loop {
+                let Some(batch) = maybe_batch(&mut stream, Duration::from_secs(3)).await else {
+                    return;
+                };
+                let (mut acks, mut nacks) = (Vec::new(), Vec::new());
+                for d in &batch {
+                    let e = d.event.as_ref().unwrap();
+                    let seq: u64 = std::str::from_utf8(&e.data).unwrap().parse().unwrap();
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let mut acked = acked.lock().unwrap();
+                    let done = acked.entry(e.key.clone()).or_default();
+                    assert!(
+                        (0..seq).all(|s| done.contains(&s)),
+                        "{} seq {seq} delivered before its predecessors were acked",
+                        e.key
+                    );
+                    if (rng >> 33) % 10 == 0 {
+                        nacks.push(d.ack_id.clone());
+                    } else {
+                        done.insert(seq);
+                        acks.push(d.ack_id.clone());
+                    }
+                }
+                if !acks.is_empty() {
+                    ack(&mut sub, acks).await;
+                }
+                if !nacks.is_empty() {
+                    sub.nack(proto::NackRequest {
+                        ack_ids: nacks,
+                        reason: "random".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("nack");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap();
+    let total: usize = acked.values().map(HashSet::len).sum();
+    assert_eq!(total, N, "every event acked in the end");
+    nodes.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_key_order_holds_across_nodes_over_one_redis() {
+    let redis = RedisServer::start(&[]);
+    ordering_over_nodes(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_key_order_holds_across_nodes_over_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    ordering_over_nodes(&cluster.url()).await;
+}
+
+/// A dead letter listed through node A is replayed through node B and
+/// delivered once, to a consumer on node C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_listed_on_one_node_is_replayed_on_another() {
+    let redis = RedisServer::start(&[]);
+    let nodes = Nodes::start(&redis.url(), 3).await;
+    create_group(&nodes, "payments", "settle", false).await;
+    nodes
+        .publisher(0)
+        .publish(proto::PublishRequest {
+            topic: "payments".into(),
+            events: vec![event("p-1")],
+        })
+        .await
+        .unwrap();
+    let mut sub_c = nodes.subscriber(2);
+    let mut stream = subscribe(&mut sub_c, "payments", "settle", 10).await;
+    let d = next_batch(&mut stream, Duration::from_secs(5)).await;
+    sub_c
+        .nack(proto::NackRequest {
+            ack_ids: vec![d[0].ack_id.clone()],
+            dead_letter: true,
+            reason: "bad card".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let page = nodes
+        .dead_letters(0)
+        .list_dead_letters(proto::ListDeadLettersRequest {
+            topic: "payments".into(),
+            group: "settle".into(),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.dead_letters.len(), 1);
+    let dl = &page.dead_letters[0];
+    assert_eq!(dl.last_reason, "bad card");
+    assert_eq!(dl.event.as_ref().unwrap().id, "p-1");
+    let replayed = nodes
+        .dead_letters(1)
+        .replay_dead_letters(proto::ReplayDeadLettersRequest {
+            topic: "payments".into(),
+            group: "settle".into(),
+            ids: vec![dl.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((replayed.replayed_count, replayed.remaining_count), (1, 0));
+    let again = next_batch(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(ids(&again), ["p-1"]);
+    assert_eq!(again[0].delivery_attempt, 1, "attempts reset by the replay");
+    ack(&mut sub_c, vec![again[0].ack_id.clone()]).await;
+    assert!(
+        maybe_batch(&mut stream, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "delivered once"
+    );
+    nodes.stop().await;
+}
