@@ -182,7 +182,7 @@ async fn a_node_killed_under_load_loses_nothing_and_its_leases_come_back() {
     for id in &acked {
         assert_eq!(stored.get(id), Some(&1), "{id} stored exactly once");
     }
-    let attempts = attempts.lock().unwrap();
+    let attempts = attempts.lock().unwrap().clone();
     for id in &acked {
         assert!(attempts.contains_key(id), "{id} acked by the survivor");
     }

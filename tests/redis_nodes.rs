@@ -161,7 +161,7 @@ async fn drain_over_nodes(url: &str) {
     for t in tasks {
         t.await.unwrap();
     }
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), N, "every event delivered");
     assert!(seen.values().all(|n| *n == 1), "none delivered twice");
     let stats = nodes
@@ -272,7 +272,7 @@ async fn ordering_over_nodes(url: &str) {
     for t in tasks {
         t.await.unwrap();
     }
-    let acked = acked.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
     let total: usize = acked.values().map(HashSet::len).sum();
     assert_eq!(total, N, "every event acked in the end");
     nodes.stop().await;
