@@ -4,6 +4,11 @@
 //! Environment variables use `__` between levels: `HERALD_STORAGE__FSYNC`,
 //! `HERALD_DATA_DIR`, `HERALD_GROUPS__ACK_DEADLINE`. Durations are written
 //! like `30s`, `250ms`, `2m`.
+//!
+//! The `[tls]` and `[auth]` sections and the rule that keeps an open server
+//! on loopback are in [`security`].
+
+pub mod security;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use crate::broker::backoff::RetryPolicy;
 use crate::broker::{BrokerConfig, EventLimits, Filter, GroupSettings, TopicSettings};
 use crate::grpc::TransportOptions;
 use crate::storage::log::{FsyncPolicy, LogOptions, TailCacheMemory};
+pub use security::{AuthConfig, AuthMode, TlsConfig};
 
 /// The whole configuration. Every key is documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +49,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Connection limits and timeouts.
     pub server: ServerConfig,
+    /// TLS and mutual TLS.
+    pub tls: TlsConfig,
+    /// Authentication and permissions.
+    pub auth: AuthConfig,
 }
 
 /// `[storage]`
@@ -144,6 +154,12 @@ pub struct ServerConfig {
     /// How long a PING may go unanswered before the connection is closed.
     #[serde(with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// Serve gRPC server reflection (grpcurl and other tools list and call
+    /// the API without proto files). It describes the API, not its data.
+    pub reflection: bool,
+    /// Serve on a non-loopback address without TLS, or without
+    /// authentication. Off, such a configuration refuses to start.
+    pub allow_insecure: bool,
 }
 
 /// Log output format.
@@ -179,6 +195,8 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             log: LogConfig::default(),
             server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -191,6 +209,8 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
+            reflection: true,
+            allow_insecure: false,
         }
     }
 }
@@ -263,7 +283,9 @@ const ENV_KEYS: &[&str] = &["listen", "data_dir", "auto_create", "shutdown_timeo
 /// Other `HERALD_*` variables are not config keys: `HERALD_CONFIG` names the
 /// file, and `HERALD_SERVER` (the client commands' server URL) is not the
 /// `[server]` section.
-const ENV_SECTIONS: &[&str] = &["storage", "limits", "topics", "groups", "log", "server"];
+const ENV_SECTIONS: &[&str] = &[
+    "storage", "limits", "topics", "groups", "log", "server", "tls", "auth",
+];
 
 /// Whether the (dotted) key of an `HERALD_*` variable is a config key.
 fn is_env_key(key: &str) -> bool {
@@ -376,6 +398,7 @@ impl Config {
         if !s.keepalive_interval.is_zero() && s.keepalive_timeout < Duration::from_millis(10) {
             bail!("server.keepalive_timeout must be at least 10ms");
         }
+        security::validate(self.listen, s.allow_insecure, &self.tls, &self.auth)?;
         self.retry().check().map_err(|(field, msg)| {
             anyhow::anyhow!(
                 "groups.{}: {msg}",
