@@ -323,6 +323,20 @@ impl Config {
         Ok(config)
     }
 
+    /// Parses a TOML file's text over the defaults (no environment, no
+    /// flags) and validates it: the file layer of [`Config::load`] alone.
+    ///
+    /// # Errors
+    /// A message naming the key that is wrong.
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks cross-field rules and ranges.
     ///
     /// # Errors

@@ -75,7 +75,12 @@ impl Editor {
     ///
     /// # Errors
     /// It exists already, or its name or a rule is not valid.
-    pub fn add_principal(&mut self, name: &str, admin: bool, rules: &[NewRule]) -> Result<(), String> {
+    pub fn add_principal(
+        &mut self,
+        name: &str,
+        admin: bool,
+        rules: &[NewRule],
+    ) -> Result<(), String> {
         check_principal_name(name)?;
         for (i, r) in rules.iter().enumerate() {
             compile_topics(&r.topics).map_err(|e| format!("rule {}: {e}", i + 1))?;
@@ -244,10 +249,15 @@ mod tests {
             }],
         )
         .unwrap();
-        ed.add_principal("spiffe://example.org/ops", true, &[]).unwrap();
+        ed.add_principal("spiffe://example.org/ops", true, &[])
+            .unwrap();
         assert!(ed.add_principal("orders-service", true, &[]).is_err());
-        let t1 = ed.add_token("orders-service", "2026-01-31T12:00:00Z").unwrap();
-        let t2 = ed.add_token("orders-service", "2026-01-31T12:00:01Z").unwrap();
+        let t1 = ed
+            .add_token("orders-service", "2026-01-31T12:00:00Z")
+            .unwrap();
+        let t2 = ed
+            .add_token("orders-service", "2026-01-31T12:00:01Z")
+            .unwrap();
         assert!(ed.add_token("nobody", "now").is_err());
         let out = ed.text();
         assert!(out.contains("# ops team, ask #infra"), "{out}");
@@ -259,7 +269,8 @@ mod tests {
         assert!(policy.principal("spiffe://example.org/ops").admin);
 
         let mut ed = Editor::open(&out).unwrap();
-        ed.revoke_token("orders-service", &t1.id.to_uppercase()).unwrap();
+        ed.revoke_token("orders-service", &t1.id.to_uppercase())
+            .unwrap();
         assert!(ed.revoke_token("orders-service", &t1.id).is_err());
         let policy = parse(&ed.text(), 10).unwrap();
         assert!(policy.authenticate(&t1.token).is_err());
@@ -290,15 +301,17 @@ mod tests {
 
     #[test]
     fn inline_token_lists_written_by_hand_are_edited_in_place() {
-        let text = format!(
-            "{}[principals.a]\ntokens = []\n",
-            new_file().unwrap()
-        );
+        let text = format!("{}[principals.a]\ntokens = []\n", new_file().unwrap());
         let mut ed = Editor::open(&text).unwrap();
         let t = ed.add_token("a", "now").unwrap();
         let policy = parse(&ed.text(), 10).unwrap();
         assert_eq!(policy.authenticate(&t.token).unwrap().name, "a");
         ed.revoke_token("a", &t.id).unwrap();
-        assert!(parse(&ed.text(), 10).unwrap().authenticate(&t.token).is_err());
+        assert!(
+            parse(&ed.text(), 10)
+                .unwrap()
+                .authenticate(&t.token)
+                .is_err()
+        );
     }
 }

@@ -98,7 +98,9 @@ pub fn check_principal_name(name: &str) -> Result<(), String> {
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(format!("principal name {name:?} contains a control character"));
+        return Err(format!(
+            "principal name {name:?} contains a control character"
+        ));
     }
     Ok(())
 }
@@ -176,7 +178,10 @@ pub fn parse(text: &str, cache_size: usize) -> Result<Policy, AuthError> {
         for (i, t) in p.tokens.iter().enumerate() {
             let id_ok = t.id.len() == token::ID_LEN && t.id.bytes().all(|b| b.is_ascii_hexdigit());
             if !id_ok {
-                return Err(at(format!("tokens[{i}].id must be {} hex digits", token::ID_LEN)));
+                return Err(at(format!(
+                    "tokens[{i}].id must be {} hex digits",
+                    token::ID_LEN
+                )));
             }
             let hash = token::unhex::<KEY_LEN>(&t.hash)
                 .ok_or_else(|| at(format!("tokens[{i}].hash must be 64 hex digits")))?;
@@ -234,13 +239,34 @@ mod tests {
             ("token_key = \"abc\"", "64 hex"),
             ("token_key = 1", "line 1: invalid type"),
             ("[principals.a]\nadmn = true", "admn"),
-            ("[[principals.a.rules]]\ntopics = []\nactions = [\"publish\"]", "topics is empty"),
-            ("[[principals.a.rules]]\ntopics = [\"a..b\"]\nactions = [\"publish\"]", "rules[0].topics[0]"),
-            ("[[principals.a.rules]]\ntopics = [\"a.>.b\"]\nactions = [\"publish\"]", "topics[0]"),
-            ("[[principals.a.rules]]\ntopics = [\"a\"]\nactions = [\"read\"]", "unknown action \"read\""),
-            ("[[principals.a.rules]]\ntopics = [\"a\"]\nactions = []", "actions is empty"),
-            ("[principals.a]\ntokens = [{ id = \"xyz\", hash = \"00\" }]", "tokens[0].id"),
-            ("[principals.a]\ntokens = [{ id = \"0123456789ab\", hash = \"00\" }]", "tokens[0].hash"),
+            (
+                "[[principals.a.rules]]\ntopics = []\nactions = [\"publish\"]",
+                "topics is empty",
+            ),
+            (
+                "[[principals.a.rules]]\ntopics = [\"a..b\"]\nactions = [\"publish\"]",
+                "rules[0].topics[0]",
+            ),
+            (
+                "[[principals.a.rules]]\ntopics = [\"a.>.b\"]\nactions = [\"publish\"]",
+                "topics[0]",
+            ),
+            (
+                "[[principals.a.rules]]\ntopics = [\"a\"]\nactions = [\"read\"]",
+                "unknown action \"read\"",
+            ),
+            (
+                "[[principals.a.rules]]\ntopics = [\"a\"]\nactions = []",
+                "actions is empty",
+            ),
+            (
+                "[principals.a]\ntokens = [{ id = \"xyz\", hash = \"00\" }]",
+                "tokens[0].id",
+            ),
+            (
+                "[principals.a]\ntokens = [{ id = \"0123456789ab\", hash = \"00\" }]",
+                "tokens[0].hash",
+            ),
             ("[principals.\"\"]", "1-1024 bytes"),
             ("[principals.\"a\\nb\"]", "control character"),
         ];
@@ -262,6 +288,11 @@ mod tests {
              [principals.b]\ntokens = [{{ id = \"0123456789AB\", hash = \"{hash}\" }}]",
             key_line()
         );
-        assert!(parse(&twice, 10).unwrap_err().to_string().contains("used twice"));
+        assert!(
+            parse(&twice, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("used twice")
+        );
     }
 }

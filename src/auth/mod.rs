@@ -203,6 +203,27 @@ pub enum AuthError {
         action: Action,
         topic: String,
     },
+    /// A principal without any permission on a topic it asked about:
+    /// PERMISSION_DENIED.
+    #[error(
+        "principal {principal} may not view topic {topic}: viewing a topic needs a permission on it"
+    )]
+    Hidden { principal: String, topic: String },
+    /// An ack id of a delivery the principal may not consume:
+    /// PERMISSION_DENIED. The topic is not named: an ack id may be forged.
+    #[error("principal {principal} may not consume the delivery of ack_ids[{index}]")]
+    DeniedDelivery { principal: String, index: usize },
+    /// A call that would create a topic or group implicitly (auto-create)
+    /// by a principal without `manage` on it: PERMISSION_DENIED.
+    #[error(
+        "principal {principal} may not create {what} {name} (it does not exist; creating it needs manage on topic {topic})"
+    )]
+    DeniedCreate {
+        principal: String,
+        what: &'static str,
+        name: String,
+        topic: String,
+    },
     /// A server-wide call by a principal that is not admin: PERMISSION_DENIED.
     #[error("principal {principal} may not {what}: it needs admin")]
     NotAdmin {
@@ -233,6 +254,21 @@ pub fn authorize(principal: &Principal, action: Action, topic: &str) -> Result<(
     })
 }
 
+/// The check of a call that only describes `topic` (or its groups): the
+/// principal needs some permission on it.
+///
+/// # Errors
+/// [`AuthError::Hidden`].
+pub fn authorize_view(principal: &Principal, topic: &str) -> Result<(), AuthError> {
+    if principal.may_see(topic) {
+        return Ok(());
+    }
+    Err(AuthError::Hidden {
+        principal: echo(&principal.name),
+        topic: echo(topic),
+    })
+}
+
 /// The check of a server-wide call (`what`, e.g. "read server info").
 ///
 /// # Errors
@@ -256,7 +292,8 @@ mod tests {
             .iter()
             .map(|(topics, actions)| {
                 let topics: Vec<String> = topics.iter().map(|t| format!("{t:?}")).collect();
-                let actions: Vec<String> = actions.iter().map(|a| format!("{:?}", a.name())).collect();
+                let actions: Vec<String> =
+                    actions.iter().map(|a| format!("{:?}", a.name())).collect();
                 format!(
                     "[[principals.p.rules]]\ntopics = [{}]\nactions = [{}]\n",
                     topics.join(", "),

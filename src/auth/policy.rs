@@ -91,6 +91,13 @@ impl Policy {
         self.principals.values()
     }
 
+    /// Every token id with its principal's name, in no particular order.
+    pub fn token_ids(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tokens
+            .iter()
+            .map(|(id, t)| (id.as_str(), t.principal.name.as_str()))
+    }
+
     /// Tokens verified and remembered since this policy was loaded.
     pub fn cached_tokens(&self) -> usize {
         self.cache.len()
@@ -126,7 +133,11 @@ mod tests {
         let err = policy.authenticate(&forged).unwrap_err();
         assert!(matches!(err, AuthError::Unauthenticated(_)));
         assert!(policy.authenticate("hrd_nonsense").is_err());
-        assert!(policy.authenticate(&token::generate().unwrap().token).is_err());
+        assert!(
+            policy
+                .authenticate(&token::generate().unwrap().token)
+                .is_err()
+        );
         assert_eq!(policy.cached_tokens(), 1);
     }
 }

@@ -339,6 +339,16 @@ impl Broker {
             .ok_or_else(|| not_found_topic(name))
     }
 
+    /// Whether `name` is a topic (for the edge's auto-create check).
+    pub fn has_topic(&self, name: &str) -> bool {
+        self.topic(name).is_some()
+    }
+
+    /// Whether `name` is a group of `topic`.
+    pub fn has_group(&self, topic: &str, name: &str) -> bool {
+        self.topic(topic).is_some_and(|t| t.group(name).is_some())
+    }
+
     /// A page of topics in name order, after `after` (exclusive).
     ///
     /// # Errors
