@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod raw;
+pub mod secure;
 
 use std::path::PathBuf;
 use std::time::Duration;
