@@ -131,7 +131,8 @@ fn secure_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, String) {
             .map(String::from)
             .to_vec(),
     };
-    ed.add_principal("polyglot", false, &[rule]).expect("principal");
+    ed.add_principal("polyglot", false, &[rule])
+        .expect("principal");
     let token = ed.add_token("polyglot", "test").expect("token");
     let auth = dir.join("auth.toml");
     edit::save(&auth, &ed.text()).expect("write auth file");
