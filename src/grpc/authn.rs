@@ -48,12 +48,10 @@ pub fn authenticate(
                 )
             })?;
         let principal = auth.policy().authenticate(token)?;
-        let id = crate::auth::token::id_of(token)
-            .unwrap_or_default()
-            .to_string();
+        let id = crate::auth::token::id_of(token).unwrap_or_default();
         return Ok(Caller::authenticated(
             principal,
-            Credential::Token(id),
+            Credential::Token(Arc::from(id)),
             peer,
         ));
     }
