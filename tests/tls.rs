@@ -1,7 +1,8 @@
 //! TLS and mutual TLS over real gRPC, with certificates made at test time:
 //! the handshake, client certificates required and rejected, the principal
-//! a certificate names, and certificate reloads (by file watch and by
-//! SIGHUP) that leave open streams running.
+//! a certificate names, certificate reloads (by file watch and by SIGHUP)
+//! that leave open streams running, and the connection machinery (handshake
+//! timeout, connection limit) over TLS.
 
 mod common;
 
@@ -33,6 +34,92 @@ fn assert_transport_failure(err: &tonic::Status, cause: &str) {
         source = e.source();
     }
     assert!(chain.contains(cause), "{cause:?} not in {chain}");
+}
+
+/// A TLS client config trusting `ca_pem`.
+fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// Whether the server closes `stream` within `within` (reads hit EOF or
+/// an error); `false` if it is still open then.
+async fn closed_within(stream: &mut (impl tokio::io::AsyncRead + Unpin), within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_handshake_timeout_and_the_connection_limit_hold_over_tls() {
+    let server = SecureServer::start(
+        Protection {
+            tls: true,
+            ..Default::default()
+        },
+        |c| {
+            c.server.handshake_timeout = Duration::from_millis(300);
+            c.server.max_connections = 3;
+        },
+    )
+    .await;
+    let addr = server.addr();
+    // Silent before the TLS handshake: closed at the handshake timeout.
+    let started = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    // TLS done but no HTTP/2 preface: closed too.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(&server.ca.cert))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
+    // The limit counts TLS connections: with 3 open, a 4th is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        held.push(tcp);
+    }
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut over, Duration::from_millis(200)).await,
+        "closed before its handshake timeout"
+    );
+    drop(held);
+    // Slots come back once those close (at their handshake timeout).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ch = server.channel(None, None).await.expect("connects again");
+    PublisherServiceClient::new(ch)
+        .publish(proto::PublishRequest {
+            topic: "t".into(),
+            events: vec![common::event("e")],
+        })
+        .await
+        .expect("served");
+    server.stop().await;
 }
 
 /// The common name of the certificate a new TLS connection to `addr` is
