@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald::event::Event;
-use herald::storage::log::{FsyncPolicy, LogOptions, TailCacheMemory, TopicLog};
+use herald::storage::embedded::log::{FsyncPolicy, LogOptions, TailCacheMemory, TopicLog};
 use tokio::runtime::Runtime;
 use tokio_util::task::TaskTracker;
 

@@ -19,9 +19,12 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::backoff::RetryPolicy;
-use crate::broker::{BrokerConfig, EventLimits, Filter, GroupSettings, TopicSettings};
+use crate::broker::{
+    BrokerConfig, EventLimits, Filter, GroupLimits, GroupSettings, StorageChoice, TopicSettings,
+};
 use crate::grpc::TransportOptions;
-use crate::storage::log::{FsyncPolicy, LogOptions, TailCacheMemory};
+use crate::storage::embedded::EmbeddedConfig;
+use crate::storage::embedded::log::{FsyncPolicy, LogOptions, TailCacheMemory};
 pub use security::{AuthConfig, AuthMode, TlsConfig};
 
 /// The whole configuration. Every key is documented in the README.
@@ -53,6 +56,33 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Authentication and permissions.
     pub auth: AuthConfig,
+    /// The web console and Prometheus `/metrics`.
+    pub http: HttpConfig,
+}
+
+/// The address the HTTP listener takes when `http.listen` is not set.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// `[http]`: the listener of the web console and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve the console and `/metrics`; `false` turns the listener off.
+    pub enabled: bool,
+    /// Listen address. Unset means [`DEFAULT_HTTP_LISTEN`], and then a port
+    /// that is taken only costs a warning; an address set here that cannot
+    /// be bound stops start-up.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: None,
+        }
+    }
 }
 
 /// `[storage]`
@@ -197,6 +227,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -226,7 +257,7 @@ impl Default for StorageConfig {
             tail_cache_bytes: log.tail_cache_bytes,
             tail_cache_total_bytes: log.tail_cache_memory.limit(),
             dedup_max_ids: log.dedup_max_ids,
-            meta_cache_bytes: crate::storage::meta::DEFAULT_CACHE_BYTES,
+            meta_cache_bytes: crate::storage::embedded::meta::DEFAULT_CACHE_BYTES,
             retention_interval: log.retention_interval,
         }
     }
@@ -284,7 +315,7 @@ const ENV_KEYS: &[&str] = &["listen", "data_dir", "auto_create", "shutdown_timeo
 /// file, and `HERALD_SERVER` (the client commands' server URL) is not the
 /// `[server]` section.
 const ENV_SECTIONS: &[&str] = &[
-    "storage", "limits", "topics", "groups", "log", "server", "tls", "auth",
+    "storage", "limits", "topics", "groups", "log", "server", "tls", "auth", "http",
 ];
 
 /// Whether the (dotted) key of an `HERALD_*` variable is a config key.
@@ -447,9 +478,8 @@ impl Config {
 
     /// The broker's view of this configuration.
     pub fn broker(&self) -> BrokerConfig {
-        BrokerConfig {
+        let embedded = EmbeddedConfig {
             data_dir: self.data_dir.clone(),
-            auto_create: self.auto_create,
             log: LogOptions {
                 segment_bytes: self.storage.segment_bytes,
                 index_interval_bytes: self.storage.index_interval_bytes,
@@ -462,6 +492,19 @@ impl Config {
                 retention_interval: self.storage.retention_interval,
                 ..LogOptions::default()
             },
+            state_flush_interval: self.groups.state_flush_interval,
+            group_limits: GroupLimits {
+                max_pending: GroupLimits::default().max_pending,
+                max_bytes: self.groups.max_buffered_bytes,
+                max_batch: GroupLimits::default().max_batch,
+                max_batch_bytes: self.limits.max_batch_bytes,
+            },
+            groups_memory_bytes: self.limits.groups_memory_bytes,
+            meta_cache_bytes: self.storage.meta_cache_bytes,
+        };
+        BrokerConfig {
+            storage: StorageChoice::Embedded(embedded),
+            auto_create: self.auto_create,
             limits: EventLimits {
                 max_event_bytes: self.limits.max_event_bytes,
                 max_request_bytes: self.limits.max_request_bytes,
@@ -480,15 +523,8 @@ impl Config {
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,
-            state_flush_interval: self.groups.state_flush_interval,
-            group_limits: crate::broker::dispatch::Limits {
-                max_pending: crate::broker::dispatch::Limits::default().max_pending,
-                max_bytes: self.groups.max_buffered_bytes,
-                max_batch: crate::broker::dispatch::Limits::default().max_batch,
-                max_batch_bytes: self.limits.max_batch_bytes,
-            },
-            groups_memory_bytes: self.limits.groups_memory_bytes,
-            meta_cache_bytes: self.storage.meta_cache_bytes,
+            max_batch_bytes: self.limits.max_batch_bytes,
+            fsync: self.storage.fsync.to_string(),
         }
     }
 }
@@ -539,6 +575,16 @@ mod tests {
                 "0s turns the idle timeout off"
             );
             assert_eq!(c.transport().handshake_timeout, Duration::from_secs(10));
+
+            assert!(
+                c.http.enabled && c.http.listen.is_none(),
+                "console on, default address"
+            );
+            jail.set_env("HERALD_HTTP__LISTEN", "127.0.0.1:9090");
+            let c = Config::load(None, Figment::new()).unwrap();
+            assert_eq!(c.http.listen, Some("127.0.0.1:9090".parse().unwrap()));
+            jail.set_env("HERALD_HTTP__ENABLED", "false");
+            assert!(!Config::load(None, Figment::new()).unwrap().http.enabled);
 
             jail.set_env("HERALD_STORAGE__FSYNC", "sometimes");
             let err = Config::load(None, Figment::new()).unwrap_err().to_string();

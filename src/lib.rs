@@ -1,6 +1,7 @@
 //! Herald: a standalone event-streaming service.
 //!
-//! Layers, dependencies pointing one way: `grpc` → [`broker`] → [`storage`].
+//! Layers, dependencies pointing one way: `grpc` (and the console, [`http`])
+//! → [`broker`] → [`storage`].
 //! `cli` wires them into the `herald` binary; tests start the same server
 //! in-process. [`auth`] sits at the edge beside `grpc`: principals and
 //! permissions, checked before the broker is called.
@@ -11,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod grpc;
+pub mod http;
+pub mod model;
 pub mod proto;
 pub mod storage;
 pub mod telemetry;

@@ -25,7 +25,7 @@ async fn assert_consistent(broker: &Broker, context: &str) {
     );
     for g in &groups {
         assert!(
-            broker.get_topic(&g.record.topic).is_ok(),
+            broker.get_topic(&g.record.topic).await.is_ok(),
             "{context}: group {} lives on a deleted topic",
             g.record.name
         );
@@ -184,7 +184,7 @@ async fn a_bad_start_offset_creates_nothing() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
     assert!(
-        server.broker().get_topic("never").is_err(),
+        server.broker().get_topic("never").await.is_err(),
         "the failed CreateGroup created its topic"
     );
 }

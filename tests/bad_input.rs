@@ -144,12 +144,42 @@ async fn bad_names_sizes_and_ack_ids_are_rejected_without_effect() {
         );
     }
 
-    // Malformed ack ids: the whole call is rejected, naming the index.
+    // A genuine ack id, of a group deleted right after (so it is known to
+    // be well-formed and signed, and acts on nothing).
+    server
+        .create_group("good", "probe", Duration::from_secs(30), Duration::ZERO)
+        .await;
     let mut sub = server.subscriber();
+    let valid = {
+        let mut stream = subscribe(&mut sub, "good", "probe", 1).await;
+        next_batch(&mut stream, Duration::from_secs(5)).await[0]
+            .ack_id
+            .clone()
+    };
+    server
+        .admin()
+        .delete_group(proto::DeleteGroupRequest {
+            topic: "good".into(),
+            group: "probe".into(),
+        })
+        .await
+        .unwrap();
+
+    // Malformed, forged or guessed ack ids: the whole call is rejected,
+    // naming the index.
+    for bad in ["1-1-0-1", "1-1-0-1-0000000000000000"] {
+        let err = sub
+            .ack(proto::AckRequest {
+                ack_ids: vec![bad.into()],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+    }
     for bad in ["", "nope", "1-2-3", "zz-1-1-1", &long] {
         let err = sub
             .ack(proto::AckRequest {
-                ack_ids: vec!["1-1-0-1".into(), bad.to_string()],
+                ack_ids: vec![valid.clone(), bad.to_string()],
             })
             .await
             .unwrap_err();
@@ -160,10 +190,10 @@ async fn bad_names_sizes_and_ack_ids_are_rejected_without_effect() {
             err.message()
         );
     }
-    // Well-formed ids that were never issued are reported, not errors.
+    // Ids of a group that is gone are reported, not errors.
     let resp = sub
         .ack(proto::AckRequest {
-            ack_ids: vec!["1-1-0-1".into()],
+            ack_ids: vec![valid.clone()],
         })
         .await
         .unwrap()
@@ -172,7 +202,7 @@ async fn bad_names_sizes_and_ack_ids_are_rejected_without_effect() {
     // Negative nack delay and a zero extension.
     let err = sub
         .nack(proto::NackRequest {
-            ack_ids: vec!["1-1-0-1".into()],
+            ack_ids: vec![valid.clone()],
             delay: Some(prost_types::Duration {
                 seconds: -1,
                 nanos: 0,
@@ -185,7 +215,7 @@ async fn bad_names_sizes_and_ack_ids_are_rejected_without_effect() {
     assert!(err.message().starts_with("delay:"), "{}", err.message());
     let err = sub
         .extend_deadline(proto::ExtendDeadlineRequest {
-            ack_ids: vec!["1-1-0-1".into()],
+            ack_ids: vec![valid.clone()],
             extension: Some(dur(Duration::ZERO)),
         })
         .await

@@ -29,6 +29,7 @@ impl Server {
             ..Config::default()
         };
         config.groups.state_flush_interval = Duration::from_millis(20);
+        config.http.enabled = false;
         let running = start(config).await.expect("server starts");
         Server {
             url: format!("http://{}", running.addr),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald::proto;
 use herald::proto::publisher_service_client::PublisherServiceClient;
-use herald::storage::log::{LogOptions, TopicLog};
+use herald::storage::embedded::log::{LogOptions, TopicLog};
 use tokio_util::task::TaskTracker;
 
 /// Starts `herald serve` on a free port; returns the child and its address.
@@ -22,6 +22,7 @@ fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
 /// [`spawn_server`] with extra `HERALD_*` settings in the environment.
 fn spawn_server_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env("HERALD_HTTP__ENABLED", "false")
         .args([
             "--log-format",
             "json",

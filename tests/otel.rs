@@ -99,6 +99,7 @@ impl Drop for Server {
 /// Starts `herald serve` exporting to `endpoint`; returns it and its address.
 fn spawn_server(data_dir: &std::path::Path, endpoint: &str) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env("HERALD_HTTP__ENABLED", "false")
         .args([
             "--log-format",
             "json",

@@ -157,7 +157,13 @@ impl Server {
     fn start(secure: bool) -> Server {
         let data_dir = tempfile::tempdir().expect("temp data dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
-        command.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"]);
+        command.env("HERALD_HTTP__ENABLED", "false").args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ]);
         let secure = secure.then(|| {
             let (cert, key, ca, auth, token) = secure_files(data_dir.path());
             command

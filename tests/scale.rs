@@ -13,7 +13,7 @@ use common::child::ChildServer;
 use herald::broker::{GroupRecord, Position, TopicRecord};
 use herald::config::Config;
 use herald::proto;
-use herald::storage::meta::{MetaStore, StateHeader};
+use herald::storage::embedded::meta::{MetaStore, StateHeader};
 
 const TOPICS: usize = 10_000;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald::event::Event;
-use herald::storage::log::{FsyncPolicy, LogOptions, TopicLog};
+use herald::storage::embedded::log::{FsyncPolicy, LogOptions, TopicLog};
 use tokio_util::task::TaskTracker;
 
 /// Threads of this process, from `/proc/self/task`.
@@ -39,7 +39,7 @@ async fn idle_logs_release_their_writer_threads() {
     let dir = tempfile::tempdir().unwrap();
     let opts = LogOptions {
         fsync: FsyncPolicy::Always,
-        writer_idle: Duration::from_millis(200),
+        writer_idle: Duration::from_millis(1000),
         ..LogOptions::default()
     };
     let tracker = TaskTracker::new();

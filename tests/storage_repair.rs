@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald::event::{Event, StoredEvent};
 use herald::storage::StorageError;
-use herald::storage::log::{FsyncPolicy, LogOptions, TopicLog};
+use herald::storage::embedded::log::{FsyncPolicy, LogOptions, TopicLog};
 use tokio_util::task::TaskTracker;
 
 const BACKOFF: Duration = Duration::from_millis(200);
@@ -72,7 +72,7 @@ fn assert_events(read: &[Arc<StoredEvent>], written: &[Event]) {
     }
 }
 
-fn assert_poisoned(result: Result<herald::storage::log::Appended, StorageError>) {
+fn assert_poisoned(result: Result<herald::storage::embedded::log::Appended, StorageError>) {
     match result {
         Err(StorageError::Poisoned { .. }) => {}
         other => panic!("expected Poisoned, got {other:?}"),

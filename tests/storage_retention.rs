@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald::event::{Event, StoredEvent};
 use herald::storage::StorageError;
-use herald::storage::log::{FsyncPolicy, LogOptions, TopicLog};
+use herald::storage::embedded::log::{FsyncPolicy, LogOptions, TopicLog};
 use tokio_util::task::TaskTracker;
 
 const SEGMENT_BYTES: u64 = 4096;

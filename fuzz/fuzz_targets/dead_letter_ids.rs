@@ -5,7 +5,8 @@
 #![no_main]
 
 use herald::broker::BrokerError;
-use herald::broker::dead_letter::{DeadLetterFilter, Selection, selection};
+use herald::broker::dead_letter::selection;
+use herald::broker::{DeadLetterFilter, Selection};
 use libfuzzer_sys::{arbitrary, fuzz_target};
 
 #[derive(Debug, arbitrary::Arbitrary)]

@@ -5,7 +5,7 @@
 #![no_main]
 
 use herald::event::{Event, StoredEvent};
-use herald::storage::log::{decode_event, encode_event};
+use herald::storage::embedded::log::{decode_event, encode_event};
 use libfuzzer_sys::{arbitrary, fuzz_target};
 
 #[derive(Debug, arbitrary::Arbitrary)]

@@ -5,7 +5,7 @@
 //! second recovery finds nothing more to repair.
 #![no_main]
 
-use herald::storage::log::fuzzing::{recover_bytes, recover_dir};
+use herald::storage::embedded::log::fuzzing::{recover_bytes, recover_dir};
 use libfuzzer_sys::{arbitrary, fuzz_target};
 
 #[derive(Debug, arbitrary::Arbitrary)]

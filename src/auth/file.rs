@@ -117,17 +117,14 @@ pub fn compile_topics(topics: &[String]) -> Result<Matcher, String> {
         types: Vec::new(),
         patterns: topics.to_vec(),
     };
-    Matcher::compile(&filter).map_err(|e| match e {
-        crate::broker::BrokerError::InvalidArgument { field, description } => {
-            // `group.filter.patterns[3]` → `topics[3]`.
-            let at = field.rsplit_once('[').map_or("", |(_, i)| i);
-            if at.is_empty() {
-                format!("topics: {description}")
-            } else {
-                format!("topics[{at}: {description}")
-            }
+    Matcher::compile(&filter).map_err(|e| {
+        // `group.filter.patterns[3]` → `topics[3]`.
+        let at = e.field.rsplit_once('[').map_or("", |(_, i)| i);
+        if at.is_empty() {
+            format!("topics: {}", e.description)
+        } else {
+            format!("topics[{at}: {}", e.description)
         }
-        other => other.to_string(),
     })
 }
 

@@ -2,67 +2,14 @@
 //! so they outlive retention) until they are replayed into that group or
 //! purged. The list / replay / purge operations of the broker.
 //!
-//! Broker layer. Records are stored per group by `storage::meta` (the
-//! format is there); listing reads one page by range scan, never a group's
-//! whole queue.
+//! Broker layer: selections, ids and page tokens; the backend keeps the
+//! records and reads one page at a time, never a group's whole queue.
 
+use super::Broker;
 use super::error::{BrokerError, echo};
-use super::group::GroupCmd;
-use super::{Broker, admin::blocking};
-use crate::storage::meta::{DeadLetterSummary, PageRequest};
-
-pub use crate::storage::meta::DeadLetter;
-
-/// Selects dead letters by event type and dead-letter time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct DeadLetterFilter {
-    /// Event types; all when empty.
-    pub types: Vec<String>,
-    /// Dead-lettered at or after (µs since the epoch).
-    pub start_us: Option<i64>,
-    /// Dead-lettered before (µs since the epoch).
-    pub end_us: Option<i64>,
-}
-
-impl DeadLetterFilter {
-    /// True when the dead letter summarised by `s` is selected.
-    pub fn matches(&self, s: &DeadLetterSummary) -> bool {
-        (self.types.is_empty() || self.types.contains(&s.event_type))
-            && self.start_us.is_none_or(|start| s.dead_letter_us >= start)
-            && self.end_us.is_none_or(|end| s.dead_letter_us < end)
-    }
-}
-
-/// A page of dead letters.
-#[derive(Debug, Clone)]
-pub struct DeadLetterPage {
-    /// The entries.
-    pub entries: Vec<DeadLetter>,
-    /// Token for the next page, if there is one.
-    pub next_token: Option<String>,
-    /// Entries matching the filter, all pages.
-    pub total: u64,
-}
-
-/// Counts after a replay or purge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadLetterCounts {
-    /// Entries replayed or purged now.
-    pub changed: u64,
-    /// Entries left in the queue.
-    pub remaining: u64,
-}
-
-/// Which dead letters a replay or purge is about.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    /// These ids; each must be in the queue.
-    Ids(Vec<u64>),
-    /// Everything matching the filter.
-    All(DeadLetterFilter),
-    /// Those of these ids still in the queue (a filter resolved by type).
-    Matching(Vec<u64>),
-}
+use super::names::check_name;
+use crate::model::results::{DeadLetterCounts, DeadLetterFilter, DeadLetterPage, Selection};
+use crate::storage::backend::DeadLetterQuery;
 
 /// Parses a dead-letter id (decimal).
 fn parse_id(i: usize, text: &str) -> Result<u64, BrokerError> {
@@ -120,7 +67,7 @@ pub fn selection(
 /// query, so a token that was never issued (or belongs to another query) is
 /// refused instead of silently returning a wrong page.
 fn token_check(
-    secret: u64,
+    secret: &[u8; 16],
     topic: &str,
     group: &str,
     oldest_first: bool,
@@ -128,8 +75,8 @@ fn token_check(
     last: u64,
 ) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (secret, topic, group, oldest_first, filter, last).hash(&mut h);
+    let mut h = siphasher::sip::SipHasher24::new_with_key(secret);
+    (topic, group, oldest_first, filter, last).hash(&mut h);
     h.finish()
 }
 
@@ -151,7 +98,7 @@ pub struct PageQuery<'a> {
 /// `InvalidArgument` on `page_token` for anything else.
 #[doc(hidden)]
 pub fn parse_page_token(
-    secret: u64,
+    secret: &[u8; 16],
     query: &PageQuery<'_>,
     page_token: &str,
 ) -> Result<Option<u64>, BrokerError> {
@@ -172,7 +119,7 @@ pub fn parse_page_token(
 /// The page token of the page ending with `last` (the inverse of
 /// [`parse_page_token`]).
 #[doc(hidden)]
-pub fn make_page_token(secret: u64, query: &PageQuery<'_>, last: u64) -> String {
+pub fn make_page_token(secret: &[u8; 16], query: &PageQuery<'_>, last: u64) -> String {
     let q = query;
     format!(
         "{last:x}.{:x}",
@@ -197,93 +144,44 @@ impl Broker {
         oldest_first: bool,
         filter: &DeadLetterFilter,
     ) -> Result<DeadLetterPage, BrokerError> {
-        let g = self.find_group(topic, group)?;
-        let secret = self.inner.token_secret;
-        let query = PageQuery {
+        check_name("topic", topic)?;
+        check_name("group", group)?;
+        let secret = self.inner.backend.secret();
+        let page = PageQuery {
             topic,
             group,
             oldest_first,
             filter,
         };
-        let after = parse_page_token(secret, &query, page_token)?;
-        let (hidden, queued) = g.ask(|reply| GroupCmd::DeadLetterView { reply }).await?;
-        let hidden = std::sync::Arc::new(hidden);
-        let page = PageRequest {
+        let after = parse_page_token(&secret, &page, page_token)?;
+        let query = DeadLetterQuery {
             after,
             oldest_first,
+            filter: filter.clone(),
             max_entries: page_size,
-            max_bytes: self.inner.config.group_limits.max_batch_bytes,
+            max_bytes: self.inner.config.max_batch_bytes,
         };
-        let meta = self.inner.meta.clone();
-        let (t, gn, f, h) = (
-            topic.to_string(),
-            group.to_string(),
-            filter.clone(),
-            hidden.clone(),
-        );
-        let (entries, more) = blocking(move || {
-            meta.dead_letter_page(&t, &gn, page, &|s| !h.contains(&s.id) && f.matches(s))
-        })
-        .await?;
-        let total = if *filter == DeadLetterFilter::default() {
-            queued
-        } else {
-            self.matching_ids(topic, group, filter, hidden).await?.len() as u64
-        };
-        let next_token = more
-            .then(|| entries.last())
+        let rows = self
+            .inner
+            .backend
+            .list_dead_letters(topic, group, &query)
+            .await?;
+        let next_token = rows
+            .more
+            .then(|| rows.entries.last())
             .flatten()
-            .map(|dl| make_page_token(secret, &query, dl.id));
+            .map(|dl| make_page_token(&secret, &page, dl.id));
         Ok(DeadLetterPage {
-            entries,
+            entries: rows.entries,
             next_token,
-            total,
-        })
-    }
-
-    /// Ids of a group's dead letters that match `filter`, leaving out those
-    /// in `hidden`, read from the summaries (events are not decoded).
-    async fn matching_ids(
-        &self,
-        topic: &str,
-        group: &str,
-        filter: &DeadLetterFilter,
-        hidden: std::sync::Arc<std::collections::BTreeSet<u64>>,
-    ) -> Result<Vec<u64>, BrokerError> {
-        let meta = self.inner.meta.clone();
-        let (t, g, f) = (topic.to_string(), group.to_string(), filter.clone());
-        blocking(move || {
-            Ok(meta
-                .dead_letter_summaries(&t, &g)?
-                .into_iter()
-                .filter(|s| !hidden.contains(&s.id) && f.matches(s))
-                .map(|s| s.id)
-                .collect())
-        })
-        .await
-    }
-
-    /// A selection the group task can resolve on its own: a filter by type
-    /// becomes the ids it matches.
-    async fn resolve(
-        &self,
-        topic: &str,
-        group: &str,
-        selection: Selection,
-    ) -> Result<Selection, BrokerError> {
-        Ok(match selection {
-            Selection::All(filter) if !filter.types.is_empty() => Selection::Matching(
-                self.matching_ids(topic, group, &filter, Default::default())
-                    .await?,
-            ),
-            other => other,
+            total: rows.total,
         })
     }
 
     /// Puts dead letters back into the same group's queue with attempts
     /// reset. Other groups are not touched. A dead letter whose replay is
     /// still pending is not replayed twice. Returns once the replay is
-    /// durable; the events flow as the group's memory budget allows.
+    /// durable.
     ///
     /// # Errors
     /// `NotFound` for an unknown group or id (then nothing is replayed).
@@ -293,9 +191,12 @@ impl Broker {
         group: &str,
         selection: Selection,
     ) -> Result<DeadLetterCounts, BrokerError> {
-        let g = self.find_group(topic, group)?;
-        let selection = self.resolve(topic, group, selection).await?;
-        g.ask(|reply| GroupCmd::Replay { selection, reply }).await?
+        check_name("topic", topic)?;
+        check_name("group", group)?;
+        self.inner
+            .backend
+            .replay_dead_letters(topic, group, selection)
+            .await
     }
 
     /// Deletes dead letters.
@@ -308,8 +209,11 @@ impl Broker {
         group: &str,
         selection: Selection,
     ) -> Result<DeadLetterCounts, BrokerError> {
-        let g = self.find_group(topic, group)?;
-        let selection = self.resolve(topic, group, selection).await?;
-        g.ask(|reply| GroupCmd::Purge { selection, reply }).await?
+        check_name("topic", topic)?;
+        check_name("group", group)?;
+        self.inner
+            .backend
+            .purge_dead_letters(topic, group, selection)
+            .await
     }
 }

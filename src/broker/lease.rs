@@ -1,64 +1,61 @@
-//! Ack ids and lease outcomes.
+//! Ack ids: the printable name of one delivery, unforgeable and valid on
+//! every node.
 //!
-//! Broker layer. An ack id names one delivery: the server run that made it
-//! (so ids from before a restart are recognised as unknown rather than
-//! mistaken for new ones), the group, the event offset and the lease number.
-//! It is printable ASCII so every client language can carry it as a string.
+//! Broker layer. An ack id carries the group's id (unique per group
+//! creation), the entry key (an offset, or a replay key) and the lease
+//! number, signed with a 64-bit tag: SipHash-2-4, keyed with the
+//! deployment's secret (kept by the storage backend, so every node and
+//! every restart shares it). A guessed or altered id does not verify, and
+//! the tag covers the group, so one group's ack id never acts on another.
+//! Printable ASCII, at most 68 bytes: every client language carries it as a
+//! string.
+
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher24;
 
 use super::error::{BrokerError, echo};
+use crate::storage::backend::LeaseRef;
 
-/// What an Ack, Nack or ExtendDeadline did to one ack id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseOutcome {
-    /// Done as asked.
-    Ok,
-    /// Not issued by this server run, or its group is gone.
-    Unknown,
-    /// The event was already acknowledged or dead-lettered.
-    AlreadyDone,
-    /// The lease is no longer current (expired, released or superseded).
-    Stale,
+/// Signs and checks ack ids.
+#[derive(Clone)]
+pub struct AckIds {
+    key: [u8; 16],
 }
 
-/// Result for one ack id, in request order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseResult {
-    /// The ack id as given.
-    pub ack_id: String,
-    /// What happened.
-    pub outcome: LeaseOutcome,
-    /// ExtendDeadline: the new deadline (µs since the epoch).
-    pub deadline_us: Option<i64>,
-}
+impl AckIds {
+    /// Ack ids under the deployment's `secret`.
+    pub fn new(secret: [u8; 16]) -> AckIds {
+        AckIds { key: secret }
+    }
 
-/// A parsed ack id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AckId {
-    /// Random per server run.
-    pub run: u32,
-    /// Runtime number of the group.
-    pub group: u32,
-    /// Offset of the event.
-    pub offset: u64,
-    /// Lease number within the group, unique per delivery.
-    pub lease: u64,
-}
+    fn tag(&self, lease: &LeaseRef) -> u64 {
+        let mut h = SipHasher24::new_with_key(&self.key);
+        h.write_u64(lease.group);
+        h.write_u64(lease.key);
+        h.write_u64(lease.lease);
+        h.finish()
+    }
 
-impl AckId {
-    /// Printable form: four lowercase hex numbers joined by '-'.
-    pub fn encode(&self) -> String {
+    /// Printable form: four lowercase hex numbers joined by '-', the last
+    /// the tag.
+    pub fn encode(&self, lease: &LeaseRef) -> String {
         format!(
-            "{:x}-{:x}-{:x}-{:x}",
-            self.run, self.group, self.offset, self.lease
+            "{:x}-{:x}-{:x}-{:016x}",
+            lease.group,
+            lease.key,
+            lease.lease,
+            self.tag(lease)
         )
     }
 
-    /// Parses the printable form.
+    /// Parses and verifies an ack id.
     ///
     /// # Errors
-    /// `InvalidArgument` on `field` when the text is not an ack id.
-    pub fn parse(field: &str, text: &str) -> Result<AckId, BrokerError> {
-        AckId::decode(text).ok_or_else(|| {
+    /// `InvalidArgument` on `field` when the text is not an ack id this
+    /// deployment issued.
+    pub fn parse(&self, field: &str, text: &str) -> Result<LeaseRef, BrokerError> {
+        self.decode(text).ok_or_else(|| {
             BrokerError::invalid(
                 field,
                 format!("{} is not an ack id issued by Herald", echo(text)),
@@ -66,36 +63,29 @@ impl AckId {
         })
     }
 
-    /// Parses the printable form; `None` when it is not an ack id. Allocates
-    /// nothing (acks are a hot path).
-    pub fn decode(text: &str) -> Option<AckId> {
-        fn hex<T>(
-            s: &str,
-            max_len: usize,
-            parse: fn(&str, u32) -> Result<T, std::num::ParseIntError>,
-        ) -> Option<T> {
-            if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    /// Parses and verifies; `None` when it is not an ack id this deployment
+    /// issued. Allocates nothing (acks are a hot path).
+    pub fn decode(&self, text: &str) -> Option<LeaseRef> {
+        fn hex(s: &str) -> Option<u64> {
+            if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return None;
             }
-            parse(s, 16).ok()
+            u64::from_str_radix(s, 16).ok()
         }
-        if text.len() > 64 {
+        if text.len() > 68 {
             return None;
         }
         let mut parts = text.split('-');
-        let run = hex(parts.next()?, 8, u32::from_str_radix)?;
-        let group = hex(parts.next()?, 8, u32::from_str_radix)?;
-        let offset = hex(parts.next()?, 16, u64::from_str_radix)?;
-        let lease = hex(parts.next()?, 16, u64::from_str_radix)?;
-        if parts.next().is_some() {
+        let lease = LeaseRef {
+            group: hex(parts.next()?)?,
+            key: hex(parts.next()?)?,
+            lease: hex(parts.next()?)?,
+        };
+        let tag = parts.next()?;
+        if tag.len() != 16 || parts.next().is_some() {
             return None;
         }
-        Some(AckId {
-            run,
-            group,
-            offset,
-            lease,
-        })
+        (hex(tag)? == self.tag(&lease)).then_some(lease)
     }
 }
 
@@ -104,14 +94,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip_and_rejects_garbage() {
-        let id = AckId {
-            run: 0xdead_beef,
-            group: 7,
-            offset: u64::MAX,
+    fn round_trip_and_rejects_garbage_and_forgeries() {
+        let ids = AckIds::new([7; 16]);
+        let lease = LeaseRef {
+            group: 0xdead_beef_0000_0001,
+            key: u64::MAX,
             lease: 42,
         };
-        assert_eq!(AckId::parse("ack_ids[0]", &id.encode()).unwrap(), id);
+        let text = ids.encode(&lease);
+        assert!(text.len() <= 68, "{text}");
+        assert_eq!(ids.parse("ack_ids[0]", &text).unwrap(), lease);
+        // Another key (another deployment) does not verify it.
+        assert!(AckIds::new([8; 16]).decode(&text).is_none());
+        // Any change to group, key or lease breaks the tag.
+        for forged in [
+            LeaseRef {
+                group: lease.group + 1,
+                ..lease
+            },
+            LeaseRef { key: 0, ..lease },
+            LeaseRef { lease: 43, ..lease },
+        ] {
+            let tag = &text[text.rfind('-').unwrap()..];
+            let fake = format!(
+                "{:x}-{:x}-{:x}{tag}",
+                forged.group, forged.key, forged.lease
+            );
+            assert!(ids.decode(&fake).is_none(), "{fake}");
+        }
         for bad in [
             "",
             "x",
@@ -119,10 +129,10 @@ mod tests {
             "1-2-3-4-5",
             "1-2-3-g",
             "-1-2-3",
-            "+1-2-3-4",
-            "123456789-2-3-4",
+            "+1-2-3-0000000000000000",
+            "1-2-3-00000000000000000",
         ] {
-            let err = AckId::parse("ack_ids[0]", bad).unwrap_err();
+            let err = ids.parse("ack_ids[0]", bad).unwrap_err();
             assert!(err.to_string().starts_with("ack_ids[0]: "), "{bad}: {err}");
         }
     }

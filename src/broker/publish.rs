@@ -1,11 +1,10 @@
-//! Publishing: validate, assign ids, append to the topic's log (group commit
-//! happens in the log's writer).
+//! Publishing: validate, assign ids, hand the batch to the backend (which
+//! orders it at once and says when it is durable).
 //!
 //! Broker layer.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 
 use super::Broker;
 use super::error::BrokerError;
@@ -61,9 +60,9 @@ impl Broker {
         mut events: Vec<Event>,
     ) -> Result<PublishTicket, BrokerError> {
         check_events(&events, self.inner.config.limits)?;
-        let t = self.ensure_topic("topic", topic).await?;
-        // Ids generated here are unique by construction: the log's dedup
-        // index need not hold them.
+        self.ensure_topic("topic", topic).await?;
+        // Ids generated here are unique by construction: the backend's
+        // dedup index need not hold them.
         let mut server_ids = Vec::new();
         for (i, event) in events.iter_mut().enumerate() {
             if event.id.is_empty() {
@@ -78,11 +77,9 @@ impl Broker {
         }
         unpin_payloads(&mut events);
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        let appended = t.log.append_with_server_ids(events, server_ids);
+        let appended = self.inner.backend.append(topic, events, server_ids)?;
         Ok(Box::pin(async move {
             let appended = appended.await?;
-            let stored = appended.duplicate.iter().filter(|d| !**d).count();
-            t.published.fetch_add(stored as u64, Ordering::Relaxed);
             Ok(Published {
                 events: ids
                     .into_iter()

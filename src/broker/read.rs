@@ -9,13 +9,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Broker;
-use super::admin::not_found_topic;
 use super::error::{BrokerError, echo};
 use super::filter::Matcher;
 use super::names::check_name;
 use super::settings::{Filter, Position};
 use crate::event::StoredEvent;
-use crate::storage::StorageError;
+use crate::storage::backend::TopicWatch;
 
 /// Events per batch sent to a reader.
 const READ_BATCH: usize = 1000;
@@ -64,60 +63,53 @@ impl Broker {
     /// first available offset).
     pub async fn read(&self, topic: &str, req: ReadRequest) -> Result<ReadStream, BrokerError> {
         check_name("topic", topic)?;
-        let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
         let matcher = Matcher::compile(&Filter {
             types: Vec::new(),
             patterns: req.types.clone(),
         })
-        .map_err(|e| match e {
-            BrokerError::InvalidArgument { field, description } => BrokerError::InvalidArgument {
-                field: field.replace("group.filter.patterns", "types"),
-                description,
-            },
-            other => other,
+        .map_err(|e| BrokerError::InvalidArgument {
+            field: e.field.replace("group.filter.patterns", "types"),
+            description: e.description,
         })?;
-        let log = t.log.clone();
-        let first = log.start_offset();
+        let backend = self.inner.backend.clone();
         let mut cursor = match req.start {
-            None | Some(Position::Earliest) => first,
-            Some(Position::Latest) => log.end_offset(),
-            Some(Position::Offset(o)) if o < first => {
-                return Err(BrokerError::OutOfRange(format!(
-                    "offset: {o} is before the first available offset {first}"
-                )));
+            // An offset past the end is fine for a reader: it waits for it.
+            Some(Position::Offset(o)) => {
+                let first = backend.resolve(topic, Position::Earliest).await?;
+                if o < first {
+                    return Err(BrokerError::OutOfRange(format!(
+                        "offset: {o} is before the first available offset {first}"
+                    )));
+                }
+                o
             }
-            Some(Position::Offset(o)) => o,
-            Some(Position::Time(t_us)) => log.offset_for_time(t_us)?,
+            start => {
+                backend
+                    .resolve(topic, start.unwrap_or(Position::Earliest))
+                    .await?
+            }
         };
+        let TopicWatch { mut end, deleted } = backend.watch(topic).await?;
         // One batch waits in the channel while the transport sends the
         // previous one: a reader holds at most two batches.
         let (tx, rx) = mpsc::channel(1);
-        let max_bytes = self.inner.config.group_limits.max_batch_bytes;
-        let stop = self.inner.groups_stop.clone();
-        let deleted = t.deleted.clone();
+        let max_bytes = self.inner.config.max_batch_bytes;
+        let stop = self.inner.stopping.clone();
         let topic_name = topic.to_string();
-        drop(t);
-        let mut end = log.watch_end();
         let mut left = if req.max_events == 0 {
             u64::MAX
         } else {
             req.max_events
         };
-        self.inner.group_tasks.spawn(async move {
+        self.inner.readers.spawn(async move {
             while left > 0 {
-                let batch = match log.read(cursor, READ_BATCH.min(left as usize), max_bytes) {
+                let wanted = READ_BATCH.min(usize::try_from(left).unwrap_or(usize::MAX));
+                let batch = match backend.read(&topic_name, cursor, wanted, max_bytes).await {
                     Ok(batch) => within_bytes(batch, max_bytes),
-                    Err(StorageError::OutOfRange { first, .. }) => {
-                        // Retention overtook a slow reader: say so and stop.
-                        let _ = tx
-                            .send(Err(BrokerError::OutOfRange(format!(
-                                "offset {cursor} was deleted by retention; the first available offset is {first}"
-                            ))))
-                            .await;
-                        return;
-                    }
                     Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
+                        // Retention overtook a slow reader, or the topic
+                        // went: say so and stop.
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
@@ -140,8 +132,8 @@ impl Broker {
                 if !req.follow {
                     return;
                 }
-                end.borrow_and_update();
-                if log.end_offset() > cursor {
+                let seen = *end.borrow_and_update();
+                if seen > cursor {
                     continue;
                 }
                 tokio::select! {

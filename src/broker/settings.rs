@@ -1,39 +1,14 @@
-//! Topic and group settings: what is stored, what the defaults are, and how a
-//! create or update request changes them.
+//! Changes to topic and group settings, validated: how a create or update
+//! request changes the stored settings.
 //!
-//! Broker layer. Records are serialised as JSON into the metadata store.
+//! Broker layer.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::backoff::RetryPolicy;
 use super::error::BrokerError;
-
-/// Stored settings of a topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TopicSettings {
-    /// Segments whose newest event is older than this are deleted. `None`: forever.
-    #[serde(with = "humantime_serde", default)]
-    pub retention_max_age: Option<Duration>,
-    /// Oldest segments are deleted while the topic is larger. `None`: no limit.
-    #[serde(default)]
-    pub retention_max_bytes: Option<u64>,
-    /// Window for recognising re-published ids; zero: off.
-    #[serde(with = "humantime_serde")]
-    pub dedup_window: Duration,
-}
-
-/// Stored record of a topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TopicRecord {
-    /// Topic name.
-    pub name: String,
-    /// Creation time, µs since the epoch.
-    pub created_us: i64,
-    /// Current settings.
-    pub settings: TopicSettings,
-}
+pub use crate::model::settings::{
+    Filter, GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings,
+};
 
 /// Changes to a topic's settings; `None` leaves a setting as it is (on
 /// create: takes the default).
@@ -76,59 +51,6 @@ impl TopicPatch {
         }
         Ok(())
     }
-}
-
-/// Which events a group wants; empty means all.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filter {
-    /// Exact event types.
-    pub types: Vec<String>,
-    /// Dot-segment patterns (`*` one segment, `#` or trailing `>` any number).
-    pub patterns: Vec<String>,
-}
-
-/// Where a group starts, or is moved to by Seek.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Position {
-    /// The first retained event.
-    Earliest,
-    /// The end of the topic.
-    Latest,
-    /// An exact offset.
-    Offset(u64),
-    /// The first event published at or after this time (µs since the epoch).
-    Time(i64),
-}
-
-/// Stored settings of a consumer group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupSettings {
-    /// Which events the group wants.
-    pub filter: Filter,
-    /// Lease length of a delivery.
-    #[serde(with = "humantime_serde")]
-    pub ack_deadline: Duration,
-    /// Backoff between attempts.
-    pub retry: RetryPolicy,
-    /// Failures before dead-lettering; 0: never.
-    pub max_delivery_attempts: u32,
-    /// Per-key ordering.
-    pub ordered: bool,
-}
-
-/// Stored record of a consumer group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupRecord {
-    /// Topic name.
-    pub topic: String,
-    /// Group name.
-    pub name: String,
-    /// Creation time, µs since the epoch.
-    pub created_us: i64,
-    /// Where the group started.
-    pub start: Position,
-    /// Current settings.
-    pub settings: GroupSettings,
 }
 
 /// Changes to a group's settings; `None` leaves a setting as it is (on

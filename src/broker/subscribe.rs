@@ -1,22 +1,21 @@
-//! Consuming through groups: subscribe (a stream of delivery batches that
-//! releases its leases when dropped), ack, nack and extend.
+//! Consuming through groups: subscribe (a stream of delivery batches with
+//! signed ack ids, whose leases are released when it is dropped), ack, nack
+//! and extend.
 //!
-//! Broker layer.
+//! Broker layer: validation and ack ids; the backend holds the leases.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
 
 use super::Broker;
 use super::error::BrokerError;
-use super::group::{Delivery, GroupCmd, GroupHandle, LeaseRef, Outcomes};
-use super::lease::{AckId, LeaseOutcome, LeaseResult};
+use super::lease::AckIds;
 use super::names::check_name;
+use crate::model::results::{Delivery, LeaseOutcome, LeaseResult};
+use crate::storage::backend::{DeliveryStream, LeaseRef, Nack};
 
 /// Most ack ids in one Ack, Nack or ExtendDeadline call.
 pub const MAX_ACK_IDS: usize = 10_000;
@@ -30,56 +29,29 @@ pub const MAX_EXTENSION: Duration = Duration::from_secs(3600);
 /// redelivery at once. When the group stops, the stream ends with one error
 /// that says why: NOT_FOUND when the group or its topic was deleted (so a
 /// reconnecting consumer does not silently re-create it), UNAVAILABLE at
-/// shutdown.
+/// shutdown or on a storage failure.
 pub struct Subscription {
-    deliveries: mpsc::Receiver<Vec<Delivery>>,
-    guard: Guard,
-    ended: bool,
-}
-
-struct Guard {
-    group: GroupHandle,
-    consumer: u64,
-    broker: Broker,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.broker.inner.connected.fetch_sub(1, Ordering::Relaxed);
-        let cmd = GroupCmd::Unsubscribe {
-            consumer: self.consumer,
-        };
-        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.group.tx.try_send(cmd) {
-            let tx = self.group.tx.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = tx.send(cmd).await;
-                });
-            }
-        }
-    }
-}
-
-impl Subscription {
-    /// The consumer id within its group.
-    pub fn consumer(&self) -> u64 {
-        self.guard.consumer
-    }
+    deliveries: DeliveryStream,
+    ack_ids: AckIds,
 }
 
 impl Stream for Subscription {
     type Item = Result<Vec<Delivery>, BrokerError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match self.deliveries.poll_recv(cx) {
-            Poll::Ready(Some(batch)) => Poll::Ready(Some(Ok(batch))),
-            Poll::Ready(None) => {
-                self.ended = true;
-                Poll::Ready(Some(Err(self.guard.group.stopped())))
-            }
+        let this = &mut *self;
+        match this.deliveries.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(batch))) => Poll::Ready(Some(Ok(batch
+                .into_iter()
+                .map(|d| Delivery {
+                    ack_id: this.ack_ids.encode(&d.lease),
+                    event: d.event,
+                    attempt: d.attempt,
+                    deadline_us: d.deadline_us,
+                })
+                .collect()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -97,11 +69,27 @@ impl Broker {
         group: &str,
         max_in_flight: Option<u32>,
     ) -> Result<Subscription, BrokerError> {
+        self.subscribe_as(topic, group, "", max_in_flight).await
+    }
+
+    /// [`Broker::subscribe`] with the consumer's name (shown in logs and,
+    /// on a shared backend, in its consumer registry).
+    ///
+    /// # Errors
+    /// As [`Broker::subscribe`].
+    pub async fn subscribe_as(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max_in_flight: Option<u32>,
+    ) -> Result<Subscription, BrokerError> {
         check_name("topic", topic)?;
         check_name("group", group)?;
-        let limit = self.inner.config.max_in_flight_limit;
+        let config = &self.inner.config;
+        let limit = config.max_in_flight_limit;
         let max = match max_in_flight {
-            None => self.inner.config.default_max_in_flight,
+            None => config.default_max_in_flight,
             Some(0) => return Err(BrokerError::invalid("max_in_flight", "must be at least 1")),
             Some(n) if n > limit => {
                 return Err(BrokerError::invalid(
@@ -111,35 +99,25 @@ impl Broker {
             }
             Some(n) => n,
         } as usize;
-        let g = self.ensure_group(topic, group).await?;
-        let consumer = self.inner.next_consumer.fetch_add(1, Ordering::Relaxed);
-        // Room for one batch per slot: the group never blocks on a consumer.
-        let (tx, rx) = mpsc::channel(max);
-        g.send(GroupCmd::Subscribe {
-            consumer,
-            max_in_flight: max,
-            deliveries: tx,
-        })
-        .await?;
-        self.inner.connected.fetch_add(1, Ordering::Relaxed);
+        let defaults = self.topic_defaults().map(|t| (&config.group_defaults, t));
+        let backend = &self.inner.backend;
+        backend.ensure_group(topic, group, defaults).await?;
+        let deliveries = backend.subscribe(topic, group, consumer, max).await?;
         Ok(Subscription {
-            deliveries: rx,
-            guard: Guard {
-                group: g,
-                consumer,
-                broker: self.clone(),
-            },
-            ended: false,
+            deliveries,
+            ack_ids: self.inner.ack_ids.clone(),
         })
     }
 
     /// Acknowledges deliveries.
     ///
     /// # Errors
-    /// `InvalidArgument` when an ack id is malformed (then nothing is acked).
+    /// `InvalidArgument` when an ack id is malformed (then nothing is
+    /// acked); `Unavailable` when progress cannot be saved.
     pub async fn ack(&self, ack_ids: &[String]) -> Result<Vec<LeaseResult>, BrokerError> {
-        self.route(ack_ids, |items, reply| GroupCmd::Ack { items, reply })
-            .await
+        let leases = self.parse_ack_ids(ack_ids)?;
+        let outcomes = self.inner.backend.ack(&leases).await?;
+        Ok(results(ack_ids, outcomes.into_iter().map(|o| (o, None))))
     }
 
     /// Rejects deliveries: each is retried after `delay` (the group's
@@ -167,14 +145,14 @@ impl Broker {
                 format!("{} bytes, the limit is {MAX_REASON_LEN}", reason.len()),
             ));
         }
-        self.route(ack_ids, |items, reply| GroupCmd::Nack {
-            items,
+        let leases = self.parse_ack_ids(ack_ids)?;
+        let nack = Nack {
             delay,
             reason: reason.to_string(),
             dead_letter,
-            reply,
-        })
-        .await
+        };
+        let outcomes = self.inner.backend.nack(&leases, &nack).await?;
+        Ok(results(ack_ids, outcomes.into_iter().map(|o| (o, None))))
     }
 
     /// Sets the deadlines of current leases to now + `extension`.
@@ -192,44 +170,12 @@ impl Broker {
                 format!("must be positive and at most 1h, got {extension:?}"),
             ));
         }
-        let parsed = self.parse_ack_ids(ack_ids)?;
-        let mut results = unknown_results(ack_ids);
-        for (g, items) in self.by_group(&parsed) {
-            let answer = g
-                .ask(|reply| GroupCmd::Extend {
-                    items,
-                    extension,
-                    reply,
-                })
-                .await;
-            if let Some(out) = settled(answer)? {
-                for (i, outcome, deadline) in out {
-                    results[i].outcome = outcome;
-                    results[i].deadline_us = deadline;
-                }
-            }
-        }
-        Ok(results)
+        let leases = self.parse_ack_ids(ack_ids)?;
+        let outcomes = self.inner.backend.extend(&leases, extension).await?;
+        Ok(results(ack_ids, outcomes.into_iter()))
     }
 
-    async fn route(
-        &self,
-        ack_ids: &[String],
-        make: impl Fn(Vec<LeaseRef>, tokio::sync::oneshot::Sender<Outcomes>) -> GroupCmd,
-    ) -> Result<Vec<LeaseResult>, BrokerError> {
-        let parsed = self.parse_ack_ids(ack_ids)?;
-        let mut results = unknown_results(ack_ids);
-        for (g, items) in self.by_group(&parsed) {
-            if let Some(out) = settled(g.ask(|reply| make(items, reply)).await)? {
-                for (i, outcome) in out {
-                    results[i].outcome = outcome;
-                }
-            }
-        }
-        Ok(results)
-    }
-
-    fn parse_ack_ids(&self, ack_ids: &[String]) -> Result<Vec<AckId>, BrokerError> {
+    fn parse_ack_ids(&self, ack_ids: &[String]) -> Result<Vec<LeaseRef>, BrokerError> {
         if ack_ids.is_empty() {
             return Err(BrokerError::invalid(
                 "ack_ids",
@@ -245,61 +191,29 @@ impl Broker {
                 ),
             ));
         }
+        let ids = &self.inner.ack_ids;
         ack_ids
             .iter()
             .enumerate()
-            .map(|(i, text)| match AckId::decode(text) {
-                Some(id) => Ok(id),
-                None => AckId::parse(&format!("ack_ids[{i}]"), text),
+            .map(|(i, text)| match ids.decode(text) {
+                Some(lease) => Ok(lease),
+                None => ids.parse(&format!("ack_ids[{i}]"), text),
             })
             .collect()
     }
-
-    /// Groups parsed ids by their (live) group; ids of other runs or of
-    /// unknown groups are left out (they stay Unknown).
-    fn by_group(&self, parsed: &[AckId]) -> Vec<(GroupHandle, Vec<LeaseRef>)> {
-        let groups = self
-            .inner
-            .groups_by_id
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut out: HashMap<u32, (GroupHandle, Vec<LeaseRef>)> = HashMap::new();
-        for (i, id) in parsed.iter().enumerate() {
-            if id.run != self.inner.run {
-                continue;
-            }
-            let Some(g) = groups.get(&id.group) else {
-                continue;
-            };
-            out.entry(id.group)
-                .or_insert_with(|| (g.clone(), Vec::new()))
-                .1
-                .push((i, id.offset, id.lease));
-        }
-        out.into_values().collect()
-    }
 }
 
-/// The outcomes a group answered; `None` when the group was deleted
-/// meanwhile (its ids stay Unknown). Any other failure (storage, shutdown)
-/// fails the call: nothing may be answered as done that was not.
-fn settled<T>(
-    answer: Result<Result<T, BrokerError>, BrokerError>,
-) -> Result<Option<T>, BrokerError> {
-    match answer.and_then(|inner| inner) {
-        Ok(out) => Ok(Some(out)),
-        Err(BrokerError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn unknown_results(ack_ids: &[String]) -> Vec<LeaseResult> {
+fn results(
+    ack_ids: &[String],
+    outcomes: impl Iterator<Item = (LeaseOutcome, Option<i64>)>,
+) -> Vec<LeaseResult> {
     ack_ids
         .iter()
-        .map(|id| LeaseResult {
+        .zip(outcomes)
+        .map(|(id, (outcome, deadline_us))| LeaseResult {
             ack_id: id.clone(),
-            outcome: LeaseOutcome::Unknown,
-            deadline_us: None,
+            outcome,
+            deadline_us,
         })
         .collect()
 }

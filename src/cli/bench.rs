@@ -258,6 +258,7 @@ async fn own_config(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<C
         .parse()
         .map_err(|e| anyhow::anyhow!("--fsync: {e}"))?;
     config.limits.max_in_flight = config.limits.max_in_flight.max(args.max_in_flight);
+    config.http.enabled = false;
     Ok(config)
 }
 

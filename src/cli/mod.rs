@@ -170,13 +170,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "`serve` prints no tables; for JSON logs use --log-format json"
             );
             let config = Config::load(args.config.as_deref(), args.overrides(cli.log_format))?;
-            let telemetry = telemetry::init(config.log.format, &config.log.filter)?;
+            let telemetry =
+                telemetry::init(config.log.format, &config.log.filter, config.http.enabled)?;
             let result = serve::run(config).await;
             telemetry.shutdown();
             result
         }
         Command::Bench(args) => {
-            let telemetry = telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "warn")?;
+            let telemetry =
+                telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "warn", false)?;
             let result = bench::run(args, cli.auth).await;
             telemetry.shutdown();
             result

@@ -1,5 +1,5 @@
-//! `herald serve`: the only place that wires storage, broker and gRPC
-//! together, and the graceful shutdown sequence.
+//! `herald serve`: the only place that wires storage, broker, gRPC and
+//! the HTTP console together, and the graceful shutdown sequence.
 //!
 //! Tests start the same server in-process through [`start`].
 //!
@@ -28,8 +28,11 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The core, for in-process inspection.
     pub broker: Broker,
+    /// The console's bound address; `None` when it is off.
+    pub http_addr: Option<SocketAddr>,
     stop: CancellationToken,
     serve: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
     config: Config,
     security: Security,
 }
@@ -110,6 +113,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let http_listener = crate::http::bind(&config.http).await?;
+    let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     super::telemetry::observe_groups(&broker);
     let open_files = crate::grpc::accept::raise_open_files_limit();
     if let Some(limit) = open_files
@@ -142,6 +147,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         security.clone(),
         async move { signal.cancelled().await },
     ));
+    let http = match http_listener {
+        Some(listener) => {
+            let console = crate::http::Console::new(broker.clone(), None)?;
+            tracing::info!(addr = ?http_addr, "console and /metrics are serving");
+            Some(tokio::spawn(crate::http::serve(
+                console,
+                listener,
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
     let tls = match &security.tls {
         Some(t) if t.mutual() => "mutual",
         Some(_) => "on",
@@ -157,8 +174,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         broker,
+        http_addr,
         stop,
         serve,
+        http,
         config,
         security,
     })
@@ -191,6 +210,15 @@ impl RunningServer {
                 Ok(())
             }
         };
+        if let Some(mut http) = self.http {
+            // Live tails ended with the broker's readers; a browser that
+            // keeps a connection open longer is cut off.
+            match tokio::time::timeout(self.config.shutdown_timeout, &mut http).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the console listener failed"),
+                Ok(_) => {}
+                Err(_) => http.abort(),
+            }
+        }
         self.broker.shutdown().await;
         tracing::info!("shutdown complete");
         result

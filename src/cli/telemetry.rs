@@ -76,12 +76,14 @@ fn resource() -> opentelemetry_sdk::Resource {
 }
 
 /// Installs the global subscriber, and the OTLP trace and metric exporters
-/// when configured. `filter` is used unless `RUST_LOG` is set. Must run
-/// inside the tokio runtime (the gRPC exporters live on it).
+/// when configured; with `prometheus` (the HTTP listener is on) the
+/// metrics also go to the console's `/metrics`. `filter` is used unless
+/// `RUST_LOG` is set. Must run inside the tokio runtime (the gRPC exporters
+/// live on it).
 ///
 /// # Errors
-/// The filter does not parse, or an OTLP exporter cannot be built.
-pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<Telemetry> {
+/// The filter does not parse, or an exporter cannot be built.
+pub fn init(format: LogFormat, filter: &str, prometheus: bool) -> anyhow::Result<Telemetry> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => EnvFilter::try_new(&env)
             .map_err(|e| anyhow::anyhow!("RUST_LOG={env:?} is not a valid filter: {e}"))?,
@@ -129,28 +131,11 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<Telemetry> {
             .with_filter(Targets::new().with_target("herald", Level::DEBUG))
     });
 
-    let meter = if export_wanted(
+    let otlp_metrics = export_wanted(
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
         "OTEL_METRICS_EXPORTER",
-    ) {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .build()
-            .map_err(|e| anyhow::anyhow!("building the OTLP metric exporter: {e}"))?;
-        // Reads OTEL_METRIC_EXPORT_INTERVAL (ms; default 60 s).
-        let reader = PeriodicReader::builder(exporter).build();
-        let provider = SdkMeterProvider::builder()
-            .with_reader(reader)
-            .with_resource(resource())
-            .build();
-        opentelemetry::global::set_meter_provider(provider.clone());
-        if !metrics::install(&opentelemetry::global::meter(METER_NAME)) {
-            eprintln!("herald: metric instruments were created before telemetry; metrics stay off");
-        }
-        Some(provider)
-    } else {
-        None
-    };
+    );
+    let meter = install_metrics(otlp_metrics, prometheus)?;
 
     tracing_subscriber::registry()
         .with(fmt)
@@ -158,6 +143,39 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<Telemetry> {
         .try_init()
         .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
     Ok(Telemetry { tracer, meter })
+}
+
+/// Installs the global meter provider with an OTLP reader (`otlp`) and the
+/// Prometheus reader of `/metrics` (`prometheus`), and turns Herald's
+/// instruments on; with neither, nothing is installed and the instruments
+/// stay off. Must run before the first instrument is used (before the
+/// server starts); `init` calls it, and in-process tests that scrape
+/// `/metrics` call it themselves.
+///
+/// # Errors
+/// An exporter cannot be built, or a Prometheus reader was made before.
+pub fn install_metrics(otlp: bool, prometheus: bool) -> anyhow::Result<Option<SdkMeterProvider>> {
+    if !otlp && !prometheus {
+        return Ok(None);
+    }
+    let mut builder = SdkMeterProvider::builder().with_resource(resource());
+    if otlp {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the OTLP metric exporter: {e}"))?;
+        // Reads OTEL_METRIC_EXPORT_INTERVAL (ms; default 60 s).
+        builder = builder.with_reader(PeriodicReader::builder(exporter).build());
+    }
+    if prometheus {
+        builder = builder.with_reader(crate::http::metrics::reader()?);
+    }
+    let provider = builder.build();
+    opentelemetry::global::set_meter_provider(provider.clone());
+    if !metrics::install(&opentelemetry::global::meter(METER_NAME)) {
+        eprintln!("herald: metric instruments were created before telemetry; metrics stay off");
+    }
+    Ok(Some(provider))
 }
 
 /// Registers the per-group gauges (`herald.group.backlog`,

@@ -67,6 +67,7 @@ impl AdminService for AdminApi {
         let info = self
             .broker
             .get_topic(&request.into_inner().name)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(GetTopicResponse {
             topic: Some(topic_out(info)),
@@ -81,13 +82,13 @@ impl AdminService for AdminApi {
         let (limit, after) = requests::list_topics(request.get_ref())?;
         let broker = &self.broker;
         let (topics, next) = if caller.sees_all() {
-            broker.list_topics(after.as_deref(), limit)
+            broker.list_topics(after.as_deref(), limit).await
         } else {
             visible_page(
                 after,
                 limit,
-                |after: Option<String>, n| {
-                    std::future::ready(broker.list_topics(after.as_deref(), n))
+                |after: Option<String>, n| async move {
+                    broker.list_topics(after.as_deref(), n).await
                 },
                 |t| caller.may_see(&t.record.name),
                 |t| t.record.name.clone(),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Status};
 
-use super::status::auth_status;
+use super::status::{auth_status, to_status};
 use crate::auth::{self, Action, AuthError, Principal};
 use crate::broker::Broker;
 use crate::broker::error::echo;
@@ -313,8 +313,9 @@ impl Guard {
     /// Returns whether the call will create something, for the audit log.
     ///
     /// # Errors
-    /// PERMISSION_DENIED when it would create without `manage`.
-    pub fn check_create(
+    /// PERMISSION_DENIED when it would create without `manage`; the
+    /// storage failure when existence cannot be read.
+    pub async fn check_create(
         &self,
         caller: &Caller,
         topic: &str,
@@ -323,12 +324,22 @@ impl Guard {
         if !self.broker.config().auto_create {
             return Ok(false);
         }
-        let missing = if !self.broker.has_topic(topic) {
+        // Existence is a storage read: skip it when nothing depends on it
+        // (no refusal to decide, and the audit event would be dropped).
+        let decides = caller
+            .principal()
+            .is_some_and(|p| !p.may(Action::Manage, topic));
+        if !decides && !tracing::enabled!(target: super::audit::TARGET, tracing::Level::INFO) {
+            return Ok(false);
+        }
+        let exists = |found: Result<bool, crate::broker::BrokerError>| found.map_err(to_status);
+        let missing = if !exists(self.broker.has_topic(topic).await)? {
             Some(("topic", topic))
         } else {
-            group
-                .filter(|g| !self.broker.has_group(topic, g))
-                .map(|g| ("group", g))
+            match group {
+                Some(g) if !exists(self.broker.has_group(topic, g).await)? => Some(("group", g)),
+                _ => None,
+            }
         };
         let Some((what, name)) = missing else {
             return Ok(false);

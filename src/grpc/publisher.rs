@@ -54,13 +54,13 @@ impl PublisherApi {
 
 /// Authorizes one request of a PublishStream; logs an implicit creation
 /// once the request succeeded (`created` true).
-fn authorize_request(
+async fn authorize_request(
     guard: &Guard,
     caller: &Caller,
     req: &PublishStreamRequest,
 ) -> Result<bool, Status> {
     guard.authorize(caller, req)?;
-    guard.check_create(caller, &req.topic, None)
+    guard.check_create(caller, &req.topic, None).await
 }
 
 /// The `publish` span of one request of `events` to `topic`: a child of the
@@ -173,7 +173,7 @@ impl PublisherService for PublisherApi {
         let caller = self.guard.check(&request)?;
         let trace = TraceHeaders::from_metadata(request.metadata());
         let r = request.into_inner();
-        let creates = self.guard.check_create(&caller, &r.topic, None)?;
+        let creates = self.guard.check_create(&caller, &r.topic, None).await?;
         let mut events = events_in(r.events)?;
         let (span, stored) = publish_span(&r.topic, &events, trace.as_ref());
         stamp(&mut events, stored.as_ref());
@@ -223,7 +223,7 @@ impl PublisherService for PublisherApi {
                     }
                 };
                 let started = Instant::now();
-                let allowed = authorize_request(&guard, &caller, &req);
+                let allowed = authorize_request(&guard, &caller, &req).await;
                 let (span, ticket) = match allowed
                     .and_then(|creates| events_in(req.events).map(|events| (creates, events)))
                 {

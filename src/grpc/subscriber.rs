@@ -54,7 +54,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 /// Opens and closes the `deliver` span of one delivery: it marks the moment
 /// the event leaves for the consumer, as a child of the event's stored
 /// trace context.
-fn deliver_span(topic: &str, group: &str, consumer: u64, d: &Delivery) {
+fn deliver_span(topic: &str, group: &str, consumer: &str, d: &Delivery) {
     let e = &d.event;
     let span = tracing::debug_span!(
         "deliver",
@@ -166,21 +166,23 @@ impl SubscriberService for SubscriberApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.guard.check(&request)?;
         let r = request.into_inner();
-        let creates = self.guard.check_create(&caller, &r.topic, Some(&r.group))?;
+        let creates = self
+            .guard
+            .check_create(&caller, &r.topic, Some(&r.group))
+            .await?;
         let subscription = self
             .broker
-            .subscribe(&r.topic, &r.group, r.max_in_flight)
+            .subscribe_as(&r.topic, &r.group, &r.consumer, r.max_in_flight)
             .await
             .map_err(to_status)?;
         if creates {
             let method = SubscribeRequest::RPC.method;
             super::audit::implicit_create(&caller, method, &r.topic, Some(&r.group));
         }
-        tracing::debug!(topic = %r.topic, group = %r.group, consumer = %r.consumer,
-            id = subscription.consumer(), "consumer joined");
+        tracing::debug!(topic = %r.topic, group = %r.group, consumer = %r.consumer, "consumer joined");
         let topic = r.topic;
         let group = r.group;
-        let consumer = subscription.consumer();
+        let consumer = r.consumer;
         let metrics = GroupMetrics::new(&topic, &group);
         // Dropping this stream (the client left) drops the subscription,
         // which releases the consumer's leases at once.
@@ -191,7 +193,7 @@ impl SubscriberService for SubscriberApi {
                 deliveries: batch
                     .iter()
                     .map(|d| {
-                        deliver_span(&topic, &group, consumer, d);
+                        deliver_span(&topic, &group, &consumer, d);
                         // First deliveries only: a redelivery's wait is the
                         // consumer's nack delay or deadline, not Herald's.
                         if let Some(now) = now

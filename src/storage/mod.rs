@@ -1,6 +1,6 @@
 //! Storage layer: the mechanism under the broker.
 //!
-//! - [`log`]: the embedded, segmented, append-only event log per topic
+//! - [`embedded`]: the local-disk backend; its `log` is the embedded, segmented, append-only event log per topic
 //!   (length + CRC32C framing, sparse index, torn-tail recovery, group commit).
 //! - [`meta`]: durable metadata and consumer-group state (topics, groups,
 //!   ack floors) in an embedded `redb` database.
@@ -8,8 +8,10 @@
 //! Nothing here knows about gRPC or about group semantics; the broker decides
 //! policy, storage only keeps bytes safe.
 
-pub mod log;
-pub mod meta;
+pub mod backend;
+pub mod embedded;
+
+pub use backend::Backend;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -130,9 +132,73 @@ fn last_components(path: &Path, n: usize) -> String {
     parts.join("/")
 }
 
+/// Clients get [`StorageError::public_message`], never the full error: it
+/// names server paths. The full error goes to the server's log here (a
+/// poisoned log was logged once when it was poisoned, so refusals are only
+/// logged at debug level).
+impl From<StorageError> for crate::model::Error {
+    fn from(e: StorageError) -> Self {
+        let public = e.public_message();
+        match &e {
+            StorageError::Closed | StorageError::OutOfRange { .. } => {}
+            StorageError::Poisoned { .. } => tracing::debug!(error = %e, "storage refused a write"),
+            _ => tracing::error!(error = %e, "storage error"),
+        }
+        match e {
+            StorageError::Poisoned { .. } | StorageError::Closed | StorageError::Unavailable(_) => {
+                crate::model::Error::Unavailable(public)
+            }
+            StorageError::OutOfRange { .. } => crate::model::Error::OutOfRange(public),
+            StorageError::NotFound(what) => crate::model::Error::NotFound(what),
+            StorageError::Io { .. } if e.is_resource_exhausted() => {
+                crate::model::Error::ResourceExhausted(public)
+            }
+            StorageError::Io { .. } => crate::model::Error::Unavailable(public),
+            _ => crate::model::Error::Internal(public),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_errors_reach_clients_without_paths_and_with_the_right_code() {
+        let full = || {
+            StorageError::io(
+                "write 10 bytes at 0 of /srv/herald/topics/t/00000000000000000000.log",
+                std::io::Error::from_raw_os_error(28),
+            )
+        };
+        let e = crate::model::Error::from(full());
+        let crate::model::Error::ResourceExhausted(message) = &e else {
+            panic!("ENOSPC must be RESOURCE_EXHAUSTED, got {e:?}");
+        };
+        assert!(!message.contains("/srv"), "{message}");
+        let eio = StorageError::io(
+            "fdatasync /srv/herald/topics/t/00000000000000000000.log",
+            std::io::Error::from_raw_os_error(5),
+        );
+        assert!(
+            matches!(crate::model::Error::from(eio), crate::model::Error::Unavailable(m) if !m.contains("/srv"))
+        );
+        let poisoned = StorageError::Poisoned {
+            path: "/srv/herald/topics/t".into(),
+            reason: "storage I/O error: Input/output error (os error 5)".into(),
+        };
+        assert!(matches!(
+            crate::model::Error::from(poisoned),
+            crate::model::Error::Unavailable(m) if !m.contains("/srv") && m.contains("topic log t")
+        ));
+        let corrupt = StorageError::Corrupt {
+            path: "/srv/herald/topics/t/00000000000000000000.log".into(),
+            reason: "at byte 9: CRC mismatch".into(),
+        };
+        assert!(
+            matches!(crate::model::Error::from(corrupt), crate::model::Error::Internal(m) if !m.contains("/srv"))
+        );
+    }
 
     #[test]
     fn public_messages_carry_no_server_paths() {

@@ -20,6 +20,7 @@ impl ChildServer {
     pub fn start(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> ChildServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .env("HERALD_HTTP__ENABLED", "false")
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)

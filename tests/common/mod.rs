@@ -5,6 +5,7 @@
 pub mod child;
 pub mod raw;
 pub mod secure;
+pub mod web;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +42,9 @@ impl TestServer {
             ..Config::default()
         };
         config.groups.state_flush_interval = Duration::from_millis(20);
+        // Never the default console port: tests that want the console
+        // turn it on at 127.0.0.1:0.
+        config.http.enabled = false;
         tweak(&mut config);
         let server = start(config.clone()).await.expect("server starts");
         let channel = connect(server.addr).await;
@@ -55,6 +59,11 @@ impl TestServer {
     /// The server's address.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.server.as_ref().expect("running").addr
+    }
+
+    /// The console's address, when the test turned it on.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().expect("running").http_addr
     }
 
     pub fn data_dir(&self) -> PathBuf {

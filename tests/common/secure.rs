@@ -75,6 +75,8 @@ impl SecureServer {
             ..Config::default()
         };
         config.groups.state_flush_interval = Duration::from_millis(20);
+        // Tests that want the console turn it on (on a port of its own).
+        config.http.enabled = false;
         if protection.tls {
             let (cert, key) = ca
                 .server("first")

@@ -1,0 +1,89 @@
+//! Settings and stored records of topics and groups: the vocabulary shared
+//! by the broker (which validates and changes them) and the storage
+//! backends (which keep them).
+//!
+//! Model layer, plain data.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::backoff::RetryPolicy;
+
+/// Stored settings of a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicSettings {
+    /// Segments whose newest event is older than this are deleted. `None`: forever.
+    #[serde(with = "humantime_serde", default)]
+    pub retention_max_age: Option<Duration>,
+    /// Oldest segments are deleted while the topic is larger. `None`: no limit.
+    #[serde(default)]
+    pub retention_max_bytes: Option<u64>,
+    /// Window for recognising re-published ids; zero: off.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+}
+
+/// Stored record of a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    /// Topic name.
+    pub name: String,
+    /// Creation time, µs since the epoch.
+    pub created_us: i64,
+    /// Current settings.
+    pub settings: TopicSettings,
+}
+
+/// Which events a group wants; empty means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Exact event types.
+    pub types: Vec<String>,
+    /// Dot-segment patterns (`*` one segment, `#` or trailing `>` any number).
+    pub patterns: Vec<String>,
+}
+
+/// Where a group starts, or is moved to by Seek.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Position {
+    /// The first retained event.
+    Earliest,
+    /// The end of the topic.
+    Latest,
+    /// An exact offset.
+    Offset(u64),
+    /// The first event published at or after this time (µs since the epoch).
+    Time(i64),
+}
+
+/// Stored settings of a consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSettings {
+    /// Which events the group wants.
+    pub filter: Filter,
+    /// Lease length of a delivery.
+    #[serde(with = "humantime_serde")]
+    pub ack_deadline: Duration,
+    /// Backoff between attempts.
+    pub retry: RetryPolicy,
+    /// Failures before dead-lettering; 0: never.
+    pub max_delivery_attempts: u32,
+    /// Per-key ordering.
+    pub ordered: bool,
+}
+
+/// Stored record of a consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// Topic name.
+    pub topic: String,
+    /// Group name.
+    pub name: String,
+    /// Creation time, µs since the epoch.
+    pub created_us: i64,
+    /// Where the group started.
+    pub start: Position,
+    /// Current settings.
+    pub settings: GroupSettings,
+}

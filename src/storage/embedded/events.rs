@@ -1,0 +1,72 @@
+//! Events of the embedded backend: appends to a topic's log, reads, and
+//! following its end.
+//!
+//! Storage layer (embedded backend).
+
+use std::sync::Arc;
+
+use super::EmbeddedBackend;
+use super::topics::not_found_topic;
+use crate::event::{Event, StoredEvent};
+use crate::model::Error;
+use crate::model::settings::Position;
+use crate::storage::StorageError;
+use crate::storage::backend::{Appended, BoxFuture, TopicWatch};
+
+impl EmbeddedBackend {
+    pub(super) fn append_impl(
+        &self,
+        topic: &str,
+        events: Vec<Event>,
+        server_ids: Vec<bool>,
+    ) -> Result<BoxFuture<Result<Appended, Error>>, Error> {
+        let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
+        // The log orders the batch now (its writer's queue), so batches
+        // handed in one after another get offsets in that order.
+        let appended = t.log.append_with_server_ids(events, server_ids);
+        Ok(Box::pin(async move {
+            let appended = appended.await?;
+            let stored = appended.duplicate.iter().filter(|d| !**d).count();
+            t.published
+                .fetch_add(stored as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(Appended {
+                publish_time_us: appended.publish_time_us,
+                offsets: appended.offsets,
+                duplicate: appended.duplicate,
+            })
+        }))
+    }
+
+    pub(super) async fn read_impl(
+        &self,
+        topic: &str,
+        from: u64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
+        let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
+        // Recent events come from the log's in-memory tail; older ones from
+        // the page cache or the disk: short enough to do on this task.
+        t.log
+            .read(from, max_events, max_bytes)
+            .map_err(|e| match e {
+                StorageError::OutOfRange { first, .. } => Error::OutOfRange(format!(
+                    "offset {from} was deleted by retention; the first available offset is {first}"
+                )),
+                other => other.into(),
+            })
+    }
+
+    pub(super) fn resolve_impl(&self, topic: &str, position: Position) -> Result<u64, Error> {
+        let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
+        self.resolve_in(&t, position, "offset")
+    }
+
+    pub(super) fn watch_impl(&self, topic: &str) -> Result<TopicWatch, Error> {
+        let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
+        Ok(TopicWatch {
+            end: t.log.watch_end(),
+            deleted: t.deleted.clone(),
+        })
+    }
+}
