@@ -444,6 +444,11 @@ impl Config {
             bail!("server.keepalive_timeout must be at least 10ms");
         }
         security::validate(self.listen, s.allow_insecure, &self.tls, &self.auth)?;
+        if self.http.enabled
+            && let Some(addr) = self.http.listen
+        {
+            security::exposure("http.listen", addr, s.allow_insecure, &self.tls, &self.auth)?;
+        }
         self.retry().check().map_err(|(field, msg)| {
             anyhow::anyhow!(
                 "groups.{}: {msg}",

@@ -1,6 +1,6 @@
 //! Management actions reach the audit log (target `herald::audit`) with
 //! the principal, its credential, the action, the target and the outcome;
-//! refusals too. Alone in its test binary: tracing's per-callsite interest
+//! refusals too, over gRPC and from the console. Alone in its test binary: tracing's per-callsite interest
 //! cache is shared by the threads of a binary, and other tests running
 //! beside a thread-local subscriber could hide events from it.
 
@@ -66,7 +66,7 @@ async fn management_actions_are_audited_with_principal_action_and_target() {
     );
     let server = SecureServer::start(
         Protection {
-            auth_file: Some(file),
+            auth_file: Some(file.clone()),
             ..Default::default()
         },
         |c| c.groups.state_flush_interval = Duration::from_millis(20),
@@ -112,6 +112,17 @@ async fn management_actions_are_audited_with_principal_action_and_target() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    // The console's actions reach the same log, refusals included.
+    let state = Arc::new(herald::auth::AuthState::load(&file, 10).unwrap());
+    let auth = Arc::new(herald::http::ServerAuth::new(state));
+    let console = herald::http::Console::new(server.server().broker.clone(), Some(auth)).unwrap();
+    let mut web = common::web::Web::new(console.router());
+    web.post("/login", &[("token", &tokens["intruder"])]).await;
+    web.get("/login").await;
+    let r = web
+        .post("/topics/orders/delete", &[("confirmed", "1")])
+        .await;
+    assert_eq!(r.status, axum::http::StatusCode::FORBIDDEN);
     let lines = audit.0.lock().unwrap().clone();
     let has = |parts: &[&str]| lines.iter().any(|l| parts.iter().all(|p| l.contains(p)));
     let id = herald::auth::token::id_of(&tokens["ops"]).unwrap();
@@ -155,6 +166,17 @@ async fn management_actions_are_audited_with_principal_action_and_target() {
             "principal=ops",
             "action=AdminService/DeleteGroup",
             "outcome=NotFound"
+        ]),
+        "{lines:#?}"
+    );
+    let intruder_id = herald::auth::token::id_of(&tokens["intruder"]).unwrap();
+    assert!(
+        has(&[
+            "principal=intruder",
+            &format!("credential=token:{intruder_id}"),
+            "action=console",
+            "path=/topics/orders/delete",
+            "status=403"
         ]),
         "{lines:#?}"
     );

@@ -91,6 +91,14 @@ impl Policy {
         self.principals.values()
     }
 
+    /// The name of the principal whose token has `id` (any case), while
+    /// the file lists the token.
+    pub fn token_owner(&self, id: &str) -> Option<&str> {
+        self.tokens
+            .get(&id.to_ascii_lowercase())
+            .map(|t| t.principal.name.as_str())
+    }
+
     /// Every token id with its principal's name, in no particular order.
     pub fn token_ids(&self) -> impl Iterator<Item = (&str, &str)> {
         self.tokens

@@ -149,11 +149,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     ));
     let http = match http_listener {
         Some(listener) => {
-            let console = crate::http::Console::new(broker.clone(), None)?;
-            tracing::info!(addr = ?http_addr, "console and /metrics are serving");
+            // One policy: with authentication on, the console asks the
+            // same auth file; with TLS, it serves HTTPS with the same
+            // (reloaded) certificate.
+            let auth = security.auth.clone().map(|state| {
+                Arc::new(crate::http::ServerAuth::new(state)) as Arc<dyn crate::http::Authorizer>
+            });
+            let console = crate::http::Console::new(broker.clone(), auth)?;
+            let scheme = if security.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(addr = ?http_addr, scheme, "console and /metrics are serving");
             Some(tokio::spawn(crate::http::serve(
                 console,
                 listener,
+                security.tls.clone(),
                 stop.clone(),
             )))
         }

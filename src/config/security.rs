@@ -1,6 +1,8 @@
 //! The `[tls]` and `[auth]` sections, and the start-up rule that keeps an
 //! open server off the network: without TLS and authentication, Herald only
 //! listens on a loopback address unless `server.allow_insecure` says so.
+//! The rule holds for the console's `http.listen` too: it serves with the
+//! same TLS and the same authentication.
 //!
 //! Config layer: plain data and validation; the files named here are read
 //! by `grpc::tls` and [`crate::auth`].
@@ -120,19 +122,35 @@ pub fn validate(
     if auth.cache_size == 0 {
         bail!("auth.cache_size must be positive");
     }
+    exposure("listen", listen, allow_insecure, tls, auth)
+}
+
+/// The loopback rule for one listen address (`key` names it: `listen`, or
+/// `http.listen` for the console, which uses the same TLS and auth).
+///
+/// # Errors
+/// What an exposed server lacks.
+pub fn exposure(
+    key: &str,
+    listen: SocketAddr,
+    allow_insecure: bool,
+    tls: &TlsConfig,
+    auth: &AuthConfig,
+) -> anyhow::Result<()> {
+    use anyhow::bail;
     if listen.ip().is_loopback() || allow_insecure {
         return Ok(());
     }
     if !tls.enabled() {
         bail!(
-            "listen = {listen} is not a loopback address and TLS is off: anyone on the network could \
+            "{key} = {listen} is not a loopback address and TLS is off: anyone on the network could \
              read and forge traffic. Set tls.cert and tls.key, or set server.allow_insecure = true \
              (flag --allow-insecure) to serve in the clear anyway"
         );
     }
     if auth.mode == AuthMode::Off {
         bail!(
-            "listen = {listen} is not a loopback address and auth.mode is \"off\": anyone who can \
+            "{key} = {listen} is not a loopback address and auth.mode is \"off\": anyone who can \
              connect could publish, consume and delete. Set auth.mode = \"required\" with \
              auth.file, or set server.allow_insecure = true (flag --allow-insecure) to serve \
              without authentication anyway"
@@ -181,6 +199,15 @@ mod tests {
         // Tokens over plaintext on the network are refused too.
         let err = validate(any, false, &TlsConfig::default(), &auth).unwrap_err();
         assert!(err.to_string().contains("TLS is off"), "{err}");
+        // The console's address is held to the same rule, under its key.
+        let open = AuthConfig::default();
+        let err = exposure("http.listen", any, false, &tls, &open).unwrap_err();
+        assert!(
+            err.to_string().starts_with("http.listen = 0.0.0.0:50051"),
+            "{err}"
+        );
+        assert!(exposure("http.listen", any, false, &tls, &auth).is_ok());
+        assert!(exposure("http.listen", any, true, &tls, &open).is_ok());
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //!   Its principal is the first DNS, URI or email subject alternative name,
 //!   else the subject's common name ([`principal_of`]); it is put in the
 //!   connection's [`PeerIdentity`] for the authentication layer.
+//! - **The console** (`http::listener`) accepts with the same files and
+//!   reloads: [`ServerTls::http_config`] is the gRPC config with ALPN
+//!   `http/1.1` instead of `h2`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -80,9 +83,29 @@ impl TlsFiles {
 #[derive(Debug)]
 pub struct ServerTls {
     files: TlsFiles,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<Configs>,
     /// Stamps of the files last read, loadable or not.
     stamps: Mutex<Vec<Option<FileStamp>>>,
+}
+
+/// The configs in force, from the same files: gRPC's (ALPN `h2`) and the
+/// console's (ALPN `http/1.1`).
+#[derive(Debug, Clone)]
+struct Configs {
+    grpc: Arc<ServerConfig>,
+    http: Arc<ServerConfig>,
+}
+
+impl Configs {
+    fn build(files: &TlsFiles) -> Result<Configs, TlsError> {
+        let grpc = build(files)?;
+        let mut http = grpc.clone();
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Configs {
+            grpc: Arc::new(grpc),
+            http: Arc::new(http),
+        })
+    }
 }
 
 fn file_error(what: &'static str, path: &Path, reason: impl ToString) -> TlsError {
@@ -146,20 +169,30 @@ impl ServerTls {
     /// As [`build`].
     pub fn load(files: TlsFiles) -> Result<ServerTls, TlsError> {
         let stamps = FileStamp::of_all(files.paths());
-        let config = build(&files)?;
+        let configs = Configs::build(&files)?;
         Ok(ServerTls {
             files,
-            current: RwLock::new(Arc::new(config)),
+            current: RwLock::new(configs),
             stamps: Mutex::new(stamps),
         })
     }
 
-    /// The config new connections get.
-    pub fn config(&self) -> Arc<ServerConfig> {
+    fn configs(&self) -> Configs {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The config new gRPC connections get.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.configs().grpc
+    }
+
+    /// The config new connections of the console (HTTP/1.1) get: the same
+    /// certificate and client verification.
+    pub fn http_config(&self) -> Arc<ServerConfig> {
+        self.configs().http
     }
 
     /// Whether clients must present a certificate.
@@ -182,9 +215,9 @@ impl ServerTls {
             }
             *stamps = now;
         }
-        match build(&self.files) {
-            Ok(config) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        match Configs::build(&self.files) {
+            Ok(configs) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = configs;
                 tracing::info!(cert = %self.files.cert.display(),
                     "TLS certificate reloaded; new connections use it");
                 Ok(true)
