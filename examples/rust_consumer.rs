@@ -6,7 +6,9 @@
 //! ```
 //!
 //! The address is the first argument, else `HERALD_ADDR`, else
-//! `127.0.0.1:50051`.
+//! `127.0.0.1:50051`. With `HERALD_CA` (the CA that signed the server's
+//! certificate) it connects over TLS; `HERALD_TOKEN` (from `herald auth
+//! token create`) is sent with every call.
 
 use herald::proto::admin_service_client::AdminServiceClient;
 use herald::proto::subscriber_service_client::SubscriberServiceClient;
@@ -14,7 +16,8 @@ use herald::proto::{
     AckRequest, CreateGroupRequest, Edge, Group, Position, SubscribeRequest, position,
 };
 use tonic::Code;
-use tonic::transport::Endpoint;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,12 +25,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .or_else(|| std::env::var("HERALD_ADDR").ok())
         .unwrap_or_else(|| "127.0.0.1:50051".to_string());
-    // One connection shared by both clients.
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    let mut admin = AdminServiceClient::new(channel.clone());
-    let mut subscriber = SubscriberServiceClient::new(channel);
+    // One connection shared by both clients: TLS when HERALD_CA names the
+    // CA file (the host must be on the server's certificate).
+    let channel = match std::env::var("HERALD_CA") {
+        Ok(ca) => {
+            let tls =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca)?));
+            Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?
+        }
+        Err(_) => Endpoint::from_shared(format!("http://{addr}"))?,
+    }
+    .connect()
+    .await?;
+    // The bearer token goes in the `authorization` metadata of every call.
+    let token = std::env::var("HERALD_TOKEN")
+        .ok()
+        .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
+        .transpose()?;
+    let with_token = move |mut request: tonic::Request<()>| {
+        if let Some(token) = &token {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    };
+    let mut admin = AdminServiceClient::with_interceptor(channel.clone(), with_token.clone());
+    let mut subscriber = SubscriberServiceClient::with_interceptor(channel, with_token);
 
     // Subscribe alone would create the group at the end of the topic (only
     // new events). Create it first to start from the earliest event; on later

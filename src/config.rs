@@ -4,6 +4,11 @@
 //! Environment variables use `__` between levels: `HERALD_STORAGE__FSYNC`,
 //! `HERALD_DATA_DIR`, `HERALD_GROUPS__ACK_DEADLINE`. Durations are written
 //! like `30s`, `250ms`, `2m`.
+//!
+//! The `[tls]` and `[auth]` sections and the rule that keeps an open server
+//! on loopback are in [`security`].
+
+pub mod security;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +26,7 @@ use crate::grpc::TransportOptions;
 use crate::storage::embedded::EmbeddedConfig;
 use crate::storage::embedded::log::{FsyncPolicy, LogOptions, TailCacheMemory};
 use crate::storage::redis::RedisConfig;
+pub use security::{AuthConfig, AuthMode, TlsConfig};
 
 /// The whole configuration. Every key is documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +53,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Connection limits and timeouts.
     pub server: ServerConfig,
+    /// TLS and mutual TLS.
+    pub tls: TlsConfig,
+    /// Authentication and permissions.
+    pub auth: AuthConfig,
     /// The web console and Prometheus `/metrics`.
     pub http: HttpConfig,
     /// The Redis backend (with `storage.backend = "redis"`).
@@ -191,6 +201,12 @@ pub struct ServerConfig {
     /// How long a PING may go unanswered before the connection is closed.
     #[serde(with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// Serve gRPC server reflection (grpcurl and other tools list and call
+    /// the API without proto files). It describes the API, not its data.
+    pub reflection: bool,
+    /// Serve on a non-loopback address without TLS, or without
+    /// authentication. Off, such a configuration refuses to start.
+    pub allow_insecure: bool,
 }
 
 /// Log output format.
@@ -226,6 +242,8 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             log: LogConfig::default(),
             server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
             http: HttpConfig::default(),
             redis: RedisConfig::default(),
         }
@@ -240,6 +258,8 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
+            reflection: true,
+            allow_insecure: false,
         }
     }
 }
@@ -314,7 +334,7 @@ const ENV_KEYS: &[&str] = &["listen", "data_dir", "auto_create", "shutdown_timeo
 /// file, and `HERALD_SERVER` (the client commands' server URL) is not the
 /// `[server]` section.
 const ENV_SECTIONS: &[&str] = &[
-    "storage", "limits", "topics", "groups", "log", "server", "http", "redis",
+    "storage", "limits", "topics", "groups", "log", "server", "tls", "auth", "http", "redis",
 ];
 
 /// Whether the (dotted) key of an `HERALD_*` variable is a config key.
@@ -347,6 +367,20 @@ impl Config {
         let config: Config = figment
             .merge(env)
             .merge(overrides)
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file's text over the defaults (no environment, no
+    /// flags) and validates it: the file layer of [`Config::load`] alone.
+    ///
+    /// # Errors
+    /// A message naming the key that is wrong.
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.validate()?;
@@ -430,6 +464,12 @@ impl Config {
         }
         if !s.keepalive_interval.is_zero() && s.keepalive_timeout < Duration::from_millis(10) {
             bail!("server.keepalive_timeout must be at least 10ms");
+        }
+        security::validate(self.listen, s.allow_insecure, &self.tls, &self.auth)?;
+        if self.http.enabled
+            && let Some(addr) = self.http.listen
+        {
+            security::exposure("http.listen", addr, s.allow_insecure, &self.tls, &self.auth)?;
         }
         self.retry().check().map_err(|(field, msg)| {
             anyhow::anyhow!(

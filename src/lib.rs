@@ -3,8 +3,10 @@
 //! Layers, dependencies pointing one way: `grpc` (and the console, [`http`])
 //! → [`broker`] → [`storage`].
 //! `cli` wires them into the `herald` binary; tests start the same server
-//! in-process.
+//! in-process. [`auth`] sits at the edge beside `grpc`: principals and
+//! permissions, checked before the broker is called.
 
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,7 @@ impl Authorizer for Tokens {
             .get(token)
             .map(|name| Principal {
                 name: name.to_string(),
+                ..Principal::default()
             })
             .ok_or(AuthError::BadToken)
     }
@@ -96,8 +97,12 @@ async fn without_a_session_every_page_sends_to_the_login_form() {
         server.broker().get_topic("orders").await.is_ok(),
         "nothing deleted"
     );
-    // A scraper gets a plain refusal, not a form.
-    assert_eq!(web.get("/metrics").await.status, StatusCode::FORBIDDEN);
+    // A scraper gets a plain refusal that says how to authenticate, not a
+    // form.
+    let metrics = web.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::UNAUTHORIZED);
+    assert!(metrics.headers.contains_key("www-authenticate"));
+    assert!(metrics.body.contains("Bearer"), "{}", metrics.body);
     let login = web.get("/login?next=/topics").await;
     assert!(login.expect(StatusCode::OK).contains(r#"name="token""#));
     server.stop().await;

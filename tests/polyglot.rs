@@ -1,7 +1,10 @@
 //! Polyglot clients: stubs generated from `proto/` in Python (grpcio-tools)
 //! and Node (@grpc/grpc-js with @grpc/proto-loader) run the same publish /
 //! subscribe / ack / dead-letter scenario against the real `herald` binary,
-//! each against its own server.
+//! each against its own server: once in plaintext, and once over TLS with a
+//! bearer token (certificates made at test time), where the scenario also
+//! checks that a call without a token and a call outside the token's rights
+//! are refused.
 //!
 //! Needs `python3` (with the venv module) and `node` + `npm` on PATH, and
 //! PyPI and the npm registry the first time: the Python packages go into
@@ -19,6 +22,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Serializes the set-up of the client environments, shared by tests that
+/// run in parallel.
+static SETUP: Mutex<()> = Mutex::new(());
+
 /// A whole scenario, dead-letter waits included, takes a few seconds.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 /// `pip install` / `npm ci` on a cold cache.
@@ -26,24 +33,44 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[test]
 fn python_client_runs_the_scenario() {
+    python_scenario(false);
+}
+
+#[test]
+fn python_client_runs_the_scenario_over_tls_with_a_token() {
+    python_scenario(true);
+}
+
+#[test]
+fn node_client_runs_the_scenario() {
+    node_scenario(false);
+}
+
+#[test]
+fn node_client_runs_the_scenario_over_tls_with_a_token() {
+    node_scenario(true);
+}
+
+fn python_scenario(secure: bool) {
     let python = python_env();
-    let server = Server::start();
+    let server = Server::start(secure);
     let script = polyglot_dir().join("python").join("scenario.py");
     let mut cmd = Command::new(python);
     cmd.arg(script)
         .arg(&server.addr)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
+    server.secure_env(&mut cmd);
     run_scenario("python", cmd, &server);
 }
 
-#[test]
-fn node_client_runs_the_scenario() {
+fn node_scenario(secure: bool) {
     node_env();
-    let server = Server::start();
+    let server = Server::start(secure);
     let script = polyglot_dir().join("node").join("scenario.js");
     let mut cmd = Command::new("node");
     cmd.arg(script).arg(&server.addr);
+    server.secure_env(&mut cmd);
     run_scenario("node", cmd, &server);
 }
 
@@ -79,25 +106,78 @@ struct Server {
     addr: String,
     log: Arc<Mutex<Vec<String>>>,
     _data_dir: tempfile::TempDir,
+    /// With TLS and auth: the CA file and the scenario's token.
+    secure: Option<(PathBuf, String)>,
+}
+
+/// Certificates and an auth file for a TLS + token server in `dir`: the
+/// server's certificate and key, the CA the clients trust, and the token
+/// of `polyglot`, a principal allowed everything on `polyglot.>` topics
+/// (not admin).
+fn secure_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, String) {
+    use herald::auth::edit::{self, Editor, NewRule};
+    let ca = herald::cli::pki::Authority::new("polyglot CA").expect("CA");
+    let (cert, key) = ca
+        .server("polyglot")
+        .expect("server cert")
+        .write(dir, "server")
+        .expect("write cert");
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, &ca.cert).expect("write CA");
+    let mut ed = Editor::open(&edit::new_file().expect("new file")).expect("auth file");
+    let rule = NewRule {
+        topics: vec!["polyglot.>".into()],
+        actions: ["publish", "consume", "manage", "dead_letters"]
+            .map(String::from)
+            .to_vec(),
+    };
+    ed.add_principal("polyglot", false, &[rule])
+        .expect("principal");
+    let token = ed.add_token("polyglot", "test").expect("token");
+    let auth = dir.join("auth.toml");
+    edit::save(&auth, &ed.text()).expect("write auth file");
+    (cert, key, ca_path, auth, token.token)
 }
 
 impl Server {
+    /// Passes the CA and token to a scenario when the server is secure.
+    fn secure_env(&self, cmd: &mut Command) {
+        if let Some((ca, token)) = &self.secure {
+            cmd.env("HERALD_POLYGLOT_TLS_CA", ca)
+                .env("HERALD_POLYGLOT_TOKEN", token);
+        } else {
+            cmd.env_remove("HERALD_POLYGLOT_TLS_CA")
+                .env_remove("HERALD_POLYGLOT_TOKEN");
+        }
+    }
+
     /// Starts `herald serve` on a free port and waits for the JSON log line
     /// "herald is serving" to learn the address; stderr keeps being drained
     /// (and kept for failure reports) by a thread afterwards.
-    fn start() -> Server {
+    fn start(secure: bool) -> Server {
         let data_dir = tempfile::tempdir().expect("temp data dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .env("HERALD_HTTP__ENABLED", "false")
-            .args([
-                "--log-format",
-                "json",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir.path())
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command.env("HERALD_HTTP__ENABLED", "false").args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let secure = secure.then(|| {
+            let (cert, key, ca, auth, token) = secure_files(data_dir.path());
+            command
+                .arg("--cert")
+                .arg(cert)
+                .arg("--key")
+                .arg(key)
+                .arg("--auth-file")
+                .arg(auth);
+            (ca, token)
+        });
+        let mut child = command
+            .arg("--data-dir")
+            .arg(data_dir.path().join("data"))
             // The address comes from an INFO line: make sure it is logged.
             .env("RUST_LOG", "info")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -139,6 +219,7 @@ impl Server {
             addr,
             log,
             _data_dir: data_dir,
+            secure,
         }
     }
 
@@ -198,6 +279,8 @@ fn require_tool(program: &str, hint: &str) {
 /// The venv is created once; pip runs again only when the requirements
 /// differ from the ones recorded in the stamp file after the last install.
 fn python_env() -> PathBuf {
+    // The plaintext and TLS tests run at once: one sets the venv up.
+    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     require_tool(
         "python3",
@@ -262,6 +345,7 @@ fn python_env() -> PathBuf {
 /// from the current `package.json` and `package-lock.json` (recorded in a
 /// stamp file inside `node_modules`, which `npm ci` wipes).
 fn node_env() {
+    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let hint = "the polyglot test needs Node.js 18+ and npm on PATH";
     require_tool("node", hint);

@@ -247,7 +247,7 @@ async fn ordering_over_nodes(url: &str) {
                         "{} seq {seq} delivered before its predecessors were acked",
                         e.key
                     );
-                    if (rng >> 33) % 10 == 0 {
+                    if (rng >> 33).is_multiple_of(10) {
                         nacks.push(d.ack_id.clone());
                     } else {
                         done.insert(seq);

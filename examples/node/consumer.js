@@ -2,8 +2,10 @@
 // prints every event and acknowledges it. Stop it with Ctrl-C.
 //
 //     npm ci && node consumer.js [HOST:PORT]   (default 127.0.0.1:50051, or HERALD_ADDR)
+//     HERALD_CA=ca.pem HERALD_TOKEN=hrd_... node consumer.js   # TLS with a token
 'use strict';
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -22,6 +24,23 @@ const { v1 } = grpc.loadPackageDefinition(definition).herald;
 
 const address = process.argv[2] || process.env.HERALD_ADDR || '127.0.0.1:50051';
 
+// Plaintext, or TLS when HERALD_CA names the CA that signed the server's
+// certificate; then HERALD_TOKEN (from `herald auth token create`) goes with
+// every call as `authorization: Bearer <token>` (grpc-js sends call
+// credentials over TLS only).
+function credentials() {
+  if (!process.env.HERALD_CA) return grpc.credentials.createInsecure();
+  const tls = grpc.credentials.createSsl(fs.readFileSync(process.env.HERALD_CA));
+  const token = process.env.HERALD_TOKEN;
+  if (!token) return tls;
+  const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+    const metadata = new grpc.Metadata();
+    metadata.add('authorization', `Bearer ${token}`);
+    callback(null, metadata);
+  });
+  return grpc.credentials.combineChannelCredentials(tls, bearer);
+}
+
 // Unary call as a promise: await call(client, 'Publish', request).
 function call(client, method, request) {
   return new Promise((resolve, reject) => {
@@ -31,7 +50,7 @@ function call(client, method, request) {
 }
 
 async function main() {
-  const creds = grpc.credentials.createInsecure();
+  const creds = credentials();
   const admin = new v1.AdminService(address, creds);
   const subscriber = new v1.SubscriberService(address, creds);
 

@@ -17,9 +17,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "gen"))
 from herald.v1 import admin_pb2, admin_pb2_grpc, subscriber_pb2, subscriber_pb2_grpc  # noqa: E402
 
 
+def connect(address):
+    """Plaintext, or TLS when HERALD_CA names the CA that signed the server's
+    certificate; then HERALD_TOKEN (from `herald auth token create`) goes
+    with every call as `authorization: Bearer <token>` (grpcio sends call
+    credentials over TLS only)."""
+    ca = os.environ.get("HERALD_CA")
+    if not ca:
+        return grpc.insecure_channel(address)
+    with open(ca, "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    token = os.environ.get("HERALD_TOKEN")
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(address, credentials)
+
+
 def main():
     address = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("HERALD_ADDR", "127.0.0.1:50051")
-    with grpc.insecure_channel(address) as channel:
+    with connect(address) as channel:
         admin = admin_pb2_grpc.AdminServiceStub(channel)
         subscriber = subscriber_pb2_grpc.SubscriberServiceStub(channel)
 

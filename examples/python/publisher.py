@@ -8,7 +8,8 @@ Generate the stubs once, from the repository root:
         --grpc_python_out=examples/python/gen proto/herald/v1/*.proto
 
 then run `python examples/python/publisher.py [HOST:PORT]` (default
-127.0.0.1:50051, or HERALD_ADDR).
+127.0.0.1:50051, or HERALD_ADDR). Set HERALD_CA (a CA file) for TLS and
+HERALD_TOKEN for a server that requires authentication.
 """
 
 import json
@@ -23,9 +24,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "gen"))
 from herald.v1 import event_pb2, publisher_pb2, publisher_pb2_grpc  # noqa: E402
 
 
+def connect(address):
+    """Plaintext, or TLS when HERALD_CA names the CA that signed the server's
+    certificate; then HERALD_TOKEN (from `herald auth token create`) goes
+    with every call as `authorization: Bearer <token>` (grpcio sends call
+    credentials over TLS only)."""
+    ca = os.environ.get("HERALD_CA")
+    if not ca:
+        return grpc.insecure_channel(address)
+    with open(ca, "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    token = os.environ.get("HERALD_TOKEN")
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(address, credentials)
+
+
 def main():
     address = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("HERALD_ADDR", "127.0.0.1:50051")
-    with grpc.insecure_channel(address) as channel:
+    with connect(address) as channel:
         publisher = publisher_pb2_grpc.PublisherServiceStub(channel)
         events = [
             event_pb2.Event(

@@ -38,6 +38,15 @@ pub struct ServerInfo {
     pub fsync: String,
 }
 
+/// Whether a lookup found its object: `NotFound` is `false`.
+fn exists<T>(found: Result<T, BrokerError>) -> Result<bool, BrokerError> {
+    match found {
+        Ok(_) => Ok(true),
+        Err(BrokerError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Splits a fetched `limit + 1` page into the page and the next token.
 fn paginate<T, K>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> K) -> (Vec<T>, Option<K>) {
     if items.len() > limit {
@@ -96,6 +105,22 @@ impl Broker {
     pub async fn get_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         check_name("name", name)?;
         self.inner.backend.get_topic(name).await
+    }
+
+    /// Whether `name` is a topic (for the edge's auto-create check).
+    ///
+    /// # Errors
+    /// Storage failures other than `NotFound`.
+    pub async fn has_topic(&self, name: &str) -> Result<bool, BrokerError> {
+        exists(self.inner.backend.get_topic(name).await)
+    }
+
+    /// Whether `name` is a group of `topic`.
+    ///
+    /// # Errors
+    /// Storage failures other than `NotFound`.
+    pub async fn has_group(&self, topic: &str, name: &str) -> Result<bool, BrokerError> {
+        exists(self.inner.backend.get_group(topic, name).await)
     }
 
     /// A page of topics in name order, after `after` (exclusive).

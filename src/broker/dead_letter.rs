@@ -80,6 +80,53 @@ fn token_check(
     h.finish()
 }
 
+/// What a dead-letter page token is bound to.
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct PageQuery<'a> {
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub oldest_first: bool,
+    pub filter: &'a DeadLetterFilter,
+}
+
+/// The last id of the previous page, from a page token issued for `query`
+/// with `secret`; `None` for the empty token (the first page). Pure, for
+/// fuzzing.
+///
+/// # Errors
+/// `InvalidArgument` on `page_token` for anything else.
+#[doc(hidden)]
+pub fn parse_page_token(
+    secret: &[u8; 16],
+    query: &PageQuery<'_>,
+    page_token: &str,
+) -> Result<Option<u64>, BrokerError> {
+    if page_token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || BrokerError::invalid("page_token", "is not a token issued for this query");
+    let (last, check) = page_token.split_once('.').ok_or_else(bad)?;
+    let last = u64::from_str_radix(last, 16).map_err(|_| bad())?;
+    let check = u64::from_str_radix(check, 16).map_err(|_| bad())?;
+    let q = query;
+    if check != token_check(secret, q.topic, q.group, q.oldest_first, q.filter, last) {
+        return Err(bad());
+    }
+    Ok(Some(last))
+}
+
+/// The page token of the page ending with `last` (the inverse of
+/// [`parse_page_token`]).
+#[doc(hidden)]
+pub fn make_page_token(secret: &[u8; 16], query: &PageQuery<'_>, last: u64) -> String {
+    let q = query;
+    format!(
+        "{last:x}.{:x}",
+        token_check(secret, q.topic, q.group, q.oldest_first, q.filter, last)
+    )
+}
+
 impl Broker {
     /// A page of a group's dead letters, newest first unless `oldest_first`.
     /// The page holds at most `page_size` entries and about
@@ -100,18 +147,13 @@ impl Broker {
         check_name("topic", topic)?;
         check_name("group", group)?;
         let secret = self.inner.backend.secret();
-        let after = if page_token.is_empty() {
-            None
-        } else {
-            let bad = || BrokerError::invalid("page_token", "is not a token issued for this query");
-            let (last, check) = page_token.split_once('.').ok_or_else(bad)?;
-            let last = u64::from_str_radix(last, 16).map_err(|_| bad())?;
-            let check = u64::from_str_radix(check, 16).map_err(|_| bad())?;
-            if check != token_check(&secret, topic, group, oldest_first, filter, last) {
-                return Err(bad());
-            }
-            Some(last)
+        let page = PageQuery {
+            topic,
+            group,
+            oldest_first,
+            filter,
         };
+        let after = parse_page_token(&secret, &page, page_token)?;
         let query = DeadLetterQuery {
             after,
             oldest_first,
@@ -124,13 +166,11 @@ impl Broker {
             .backend
             .list_dead_letters(topic, group, &query)
             .await?;
-        let next_token = rows.more.then(|| rows.entries.last()).flatten().map(|dl| {
-            format!(
-                "{:x}.{:x}",
-                dl.id,
-                token_check(&secret, topic, group, oldest_first, filter, dl.id)
-            )
-        });
+        let next_token = rows
+            .more
+            .then(|| rows.entries.last())
+            .flatten()
+            .map(|dl| make_page_token(&secret, &page, dl.id));
         Ok(DeadLetterPage {
             entries: rows.entries,
             next_token,

@@ -8,11 +8,23 @@
 //!   publish call → consumer receipt, per event.
 //!
 //! Without `--server` it starts its own server on a temporary directory
-//! (fsync per `--fsync`, default `always`), in this process.
+//! (fsync per `--fsync`, default `always`), in this process: plain, or with
+//! TLS and token authentication (`--secure`), or both one after the other
+//! with a comparison (`--compare`, see `bench/secure.rs`). With `--server`
+//! it takes the client commands' `--tls-ca`, `--tls-cert`/`--tls-key` and
+//! `--token`.
+
+mod secure;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::client::connect::{ClientAuth, Transport, connect, server_url};
+use crate::config::Config;
+use crate::proto::admin_service_client::AdminServiceClient;
+use crate::proto::publisher_service_client::PublisherServiceClient;
+use crate::proto::subscriber_service_client::SubscriberServiceClient;
+use crate::proto::{self, PublishStreamRequest};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
@@ -22,13 +34,6 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-
-use crate::config::Config;
-use crate::proto::admin_service_client::AdminServiceClient;
-use crate::proto::publisher_service_client::PublisherServiceClient;
-use crate::proto::subscriber_service_client::SubscriberServiceClient;
-use crate::proto::{self, PublishStreamRequest};
 
 /// Which measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +90,29 @@ pub struct BenchArgs {
     /// Create the consume and e2e groups with per-key ordering.
     #[arg(long)]
     pub ordered: bool,
+    /// Run the bench's own server with TLS and token authentication (a
+    /// throwaway CA and a principal allowed publish, consume and manage).
+    #[arg(long, conflicts_with = "server")]
+    pub secure: bool,
+    /// Run every scenario on a plain server and on a TLS + token one, and
+    /// compare their throughput.
+    #[arg(long, conflicts_with_all = ["server", "secure"])]
+    pub compare: bool,
+    /// With --compare: rounds of (plain, secure); the comparison takes each side's median.
+    #[arg(long, default_value_t = 1, requires = "compare")]
+    pub rounds: u32,
+}
+
+/// How the measured server is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The bench's own server, plaintext, no authentication.
+    Plain,
+    /// The bench's own server, TLS and a bearer token on every call.
+    TlsToken,
+    /// A server given with --server, as the flags say.
+    Server,
 }
 
 /// Ack calls a bench consumer keeps in flight.
@@ -97,6 +125,8 @@ const MAX_ACKS_PER_CALL: usize = 10_000;
 pub struct Row {
     /// Scenario name.
     pub scenario: String,
+    /// How the server was reached.
+    pub transport: Mode,
     /// Events measured.
     pub events: u64,
     /// Wall time, seconds.
@@ -125,6 +155,7 @@ fn histogram() -> Histogram<u64> {
 
 fn row(
     scenario: &str,
+    transport: Mode,
     events: u64,
     elapsed: Duration,
     payload: usize,
@@ -135,6 +166,7 @@ fn row(
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Row {
         scenario: scenario.into(),
+        transport,
         events,
         seconds: secs,
         events_per_sec: events as f64 / secs,
@@ -172,54 +204,40 @@ fn event(payload: &Bytes, i: u64, keys: u64) -> proto::Event {
     }
 }
 
+/// Where the measured server is and how to reach it.
+#[derive(Debug, Clone)]
+struct Target {
+    url: String,
+    auth: ClientAuth,
+    mode: Mode,
+}
+
 /// Runs the benchmark and prints the results.
 ///
 /// # Errors
 /// The server cannot be started or reached, or a call fails.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, auth: ClientAuth) -> anyhow::Result<()> {
     if args.batch == 0 || args.events == 0 || args.pipeline == 0 {
         bail!("--events, --batch and --pipeline must be positive");
     }
-    let mut own = None;
-    let _tmp;
-    let url = match &args.server {
-        Some(url) => url.clone(),
-        None => {
-            let dir = tempfile::tempdir().context("creating a temp dir")?;
-            // HERALD_* variables tune the bench's own server like `serve`.
-            let mut config = Config::load(None, figment::Figment::new())?;
-            config.listen = "127.0.0.1:0".parse()?;
-            config.data_dir = dir.path().to_path_buf();
-            config.storage.fsync = args
-                .fsync
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--fsync: {e}"))?;
-            config.limits.max_in_flight = config.limits.max_in_flight.max(args.max_in_flight);
-            config.http.enabled = false;
-            let server = crate::cli::serve::start(config).await?;
-            let url = format!("http://{}", server.addr);
-            own = Some(server);
-            _tmp = dir;
-            url
-        }
+    if args.rounds == 0 {
+        bail!("--rounds must be positive");
+    }
+    let modes: &[Mode] = match (&args.server, args.compare, args.secure) {
+        (Some(_), ..) => &[Mode::Server],
+        (None, true, _) => &[Mode::Plain, Mode::TlsToken],
+        (None, false, true) => &[Mode::TlsToken],
+        (None, false, false) => &[Mode::Plain],
     };
-    let channel = Channel::from_shared(url.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {url}; is `herald serve` running?"))?;
+    let rounds = if args.compare { args.rounds } else { 1 };
     let mut rows = Vec::new();
-    let run_id = uuid::Uuid::now_v7().simple().to_string();
-    if matches!(args.scenario, Scenario::All | Scenario::Publish) {
-        rows.push(publish(&args, channel.clone(), &format!("bench-publish-{run_id}")).await?);
+    for _ in 0..rounds {
+        for &mode in modes {
+            rows.extend(run_once(&args, &auth, mode).await?);
+        }
     }
-    if matches!(args.scenario, Scenario::All | Scenario::Consume) {
-        rows.push(consume(&args, channel.clone(), &format!("bench-consume-{run_id}")).await?);
-    }
-    if matches!(args.scenario, Scenario::All | Scenario::E2e) {
-        rows.extend(e2e(&args, &url, channel.clone(), &format!("bench-e2e-{run_id}")).await?);
-    }
-    if let Some(server) = own {
-        server.stop().await?;
+    if args.compare {
+        return secure::print_comparison(&rows, &args);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -227,6 +245,78 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         print_table(&rows, &args);
     }
     Ok(())
+}
+
+/// The bench's own server on a temporary directory, tuned by `HERALD_*`
+/// variables like `serve`.
+async fn own_config(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Config> {
+    let mut config = Config::load(None, figment::Figment::new())?;
+    config.listen = "127.0.0.1:0".parse()?;
+    config.data_dir = dir.to_path_buf();
+    config.storage.fsync = args
+        .fsync
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--fsync: {e}"))?;
+    config.limits.max_in_flight = config.limits.max_in_flight.max(args.max_in_flight);
+    config.http.enabled = false;
+    Ok(config)
+}
+
+/// Runs the scenarios once against a server reached in `mode`.
+async fn run_once(args: &BenchArgs, auth: &ClientAuth, mode: Mode) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir().context("creating a temp dir")?;
+    let (target, own) = match &args.server {
+        Some(url) => {
+            let target = Target {
+                url: server_url(url, auth)?,
+                auth: auth.clone(),
+                mode,
+            };
+            (target, None)
+        }
+        None => {
+            let mut config = own_config(args, &dir.path().join("data")).await?;
+            let client = if mode == Mode::TlsToken {
+                secure::secure(&mut config, dir.path())?
+            } else {
+                ClientAuth::default()
+            };
+            let server = crate::cli::serve::start(config).await?;
+            let scheme = if mode == Mode::TlsToken {
+                "https"
+            } else {
+                "http"
+            };
+            let target = Target {
+                url: format!("{scheme}://{}", server.addr),
+                auth: client,
+                mode,
+            };
+            (target, Some(server))
+        }
+    };
+    let url = &target.url;
+    let channel = connect(url, &target.auth, None)
+        .await
+        .with_context(|| format!("connecting to {url}; is `herald serve` running?"))?;
+    let mut rows = Vec::new();
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    if matches!(args.scenario, Scenario::All | Scenario::Publish) {
+        let topic = format!("bench-publish-{run_id}");
+        rows.push(publish(args, &target, channel.clone(), &topic).await?);
+    }
+    if matches!(args.scenario, Scenario::All | Scenario::Consume) {
+        let topic = format!("bench-consume-{run_id}");
+        rows.push(consume(args, &target, channel.clone(), &topic).await?);
+    }
+    if matches!(args.scenario, Scenario::All | Scenario::E2e) {
+        let topic = format!("bench-e2e-{run_id}");
+        rows.extend(e2e(args, &target, channel.clone(), &topic).await?);
+    }
+    if let Some(server) = own {
+        server.stop().await?;
+    }
+    Ok(rows)
 }
 
 fn print_table(rows: &[Row], args: &BenchArgs) {
@@ -245,10 +335,11 @@ fn print_table(rows: &[Row], args: &BenchArgs) {
         } else {
             "unordered groups"
         },
-        args.server
-            .as_deref()
-            .map(|s| format!(", server {s}"))
-            .unwrap_or_default()
+        match (&args.server, rows.first().map(|r| r.transport)) {
+            (Some(s), _) => format!(", server {s}"),
+            (None, Some(Mode::TlsToken)) => ", own server with TLS + token".to_string(),
+            _ => ", own server, plaintext".to_string(),
+        }
     );
     println!(
         "{:<9} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9}  latency of",
@@ -283,7 +374,7 @@ fn print_table(rows: &[Row], args: &BenchArgs) {
 /// requests in flight; returns per-request latencies (µs) and the elapsed time.
 async fn publish_backlog(
     args: &BenchArgs,
-    channel: Channel,
+    channel: Transport,
     topic: &str,
     bar: &ProgressBar,
 ) -> anyhow::Result<(Histogram<u64>, Duration)> {
@@ -364,12 +455,18 @@ async fn publish_backlog(
     Ok((h, elapsed))
 }
 
-async fn publish(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<Row> {
+async fn publish(
+    args: &BenchArgs,
+    target: &Target,
+    channel: Transport,
+    topic: &str,
+) -> anyhow::Result<Row> {
     let bar = progress(args.events, "publish", args.json);
     let (h, elapsed) = publish_backlog(args, channel, topic, &bar).await?;
     bar.finish_and_clear();
     Ok(row(
         "publish",
+        target.mode,
         args.events,
         elapsed,
         args.payload,
@@ -379,7 +476,7 @@ async fn publish(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Res
 }
 
 async fn create_group(
-    channel: Channel,
+    channel: Transport,
     topic: &str,
     group: &str,
     earliest: bool,
@@ -412,7 +509,7 @@ async fn create_group(
 /// receipt time; ends after `total` acks succeeded. Returns ack-call latencies.
 async fn drain(
     args: &BenchArgs,
-    channel: Channel,
+    channel: Transport,
     topic: &str,
     group: &str,
     total: u64,
@@ -481,7 +578,12 @@ async fn drain(
     Ok((h, start.elapsed()))
 }
 
-async fn consume(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Result<Row> {
+async fn consume(
+    args: &BenchArgs,
+    target: &Target,
+    channel: Transport,
+    topic: &str,
+) -> anyhow::Result<Row> {
     let bar = progress(args.events, "prepare", args.json);
     publish_backlog(args, channel.clone(), topic, &bar).await?;
     bar.finish_and_clear();
@@ -491,6 +593,7 @@ async fn consume(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Res
     bar.finish_and_clear();
     Ok(row(
         "consume",
+        target.mode,
         args.events,
         elapsed,
         args.payload,
@@ -501,8 +604,8 @@ async fn consume(args: &BenchArgs, channel: Channel, topic: &str) -> anyhow::Res
 
 async fn e2e(
     args: &BenchArgs,
-    url: &str,
-    channel: Channel,
+    target: &Target,
+    channel: Transport,
     topic: &str,
 ) -> anyhow::Result<Vec<Row>> {
     let total = args.rate * args.duration;
@@ -513,7 +616,7 @@ async fn e2e(
     let origin = Instant::now();
     let payload_len = args.payload.max(8);
     // The publisher gets its own connection, as a separate service would.
-    let publish_channel = Channel::from_shared(url.to_string())?.connect().await?;
+    let publish_channel = connect(&target.url, &target.auth, None).await?;
     let publisher = {
         let mut client = PublisherServiceClient::new(publish_channel);
         let topic = topic.to_string();
@@ -589,9 +692,18 @@ async fn e2e(
     bar.finish_and_clear();
     let publish_h = publisher.await??;
     Ok(vec![
-        row("e2e", total, elapsed, payload_len, "publish→receipt", &h),
+        row(
+            "e2e",
+            target.mode,
+            total,
+            elapsed,
+            payload_len,
+            "publish→receipt",
+            &h,
+        ),
         row(
             "e2e-pub",
+            target.mode,
             total,
             elapsed,
             payload_len,

@@ -1,11 +1,13 @@
 //! The `herald` command line: `serve` runs the server, `bench` measures it,
-//! and the client commands (`publish`, `subscribe`, `topics`, `groups`,
-//! `dlq`, in [`client`]) talk to a running server.
+//! the client commands (`publish`, `subscribe`, `topics`, `groups`, `dlq`,
+//! in [`client`]) talk to a running server, and `auth` edits the auth file.
 //!
 //! Wiring only; `main.rs` parses and calls [`run`].
 
+pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod pki;
 pub mod serve;
 pub mod telemetry;
 
@@ -15,7 +17,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use figment::Figment;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{AuthMode, Config, LogFormat};
+use client::connect::ClientAuth;
 
 /// Herald: durable event streaming with consumer groups, retries and dead letters.
 #[derive(Debug, Parser)]
@@ -38,6 +41,9 @@ pub struct Cli {
     /// Print JSON instead of tables: one document per command, one line per delivery for `subscribe`.
     #[arg(long, global = true, help_heading = "Client options")]
     pub json: bool,
+    /// TLS and token of client commands and `bench --server`.
+    #[command(flatten)]
+    pub auth: ClientAuth,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -63,6 +69,9 @@ pub enum Command {
     /// List, replay and purge a group's dead letters.
     #[command(subcommand)]
     Dlq(client::dlq::DlqCommand),
+    /// Edit the auth file: principals, tokens and permissions.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
 }
 
 /// Flags of `herald serve`; each overrides the config file and environment.
@@ -83,6 +92,21 @@ pub struct ServeArgs {
     /// Refuse publish/subscribe to unknown topics and groups (`auto_create = false`).
     #[arg(long)]
     pub no_auto_create: bool,
+    /// PEM certificate chain of the server; turns TLS on (`tls.cert`).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert (`tls.key`).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// PEM CAs of client certificates: require mutual TLS (`tls.client_ca`).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Principals and permissions; requires authentication (`auth.file`, `auth.mode = "required"`).
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Serve on a non-loopback address without TLS or without authentication (`server.allow_insecure`).
+    #[arg(long)]
+    pub allow_insecure: bool,
 }
 
 impl ServeArgs {
@@ -101,6 +125,22 @@ impl ServeArgs {
         if self.no_auto_create {
             f = f.merge(("auto_create", false));
         }
+        if let Some(cert) = &self.cert {
+            f = f.merge(("tls.cert", cert.clone()));
+        }
+        if let Some(key) = &self.key {
+            f = f.merge(("tls.key", key.clone()));
+        }
+        if let Some(ca) = &self.client_ca {
+            f = f.merge(("tls.client_ca", ca.clone()));
+        }
+        if let Some(file) = &self.auth_file {
+            f = f.merge(("auth.file", file.clone()));
+            f = f.merge(("auth.mode", AuthMode::Required));
+        }
+        if self.allow_insecure {
+            f = f.merge(("server.allow_insecure", true));
+        }
         if let Some(format) = log_format {
             f = f.merge(("log.format", format));
         }
@@ -113,12 +153,17 @@ impl ServeArgs {
 /// # Errors
 /// Whatever the command reports; `main` prints it and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = client::Context::new(cli.server.clone(), cli.json);
+    let ctx = client::Context::new(cli.server.clone(), cli.json, cli.auth.clone());
     match cli.command {
         Command::Serve(args) => {
             anyhow::ensure!(
                 cli.server.is_none(),
                 "--server names the server client commands talk to; `serve` listens on --listen"
+            );
+            anyhow::ensure!(
+                !cli.auth.wants_tls(),
+                "--tls-ca, --tls-cert and --tls-key are client options; `serve` takes --cert, \
+                 --key, --client-ca and --auth-file"
             );
             anyhow::ensure!(
                 !cli.json,
@@ -134,7 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             let telemetry =
                 telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "warn", false)?;
-            let result = bench::run(args).await;
+            let result = bench::run(args, cli.auth).await;
             telemetry.shutdown();
             result
         }
@@ -143,5 +188,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(command) => client::topics::run(&ctx, command).await,
         Command::Groups(command) => client::groups::run(&ctx, command).await,
         Command::Dlq(command) => client::dlq::run(&ctx, command).await,
+        Command::Auth(command) => auth::run(command, cli.json).await,
     }
 }

@@ -2,16 +2,25 @@
 //! the HTTP console together, and the graceful shutdown sequence.
 //!
 //! Tests start the same server in-process through [`start`].
+//!
+//! Security wiring: the TLS files and the auth file are loaded at start
+//! (a bad one stops the server), then checked for changes every
+//! `tls.reload_interval` / `auth.reload_interval` and reloaded on SIGHUP;
+//! a bad new version is logged and the previous one kept.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::AuthState;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
+use crate::grpc::Security;
+use crate::grpc::tls::{ServerTls, TlsFiles};
 
 /// A running server.
 pub struct RunningServer {
@@ -25,6 +34,70 @@ pub struct RunningServer {
     serve: JoinHandle<Result<(), tonic::transport::Error>>,
     http: Option<JoinHandle<std::io::Result<()>>>,
     config: Config,
+    security: Security,
+}
+
+/// Loads the TLS and auth files the configuration names.
+///
+/// # Errors
+/// A file cannot be read or is not valid.
+pub fn load_security(config: &Config) -> anyhow::Result<Security> {
+    let tls = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.tls.client_ca.clone(),
+            };
+            Some(Arc::new(ServerTls::load(files)?))
+        }
+        _ => None,
+    };
+    let auth = match (&config.auth.mode, &config.auth.file) {
+        (AuthMode::Required, Some(file)) => {
+            Some(Arc::new(AuthState::load(file, config.auth.cache_size)?))
+        }
+        _ => None,
+    };
+    Ok(Security {
+        tls,
+        auth,
+        reflection: config.server.reflection,
+    })
+}
+
+/// Reloads the TLS and auth files now (SIGHUP); errors are logged.
+fn reload(security: &Security) {
+    if let Some(tls) = &security.tls {
+        let _ = tls.reload(true);
+    }
+    if let Some(auth) = &security.auth {
+        let _ = auth.reload(true);
+    }
+}
+
+/// Reloads on every SIGHUP until `stop`.
+async fn reload_on_hangup(security: Security, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; TLS and auth files reload on their intervals only");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hangups.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP received: reloading the TLS and auth files");
+                reload(&security);
+            }
+        }
+    }
 }
 
 /// Opens storage, binds the listener and starts serving.
@@ -32,6 +105,7 @@ pub struct RunningServer {
 /// # Errors
 /// The data directory or metadata cannot be opened, or the address cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let security = load_security(&config)?;
     let broker =
         Broker::open(config.broker())
             .await
@@ -59,27 +133,62 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         );
     }
     let stop = CancellationToken::new();
+    if let Some(tls) = &security.tls {
+        tokio::spawn(tls.clone().watch(config.tls.reload_interval, stop.clone()));
+    }
+    if let Some(auth) = &security.auth {
+        tokio::spawn(
+            auth.clone()
+                .watch(config.auth.reload_interval, stop.clone()),
+        );
+    }
+    if security.tls.is_some() || security.auth.is_some() {
+        tokio::spawn(reload_on_hangup(security.clone(), stop.clone()));
+    }
     let signal = stop.clone();
     let serve = tokio::spawn(crate::grpc::serve(
         broker.clone(),
         listener,
         config.transport(),
+        security.clone(),
         async move { signal.cancelled().await },
     ));
     let http = match http_listener {
         Some(listener) => {
-            let console = crate::http::Console::new(broker.clone(), None)?;
-            tracing::info!(addr = ?http_addr, "console and /metrics are serving");
+            // One policy: with authentication on, the console asks the
+            // same auth file; with TLS, it serves HTTPS with the same
+            // (reloaded) certificate.
+            let auth = security.auth.clone().map(|state| {
+                Arc::new(crate::http::ServerAuth::new(state)) as Arc<dyn crate::http::Authorizer>
+            });
+            let console = crate::http::Console::new(broker.clone(), auth)?;
+            let scheme = if security.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(addr = ?http_addr, scheme, "console and /metrics are serving");
             Some(tokio::spawn(crate::http::serve(
                 console,
                 listener,
+                security.tls.clone(),
                 stop.clone(),
             )))
         }
         None => None,
     };
+    let tls = match &security.tls {
+        Some(t) if t.mutual() => "mutual",
+        Some(_) => "on",
+        None => "off",
+    };
+    let auth = if security.auth.is_some() {
+        "required"
+    } else {
+        "off"
+    };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = %config.storage.fsync,
-        version = env!("CARGO_PKG_VERSION"), "herald is serving");
+        tls, auth, version = env!("CARGO_PKG_VERSION"), "herald is serving");
     Ok(RunningServer {
         addr,
         broker,
@@ -88,10 +197,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         serve,
         http,
         config,
+        security,
     })
 }
 
 impl RunningServer {
+    /// Reloads the TLS and auth files now, as SIGHUP does.
+    pub fn reload(&self) {
+        reload(&self.security);
+    }
+
     /// Graceful shutdown: stop accepting, end consumer streams (persisting
     /// group progress), let open calls finish (up to `shutdown_timeout`),
     /// then flush and sync every log.

@@ -15,6 +15,10 @@
 //!   that only concern the connection being accepted (reset or aborted by
 //!   the client) are skipped at once.
 //!
+//! With TLS on, each connection is handed on with the certificate in force
+//! at that moment; its handshake runs on the connection's own task
+//! (`tls.rs`).
+//!
 //! Each accepted socket gets `TCP_NODELAY` (small frames such as acks and
 //! single-event publishes must leave at once: Nagle's algorithm would hold
 //! them for the peer's delayed ACK, tens of milliseconds) and TCP
@@ -32,7 +36,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream;
 
+use tonic::transport::server::TcpConnectInfo;
+
 use super::connection::{Conn, ConnSettings, Slot};
+use super::tls::{ServerIo, ServerTls};
 
 /// First pause after a failed accept.
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
@@ -46,6 +53,8 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Accepted connections, within the connection limit.
 pub struct Incoming {
     listener: TcpListener,
+    /// TLS of new connections, if on (its config can change between two).
+    tls: Option<Arc<ServerTls>>,
     settings: ConnSettings,
     max_connections: usize,
     /// Connections open now; each [`Conn`] holds one.
@@ -58,10 +67,17 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Accepts from `listener`, at most `max_connections` open at once.
-    pub fn new(listener: TcpListener, max_connections: usize, settings: ConnSettings) -> Self {
+    /// Accepts from `listener`, at most `max_connections` open at once,
+    /// each speaking TLS when `tls` is given.
+    pub fn new(
+        listener: TcpListener,
+        tls: Option<Arc<ServerTls>>,
+        max_connections: usize,
+        settings: ConnSettings,
+    ) -> Self {
         Incoming {
             listener,
+            tls,
             settings,
             max_connections,
             open: Arc::default(),
@@ -110,7 +126,15 @@ impl Stream for Incoming {
                 continue;
             };
             tune(&stream);
-            return Poll::Ready(Some(Ok(Conn::new(stream, peer, slot, &this.settings))));
+            let tcp = TcpConnectInfo {
+                local_addr: stream.local_addr().ok(),
+                remote_addr: Some(peer),
+            };
+            let io = match &this.tls {
+                Some(tls) => ServerIo::tls(stream, tls.config(), peer),
+                None => ServerIo::Plain(stream),
+            };
+            return Poll::Ready(Some(Ok(Conn::new(io, tcp, slot, &this.settings))));
         }
     }
 }

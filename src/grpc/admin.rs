@@ -1,13 +1,16 @@
 //! `herald.v1.AdminService`: topics, groups, seek and server info.
 //!
-//! gRPC layer: convert, one broker call, convert back.
+//! gRPC layer: authorize, convert, one broker call, convert back. Changes
+//! are written to the audit log (`audit.rs`); lists show only the topics
+//! (and their groups) the caller may see (`visible.rs`).
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{
-    duration, group_out, group_patch, page_size, position_in, system_time, topic_out, topic_patch,
-};
-use super::status::{invalid, to_status};
+use super::convert::{duration, group_out, system_time, topic_out};
+use super::guard::{Caller, Guard, Guarded};
+use super::requests;
+use super::status::to_status;
+use super::visible::visible_page;
 use crate::broker::Broker;
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::*;
@@ -15,28 +18,25 @@ use crate::proto::*;
 /// Serves AdminService.
 pub struct AdminApi {
     broker: Broker,
+    guard: Guard,
 }
 
 impl AdminApi {
-    /// A service over `broker`.
-    pub fn new(broker: Broker) -> Self {
-        AdminApi { broker }
+    /// A service over `broker`, authorizing with `guard`.
+    pub fn new(broker: Broker, guard: Guard) -> Self {
+        AdminApi { broker, guard }
     }
 }
 
-fn bad_token() -> Status {
-    invalid("page_token", "is not a token issued by this server")
-}
-
-/// Group list tokens are `topic/group` ('/' cannot occur in names).
-fn group_token(token: &str) -> Result<Option<(String, String)>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let (t, g) = token.split_once('/').ok_or_else(bad_token)?;
-    crate::broker::names::check_name("page_token", t).map_err(|_| bad_token())?;
-    crate::broker::names::check_name("page_token", g).map_err(|_| bad_token())?;
-    Ok(Some((t.to_string(), g.to_string())))
+/// Logs a management action of `R` and passes its result on.
+fn audited<R: Guarded, T>(
+    caller: &Caller,
+    topic: &str,
+    group: Option<&str>,
+    result: Result<T, Status>,
+) -> Result<T, Status> {
+    super::audit::done(caller, R::RPC.method, topic, group, &result);
+    result
 }
 
 #[tonic::async_trait]
@@ -45,16 +45,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
-        let topic = request
-            .into_inner()
-            .topic
-            .ok_or_else(|| invalid("topic", "is required"))?;
-        let patch = topic_patch(&topic)?;
-        let info = self
-            .broker
-            .create_topic(&topic.name, &patch)
-            .await
-            .map_err(to_status)?;
+        let caller = self.guard.check(&request)?;
+        let (topic, patch) = requests::topic(request.into_inner().topic)?;
+        let result = self.broker.create_topic(&topic.name, &patch).await;
+        let info = audited::<CreateTopicRequest, _>(
+            &caller,
+            &topic.name,
+            None,
+            result.map_err(to_status),
+        )?;
         Ok(Response::new(CreateTopicResponse {
             topic: Some(topic_out(info)),
         }))
@@ -64,6 +63,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<GetTopicRequest>,
     ) -> Result<Response<GetTopicResponse>, Status> {
+        self.guard.check(&request)?;
         let info = self
             .broker
             .get_topic(&request.into_inner().name)
@@ -78,20 +78,24 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
-        let r = request.into_inner();
-        let limit = page_size(r.page_size)?;
-        let after = if r.page_token.is_empty() {
-            None
+        let caller = self.guard.check(&request)?;
+        let (limit, after) = requests::list_topics(request.get_ref())?;
+        let broker = &self.broker;
+        let (topics, next) = if caller.sees_all() {
+            broker.list_topics(after.as_deref(), limit).await
         } else {
-            crate::broker::names::check_name("page_token", &r.page_token)
-                .map_err(|_| bad_token())?;
-            Some(r.page_token.as_str())
-        };
-        let (topics, next) = self
-            .broker
-            .list_topics(after, limit)
+            visible_page(
+                after,
+                limit,
+                |after: Option<String>, n| async move {
+                    broker.list_topics(after.as_deref(), n).await
+                },
+                |t| caller.may_see(&t.record.name),
+                |t| t.record.name.clone(),
+            )
             .await
-            .map_err(to_status)?;
+        }
+        .map_err(to_status)?;
         Ok(Response::new(ListTopicsResponse {
             topics: topics.into_iter().map(topic_out).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -102,16 +106,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<UpdateTopicRequest>,
     ) -> Result<Response<UpdateTopicResponse>, Status> {
-        let topic = request
-            .into_inner()
-            .topic
-            .ok_or_else(|| invalid("topic", "is required"))?;
-        let patch = topic_patch(&topic)?;
-        let info = self
-            .broker
-            .update_topic(&topic.name, &patch)
-            .await
-            .map_err(to_status)?;
+        let caller = self.guard.check(&request)?;
+        let (topic, patch) = requests::topic(request.into_inner().topic)?;
+        let result = self.broker.update_topic(&topic.name, &patch).await;
+        let info = audited::<UpdateTopicRequest, _>(
+            &caller,
+            &topic.name,
+            None,
+            result.map_err(to_status),
+        )?;
         Ok(Response::new(UpdateTopicResponse {
             topic: Some(topic_out(info)),
         }))
@@ -121,10 +124,10 @@ impl AdminService for AdminApi {
         &self,
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
-        self.broker
-            .delete_topic(&request.into_inner().name)
-            .await
-            .map_err(to_status)?;
+        let caller = self.guard.check(&request)?;
+        let name = request.into_inner().name;
+        let result = self.broker.delete_topic(&name).await.map_err(to_status);
+        audited::<DeleteTopicRequest, _>(&caller, &name, None, result)?;
         Ok(Response::new(DeleteTopicResponse {}))
     }
 
@@ -132,21 +135,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<CreateGroupRequest>,
     ) -> Result<Response<CreateGroupResponse>, Status> {
-        let group = request
-            .into_inner()
-            .group
-            .ok_or_else(|| invalid("group", "is required"))?;
-        let patch = group_patch(&group)?;
-        let start = group
-            .start_position
-            .as_ref()
-            .map(|p| position_in("group.start_position", p))
-            .transpose()?;
-        let info = self
+        let caller = self.guard.check(&request)?;
+        let (group, patch, start) = requests::create_group(request.into_inner().group)?;
+        let result = self
             .broker
             .create_group(&group.topic, &group.name, &patch, start)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        let info =
+            audited::<CreateGroupRequest, _>(&caller, &group.topic, Some(&group.name), result)?;
         Ok(Response::new(CreateGroupResponse {
             group: Some(group_out(info)),
         }))
@@ -156,6 +153,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<GetGroupRequest>,
     ) -> Result<Response<GetGroupResponse>, Status> {
+        self.guard.check(&request)?;
         let r = request.into_inner();
         let info = self
             .broker
@@ -171,18 +169,31 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListGroupsRequest>,
     ) -> Result<Response<ListGroupsResponse>, Status> {
+        let caller = self.guard.check(&request)?;
         let r = request.into_inner();
-        let limit = page_size(r.page_size)?;
-        let after = group_token(&r.page_token)?;
+        let (limit, after) = requests::list_groups(&r)?;
         let topic = (!r.topic.is_empty()).then_some(r.topic.as_str());
-        let (groups, next) = self
-            .broker
-            .list_groups(topic, after, limit)
+        let broker = &self.broker;
+        // A topic's groups are visible with the topic (checked above).
+        let (groups, next) = if caller.sees_all() || topic.is_some() {
+            broker.list_groups(topic, after, limit).await
+        } else {
+            visible_page(
+                after,
+                limit,
+                |after, n| {
+                    let broker = broker.clone();
+                    async move { broker.list_groups(None, after, n).await }
+                },
+                |g| caller.may_see(&g.record.topic),
+                |g| (g.record.topic.clone(), g.record.name.clone()),
+            )
             .await
-            .map_err(to_status)?;
+        }
+        .map_err(to_status)?;
         Ok(Response::new(ListGroupsResponse {
             groups: groups.into_iter().map(group_out).collect(),
-            next_page_token: next.map(|(t, g)| format!("{t}/{g}")).unwrap_or_default(),
+            next_page_token: next.map(requests::group_token).unwrap_or_default(),
         }))
     }
 
@@ -190,22 +201,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<UpdateGroupRequest>,
     ) -> Result<Response<UpdateGroupResponse>, Status> {
-        let group = request
-            .into_inner()
-            .group
-            .ok_or_else(|| invalid("group", "is required"))?;
-        if group.start_position.is_some() {
-            return Err(invalid(
-                "group.start_position",
-                "cannot be changed; use Seek to move a group",
-            ));
-        }
-        let patch = group_patch(&group)?;
-        let info = self
+        let caller = self.guard.check(&request)?;
+        let (group, patch) = requests::update_group(request.into_inner().group)?;
+        let result = self
             .broker
             .update_group(&group.topic, &group.name, &patch)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        let info =
+            audited::<UpdateGroupRequest, _>(&caller, &group.topic, Some(&group.name), result)?;
         Ok(Response::new(UpdateGroupResponse {
             group: Some(group_out(info)),
         }))
@@ -215,33 +219,35 @@ impl AdminService for AdminApi {
         &self,
         request: Request<DeleteGroupRequest>,
     ) -> Result<Response<DeleteGroupResponse>, Status> {
+        let caller = self.guard.check(&request)?;
         let r = request.into_inner();
-        self.broker
+        let result = self
+            .broker
             .delete_group(&r.topic, &r.group)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        audited::<DeleteGroupRequest, _>(&caller, &r.topic, Some(&r.group), result)?;
         Ok(Response::new(DeleteGroupResponse {}))
     }
 
     async fn seek(&self, request: Request<SeekRequest>) -> Result<Response<SeekResponse>, Status> {
+        let caller = self.guard.check(&request)?;
         let r = request.into_inner();
-        let position = r
-            .position
-            .as_ref()
-            .ok_or_else(|| invalid("position", "is required"))
-            .and_then(|p| position_in("position", p))?;
-        let offset = self
+        let position = requests::seek(&r)?;
+        let result = self
             .broker
             .seek(&r.topic, &r.group, position)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        let offset = audited::<SeekRequest, _>(&caller, &r.topic, Some(&r.group), result)?;
         Ok(Response::new(SeekResponse { offset }))
     }
 
     async fn get_server_info(
         &self,
-        _request: Request<GetServerInfoRequest>,
+        request: Request<GetServerInfoRequest>,
     ) -> Result<Response<GetServerInfoResponse>, Status> {
+        self.guard.check(&request)?;
         let info = self.broker.server_info();
         Ok(Response::new(GetServerInfoResponse {
             version: info.version,

@@ -20,6 +20,11 @@
 //! A connection is closed by failing the read or write that finds the
 //! socket quiet: hyper then drops the connection and the socket.
 //!
+//! With TLS (`tls.rs`), the socket is a [`ServerIo`] whose handshake runs on
+//! the first read or write: it counts towards the handshake timeout, and
+//! the principal of a client certificate reaches the calls through
+//! [`ConnInfo::peer_principal`].
+//!
 //! Cost on the hot path: a read or write that makes progress does no extra
 //! work. One that would block registers the connection task's waker (two
 //! atomic operations) and loads the call count; only a connection with no
@@ -35,10 +40,11 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use super::tls::{PeerIdentity, ServerIo};
 
 /// The client connection preface of HTTP/2 (RFC 9113, section 3.4) is
 /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`: this many bytes.
@@ -77,12 +83,25 @@ struct Calls {
 pub struct ConnInfo {
     tcp: TcpConnectInfo,
     calls: Arc<Calls>,
+    identity: PeerIdentity,
+    tls: bool,
 }
 
 impl ConnInfo {
     /// The client's address.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.tcp.remote_addr
+    }
+
+    /// The principal named by the client's TLS certificate, if it
+    /// presented one that names a principal.
+    pub fn peer_principal(&self) -> Option<&str> {
+        self.identity.get().and_then(|p| p.as_deref())
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 }
 
@@ -122,9 +141,9 @@ enum Phase {
     Unwatched,
 }
 
-/// An accepted TCP connection with handshake and idle timeouts.
+/// An accepted connection with handshake and idle timeouts.
 pub struct Conn {
-    stream: TcpStream,
+    stream: ServerIo,
     info: ConnInfo,
     phase: Phase,
     /// The handshake deadline, then the idle deadline.
@@ -136,20 +155,14 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Wraps `stream`, accepted from `remote_addr`, holding `slot` until the
-    /// connection is dropped.
-    pub fn new(
-        stream: TcpStream,
-        remote_addr: SocketAddr,
-        slot: Slot,
-        settings: &ConnSettings,
-    ) -> Conn {
+    /// Wraps `stream`, accepted with the addresses `tcp`, holding `slot`
+    /// until the connection is dropped.
+    pub fn new(stream: ServerIo, tcp: TcpConnectInfo, slot: Slot, settings: &ConnSettings) -> Conn {
         let info = ConnInfo {
-            tcp: TcpConnectInfo {
-                local_addr: stream.local_addr().ok(),
-                remote_addr: Some(remote_addr),
-            },
+            tcp,
             calls: Arc::default(),
+            identity: stream.identity(),
+            tls: matches!(stream, ServerIo::Tls(_)),
         };
         Conn {
             stream,

@@ -1,13 +1,16 @@
 //! `herald.v1.DeadLetterService`: list, replay and purge a group's dead
 //! letters.
 //!
-//! gRPC layer: convert, one broker call, convert back.
+//! gRPC layer: authorize (`dead_letters` on the topic), convert, one
+//! broker call, convert back. Replays and purges go to the audit log.
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{event_out, from_timestamp, page_size, timestamp};
+use super::convert::{event_out, timestamp};
+use super::guard::{Guard, Guarded};
+use super::requests;
 use super::status::to_status;
-use crate::broker::{Broker, DeadLetter, DeadLetterFilter, dead_letter::selection};
+use crate::broker::{Broker, DeadLetter};
 use crate::proto::dead_letter_service_server::DeadLetterService;
 use crate::proto::{
     self, ListDeadLettersRequest, ListDeadLettersResponse, PurgeDeadLettersRequest,
@@ -17,32 +20,14 @@ use crate::proto::{
 /// Serves DeadLetterService.
 pub struct DeadLetterApi {
     broker: Broker,
+    guard: Guard,
 }
 
 impl DeadLetterApi {
-    /// A service over `broker`.
-    pub fn new(broker: Broker) -> Self {
-        DeadLetterApi { broker }
+    /// A service over `broker`, authorizing with `guard`.
+    pub fn new(broker: Broker, guard: Guard) -> Self {
+        DeadLetterApi { broker, guard }
     }
-}
-
-fn filter_in(f: Option<&proto::DeadLetterFilter>) -> Result<DeadLetterFilter, Status> {
-    let Some(f) = f else {
-        return Ok(DeadLetterFilter::default());
-    };
-    Ok(DeadLetterFilter {
-        types: f.types.clone(),
-        start_us: f
-            .start_time
-            .as_ref()
-            .map(|t| from_timestamp("filter.start_time", t))
-            .transpose()?,
-        end_us: f
-            .end_time
-            .as_ref()
-            .map(|t| from_timestamp("filter.end_time", t))
-            .transpose()?,
-    })
 }
 
 fn dead_letter_out(topic: &str, group: &str, dl: &DeadLetter) -> proto::DeadLetter {
@@ -65,9 +50,9 @@ impl DeadLetterService for DeadLetterApi {
         &self,
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
+        self.guard.check(&request)?;
         let r = request.into_inner();
-        let limit = page_size(r.page_size)?;
-        let filter = filter_in(r.filter.as_ref())?;
+        let (limit, filter) = requests::list_dead_letters(&r)?;
         let page = self
             .broker
             .list_dead_letters(
@@ -95,14 +80,17 @@ impl DeadLetterService for DeadLetterApi {
         &self,
         request: Request<ReplayDeadLettersRequest>,
     ) -> Result<Response<ReplayDeadLettersResponse>, Status> {
+        let caller = self.guard.check(&request)?;
         let r = request.into_inner();
-        let filter = filter_in(r.filter.as_ref())?;
-        let selection = selection(&r.ids, r.all, filter).map_err(to_status)?;
-        let counts = self
+        let selection = requests::replay(&r)?;
+        let result = self
             .broker
             .replay_dead_letters(&r.topic, &r.group, selection)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        let method = ReplayDeadLettersRequest::RPC.method;
+        super::audit::done(&caller, method, &r.topic, Some(&r.group), &result);
+        let counts = result?;
         Ok(Response::new(ReplayDeadLettersResponse {
             replayed_count: counts.changed,
             remaining_count: counts.remaining,
@@ -113,13 +101,17 @@ impl DeadLetterService for DeadLetterApi {
         &self,
         request: Request<PurgeDeadLettersRequest>,
     ) -> Result<Response<PurgeDeadLettersResponse>, Status> {
+        let caller = self.guard.check(&request)?;
         let r = request.into_inner();
-        let selection = selection(&r.ids, r.all, DeadLetterFilter::default()).map_err(to_status)?;
-        let counts = self
+        let selection = requests::purge(&r)?;
+        let result = self
             .broker
             .purge_dead_letters(&r.topic, &r.group, selection)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        let method = PurgeDeadLettersRequest::RPC.method;
+        super::audit::done(&caller, method, &r.topic, Some(&r.group), &result);
+        let counts = result?;
         Ok(Response::new(PurgeDeadLettersResponse {
             purged_count: counts.changed,
             remaining_count: counts.remaining,

@@ -3,25 +3,39 @@
 //! knows `tonic::Status`.
 //!
 //! The transport edge: the accept loop and connection limit in `accept.rs`,
-//! handshake and idle timeouts in `connection.rs`, the codes of requests
-//! tonic rejects itself in `codes.rs`.
+//! handshake and idle timeouts in `connection.rs`, TLS and its reload in
+//! `tls.rs`, the codes of requests tonic rejects itself in `codes.rs`.
+//!
+//! Security at the edge: `authn.rs` authenticates each call (token or
+//! client certificate) before its message is decoded; each handler then
+//! authorizes it by the table in `guard.rs` before it calls the broker, and
+//! logs management actions in `audit.rs`. The conversion step of each
+//! handler is in `requests.rs`.
 
 pub mod accept;
 pub mod admin;
+pub mod audit;
+pub mod authn;
 pub mod codes;
 pub mod connection;
 pub mod convert;
 pub mod dead_letter;
+pub mod guard;
 pub mod publisher;
+pub mod requests;
 pub mod status;
 pub mod subscriber;
+pub mod tls;
+pub mod visible;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::AuthState;
 use crate::broker::Broker;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::dead_letter_service_server::DeadLetterServiceServer;
@@ -42,6 +56,29 @@ pub struct TransportOptions {
     pub keepalive_interval: Option<Duration>,
     /// How long a PING may go unanswered before the connection is closed.
     pub keepalive_timeout: Duration,
+}
+
+/// What protects the server: TLS, authentication, and whether reflection
+/// is served.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// TLS of every connection, when on.
+    pub tls: Option<Arc<tls::ServerTls>>,
+    /// The auth file in force, when `auth.mode = "required"`.
+    pub auth: Option<Arc<AuthState>>,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
+}
+
+impl Security {
+    /// No TLS, no authentication, reflection on: the loopback default.
+    pub fn open() -> Security {
+        Security {
+            tls: None,
+            auth: None,
+            reflection: true,
+        }
+    }
 }
 
 /// Keeps the health service in step with storage: every Herald service
@@ -79,8 +116,9 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, healthy: bo
     }
 }
 
-/// Serves every Herald service plus health and reflection on `listener`
-/// until `shutdown` completes, then waits for open calls to finish.
+/// Serves every Herald service plus health (and reflection, unless turned
+/// off) on `listener`, with `security`, until `shutdown` completes, then
+/// waits for open calls to finish.
 ///
 /// # Errors
 /// The transport failed.
@@ -88,6 +126,7 @@ pub async fn serve(
     broker: Broker,
     listener: TcpListener,
     transport: TransportOptions,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     // Leave headroom over the request limit so oversized batches reach the
@@ -106,28 +145,39 @@ pub async fn serve(
             tracing::error!(error = %e, "reflection descriptors are invalid");
             e
         });
+    let guard = guard::Guard::new(broker.clone(), security.auth.is_some());
     let mut router = tonic::transport::Server::builder()
         .http2_keepalive_interval(transport.keepalive_interval)
         .http2_keepalive_timeout(Some(transport.keepalive_timeout))
         .layer(connection::TrackCallsLayer)
         .layer(codes::EdgeCodesLayer)
+        .layer(authn::AuthnLayer::new(security.auth.clone()))
         .add_service(health_service)
         .add_service(
-            PublisherServiceServer::new(publisher::PublisherApi::new(broker.clone()))
-                .max_decoding_message_size(max_message),
+            PublisherServiceServer::new(publisher::PublisherApi::new(
+                broker.clone(),
+                guard.clone(),
+            ))
+            .max_decoding_message_size(max_message),
         )
         .add_service(
-            SubscriberServiceServer::new(subscriber::SubscriberApi::new(broker.clone()))
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(usize::MAX),
+            SubscriberServiceServer::new(subscriber::SubscriberApi::new(
+                broker.clone(),
+                guard.clone(),
+            ))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(usize::MAX),
         )
         .add_service(AdminServiceServer::new(admin::AdminApi::new(
             broker.clone(),
+            guard.clone(),
         )))
         .add_service(DeadLetterServiceServer::new(
-            dead_letter::DeadLetterApi::new(broker.clone()),
+            dead_letter::DeadLetterApi::new(broker.clone(), guard),
         ));
-    if let Ok(reflection) = reflection {
+    if security.reflection
+        && let Ok(reflection) = reflection
+    {
         router = router.add_service(reflection);
     }
     // `tcp_nodelay` on the builder only applies to listeners it binds
@@ -138,7 +188,12 @@ pub async fn serve(
         idle_timeout: transport.idle_timeout,
         stopping: stopping.clone(),
     };
-    let incoming = accept::Incoming::new(listener, transport.max_connections, settings);
+    let incoming = accept::Incoming::new(
+        listener,
+        security.tls.clone(),
+        transport.max_connections,
+        settings,
+    );
     let shutdown = async move {
         shutdown.await;
         stopping.cancel();

@@ -1,6 +1,10 @@
 //! `herald.v1.PublisherService`: Publish and the pipelined PublishStream.
 //!
-//! gRPC layer: convert, one broker call, convert back. Each Publish call and
+//! gRPC layer: authorize, convert, one broker call, convert back. A
+//! PublishStream is authorized request by request (each names its topic);
+//! a refused request gets its PERMISSION_DENIED in its response and the
+//! stream goes on. Publishing to a topic that does not exist (auto-create)
+//! also needs `manage` on it. Each Publish call and
 //! each PublishStream request runs in a `publish` span (a child of the
 //! request's `traceparent`, if any) and stores that `traceparent` in its
 //! events; see [`crate::telemetry`].
@@ -17,7 +21,9 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::codes::at_edge;
-use super::convert::{event_in, timestamp};
+use super::convert::timestamp;
+use super::guard::{Caller, Guard, Guarded};
+use super::requests::events as events_in;
 use super::status::to_status;
 use crate::broker::{Broker, PublishTicket, Published};
 use crate::event::Event;
@@ -36,21 +42,25 @@ const PIPELINE_DEPTH: usize = 256;
 /// Serves PublisherService.
 pub struct PublisherApi {
     broker: Broker,
+    guard: Guard,
 }
 
 impl PublisherApi {
-    /// A service over `broker`.
-    pub fn new(broker: Broker) -> Self {
-        PublisherApi { broker }
+    /// A service over `broker`, authorizing with `guard`.
+    pub fn new(broker: Broker, guard: Guard) -> Self {
+        PublisherApi { broker, guard }
     }
 }
 
-fn events_in(events: Vec<crate::proto::Event>) -> Result<Vec<Event>, Status> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| event_in(i, e))
-        .collect()
+/// Authorizes one request of a PublishStream; logs an implicit creation
+/// once the request succeeded (`created` true).
+async fn authorize_request(
+    guard: &Guard,
+    caller: &Caller,
+    req: &PublishStreamRequest,
+) -> Result<bool, Status> {
+    guard.authorize(caller, req)?;
+    guard.check_create(caller, &req.topic, None).await
 }
 
 /// The `publish` span of one request of `events` to `topic`: a child of the
@@ -160,8 +170,10 @@ impl PublisherService for PublisherApi {
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
         let started = Instant::now();
+        let caller = self.guard.check(&request)?;
         let trace = TraceHeaders::from_metadata(request.metadata());
         let r = request.into_inner();
+        let creates = self.guard.check_create(&caller, &r.topic, None).await?;
         let mut events = events_in(r.events)?;
         let (span, stored) = publish_span(&r.topic, &events, trace.as_ref());
         stamp(&mut events, stored.as_ref());
@@ -172,6 +184,9 @@ impl PublisherService for PublisherApi {
             .await
             .map_err(to_status);
         finish(&span, &r.topic, started, &result);
+        if creates && result.is_ok() {
+            super::audit::implicit_create(&caller, PublishRequest::RPC.method, &r.topic, None);
+        }
         let published = result?;
         Ok(Response::new(PublishResponse {
             results: results_out(&published),
@@ -186,6 +201,8 @@ impl PublisherService for PublisherApi {
         &self,
         request: Request<Streaming<PublishStreamRequest>>,
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
+        let caller = self.guard.caller(&request)?;
+        let guard = self.guard.clone();
         // The stream's metadata is the trace context of each of its requests.
         let trace = TraceHeaders::from_metadata(request.metadata());
         let mut inbound = request.into_inner();
@@ -206,8 +223,11 @@ impl PublisherService for PublisherApi {
                     }
                 };
                 let started = Instant::now();
-                let (span, ticket) = match events_in(req.events) {
-                    Ok(mut events) => {
+                let allowed = authorize_request(&guard, &caller, &req).await;
+                let (span, ticket) = match allowed
+                    .and_then(|creates| events_in(req.events).map(|events| (creates, events)))
+                {
+                    Ok((creates, mut events)) => {
                         let (span, stored) = publish_span(&req.topic, &events, trace.as_ref());
                         stamp(&mut events, stored.as_ref());
                         let ticket = broker
@@ -215,6 +235,10 @@ impl PublisherService for PublisherApi {
                             .instrument(span.clone())
                             .await
                             .map_err(to_status);
+                        if creates && ticket.is_ok() {
+                            let method = PublishStreamRequest::RPC.method;
+                            super::audit::implicit_create(&caller, method, &req.topic, None);
+                        }
                         (span, ticket)
                     }
                     Err(status) => (tracing::Span::none(), Err(status)),

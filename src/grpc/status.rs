@@ -1,11 +1,13 @@
-//! The one place that maps [`BrokerError`] onto gRPC status codes, with
-//! field-level details (`google.rpc.BadRequest`) for bad input.
+//! The one place that maps [`BrokerError`] (and [`AuthError`]) onto gRPC
+//! status codes, with field-level details (`google.rpc.BadRequest`) for bad
+//! input.
 //!
 //! gRPC layer.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::AuthError;
 use crate::broker::BrokerError;
 
 /// Maps a broker error onto a status, exhaustively.
@@ -27,6 +29,26 @@ pub fn to_status(e: BrokerError) -> Status {
         BrokerError::Internal(_) => Status::internal(message),
         // `BrokerError` is non_exhaustive for other crates only; this arm
         // keeps the match total should a variant be added without a mapping.
+        #[allow(unreachable_patterns)]
+        _ => Status::internal(message),
+    }
+}
+
+/// Maps an authentication or authorization refusal onto a status:
+/// UNAUTHENTICATED for a missing or bad credential, PERMISSION_DENIED for a
+/// principal without the right. File errors never reach a caller; they map
+/// to INTERNAL should one.
+pub fn auth_status(e: AuthError) -> Status {
+    let message = e.to_string();
+    match e {
+        AuthError::Unauthenticated(_) => Status::unauthenticated(message),
+        AuthError::Denied { .. }
+        | AuthError::Hidden { .. }
+        | AuthError::DeniedDelivery { .. }
+        | AuthError::DeniedCreate { .. }
+        | AuthError::NotAdmin { .. } => Status::permission_denied(message),
+        AuthError::Invalid(_) | AuthError::File { .. } => Status::internal(message),
+        // Non-exhaustive for other crates only (see `to_status`).
         #[allow(unreachable_patterns)]
         _ => Status::internal(message),
     }

@@ -1,6 +1,9 @@
 //! `herald.v1.SubscriberService`: Subscribe, Ack, Nack, ExtendDeadline, Read.
 //!
-//! gRPC layer: convert, one broker call, convert back.
+//! gRPC layer: authorize, convert, one broker call, convert back. Ack,
+//! Nack and ExtendDeadline are authorized on the topic of each ack id's
+//! group; subscribing to a topic or group that does not exist
+//! (auto-create) also needs `manage` on the topic.
 //!
 //! Telemetry: one `deliver` span per delivered event, made here as each
 //! batch leaves the group for the consumer's stream (not in the group task:
@@ -18,9 +21,11 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::convert::{delivery_out, event_out, from_duration, from_timestamp, lease_results};
-use super::status::{invalid, to_status};
-use crate::broker::{Broker, Delivery, LeaseOutcome, LeaseResult, Position};
+use super::convert::{delivery_out, event_out, lease_results};
+use super::guard::{Guard, Guarded};
+use super::requests;
+use super::status::to_status;
+use crate::broker::{Broker, Delivery, LeaseOutcome, LeaseResult};
 use crate::event::now_us;
 use crate::proto::subscriber_service_server::SubscriberService;
 use crate::proto::{
@@ -34,12 +39,13 @@ use crate::telemetry::propagation::{event_context, request_context};
 /// Serves SubscriberService.
 pub struct SubscriberApi {
     broker: Broker,
+    guard: Guard,
 }
 
 impl SubscriberApi {
-    /// A service over `broker`.
-    pub fn new(broker: Broker) -> Self {
-        SubscriberApi { broker }
+    /// A service over `broker`, authorizing with `guard`.
+    pub fn new(broker: Broker, guard: Guard) -> Self {
+        SubscriberApi { broker, guard }
     }
 }
 
@@ -158,12 +164,21 @@ impl SubscriberService for SubscriberApi {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let caller = self.guard.check(&request)?;
         let r = request.into_inner();
+        let creates = self
+            .guard
+            .check_create(&caller, &r.topic, Some(&r.group))
+            .await?;
         let subscription = self
             .broker
             .subscribe_as(&r.topic, &r.group, &r.consumer, r.max_in_flight)
             .await
             .map_err(to_status)?;
+        if creates {
+            let method = SubscribeRequest::RPC.method;
+            super::audit::implicit_create(&caller, method, &r.topic, Some(&r.group));
+        }
         tracing::debug!(topic = %r.topic, group = %r.group, consumer = %r.consumer, "consumer joined");
         let topic = r.topic;
         let group = r.group;
@@ -195,6 +210,7 @@ impl SubscriberService for SubscriberApi {
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        self.guard.check(&request)?;
         let span = settle_span(
             &self.broker,
             request.metadata(),
@@ -217,6 +233,7 @@ impl SubscriberService for SubscriberApi {
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<NackResponse>, Status> {
+        self.guard.check(&request)?;
         let span = settle_span(
             &self.broker,
             request.metadata(),
@@ -225,11 +242,7 @@ impl SubscriberService for SubscriberApi {
         );
         let r = request.into_inner();
         span.record("dead_letter", r.dead_letter);
-        let delay = r
-            .delay
-            .as_ref()
-            .map(|d| from_duration("delay", d))
-            .transpose()?;
+        let delay = requests::nack_delay(&r)?;
         let results = self
             .broker
             .nack(&r.ack_ids, delay, &r.reason, r.dead_letter)
@@ -246,12 +259,9 @@ impl SubscriberService for SubscriberApi {
         &self,
         request: Request<ExtendDeadlineRequest>,
     ) -> Result<Response<ExtendDeadlineResponse>, Status> {
+        self.guard.check(&request)?;
         let r = request.into_inner();
-        let extension = r
-            .extension
-            .as_ref()
-            .ok_or_else(|| invalid("extension", "is required"))
-            .and_then(|d| from_duration("extension", d))?;
+        let extension = requests::extension(&r)?;
         let results = self
             .broker
             .extend(&r.ack_ids, extension)
@@ -268,27 +278,11 @@ impl SubscriberService for SubscriberApi {
         &self,
         request: Request<ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        use crate::proto::read_request::Start;
-        let r = request.into_inner();
-        let start = match &r.start {
-            None => None,
-            Some(Start::Offset(o)) => Some(Position::Offset(*o)),
-            Some(Start::Time(t)) => Some(Position::Time(from_timestamp("time", t)?)),
-        };
-        let stream = self
-            .broker
-            .read(
-                &r.topic,
-                crate::broker::ReadRequest {
-                    start,
-                    types: r.types,
-                    follow: r.follow,
-                    max_events: r.max_events,
-                },
-            )
-            .await
-            .map_err(to_status)?;
-        let topic = r.topic;
+        self.guard.check(&request)?;
+        let mut r = request.into_inner();
+        let topic = std::mem::take(&mut r.topic);
+        let read = requests::read(r)?;
+        let stream = self.broker.read(&topic, read).await.map_err(to_status)?;
         Ok(Response::new(Box::pin(stream.map(move |batch| {
             batch.map_err(to_status).map(|events| ReadResponse {
                 events: events.iter().map(|e| event_out(&topic, e)).collect(),

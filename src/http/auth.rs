@@ -8,7 +8,8 @@
 //! method it stands for so that the console and the gRPC edge can share one
 //! policy. With no authorizer (the default) authentication is off: everyone
 //! is [`Principal::anonymous`] and every action is allowed, which is why
-//! the listener binds to loopback by default.
+//! the listener binds to loopback by default. `herald serve` plugs in the
+//! server's own auth file when `auth.mode = "required"` (`policy.rs`).
 
 use std::time::SystemTime;
 
@@ -24,10 +25,15 @@ use super::session::{Caller, SESSION_COOKIE, SESSION_TTL, set_cookie};
 use super::{Console, HttpError, layout};
 
 /// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Principal {
     /// The name shown in the page header and in logs.
     pub name: String,
+    /// What proved it, in the authorizer's words (`token:<id>`,
+    /// `certificate`; empty for nothing in particular). A login session
+    /// carries it, and [`Authorizer::resume`] checks at each request that
+    /// it still holds, so revoking a token ends its sessions.
+    pub credential: String,
 }
 
 impl Principal {
@@ -35,6 +41,7 @@ impl Principal {
     pub fn anonymous() -> Principal {
         Principal {
             name: "anonymous".into(),
+            credential: String::new(),
         }
     }
 }
@@ -117,7 +124,9 @@ pub enum AuthError {
 }
 
 /// Says who holds a token and what they may do. Plugged into
-/// [`Console::new`]; the gRPC edge's policy is meant to implement it too.
+/// [`Console::new`]; the server's auth file implements it
+/// ([`super::ServerAuth`]), with the gRPC edge's table of what each RPC
+/// needs.
 #[async_trait::async_trait]
 pub trait Authorizer: Send + Sync + 'static {
     /// The principal holding `token`.
@@ -136,6 +145,36 @@ pub trait Authorizer: Send + Sync + 'static {
         action: Action,
         topic: Option<&str>,
     ) -> Result<(), AuthError>;
+
+    /// The principal of a login session made earlier, if its credential
+    /// still holds (the default: always).
+    ///
+    /// # Errors
+    /// [`AuthError::BadToken`] when it does not: the session is over.
+    async fn resume(&self, who: Principal) -> Result<Principal, AuthError> {
+        Ok(who)
+    }
+
+    /// The principal a verified TLS client certificate names (`name`, as
+    /// the gRPC edge reads it), when certificates may log in (the default:
+    /// they may not).
+    fn certificate(&self, name: &str) -> Option<Principal> {
+        let _ = name;
+        None
+    }
+
+    /// Whether `who` may see `topic` at all: lists, and the series of
+    /// `/metrics`, show only such topics (the default: every topic).
+    fn may_see(&self, who: &Principal, topic: &str) -> bool {
+        let _ = (who, topic);
+        true
+    }
+
+    /// Whether `who` sees every topic, so lists need no filtering.
+    fn sees_all(&self, who: &Principal) -> bool {
+        let _ = who;
+        true
+    }
 }
 
 impl Console {
@@ -168,6 +207,42 @@ impl Console {
     /// Whether authentication is on.
     pub(crate) fn auth_on(&self) -> bool {
         self.inner.auth.is_some()
+    }
+
+    /// Whether the caller may see `topic` in lists and metrics.
+    pub(crate) fn may_see(&self, caller: &Caller, topic: &str) -> bool {
+        match (&self.inner.auth, &caller.principal) {
+            (None, _) => true,
+            (Some(auth), Some(who)) => auth.may_see(who, topic),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether the caller sees every topic (lists need no filtering).
+    pub(crate) fn sees_all(&self, caller: &Caller) -> bool {
+        match (&self.inner.auth, &caller.principal) {
+            (None, _) => true,
+            (Some(auth), Some(who)) => auth.sees_all(who),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Checks an action that creates `topic` when it is missing and
+    /// auto-create is on (a test event published to a new topic): that
+    /// also needs the right to create it, as over gRPC.
+    ///
+    /// # Errors
+    /// As [`Console::allow`]; a storage failure reading whether it exists.
+    pub(crate) async fn allow_implicit_create(
+        &self,
+        caller: &Caller,
+        topic: &str,
+    ) -> Result<(), HttpError> {
+        let broker = self.broker();
+        if !self.auth_on() || !broker.config().auto_create || broker.has_topic(topic).await? {
+            return Ok(());
+        }
+        self.allow(caller, Action::CreateTopic, Some(topic))
     }
 }
 
@@ -231,11 +306,11 @@ pub(super) async fn login(
             let value = console
                 .inner
                 .keys
-                .session(&who.name, SystemTime::now() + SESSION_TTL);
+                .session(&who, SystemTime::now() + SESSION_TTL);
             Ok((
                 [(
                     header::SET_COOKIE,
-                    set_cookie(SESSION_COOKIE, &value, Some(SESSION_TTL)),
+                    set_cookie(SESSION_COOKIE, &value, Some(SESSION_TTL), caller.secure),
                 )],
                 Redirect::to(&next),
             )
@@ -250,11 +325,16 @@ pub(super) async fn login(
 }
 
 /// `POST /logout`: forgets the session cookie.
-pub(super) async fn logout(_form: Form) -> Response {
+pub(super) async fn logout(Extension(caller): Extension<Caller>, _form: Form) -> Response {
     (
         [(
             header::SET_COOKIE,
-            set_cookie(SESSION_COOKIE, "", Some(std::time::Duration::ZERO)),
+            set_cookie(
+                SESSION_COOKIE,
+                "",
+                Some(std::time::Duration::ZERO),
+                caller.secure,
+            ),
         )],
         Redirect::to("/login"),
     )

@@ -43,6 +43,10 @@ pub enum HttpError {
         /// Path and query of the request.
         next: String,
     },
+    /// Authentication is on and a request that cannot log in (a scraper)
+    /// came without a valid bearer token: 401 with `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The authorizer refused the action.
     #[error("{0}")]
     Forbidden(String),
@@ -62,6 +66,7 @@ impl HttpError {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::LoginRequired { .. } => StatusCode::SEE_OTHER,
+            HttpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) | HttpError::Csrf => StatusCode::FORBIDDEN,
             HttpError::MetricsOff(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Bind { .. } | HttpError::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,7 +104,14 @@ impl IntoResponse for HttpError {
             p { a href="javascript:history.back()" { "Back" } " · " a href="/" { "Overview" } }
         };
         let page = super::layout::bare(title, body);
-        (status, [(header::CACHE_CONTROL, "no-store")], page).into_response()
+        let mut response = (status, [(header::CACHE_CONTROL, "no-store")], page).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"herald\""),
+            );
+        }
+        response
     }
 }
 

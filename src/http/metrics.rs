@@ -9,7 +9,9 @@
 //! counters get `_total`, units become suffixes (`herald.publish.duration`
 //! in `s` is `herald_publish_duration_seconds`), and every series carries
 //! `otel_scope_name="herald"`. Like any Prometheus registry this is
-//! process-wide.
+//! process-wide. With authentication on, any authenticated principal may
+//! scrape it (a bearer token; 401 without one) and gets the series of the
+//! topics it may see.
 
 use std::sync::OnceLock;
 
@@ -42,20 +44,27 @@ pub fn reader() -> Result<opentelemetry_prometheus::PrometheusExporter, HttpErro
     Ok(exporter)
 }
 
+fn registry() -> Result<&'static prometheus::Registry, HttpError> {
+    REGISTRY.get().ok_or_else(|| {
+        HttpError::MetricsOff(
+            "metrics are off: the meter provider was installed without the Prometheus reader"
+                .into(),
+        )
+    })
+}
+
+fn encode(families: &[prometheus::proto::MetricFamily]) -> Result<String, HttpError> {
+    prometheus::TextEncoder::new()
+        .encode_to_string(families)
+        .map_err(|e| HttpError::MetricsOff(format!("encoding the metrics: {e}")))
+}
+
 /// The metrics in the Prometheus text format (version 0.0.4).
 ///
 /// # Errors
 /// No reader was installed, or encoding failed.
 pub fn render() -> Result<String, HttpError> {
-    let registry = REGISTRY.get().ok_or_else(|| {
-        HttpError::MetricsOff(
-            "metrics are off: the meter provider was installed without the Prometheus reader"
-                .into(),
-        )
-    })?;
-    prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .map_err(|e| HttpError::MetricsOff(format!("encoding the metrics: {e}")))
+    encode(&registry()?.gather())
 }
 
 /// The `/metrics` page.
@@ -67,11 +76,35 @@ pub(super) async fn page(
         .allow(&caller, Action::ScrapeMetrics, None)
         .map_err(|e| match e {
             // A scraper cannot follow a login form: say how to authenticate.
-            HttpError::LoginRequired { .. } => HttpError::Forbidden(
+            HttpError::LoginRequired { .. } => HttpError::Unauthenticated(
                 "send a token as Authorization: Bearer <token> to scrape /metrics".into(),
             ),
             other => other,
         })?;
-    let text = render()?;
+    let text = if console.sees_all(&caller) {
+        render()?
+    } else {
+        render_visible(|topic| console.may_see(&caller, topic))?
+    };
     Ok(([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response())
+}
+
+/// [`render`], keeping only the series whose `topic` label passes
+/// `visible` (series without one, like `target_info`, are kept).
+///
+/// # Errors
+/// As [`render`].
+pub fn render_visible(visible: impl Fn(&str) -> bool) -> Result<String, HttpError> {
+    let mut families = registry()?.gather();
+    for family in &mut families {
+        family.mut_metric().retain(|m| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == "topic")
+                .is_none_or(|l| visible(l.value()))
+        });
+    }
+    // The encoder refuses a family without series.
+    families.retain(|f| !f.get_metric().is_empty());
+    encode(&families)
 }

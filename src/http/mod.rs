@@ -8,14 +8,18 @@
 //! (`rates.rs`), the key that signs session and CSRF cookies
 //! (`session.rs`), and an optional [`auth::Authorizer`] that says who is
 //! calling and what they may do (without one, everything is allowed; the
-//! listener binds to loopback by default).
+//! listener binds to loopback by default). With `auth.mode = "required"`
+//! the server plugs in its own auth file ([`ServerAuth`], `policy.rs`), so
+//! the console and gRPC share one policy; with `tls.cert` the listener
+//! speaks HTTPS with the server's certificate (`listener.rs`).
 //!
 //! Pages are rendered on the server (maud); the one script (`assets/`)
 //! only adds the live tail (server-sent events) and confirmation dialogs,
 //! and every action also works without it. Files: one per page group
 //! (`overview`, `topics`, `topic`, `tail`, `group`, `dead_letters`,
 //! `metrics`), plus `layout` (the page shell and formatting), `form`
-//! (CSRF-checked form bodies), `session`, `auth`, `assets` and `error`.
+//! (CSRF-checked form bodies), `session`, `auth`, `policy`, `listener`,
+//! `assets` and `error`.
 
 mod assets;
 pub mod auth;
@@ -24,8 +28,10 @@ mod error;
 mod form;
 mod group;
 mod layout;
+pub mod listener;
 pub mod metrics;
 mod overview;
+pub mod policy;
 pub mod rates;
 mod session;
 mod tail;
@@ -43,9 +49,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::{DEFAULT_HTTP_LISTEN, HttpConfig};
+use crate::grpc::tls::ServerTls;
 
 pub use auth::{Action, AuthError, Authorizer, Principal};
 pub use error::HttpError;
+pub use listener::{HttpListener, Peer};
+pub use policy::ServerAuth;
 pub use rates::Rates;
 
 /// How often the rate sampler looks at the broker's counters.
@@ -164,15 +173,17 @@ async fn bind_or(
     }
 }
 
-/// Serves the console on `listener` until `shutdown` is cancelled, and
-/// samples rates every [`SAMPLE_INTERVAL`] meanwhile. Open streams (the
-/// live tail) end when the broker stops its readers at shutdown.
+/// Serves the console on `listener` (over TLS with `tls`) until
+/// `shutdown` is cancelled, and samples rates every [`SAMPLE_INTERVAL`]
+/// meanwhile. Open streams (the live tail) end when the broker stops its
+/// readers at shutdown.
 ///
 /// # Errors
 /// The listener failed.
 pub async fn serve(
     console: Console,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
@@ -187,9 +198,11 @@ pub async fn serve(
         let stop = shutdown.clone();
         tokio::spawn(async move { rates::run(console, SAMPLE_INTERVAL, stop).await })
     };
-    let app = console.router();
+    let app = console
+        .router()
+        .into_make_service_with_connect_info::<Peer>();
     let stop = shutdown.clone();
-    let result = axum::serve(listener, app)
+    let result = axum::serve(HttpListener::new(listener, tls), app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
     sampler.abort();

@@ -9,19 +9,25 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
-use maud::{Markup, html};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 
 use super::auth::Action;
 use super::layout::{self, rate};
 use super::session::Caller;
 use super::{Console, HttpError};
 
-/// The overview page.
+/// The overview page. It shows the whole server, so it needs what
+/// GetServerInfo needs (admin); anyone else logged in is sent to the
+/// topics they may see.
 pub(super) async fn page(
     State(console): State<Console>,
     Extension(caller): Extension<Caller>,
-) -> Result<Markup, HttpError> {
-    console.allow(&caller, Action::GetServerInfo, None)?;
+) -> Result<Response, HttpError> {
+    match console.allow(&caller, Action::GetServerInfo, None) {
+        Err(HttpError::Forbidden(_)) => return Ok(Redirect::to("/topics").into_response()),
+        other => other?,
+    }
     let info = console.broker().server_info();
     let (mut backlog, mut in_flight, mut dead) = (0u64, 0u64, 0u64);
     for (_, _, g) in console.broker().group_gauges() {
@@ -77,5 +83,5 @@ pub(super) async fn page(
             p.muted { "Sampled every " (super::SAMPLE_INTERVAL.as_secs()) " s." }
         }
     };
-    Ok(layout::page(&console, &caller, "Overview", &[], None, body))
+    Ok(layout::page(&console, &caller, "Overview", &[], None, body).into_response())
 }

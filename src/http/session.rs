@@ -8,17 +8,25 @@
 //! and as the `csrf` field of every form; a POST must carry the two equal
 //! and valid. A token of another session (or of none, after logging in) is
 //! refused, and a site that cannot read the cookie cannot forge the field.
+//! Over HTTPS both cookies are also `Secure`.
+//!
+//! A session names the principal and the credential it logged in with;
+//! the authorizer re-checks that credential at each request
+//! ([`Authorizer::resume`](super::Authorizer::resume)), so a revoked token
+//! ends its sessions at once. Without a session or a bearer token, a
+//! verified TLS client certificate (mutual TLS) names the caller.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use super::auth::Principal;
+use super::listener::Peer;
 use super::{Console, HttpError};
 
 /// Name of the session cookie.
@@ -75,28 +83,43 @@ impl Keys {
         unhex(signature).is_some_and(|sig| self.mac(parts).verify_slice(&sig).is_ok())
     }
 
-    /// The session cookie value for `principal`, valid until `expires`.
-    pub(crate) fn session(&self, principal: &str, expires: SystemTime) -> String {
+    /// The session cookie value for `principal` (name and credential),
+    /// valid until `expires`.
+    pub(crate) fn session(&self, principal: &Principal, expires: SystemTime) -> String {
         let expires = unix(expires).to_string();
-        let name = hex(principal.as_bytes());
-        let sig = self.sign(&[b"session", name.as_bytes(), expires.as_bytes()]);
-        format!("{name}.{expires}.{sig}")
+        let name = hex(principal.name.as_bytes());
+        let credential = hex(principal.credential.as_bytes());
+        let sig = self.sign(&[
+            b"session",
+            name.as_bytes(),
+            credential.as_bytes(),
+            expires.as_bytes(),
+        ]);
+        format!("{name}.{credential}.{expires}.{sig}")
     }
 
     /// The principal a session cookie names, if it is ours and current.
-    pub(crate) fn verify_session(&self, value: &str, now: SystemTime) -> Option<String> {
+    pub(crate) fn verify_session(&self, value: &str, now: SystemTime) -> Option<Principal> {
         let mut parts = value.split('.');
-        let (name, expires, sig) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some()
-            || !self.verify(&[b"session", name.as_bytes(), expires.as_bytes()], sig)
-        {
+        let (name, credential, expires, sig) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let signed = [
+            b"session".as_slice(),
+            name.as_bytes(),
+            credential.as_bytes(),
+            expires.as_bytes(),
+        ];
+        if parts.next().is_some() || !self.verify(&signed, sig) {
             return None;
         }
         let expires: u64 = expires.parse().ok()?;
         if expires <= unix(now) {
             return None;
         }
-        String::from_utf8(unhex(name)?).ok()
+        Some(Principal {
+            name: String::from_utf8(unhex(name)?).ok()?,
+            credential: String::from_utf8(unhex(credential)?).ok()?,
+        })
     }
 
     /// A new CSRF token bound to `session` (the session cookie, or "").
@@ -128,6 +151,8 @@ pub(crate) struct Caller {
     pub csrf_presented: bool,
     /// Path and query, to come back to after logging in.
     pub path: String,
+    /// The request came over TLS: cookies are `Secure`.
+    pub secure: bool,
 }
 
 impl Caller {
@@ -137,9 +162,36 @@ impl Caller {
     }
 }
 
-/// Middleware: works out the [`Caller`] from the session cookie (or an
-/// `Authorization: Bearer` token, for scrapers and scripts) and the CSRF
-/// cookie, issuing a fresh CSRF cookie when there is no valid one.
+/// Who is calling, by the first of: an `Authorization: Bearer` token (for
+/// scrapers and scripts), the session cookie, the connection's client
+/// certificate. `None` when authentication is on and none of them holds.
+async fn principal(
+    console: &Console,
+    headers: &HeaderMap,
+    session: &str,
+    peer: Option<&Peer>,
+) -> Option<Principal> {
+    let Some(auth) = &console.inner.auth else {
+        return Some(Principal::anonymous());
+    };
+    if let Some(token) = bearer(headers) {
+        return auth.authenticate(token).await.ok();
+    }
+    if let Some(who) = console
+        .inner
+        .keys
+        .verify_session(session, SystemTime::now())
+        && let Ok(who) = auth.resume(who).await
+    {
+        return Some(who);
+    }
+    peer.and_then(Peer::certificate)
+        .and_then(|name| auth.certificate(&name))
+}
+
+/// Middleware: works out the [`Caller`] from its credentials and the CSRF
+/// cookie, issuing a fresh CSRF cookie when there is no valid one; logs
+/// every action (POST) to the audit log with its outcome.
 pub(crate) async fn identify(
     State(console): State<Console>,
     mut req: Request,
@@ -150,15 +202,11 @@ pub(crate) async fn identify(
     let session = cookie(headers, SESSION_COOKIE)
         .unwrap_or_default()
         .to_string();
-    let principal = match &console.inner.auth {
-        None => Some(Principal::anonymous()),
-        Some(auth) => match bearer(headers) {
-            Some(token) => auth.authenticate(token).await.ok(),
-            None => keys
-                .verify_session(&session, SystemTime::now())
-                .map(|name| Principal { name }),
-        },
-    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.clone());
+    let principal = principal(&console, headers, &session, peer.as_ref()).await;
     let presented = cookie(headers, CSRF_COOKIE)
         .filter(|t| keys.csrf_valid(t, &session))
         .map(str::to_string);
@@ -173,27 +221,62 @@ pub(crate) async fn identify(
         .uri()
         .path_and_query()
         .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-    req.extensions_mut().insert(Caller {
+    let secure = peer.as_ref().is_some_and(|p| p.tls);
+    let caller = Caller {
         principal,
         csrf: csrf.clone(),
         csrf_presented: !fresh,
         path,
-    });
+        secure,
+    };
+    let action = (req.method() == Method::POST).then(|| caller.clone());
+    req.extensions_mut().insert(caller);
     let mut response = next.run(req).await;
+    if let Some(caller) = action {
+        audit(&caller, peer.as_ref(), response.status());
+    }
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    if fresh && let Ok(value) = HeaderValue::from_str(&set_cookie(CSRF_COOKIE, &csrf, None)) {
+    if fresh && let Ok(value) = HeaderValue::from_str(&set_cookie(CSRF_COOKIE, &csrf, None, secure))
+    {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
 
-/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, whole site;
-/// `max_age` `None` for a browser-session cookie, zero to delete it.
-pub(crate) fn set_cookie(name: &str, value: &str, max_age: Option<Duration>) -> String {
+/// Logs a console action (a POST) to the audit log, as the gRPC edge logs
+/// management calls: who (`anonymous` with authentication off, `-` when
+/// not logged in), from where, which path, and the HTTP status it answered
+/// (303: done, or sent to log in; 200: a confirmation; 403: refused).
+fn audit(caller: &Caller, peer: Option<&Peer>, status: axum::http::StatusCode) {
+    let path = caller.path.split('?').next().unwrap_or_default();
+    if path == "/login" || path == "/logout" {
+        return;
+    }
+    let (principal, credential) = match &caller.principal {
+        Some(p) if p.credential.is_empty() => (p.name.as_str(), "none"),
+        Some(p) => (p.name.as_str(), p.credential.as_str()),
+        None => ("-", "none"),
+    };
+    tracing::info!(target: crate::grpc::audit::TARGET, principal, credential,
+        peer = ?peer.map(|p| p.addr), action = "console", path, status = status.as_u16(), "audit");
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, whole site,
+/// `Secure` over HTTPS; `max_age` `None` for a browser-session cookie,
+/// zero to delete it.
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    max_age: Option<Duration>,
+    secure: bool,
+) -> String {
     let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={}", age.as_secs()));
     }
@@ -251,8 +334,12 @@ mod tests {
     fn sessions_are_signed_and_expire() {
         let keys = Keys::generate().unwrap();
         let now = SystemTime::now();
-        let cookie = keys.session("alice", now + Duration::from_secs(60));
-        assert_eq!(keys.verify_session(&cookie, now).as_deref(), Some("alice"));
+        let alice = Principal {
+            name: "alice".into(),
+            credential: "token:0123456789ab".into(),
+        };
+        let cookie = keys.session(&alice, now + Duration::from_secs(60));
+        assert_eq!(keys.verify_session(&cookie, now), Some(alice.clone()));
         assert_eq!(
             keys.verify_session(&cookie, now + Duration::from_secs(61)),
             None,
@@ -260,6 +347,9 @@ mod tests {
         );
         let forged = cookie.replacen(&hex(b"alice"), &hex(b"admin"), 1);
         assert_eq!(keys.verify_session(&forged, now), None, "renamed");
+        let other_token = cookie.replacen(&hex(b"token:0123"), &hex(b"token:9999"), 1);
+        assert_ne!(other_token, cookie);
+        assert_eq!(keys.verify_session(&other_token, now), None, "rebound");
         let other = Keys::generate().unwrap();
         assert_eq!(other.verify_session(&cookie, now), None, "another key");
     }

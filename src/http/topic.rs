@@ -148,6 +148,7 @@ pub(super) async fn publish(
     form: Form,
 ) -> Result<Response, HttpError> {
     console.allow(&caller, Action::Publish, Some(&topic))?;
+    console.allow_implicit_create(&caller, &topic).await?;
     let event = Event {
         id: form.text("id").unwrap_or_default().to_string(),
         event_type: form.text("type").unwrap_or_default().to_string(),

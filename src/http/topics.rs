@@ -16,6 +16,7 @@ use super::layout::{self, csrf_field, esc, topic_url};
 use super::session::Caller;
 use super::{Console, HttpError};
 use crate::broker::{TopicInfo, TopicPatch};
+use crate::grpc::visible::visible_page;
 
 /// Topics per page.
 const PAGE: usize = 100;
@@ -41,13 +42,24 @@ pub(super) async fn page(
     console.allow(&caller, Action::ListTopics, None)?;
     let broker = console.broker();
     let needle = query.q.trim().to_lowercase();
-    let (topics, next) = if needle.is_empty() {
+    // Only topics the caller may see, in full pages (as ListTopics).
+    let (topics, next) = if needle.is_empty() && console.sees_all(&caller) {
         broker.list_topics(query.after.as_deref(), PAGE).await?
+    } else if needle.is_empty() {
+        visible_page(
+            query.after.clone(),
+            PAGE,
+            |after: Option<String>, n| async move { broker.list_topics(after.as_deref(), n).await },
+            |t: &TopicInfo| console.may_see(&caller, &t.record.name),
+            |t| t.record.name.clone(),
+        )
+        .await?
     } else {
         let (all, _) = broker.list_topics(None, usize::MAX - 1).await?;
         let found: Vec<TopicInfo> = all
             .into_iter()
             .filter(|t| t.record.name.to_lowercase().contains(&needle))
+            .filter(|t| console.may_see(&caller, &t.record.name))
             .take(PAGE)
             .collect();
         (found, None)

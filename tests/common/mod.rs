@@ -5,6 +5,7 @@
 pub mod child;
 pub mod raw;
 pub mod redis;
+pub mod secure;
 pub mod web;
 
 use std::path::PathBuf;

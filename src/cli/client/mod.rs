@@ -1,11 +1,13 @@
 //! Client commands of the `herald` binary (`publish`, `subscribe`, `topics`,
 //! `groups`, `dlq`): each builds a request from its flags, calls the generated
 //! gRPC client and prints the answer as an aligned table or, with `--json`, as
-//! JSON. This file holds what they share: connecting, error wording, flag
-//! parsers (durations, times, sizes) and output helpers.
+//! JSON. This file holds what they share: error wording, flag parsers
+//! (durations, times, sizes) and output helpers; connecting (TLS, token) is
+//! in [`connect`].
 //!
 //! CLI layer; uses `anyhow` and the generated types in [`crate::proto`].
 
+pub mod connect;
 pub mod dlq;
 pub mod groups;
 pub mod publish;
@@ -19,8 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow};
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+
+use connect::{ClientAuth, Transport};
 
 use crate::proto;
 
@@ -35,43 +38,48 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// headers only, so `subscribe` can run for as long as it likes).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What every client command needs: the server and the output format.
+/// What every client command needs: the server, how to reach it and the
+/// output format.
 #[derive(Debug, Clone)]
 pub struct Context {
     /// The server URL, always with a scheme; quoted in connection errors.
     pub server: String,
     /// Print JSON instead of tables.
     pub json: bool,
+    /// TLS files and token.
+    pub auth: ClientAuth,
 }
 
 impl Context {
     /// Resolves the server: `--server`, else `HERALD_SERVER`, else
-    /// [`DEFAULT_SERVER`]. A bare `host:port` gets `http://` in front.
-    pub fn new(server: Option<String>, json: bool) -> Context {
+    /// [`DEFAULT_SERVER`]. A bare `host:port` gets `http://` in front, or
+    /// `https://` when TLS flags are given.
+    pub fn new(server: Option<String>, json: bool, auth: ClientAuth) -> Context {
         let server = server
             .or_else(|| std::env::var(SERVER_ENV).ok())
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-        let server = if server.contains("://") {
-            server
-        } else {
-            format!("http://{server}")
-        };
-        Context { server, json }
+        // An http:// URL with TLS flags is reported by `connect`.
+        let server = connect::server_url(&server, &auth).unwrap_or(server);
+        Context { server, json, auth }
     }
 
     /// Connects now (not lazily), so an unreachable server is reported
     /// before any work is done.
     ///
     /// # Errors
-    /// The address is malformed or nothing answers there within 5 s.
-    pub async fn connect(&self) -> Result<Channel> {
-        let endpoint = Endpoint::from_shared(self.server.clone())
-            .map_err(|e| anyhow!("invalid server address {:?}: {e}", self.server))?
+    /// The address is malformed, TLS files are unreadable, or nothing
+    /// answers there within 5 s.
+    pub async fn connect(&self) -> Result<Transport> {
+        connect::server_url(&self.server, &self.auth)?;
+        let endpoint = connect::endpoint(&self.server, &self.auth)?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .tcp_nodelay(true);
-        endpoint.connect().await.map_err(|e| self.unreachable(&e))
+            .timeout(CALL_TIMEOUT);
+        let bearer = connect::Bearer::new(self.auth.token.as_deref())?;
+        let channel = endpoint.connect().await.map_err(|e| self.unreachable(&e))?;
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            channel, bearer,
+        ))
     }
 
     /// Awaits a generated-client call and unwraps its response.
@@ -664,9 +672,9 @@ mod tests {
 
     #[test]
     fn server_address_gets_a_scheme() {
-        let ctx = Context::new(Some("127.0.0.1:9".into()), false);
+        let ctx = Context::new(Some("127.0.0.1:9".into()), false, ClientAuth::default());
         assert_eq!(ctx.server, "http://127.0.0.1:9");
-        let ctx = Context::new(Some("https://h:1".into()), false);
+        let ctx = Context::new(Some("https://h:1".into()), false, ClientAuth::default());
         assert_eq!(ctx.server, "https://h:1");
     }
 }

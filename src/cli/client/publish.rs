@@ -206,7 +206,7 @@ type LineRange = (usize, usize);
 /// later line or request fails, so the caller can show both.
 async fn publish_stdin(
     ctx: &Context,
-    mut client: PublisherServiceClient<tonic::transport::Channel>,
+    mut client: PublisherServiceClient<super::connect::Transport>,
     args: &PublishArgs,
 ) -> (Vec<PublishResult>, Result<()>) {
     let mut results = Vec::new();

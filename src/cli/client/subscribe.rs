@@ -10,8 +10,8 @@ use anyhow::{Result, bail};
 use clap::{ArgGroup, Args};
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
-use tonic::transport::Channel;
 
+use super::connect::Transport;
 use super::{
     Context, EventView, data_preview, parse_duration, print_line, proto_duration, truncate,
 };
@@ -117,7 +117,7 @@ pub async fn run(ctx: &Context, args: SubscribeArgs) -> Result<()> {
 /// Acks (or nacks) a printed batch; outcomes other than OK are warnings.
 async fn settle(
     ctx: &Context,
-    client: &mut SubscriberServiceClient<Channel>,
+    client: &mut SubscriberServiceClient<Transport>,
     args: &SubscribeArgs,
     batch: &[Delivery],
 ) -> Result<()> {

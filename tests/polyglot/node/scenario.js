@@ -8,12 +8,17 @@
 //     node scenario.js 127.0.0.1:50051
 //
 // HERALD_POLYGLOT_SKIP_DLQ=1 skips the dead-letter steps (the fifth event is
-// then simply acked). Exits non-zero, naming the failed step, on any failure.
+// then simply acked). With HERALD_POLYGLOT_TLS_CA (a CA file) and
+// HERALD_POLYGLOT_TOKEN, it connects over TLS, sends the token with every
+// call, and also checks that a call without a token and a call outside the
+// token's rights are refused. Exits non-zero, naming the failed step, on any
+// failure.
 // tests/polyglot/python/scenario.py runs the same steps.
 'use strict';
 
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -121,17 +126,69 @@ async function step(name, body) {
 const seconds = (s) => ({ seconds: Math.floor(s), nanos: Math.round((s % 1) * 1e9) });
 const outcomes = (response) => response.results.map((r) => r.outcome);
 
+// The scenario's credentials and the same without a token: plaintext, or TLS
+// trusting HERALD_POLYGLOT_TLS_CA with HERALD_POLYGLOT_TOKEN as a bearer token.
+function credentials() {
+  const ca = process.env.HERALD_POLYGLOT_TLS_CA;
+  if (!ca) return { creds: grpc.credentials.createInsecure(), anonymous: null, options: {} };
+  const tls = grpc.credentials.createSsl(fs.readFileSync(ca));
+  const token = process.env.HERALD_POLYGLOT_TOKEN;
+  const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+    const metadata = new grpc.Metadata();
+    metadata.add('authorization', `Bearer ${token}`);
+    callback(null, metadata);
+  });
+  // The server's certificate names localhost and 127.0.0.1.
+  const options = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
+  return { creds: grpc.credentials.combineChannelCredentials(tls, bearer), anonymous: tls, options };
+}
+
+// Over TLS with a token: what the token may not do is refused, and so is a
+// call without a token; health needs none.
+async function refusals({ herald, std, address, admin, anonymous, options, clients }) {
+  const codeOf = async (call) => {
+    try {
+      await call();
+    } catch (err) {
+      return err;
+    }
+    return { code: grpc.status.OK, details: '' };
+  };
+  await step("CreateTopic outside the token's topics is PERMISSION_DENIED", async () => {
+    const name = `forbidden.${crypto.randomBytes(4).toString('hex')}`;
+    const err = await codeOf(() => unary(admin, 'CreateTopic', { topic: { name } }));
+    assert.equal(err.code, grpc.status.PERMISSION_DENIED, err.details);
+    assert.ok(err.details.includes('manage'), `the refusal does not name the action: ${err.details}`);
+  });
+  await step('GetServerInfo needs admin: PERMISSION_DENIED', async () => {
+    const err = await codeOf(() => unary(admin, 'GetServerInfo', {}));
+    assert.equal(err.code, grpc.status.PERMISSION_DENIED, err.details);
+  });
+  await step('a call without a token is UNAUTHENTICATED', async () => {
+    const stranger = new herald.AdminService(address, anonymous, options);
+    clients.push(stranger);
+    const err = await codeOf(() => unary(stranger, 'ListTopics', {}));
+    assert.equal(err.code, grpc.status.UNAUTHENTICATED, err.details);
+  });
+  await step('health answers without a token', async () => {
+    const health = new std.health.v1.Health(address, anonymous, options);
+    clients.push(health);
+    const response = await unary(health, 'Check', { service: '' });
+    assert.equal(response.status, 'SERVING');
+  });
+}
+
 async function run(address, skipDlq) {
   const { herald, grpc: std } = await step('load protos with @grpc/proto-loader', load);
-  const creds = grpc.credentials.createInsecure();
-  const admin = new herald.AdminService(address, creds);
-  const publisher = new herald.PublisherService(address, creds);
-  const subscriber = new herald.SubscriberService(address, creds);
-  const deadLetters = new herald.DeadLetterService(address, creds);
+  const { creds, anonymous, options } = credentials();
+  const admin = new herald.AdminService(address, creds, options);
+  const publisher = new herald.PublisherService(address, creds, options);
+  const subscriber = new herald.SubscriberService(address, creds, options);
+  const deadLetters = new herald.DeadLetterService(address, creds, options);
   const clients = [admin, publisher, subscriber, deadLetters];
 
   // Unique names: several runs (and the Python scenario) can share one server.
-  const topic = `polyglot-node-${crypto.randomBytes(6).toString('hex')}`;
+  const topic = `polyglot.node.${crypto.randomBytes(6).toString('hex')}`;
   const group = 'node-workers';
 
   await step(`connect to ${address}`, () => new Promise((resolve, reject) =>
@@ -235,15 +292,17 @@ async function run(address, skipDlq) {
     subscription.close();
   }
 
+  if (anonymous) await refusals({ herald, std, address, admin, anonymous, options, clients });
+
   await step('grpc.health.v1.Health/Check (service "") is SERVING', async () => {
-    const health = new std.health.v1.Health(address, creds);
+    const health = new std.health.v1.Health(address, creds, options);
     clients.push(health);
     const response = await unary(health, 'Check', { service: '' });
     assert.equal(response.status, 'SERVING');
   });
 
   await step('server reflection (grpc.reflection.v1) lists herald.v1.PublisherService', async () => {
-    const reflection = new std.reflection.v1.ServerReflection(address, creds);
+    const reflection = new std.reflection.v1.ServerReflection(address, creds, options);
     clients.push(reflection);
     const responses = await new Promise((resolve, reject) => {
       const call = reflection.ServerReflectionInfo({ deadline: Date.now() + RPC_TIMEOUT_MS });
@@ -265,7 +324,7 @@ async function run(address, skipDlq) {
   });
 
   for (const client of clients) client.close();
-  console.log('node scenario passed');
+  console.log(`node scenario passed${anonymous ? ' over TLS with a token' : ''}`);
 }
 
 // Nacks the 5th event until it is dead-lettered, then inspects and replays it.

@@ -7,7 +7,10 @@ publish / subscribe / ack / dead-letter scenario against a live server:
     python scenario.py 127.0.0.1:50051
 
 HERALD_POLYGLOT_SKIP_DLQ=1 skips the dead-letter steps (the fifth event is
-then simply acked). Exits non-zero, naming the failed step, on any failure.
+then simply acked). With HERALD_POLYGLOT_TLS_CA (a CA file) and
+HERALD_POLYGLOT_TOKEN, it connects over TLS, sends the token with every call,
+and also checks that a call without a token and a call outside the token's
+rights are refused. Exits non-zero, naming the failed step, on any failure.
 tests/polyglot/node/scenario.js runs the same steps.
 """
 
@@ -113,6 +116,24 @@ class Subscription:
         self.call.cancel()
 
 
+def channels(address):
+    """The scenario's channel and one without a token: plaintext, or TLS
+    trusting HERALD_POLYGLOT_TLS_CA with HERALD_POLYGLOT_TOKEN as a bearer
+    token on every call of the first."""
+    import grpc
+
+    ca = os.environ.get("HERALD_POLYGLOT_TLS_CA")
+    if not ca:
+        return grpc.insecure_channel(address), None
+    with open(ca, "rb") as f:
+        tls = grpc.ssl_channel_credentials(root_certificates=f.read())
+    token = grpc.access_token_call_credentials(os.environ["HERALD_POLYGLOT_TOKEN"])
+    # The server's certificate names localhost and 127.0.0.1.
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with_token = grpc.secure_channel(address, grpc.composite_channel_credentials(tls, token), options)
+    return with_token, grpc.secure_channel(address, tls, options)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: scenario.py HOST:PORT")
@@ -125,6 +146,44 @@ def main():
         run(address, skip_dlq)
 
 
+def refusals(channel, anonymous):
+    """Over TLS with a token: what the token may not do is refused, and so is
+    a call without a token; health needs none."""
+    import grpc
+    from health.v1 import health_pb2, health_pb2_grpc
+    from herald.v1 import admin_pb2, admin_pb2_grpc
+
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+
+    def code_of(call):
+        try:
+            call()
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+        return grpc.StatusCode.OK, ""
+
+    with step("CreateTopic outside the token's topics is PERMISSION_DENIED"):
+        code, details = code_of(lambda: admin.CreateTopic(admin_pb2.CreateTopicRequest(
+            topic=admin_pb2.Topic(name=f"forbidden.{uuid.uuid4().hex[:8]}")), timeout=RPC_TIMEOUT))
+        check(code == grpc.StatusCode.PERMISSION_DENIED, f"answered {code.name}: {details}")
+        check("manage" in details, f"the refusal does not name the action: {details}")
+
+    with step("GetServerInfo needs admin: PERMISSION_DENIED"):
+        code, details = code_of(lambda: admin.GetServerInfo(admin_pb2.GetServerInfoRequest(),
+                                                            timeout=RPC_TIMEOUT))
+        check(code == grpc.StatusCode.PERMISSION_DENIED, f"answered {code.name}: {details}")
+
+    with step("a call without a token is UNAUTHENTICATED"):
+        code, details = code_of(lambda: admin_pb2_grpc.AdminServiceStub(anonymous).ListTopics(
+            admin_pb2.ListTopicsRequest(), timeout=RPC_TIMEOUT))
+        check(code == grpc.StatusCode.UNAUTHENTICATED, f"answered {code.name}: {details}")
+
+    with step("health answers without a token"):
+        response = health_pb2_grpc.HealthStub(anonymous).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT)
+        check(response.status == health_pb2.HealthCheckResponse.SERVING, f"status {response.status}")
+
+
 def run(address, skip_dlq):
     import grpc
     from google.protobuf.duration_pb2 import Duration
@@ -135,10 +194,10 @@ def run(address, skip_dlq):
 
     OK = subscriber_pb2.LEASE_OUTCOME_OK
     # Unique names: several runs (and the Node scenario) can share one server.
-    topic = f"polyglot-py-{uuid.uuid4().hex[:12]}"
+    topic = f"polyglot.py.{uuid.uuid4().hex[:12]}"
     group = "py-workers"
 
-    channel = grpc.insecure_channel(address)
+    channel, anonymous = channels(address)
     admin = admin_pb2_grpc.AdminServiceStub(channel)
     publisher = publisher_pb2_grpc.PublisherServiceStub(channel)
     subscriber = subscriber_pb2_grpc.SubscriberServiceStub(channel)
@@ -239,6 +298,9 @@ def run(address, skip_dlq):
     finally:
         subscription.close()
 
+    if anonymous is not None:
+        refusals(channel, anonymous)
+
     with step("grpc.health.v1.Health/Check (service \"\") is SERVING"):
         health = health_pb2_grpc.HealthStub(channel)
         response = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT)
@@ -259,7 +321,9 @@ def run(address, skip_dlq):
             check(name in services, f"{name} is not listed")
 
     channel.close()
-    print("python scenario passed", flush=True)
+    if anonymous is not None:
+        anonymous.close()
+    print("python scenario passed" + (" over TLS with a token" if anonymous else ""), flush=True)
 
 
 def dead_letter_steps(subscriber, dead_letters, subscription, poison, topic, group, poison_id):

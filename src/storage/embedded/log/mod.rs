@@ -33,6 +33,8 @@ mod cache;
 mod codec;
 mod dedup;
 mod flusher;
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 mod index;
 mod options;
