@@ -38,15 +38,6 @@ pub struct ServerInfo {
     pub fsync: String,
 }
 
-/// Whether a lookup found its object: `NotFound` is `false`.
-fn exists<T>(found: Result<T, BrokerError>) -> Result<bool, BrokerError> {
-    match found {
-        Ok(_) => Ok(true),
-        Err(BrokerError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Splits a fetched `limit + 1` page into the page and the next token.
 fn paginate<T, K>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> K) -> (Vec<T>, Option<K>) {
     if items.len() > limit {
@@ -112,7 +103,7 @@ impl Broker {
     /// # Errors
     /// Storage failures other than `NotFound`.
     pub async fn has_topic(&self, name: &str) -> Result<bool, BrokerError> {
-        exists(self.inner.backend.get_topic(name).await)
+        self.inner.backend.topic_exists(name).await
     }
 
     /// Whether `name` is a group of `topic`.
@@ -120,7 +111,7 @@ impl Broker {
     /// # Errors
     /// Storage failures other than `NotFound`.
     pub async fn has_group(&self, topic: &str, name: &str) -> Result<bool, BrokerError> {
-        exists(self.inner.backend.get_group(topic, name).await)
+        self.inner.backend.group_exists(topic, name).await
     }
 
     /// A page of topics in name order, after `after` (exclusive).

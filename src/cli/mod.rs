@@ -52,7 +52,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (embedded storage in --data-dir).
+    /// Run the server (embedded storage in --data-dir, or Redis with storage.backend = "redis").
     Serve(ServeArgs),
     /// Measure publish, consume and end-to-end latency.
     Bench(bench::BenchArgs),

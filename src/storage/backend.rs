@@ -141,6 +141,15 @@ impl<T: Send> Held for T {}
 /// A change to settings, validated by the broker against the current value.
 pub type Update<'a, T> = &'a (dyn Fn(&mut T) -> Result<(), Error> + Sync);
 
+/// `Ok(true)` for a value, `Ok(false)` for NOT_FOUND.
+fn found<T>(r: Result<T, Error>) -> Result<bool, Error> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// A storage backend.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -192,6 +201,22 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// `NotFound`.
     async fn get_topic(&self, name: &str) -> Result<TopicInfo, Error>;
+
+    /// Whether a topic exists (cheaper than [`Backend::get_topic`]).
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn topic_exists(&self, name: &str) -> Result<bool, Error> {
+        found(self.get_topic(name).await)
+    }
+
+    /// Whether a group exists (cheaper than [`Backend::get_group`]).
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn group_exists(&self, topic: &str, group: &str) -> Result<bool, Error> {
+        found(self.get_group(topic, group).await)
+    }
 
     /// Topics in name order after `after` (exclusive), at most `limit`.
     ///

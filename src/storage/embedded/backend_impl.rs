@@ -70,6 +70,14 @@ impl Backend for EmbeddedBackend {
         self.ensure_topic_impl(name, defaults).await
     }
 
+    async fn topic_exists(&self, name: &str) -> Result<bool, Error> {
+        Ok(self.topic(name).is_some())
+    }
+
+    async fn group_exists(&self, topic: &str, group: &str) -> Result<bool, Error> {
+        Ok(self.find_group(topic, group).is_ok())
+    }
+
     async fn get_topic(&self, name: &str) -> Result<TopicInfo, Error> {
         self.get_topic_impl(name)
     }

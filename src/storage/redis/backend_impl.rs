@@ -83,6 +83,18 @@ impl Backend for RedisBackend {
         self.ensure_topic_impl(name, defaults).await
     }
 
+    async fn topic_exists(&self, name: &str) -> Result<bool, Error> {
+        self.topic_known(name).await
+    }
+
+    async fn group_exists(&self, topic: &str, group: &str) -> Result<bool, Error> {
+        match self.group_ref(topic, group).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn get_topic(&self, name: &str) -> Result<TopicInfo, Error> {
         self.get_topic_impl(name).await
     }

@@ -48,6 +48,17 @@
 //! `get` or publish of it). Groups are bound to the generation of their
 //! topic, so a stale group never binds to a re-created topic.
 //!
+//! Moving an event to another topic (what republishing a dead letter to a
+//! dead-letter topic, as the Pub/Sub front door will, needs) cannot be one
+//! step on a cluster either. The design, for when that feature lands: the
+//! step on the source topic's slot writes the event into an outbox hash of
+//! that slot (`P:{T}:o`, entry → target topic and record) in the same
+//! script that dead-letters it; a node then appends it to the target with
+//! the deterministic event id `<source topic>/<group id>/<dead-letter id>`,
+//! so the target's dedup window turns a repeated move (a node dying between
+//! the append and the outbox delete) into a duplicate, and finally deletes
+//! the outbox entry. Nothing uses it yet, so it is not built.
+//!
 //! Wake-ups travel on the Pub/Sub channel `P:wake` (classic Pub/Sub reaches
 //! every node of a cluster): `t\n<topic>\n<end>` after an append,
 //! `g\n<topic>\n<gid>` when a group has work or changed, `d\n<topic>` when

@@ -81,6 +81,8 @@ struct Inner {
     node: String,
     secret: [u8; 16],
     healthy: watch::Sender<bool>,
+    /// Topics this node saw existing (cleared by deletions).
+    known: Mutex<std::collections::HashSet<String>>,
     /// Topics this node follows.
     topics: Mutex<HashMap<String, TopicLocal>>,
     /// Group ids seen, for routing acks.
@@ -133,6 +135,7 @@ impl RedisBackend {
                 node,
                 secret,
                 healthy: watch::channel(true).0,
+                known: Mutex::default(),
                 topics: Mutex::default(),
                 groups: Mutex::default(),
                 topic_wakes: Mutex::default(),

@@ -140,6 +140,19 @@ impl RedisBackend {
         }
     }
 
+    /// Whether the topic exists, answered from memory for a topic this
+    /// node saw (forgotten when a deletion is announced).
+    pub(super) async fn topic_known(&self, name: &str) -> Result<bool, Error> {
+        if lock(&self.inner.known).contains(name) {
+            return Ok(true);
+        }
+        let exists = self.topic_exists(name).await?;
+        if exists {
+            lock(&self.inner.known).insert(name.to_string());
+        }
+        Ok(exists)
+    }
+
     /// Whether the topic exists.
     pub(super) async fn topic_exists(&self, name: &str) -> Result<bool, Error> {
         let n: i64 = self
@@ -261,6 +274,7 @@ impl RedisBackend {
     /// A topic was deleted (here or on another node): its readers and
     /// consumers here end.
     pub(super) fn topic_gone(&self, name: &str) {
+        lock(&self.inner.known).remove(name);
         if let Some(t) = lock(&self.inner.topics).remove(name) {
             t.deleted.cancel();
         }
