@@ -85,7 +85,8 @@ impl Broker {
         check_name(field, name)?;
         match self.topic_defaults() {
             Some(defaults) => self.inner.backend.ensure_topic(name, defaults).await,
-            None => self.inner.backend.get_topic(name).await.map(|_| ()),
+            None if self.inner.backend.topic_exists(name).await? => Ok(()),
+            None => Err(crate::storage::not_found_topic(name)),
         }
     }
 

@@ -184,6 +184,8 @@ impl RedisBackend {
         }
         let mut reply = self.run(|s| &s.append, topic, &args).await?;
         if reply.text()? != "OK" {
+            // Deleted through another node: the next publish may create it.
+            lock(&self.inner.known).remove(topic);
             return Err(not_found_topic(topic));
         }
         let publish_time_us = reply.int()?;
