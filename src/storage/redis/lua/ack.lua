@@ -5,12 +5,23 @@ local G = load_group(ARGV[3], ARGV[4])
 if not G then return {'GONE'} end
 local now = now_us()
 local out = {'OK'}
+-- Entries and leases removed once at the end (a key acked twice in one
+-- call counts once).
+local gone, unleased, undue, seen = {}, {}, {}, {}
 for i = 6, #ARGV, 2 do
   local key, lease = ARGV[i], tonumber(ARGV[i + 1])
   local code, en = current_lease(G, key, lease)
+  if seen[key] and (code == 'O' or code == 'S') then code = 'A' end
   if code == 'O' or code == 'S' then
-    drop_lease(G, key, en)
-    remove_entry(G, key, en, now)
+    seen[key] = true
+    if en.s == 'L' then
+      unleased[#unleased + 1] = key
+      G.inflight[en.c] = (G.inflight[en.c] or 0) - 1
+    elseif en.s == 'R' then
+      undue[#undue + 1] = key
+    end
+    gone[#gone + 1] = key
+    release_key(G, key, en, now)
     count(G, 'acked')
     if is_replay(key) then
       redis.call('HDEL', G.xe, string.sub(key, 2))
@@ -21,6 +32,9 @@ for i = 6, #ARGV, 2 do
     out[#out + 1] = code
   end
 end
+if #gone > 0 then redis.call('HDEL', G.e, unpack(gone)) end
+if #unleased > 0 then redis.call('ZREM', G.l, unpack(unleased)) end
+if #undue > 0 then redis.call('ZREM', G.q, unpack(undue)) end
 save_group(G, ARGV[5])
 wake(G)
 return out

@@ -19,6 +19,9 @@ local deadline = now + G.ack
 local out = {'OK', now, -1, 0, deadline, 0}
 local bytes = 0
 
+-- Entries and leases written once at the end, in one HSET and one ZADD
+-- (a fresh key is never read again by this script).
+local entries, leases = {}, {}
 local function give(key, en, offset, t, rec)
   G.lseq = G.lseq + 1
   en.a = en.a + 1
@@ -26,8 +29,10 @@ local function give(key, en, offset, t, rec)
   en.d = deadline
   en.c = cid
   en.s = 'L'
-  redis.call('HSET', G.e, key, pack_entry(en))
-  redis.call('ZADD', G.l, int(deadline), key)
+  entries[#entries + 1] = key
+  entries[#entries + 1] = pack_entry(en)
+  leases[#leases + 1] = int(deadline)
+  leases[#leases + 1] = key
   count(G, 'delivered')
   if en.a > 1 then count(G, 'redelivered') end
   G.inflight[cid] = (G.inflight[cid] or 0) + 1
@@ -122,6 +127,10 @@ if not full() and out[4] == 0 then
   if scanned >= 4096 and G.cursor < G.stop then out[4] = 1 end
 end
 
+if #entries > 0 then
+  redis.call('HSET', G.e, unpack(entries))
+  redis.call('ZADD', G.l, unpack(leases))
+end
 out[6] = G.dead
 save_group(G, '')
 wake(G)
