@@ -391,3 +391,85 @@ async fn health_stays_open_and_reflection_can_be_turned_off() {
         server.stop().await;
     }
 }
+
+/// Acking a delivery of a topic the caller may not consume is refused, also
+/// when it follows an id of a permitted group, or an altered id naming the
+/// forbidden delivery's group (the guard checks one id per group: only a
+/// verified, permitted one lets later ids of its group through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_ids_of_a_forbidden_topic_are_refused_whatever_precedes_them() {
+    let (server, tokens, _dir) = secured(&[
+        PrincipalSpec {
+            name: "admin",
+            admin: true,
+            rules: &[],
+        },
+        PrincipalSpec {
+            name: "worker",
+            admin: false,
+            rules: &[(&["publish", "consume", "manage"], &["orders.>"])],
+        },
+    ])
+    .await;
+    let admin = server.channel(None, Some(&tokens["admin"])).await.unwrap();
+    let worker = server.channel(None, Some(&tokens["worker"])).await.unwrap();
+    let mut ids = Vec::new();
+    for (topic, ch) in [("orders.eu", &worker), ("payroll", &admin)] {
+        publish(&admin, topic).await.unwrap();
+        AdminServiceClient::new(admin.clone())
+            .create_group(proto::CreateGroupRequest {
+                group: Some(proto::Group {
+                    topic: topic.into(),
+                    name: "g".into(),
+                    start_position: Some(common::earliest()),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        let mut sub = SubscriberServiceClient::new(ch.clone());
+        let mut stream = sub
+            .subscribe(proto::SubscribeRequest {
+                topic: topic.into(),
+                group: "g".into(),
+                consumer: "c".into(),
+                max_in_flight: Some(10),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let batch = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        ids.push((batch.deliveries[0].ack_id.clone(), stream));
+    }
+    let (mine, forbidden) = (ids[0].0.clone(), ids[1].0.clone());
+    let mut altered: Vec<&str> = forbidden.split('-').collect();
+    let tag = "0123456789abcdef";
+    altered[3] = tag;
+    let altered = altered.join("-");
+    let mut sub = SubscriberServiceClient::new(worker.clone());
+    for attempt in [
+        vec![mine.clone(), forbidden.clone()],
+        vec![altered, forbidden.clone()],
+    ] {
+        let err = sub
+            .ack(proto::AckRequest { ack_ids: attempt })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains("ack_ids[1]"), "{err:?}");
+    }
+    // The forbidden delivery is still pending: its owner can ack it.
+    let r = SubscriberServiceClient::new(admin.clone())
+        .ack(proto::AckRequest {
+            ack_ids: vec![forbidden],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.acked_count, 1);
+    server.stop().await;
+}
