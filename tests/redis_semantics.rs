@@ -2,7 +2,9 @@
 //! again here, each test against its own `redis-server` child (the harness
 //! picks the Redis backend because this binary's name starts with
 //! `redis_`; see `common/redis.rs`). Each included file brings its own copy
-//! of `common`, hence the allowance.
+//! of `common`, hence the allowance. `console_metrics.rs` runs in
+//! `redis_console_metrics.rs`: it installs the process-wide meter provider,
+//! which must happen before any other test of the process records.
 #![allow(clippy::duplicate_mod)]
 
 #[path = "ack_ids.rs"]
@@ -17,8 +19,6 @@ mod competing_consumers;
 mod console;
 #[path = "console_groups.rs"]
 mod console_groups;
-#[path = "console_metrics.rs"]
-mod console_metrics;
 #[path = "dead_letters.rs"]
 mod dead_letters;
 #[path = "dedup_retention.rs"]
