@@ -142,7 +142,7 @@ impl<T: Send> Held for T {}
 pub type Update<'a, T> = &'a (dyn Fn(&mut T) -> Result<(), Error> + Sync);
 
 /// `Ok(true)` for a value, `Ok(false)` for NOT_FOUND.
-fn found<T>(r: Result<T, Error>) -> Result<bool, Error> {
+pub(crate) fn found<T>(r: Result<T, Error>) -> Result<bool, Error> {
     match r {
         Ok(_) => Ok(true),
         Err(Error::NotFound(_)) => Ok(false),

@@ -18,7 +18,7 @@ use crate::model::results::{
 use crate::model::settings::{GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings};
 use crate::storage::backend::{
     Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, LeaseRef, Nack,
-    TopicWatch, Totals, Update,
+    TopicWatch, Totals, Update, found,
 };
 
 #[async_trait::async_trait]
@@ -88,11 +88,7 @@ impl Backend for RedisBackend {
     }
 
     async fn group_exists(&self, topic: &str, group: &str) -> Result<bool, Error> {
-        match self.group_ref(topic, group).await {
-            Ok(_) => Ok(true),
-            Err(Error::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        found(self.group_ref(topic, group).await)
     }
 
     async fn get_topic(&self, name: &str) -> Result<TopicInfo, Error> {

@@ -149,24 +149,13 @@ impl Link {
         key: &str,
         args: &[&[u8]],
     ) -> Result<Vec<Value>, Error> {
-        let mut inv = script.prepare_invoke();
-        inv.key(key);
-        for a in args {
-            inv.arg(*a);
+        match self.eval_value(config, script, key, args).await? {
+            Value::Array(items) => Ok(items),
+            other => Err(bad_reply(&Some(other))),
         }
-        let run = async {
-            match self {
-                Link::Single(p) => inv.invoke_async::<Vec<Value>>(&mut p.pick()).await,
-                Link::Cluster(c) => inv.invoke_async::<Vec<Value>>(&mut c.clone()).await,
-            }
-        };
-        tokio::time::timeout(config.timeout, run)
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| from_redis(&e))
     }
 
-    /// Runs a script whose reply is not an array.
+    /// Runs a script and returns its reply as it is.
     pub async fn eval_value(
         &self,
         config: &RedisConfig,

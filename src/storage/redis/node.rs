@@ -144,19 +144,18 @@ impl RedisBackend {
     /// Gauges of the groups that changed.
     async fn refresh_dirty(&self) -> Result<(), Error> {
         let dirty: Vec<u64> = lock(&self.inner.dirty).drain().collect();
-        for gid in dirty {
-            let g = lock(&self.inner.groups).get(&gid).cloned();
-            if let Some(g) = g {
-                self.group_stats(&g).await?;
-            }
-        }
-        Ok(())
+        self.refresh_stats(dirty).await
     }
 
     /// Gauges of the groups with consumers here.
     async fn refresh_gauges(&self) -> Result<(), Error> {
         let local: Vec<u64> = lock(&self.inner.gauges).keys().copied().collect();
-        for gid in local {
+        self.refresh_stats(local).await
+    }
+
+    /// Reads the stats (and so the gauges) of these groups.
+    async fn refresh_stats(&self, gids: Vec<u64>) -> Result<(), Error> {
+        for gid in gids {
             let g = lock(&self.inner.groups).get(&gid).cloned();
             if let Some(g) = g {
                 self.group_stats(&g).await?;
