@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::child::ChildServer;
-use common::redis::{RedisCluster, RedisServer};
+use common::redis::{RedisCluster, RedisServer, node_config};
 use common::*;
 use herald::cli::serve::{RunningServer, start};
-use herald::config::{BackendKind, Config};
+use herald::config::Config;
 use herald::proto;
 use herald::proto::admin_service_client::AdminServiceClient;
 use herald::proto::publisher_service_client::PublisherServiceClient;
@@ -23,23 +23,9 @@ use herald::proto::subscriber_service_client::SubscriberServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-fn node_config(url: &str, dir: &std::path::Path) -> Config {
-    let mut c = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        ..Config::default()
-    };
-    c.http.enabled = false;
-    c.storage.backend = BackendKind::Redis;
-    c.redis.url = url.to_string();
-    c.redis.timeout = Duration::from_secs(1);
-    c.redis.node_heartbeat = Duration::from_millis(200);
-    c.redis.node_timeout = Duration::from_secs(1);
-    c
-}
-
 async fn node(url: &str, dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> RunningServer {
     let mut c = node_config(url, dir);
+    c.redis.timeout = Duration::from_secs(1);
     tweak(&mut c);
     start(c).await.expect("node starts")
 }

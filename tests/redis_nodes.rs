@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::redis::{RedisCluster, RedisServer};
+use common::redis::{RedisCluster, RedisServer, node_config};
 use common::*;
 use herald::cli::serve::{RunningServer, start};
-use herald::config::{BackendKind, Config};
 use herald::proto;
 use herald::proto::admin_service_client::AdminServiceClient;
 use herald::proto::dead_letter_service_client::DeadLetterServiceClient;
@@ -29,20 +28,6 @@ struct Nodes {
     nodes: Vec<RunningServer>,
     channels: Vec<Channel>,
     _dir: tempfile::TempDir,
-}
-
-fn node_config(url: &str, dir: &std::path::Path) -> Config {
-    let mut c = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        ..Config::default()
-    };
-    c.http.enabled = false;
-    c.storage.backend = BackendKind::Redis;
-    c.redis.url = url.to_string();
-    c.redis.node_heartbeat = Duration::from_millis(200);
-    c.redis.node_timeout = Duration::from_secs(1);
-    c
 }
 
 impl Nodes {

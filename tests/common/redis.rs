@@ -271,3 +271,19 @@ impl RedisCluster {
         self.servers.iter().position(|s| s.port == port)
     }
 }
+
+/// A Herald node's configuration over the Redis at `url`: loopback port 0,
+/// console off, heartbeats every 200 ms, dead after 1 s.
+pub fn node_config(url: &str, dir: &Path) -> herald::config::Config {
+    let mut c = herald::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        ..herald::config::Config::default()
+    };
+    c.http.enabled = false;
+    c.storage.backend = herald::config::BackendKind::Redis;
+    c.redis.url = url.to_string();
+    c.redis.node_heartbeat = Duration::from_millis(200);
+    c.redis.node_timeout = Duration::from_secs(1);
+    c
+}
