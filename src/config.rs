@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::backoff::RetryPolicy;
 use crate::broker::{
-    BrokerConfig, EventLimits, Filter, GroupLimits, GroupSettings, StorageChoice, TopicSettings,
+    AckDurability, BrokerConfig, EventLimits, Filter, GroupLimits, GroupSettings, StorageChoice,
+    TopicSettings,
 };
 use crate::grpc::TransportOptions;
 use crate::storage::embedded::EmbeddedConfig;
@@ -172,6 +173,9 @@ pub struct GroupsConfig {
     pub backoff_multiplier: f64,
     /// Default failures before dead-lettering; 0 = never.
     pub max_delivery_attempts: u32,
+    /// Default of new groups: answer acks at once (`batched`) or once
+    /// they are durable (`sync`).
+    pub ack_durability: AckDurability,
     /// How often group progress (acks) is persisted.
     #[serde(with = "humantime_serde")]
     pub state_flush_interval: Duration,
@@ -312,6 +316,7 @@ impl Default for GroupsConfig {
             max_backoff: retry.max_backoff,
             backoff_multiplier: retry.multiplier,
             max_delivery_attempts: 5,
+            ack_durability: AckDurability::Batched,
             state_flush_interval: Duration::from_millis(100),
             max_buffered_bytes: 64 << 20,
         }
@@ -557,6 +562,7 @@ impl Config {
                 retry: self.retry(),
                 max_delivery_attempts: self.groups.max_delivery_attempts,
                 ordered: false,
+                ack_durability: self.groups.ack_durability,
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,

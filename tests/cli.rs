@@ -237,6 +237,8 @@ async fn groups_create_with_options_and_describe() {
             "--max-attempts",
             "7",
             "--ordered",
+            "--ack-durability",
+            "sync",
             "--types",
             "A,B",
             "--patterns",
@@ -252,6 +254,7 @@ async fn groups_create_with_options_and_describe() {
     assert_eq!(created["retry_policy"]["multiplier"], 1.5);
     assert_eq!(created["max_delivery_attempts"], 7);
     assert_eq!(created["ordered"], true);
+    assert_eq!(created["ack_durability"], "sync");
     assert_eq!(created["filter"]["types"], serde_json::json!(["A", "B"]));
     assert_eq!(
         created["filter"]["patterns"],

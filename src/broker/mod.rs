@@ -37,8 +37,8 @@ pub use names::EventLimits;
 pub use publish::{PublishTicket, Published, PublishedEvent};
 pub use read::{ReadRequest, ReadStream};
 pub use settings::{
-    Filter, GroupPatch, GroupRecord, GroupSettings, Position, TopicPatch, TopicRecord,
-    TopicSettings,
+    AckDurability, Filter, GroupPatch, GroupRecord, GroupSettings, Position, TopicPatch,
+    TopicRecord, TopicSettings,
 };
 pub use subscribe::Subscription;
 
@@ -103,6 +103,7 @@ impl Default for BrokerConfig {
                 retry: backoff::RetryPolicy::default(),
                 max_delivery_attempts: 5,
                 ordered: false,
+                ack_durability: AckDurability::Batched,
             },
             default_max_in_flight: 1000,
             max_in_flight_limit: 100_000,

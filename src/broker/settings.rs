@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::BrokerError;
 pub use crate::model::settings::{
-    Filter, GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings,
+    AckDurability, Filter, GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings,
 };
 
 /// Changes to a topic's settings; `None` leaves a setting as it is (on
@@ -71,6 +71,8 @@ pub struct GroupPatch {
     pub max_delivery_attempts: Option<u32>,
     /// New ordering mode.
     pub ordered: Option<bool>,
+    /// New ack durability.
+    pub ack_durability: Option<AckDurability>,
 }
 
 /// Longest lease a group may ask for.
@@ -112,6 +114,9 @@ impl GroupPatch {
         }
         if let Some(v) = self.ordered {
             next.ordered = v;
+        }
+        if let Some(v) = self.ack_durability {
+            next.ack_durability = v;
         }
         *settings = next;
         Ok(())

@@ -8,8 +8,8 @@ use tonic::Status;
 
 use super::status::invalid;
 use crate::broker::{
-    Delivery, Filter, GroupInfo, GroupPatch, GroupStats, LeaseOutcome, LeaseResult, Position,
-    TopicInfo, TopicPatch,
+    AckDurability, Delivery, Filter, GroupInfo, GroupPatch, GroupStats, LeaseOutcome, LeaseResult,
+    Position, TopicInfo, TopicPatch,
 };
 use crate::event::{Event, StoredEvent};
 use crate::proto;
@@ -241,7 +241,21 @@ pub fn group_patch(g: &proto::Group) -> Result<GroupPatch, Status> {
         multiplier: retry.and_then(|r| r.multiplier),
         max_delivery_attempts: g.max_delivery_attempts,
         ordered: g.ordered,
+        ack_durability: ack_durability_in(g.ack_durability)?,
     })
+}
+
+/// Proto ack durability → domain; unspecified is "not set".
+fn ack_durability_in(v: i32) -> Result<Option<AckDurability>, Status> {
+    match proto::AckDurability::try_from(v) {
+        Ok(proto::AckDurability::Unspecified) => Ok(None),
+        Ok(proto::AckDurability::Batched) => Ok(Some(AckDurability::Batched)),
+        Ok(proto::AckDurability::Sync) => Ok(Some(AckDurability::Sync)),
+        Err(_) => Err(invalid(
+            "group.ack_durability",
+            format!("unknown value {v}; use ACK_DURABILITY_BATCHED or ACK_DURABILITY_SYNC"),
+        )),
+    }
 }
 
 fn opt_duration(d: Option<Duration>) -> Option<prost_types::Duration> {
@@ -288,6 +302,11 @@ pub fn group_out(info: GroupInfo) -> proto::Group {
         }),
         max_delivery_attempts: Some(s.max_delivery_attempts),
         ordered: Some(s.ordered),
+        ack_durability: match s.ack_durability {
+            AckDurability::Batched => proto::AckDurability::Batched,
+            AckDurability::Sync => proto::AckDurability::Sync,
+        }
+        .into(),
         create_time: Some(timestamp(r.created_us)),
         blocked_keys: info
             .stats

@@ -15,7 +15,7 @@ use super::layout::{self, csrf_field, esc, group_url, topic_url};
 use super::session::Caller;
 use super::topic::{Notice, list};
 use super::{Console, HttpError};
-use crate::broker::{Filter, GroupPatch, Position};
+use crate::broker::{AckDurability, Filter, GroupPatch, Position};
 
 /// The group page.
 pub(super) async fn page(
@@ -75,6 +75,7 @@ pub(super) async fn page(
             label { "Max backoff" input name="max_backoff" value=(layout::duration(set.retry.max_backoff)) required; }
             label { "Backoff multiplier" input name="multiplier" value=(set.retry.multiplier) inputmode="decimal" required; }
             label { "Max delivery attempts (0 = never dead-letter)" input name="max_delivery_attempts" value=(set.max_delivery_attempts) inputmode="numeric" required; }
+            label.check { input type="checkbox" name="ack_sync" value="1" checked[set.ack_durability == AckDurability::Sync]; " Answer acks only once they are durable (sync)" }
             p.muted { "Per-key ordering: " (if set.ordered { "on" } else { "off" }) " (fixed at creation). Started at " (position(&info.record.start)) "." }
             button type="submit" { "Save settings" }
         }
@@ -141,6 +142,11 @@ pub(super) async fn update(
         multiplier: form.number("multiplier")?,
         max_delivery_attempts: form.number("max_delivery_attempts")?,
         ordered: None,
+        ack_durability: Some(if form.get("ack_sync") == Some("1") {
+            AckDurability::Sync
+        } else {
+            AckDurability::Batched
+        }),
     };
     console
         .broker()

@@ -17,7 +17,7 @@ use super::layout::{self, csrf_field, esc, group_url, topic_url};
 use super::session::Caller;
 use super::topics::TopicText;
 use super::{Console, HttpError};
-use crate::broker::{Filter, GroupPatch, Position};
+use crate::broker::{AckDurability, Filter, GroupPatch, Position};
 use crate::event::Event;
 
 /// Events the tail shows from before the page was opened.
@@ -100,6 +100,7 @@ pub(super) async fn page(
                 } }
                 label { "Event types (comma-separated, empty = all)" input name="types" placeholder="OrderPlaced, OrderShipped"; }
                 label.check { input type="checkbox" name="ordered" value="1"; " Per-key ordering" }
+                label.check { input type="checkbox" name="ack_sync" value="1"; " Answer acks only once they are durable (sync)" }
                 button type="submit" { "Create group" }
             }
         }
@@ -193,6 +194,7 @@ pub(super) async fn create_group(
             patterns: list(form.get("patterns")),
         }),
         ordered: Some(form.get("ordered") == Some("1")),
+        ack_durability: (form.get("ack_sync") == Some("1")).then_some(AckDurability::Sync),
         ..GroupPatch::default()
     };
     console

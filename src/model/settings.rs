@@ -71,6 +71,24 @@ pub struct GroupSettings {
     pub max_delivery_attempts: u32,
     /// Per-key ordering.
     pub ordered: bool,
+    /// When an ack is answered: batched (default) or after it is durable.
+    /// Absent from records written before it existed: batched.
+    #[serde(default)]
+    pub ack_durability: AckDurability,
+}
+
+/// When a group answers acks and nacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckDurability {
+    /// At once; the group's progress is written in batches (at most
+    /// `groups.state_flush_interval` later), so a crash in between
+    /// redelivers what was acked (at-least-once).
+    #[default]
+    Batched,
+    /// After the progress that carries the ack is durable (group-committed
+    /// with other groups' writes): an answered ack is never redelivered.
+    Sync,
 }
 
 /// Stored record of a consumer group.

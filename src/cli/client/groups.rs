@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{
@@ -43,6 +43,33 @@ pub struct GroupRef {
     pub name: String,
 }
 
+/// `--ack-durability` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AckDurabilityArg {
+    /// Answer at once; progress is persisted in batches.
+    Batched,
+    /// Answer once the progress carrying the ack is durable.
+    Sync,
+}
+
+impl From<AckDurabilityArg> for proto::AckDurability {
+    fn from(a: AckDurabilityArg) -> Self {
+        match a {
+            AckDurabilityArg::Batched => proto::AckDurability::Batched,
+            AckDurabilityArg::Sync => proto::AckDurability::Sync,
+        }
+    }
+}
+
+/// The name of an ack durability, as `--ack-durability` spells it.
+fn ack_durability_text(v: i32) -> &'static str {
+    match proto::AckDurability::try_from(v) {
+        Ok(proto::AckDurability::Batched) => "batched",
+        Ok(proto::AckDurability::Sync) => "sync",
+        _ => "default",
+    }
+}
+
 /// Flags of `herald groups create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
@@ -72,6 +99,11 @@ pub struct CreateArgs {
     /// Never have two events with the same key in flight at once.
     #[arg(long)]
     pub ordered: bool,
+    /// When acks are answered: `batched` (at once, persisted within
+    /// groups.state_flush_interval) or `sync` (once durable) [default: the
+    /// server's groups.ack_durability].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub ack_durability: Option<AckDurabilityArg>,
     /// Only these event types (comma-separated or repeated).
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub types: Vec<String>,
@@ -196,6 +228,9 @@ pub async fn run(ctx: &Context, command: GroupsCommand) -> Result<()> {
                 retry_policy,
                 max_delivery_attempts: args.max_attempts,
                 ordered: args.ordered.then_some(true),
+                ack_durability: args
+                    .ack_durability
+                    .map_or(0, |a| proto::AckDurability::from(a).into()),
                 ..Default::default()
             };
             let created = ctx
@@ -297,6 +332,10 @@ fn show(ctx: &Context, g: &Group, headline: Option<&str>) -> Result<()> {
             }
             .into(),
         ),
+        (
+            "ack durability",
+            ack_durability_text(g.ack_durability).into(),
+        ),
     ]));
     text.push_str("\n\nstats (counters since the server started)\n");
     text.push_str(&indent(&fields(&[
@@ -358,6 +397,7 @@ struct GroupView {
     retry_policy: RetryView,
     max_delivery_attempts: Option<u32>,
     ordered: Option<bool>,
+    ack_durability: &'static str,
     create_time: Option<String>,
     stats: Option<GroupStatsView>,
     blocked_keys: Vec<BlockedKeyView>,
@@ -424,6 +464,7 @@ impl From<&Group> for GroupView {
             },
             max_delivery_attempts: g.max_delivery_attempts,
             ordered: g.ordered,
+            ack_durability: ack_durability_text(g.ack_durability),
             create_time: g.create_time.as_ref().map(json_time),
             stats: g.stats.map(|s| GroupStatsView {
                 delivered: s.delivered,

@@ -22,7 +22,7 @@ use crate::event::{StoredEvent, now_us};
 use crate::model::Error as BrokerError;
 use crate::model::filter::Matcher;
 use crate::model::results::{GroupGauges, GroupStats, LeaseOutcome};
-use crate::model::settings::GroupSettings;
+use crate::model::settings::{AckDurability, GroupSettings};
 use crate::storage::StorageError;
 use crate::storage::backend::{LeaseRef, RawDelivery};
 use crate::telemetry::metrics::GroupMetrics;
@@ -396,8 +396,12 @@ impl GroupTask {
                 if self.metrics.enabled() {
                     self.metrics.acked(ok_count(&out));
                 }
-                let _ = reply.send(Ok(out));
                 self.store_dead();
+                if self.settings.ack_durability == AckDurability::Sync {
+                    self.store.when_durable(reply, out);
+                } else {
+                    let _ = reply.send(Ok(out));
+                }
             }
             GroupCmd::Nack {
                 items,
@@ -429,8 +433,10 @@ impl GroupTask {
                 if self.metrics.enabled() {
                     self.metrics.nacked(ok_count(&out));
                 }
-                // A nack that dead-letters answers once the dead letter is durable.
-                if self.store_dead() {
+                // A nack that dead-letters answers once the dead letter is
+                // durable; every nack of a sync group once it is.
+                let sync = self.settings.ack_durability == AckDurability::Sync;
+                if self.store_dead() || sync {
                     self.store.when_durable(reply, out);
                 } else {
                     let _ = reply.send(Ok(out));
