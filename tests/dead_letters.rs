@@ -250,6 +250,60 @@ async fn poison_event_is_dead_lettered_replayed_to_its_group_only_and_purged() {
     server.stop().await;
 }
 
+/// A dead letter that GetGroup counts is already listed by ListDeadLetters
+/// (issue 11). Here no call waits for the dead letters: each event's lease
+/// expires on its only attempt, so the group counts it at once and stores it
+/// with its next write; a listing in between used to miss it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_get_group_counts_is_already_listed() {
+    let server = TestServer::start().await;
+    server
+        .admin()
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: "t".into(),
+                name: "g".into(),
+                start_position: Some(earliest()),
+                ack_deadline: Some(dur(Duration::from_millis(150))),
+                max_delivery_attempts: Some(1),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create group");
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 1).await;
+    for round in 1..=8u64 {
+        server.publish_n("t", &format!("e{round}"), 1).await;
+        // Leased and never acked.
+        next_batch(&mut stream, Duration::from_secs(5)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = server.group_stats("t", "g").await;
+            let counted = stats.dead_lettered.max(stats.dead_letter_count);
+            if counted >= round {
+                let listed = list(&server, "t", "g").await;
+                assert!(
+                    listed.total_count >= counted && listed.dead_letters.len() as u64 >= counted,
+                    "round {round}: GetGroup counts {counted} dead letters \
+                     (dead_lettered {}, dead_letter_count {}), ListDeadLetters lists {} \
+                     (total_count {})",
+                    stats.dead_lettered,
+                    stats.dead_letter_count,
+                    listed.dead_letters.len(),
+                    listed.total_count
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: not dead-lettered: {stats:?}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_retry_schedule_attempts_and_dead_letters() {
     let mut server = TestServer::start().await;

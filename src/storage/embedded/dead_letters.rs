@@ -22,7 +22,7 @@ impl EmbeddedBackend {
         query: &DeadLetterQuery,
     ) -> Result<DeadLetterRows, Error> {
         let g = self.find_group(topic, group)?;
-        let (hidden, queued) = g.ask(|reply| GroupCmd::DeadLetterView { reply }).await?;
+        let (hidden, queued) = g.ask(|reply| GroupCmd::DeadLetterView { reply }).await??;
         let hidden = Arc::new(hidden);
         let page = PageRequest {
             after: query.after,

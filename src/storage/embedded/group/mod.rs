@@ -35,6 +35,10 @@ pub(crate) type LeaseItem = (usize, u64, u64);
 /// A reply that says what happened to each ack id, or why nothing did.
 pub(crate) type Outcomes = Result<Vec<(usize, LeaseOutcome)>, BrokerError>;
 
+/// What a listing of dead letters needs of the group: the ids not to list,
+/// and how many are queued.
+pub(crate) type DeadLetterView = (std::collections::BTreeSet<u64>, u64);
+
 /// Commands to the group task.
 pub(crate) enum GroupCmd {
     Subscribe {
@@ -81,10 +85,11 @@ pub(crate) enum GroupCmd {
         offset: u64,
         reply: oneshot::Sender<Result<u64, BrokerError>>,
     },
-    /// For listing: the dead letters not to list (being replayed, or not
-    /// yet durable), and how many are queued.
+    /// For listing: the dead letters not to list (being replayed, or
+    /// deleted), and how many are queued; answered once every dead letter
+    /// the group counts is on disk.
     DeadLetterView {
-        reply: oneshot::Sender<(std::collections::BTreeSet<u64>, u64)>,
+        reply: oneshot::Sender<Result<DeadLetterView, BrokerError>>,
     },
 }
 

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::super::dispatch::{Dead, Flush, REPLAY_BIT};
 use super::super::meta::{DeadLetterOps, StateWrite};
+use super::DeadLetterView;
 use super::task::{DeadSummary, GroupTask, blocking};
 use crate::event::now_us;
 use crate::model::Error as BrokerError;
@@ -377,19 +378,32 @@ impl GroupTask {
         self.store.when_durable(reply, counts);
     }
 
-    /// What listing needs: the ids whose records are on disk but not in
-    /// the queue (being replayed, or deleted by a flush not yet durable)
-    /// or not yet on disk, and how many are queued.
-    pub(super) fn listable_dead_letters(&self) -> (BTreeSet<u64>, u64) {
+    /// Answers what listing needs: the ids whose records are on disk but
+    /// not in the queue (being replayed, or deleted by a flush not yet
+    /// durable), and how many are queued. GetGroup counts a dead letter the
+    /// moment the group gives up on the event, while its record reaches the
+    /// disk with the next flush; so when some are not on disk yet, the
+    /// answer waits for the flush that stores them (a listing never misses
+    /// a dead letter GetGroup counted), or fails with it.
+    pub(super) fn dead_letter_view(
+        &mut self,
+        reply: oneshot::Sender<Result<DeadLetterView, BrokerError>>,
+    ) {
         let mut hidden: BTreeSet<u64> = self
             .dead
             .iter()
-            .filter(|(_, d)| d.replaying || !d.durable)
+            .filter(|(_, d)| d.replaying)
             .map(|(id, _)| *id)
             .collect();
         hidden.extend(&self.store.dead_ops.delete);
         hidden.extend(&self.store.in_flight_deleted);
-        (hidden, self.dead_count())
+        if self.dead.values().all(|d| d.durable) {
+            let _ = reply.send(Ok((hidden, self.dead_count())));
+            return;
+        }
+        // Counted as if durable: the answer comes once they are.
+        let queued = self.dead.values().filter(|d| !d.replaying).count() as u64;
+        self.store.when_durable(reply, (hidden, queued));
     }
 
     /// Starts loading the events of waiting replays while the group and the

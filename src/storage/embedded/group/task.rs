@@ -477,9 +477,7 @@ impl GroupTask {
             }
             GroupCmd::Replay { selection, reply } => self.replay(selection, reply),
             GroupCmd::Purge { selection, reply } => self.purge(selection, reply),
-            GroupCmd::DeadLetterView { reply } => {
-                let _ = reply.send(self.listable_dead_letters());
-            }
+            GroupCmd::DeadLetterView { reply } => self.dead_letter_view(reply),
             GroupCmd::Seek { offset, reply } => {
                 if let Some(e) = self.refuse_unwritable() {
                     let _ = reply.send(Err(e));
