@@ -140,8 +140,9 @@ pub struct LimitsConfig {
     pub default_max_in_flight: u32,
     /// Highest in-flight limit a consumer may ask for.
     pub max_in_flight: u32,
-    /// Bytes of events in one streamed message (a Subscribe batch, a Read
-    /// batch, a ListDeadLetters page); a single larger event travels alone.
+    /// Bytes of events in one streamed message (a Subscribe or Consume
+    /// batch, a Read batch, a ListDeadLetters page); a single larger event
+    /// travels alone.
     pub max_batch_bytes: usize,
     /// Bytes of events all consumer groups together may hold in memory.
     pub groups_memory_bytes: usize,

@@ -332,6 +332,27 @@ async fn call(method: &str, ch: Transport, fx: &Fixture) -> Result<Kept, Status>
                 .into_inner();
             Ok(Some(Box::new(stream)))
         }
+        "SubscriberService/Consume" => {
+            // The client's side stays open with the stream: closing it
+            // would end the stream and release its lease.
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(proto::ConsumeRequest {
+                kind: Some(proto::consume_request::Kind::Open(proto::ConsumeOpen {
+                    topic,
+                    group: "g".into(),
+                    consumer: "probe".into(),
+                    max_in_flight: Some(1),
+                    ..Default::default()
+                })),
+            })
+            .await
+            .unwrap();
+            let stream = s
+                .consume(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            Ok(Some(Box::new((tx, stream))))
+        }
         "SubscriberService/Ack" => s
             .ack(proto::AckRequest {
                 ack_ids: vec![fx.ack_ids[0].clone()],

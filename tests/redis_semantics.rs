@@ -19,6 +19,12 @@ mod competing_consumers;
 mod console;
 #[path = "console_groups.rs"]
 mod console_groups;
+#[path = "consume_bad_input.rs"]
+mod consume_bad_input;
+#[path = "consume_batches.rs"]
+mod consume_batches;
+#[path = "consume_stream.rs"]
+mod consume_stream;
 #[path = "dead_letters.rs"]
 mod dead_letters;
 #[path = "dedup_retention.rs"]

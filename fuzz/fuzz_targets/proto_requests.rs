@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else {
         return;
     };
-    match which % 22 {
+    match which % 23 {
         0 => check(bytes, |r: PublishRequest| requests::events(r.events)),
         1 => check(bytes, |r: PublishStreamRequest| requests::events(r.events)),
         2 => check(bytes, none::<SubscribeRequest>),
@@ -58,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
         18 => check(bytes, none::<GetServerInfoRequest>),
         19 => check(bytes, |r: ListDeadLettersRequest| requests::list_dead_letters(&r)),
         20 => check(bytes, |r: ReplayDeadLettersRequest| requests::replay(&r)),
-        _ => check(bytes, |r: PurgeDeadLettersRequest| requests::purge(&r)),
+        21 => check(bytes, |r: PurgeDeadLettersRequest| requests::purge(&r)),
+        _ => check(bytes, requests::consume),
     }
 });

@@ -43,7 +43,7 @@ pub use state::AuthState;
 pub enum Action {
     /// Publish and PublishStream.
     Publish,
-    /// Subscribe, Ack, Nack, ExtendDeadline and Read.
+    /// Consume, Subscribe, Ack, Nack, ExtendDeadline and Read.
     Consume,
     /// Create, update and delete topics and groups; Seek.
     Manage,

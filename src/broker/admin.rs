@@ -32,7 +32,7 @@ pub struct ServerInfo {
     pub groups: u64,
     /// Events published through this node since start.
     pub published: u64,
-    /// Open Subscribe streams on this node.
+    /// Open consumer streams (Subscribe or Consume) on this node.
     pub connected_consumers: u64,
     /// The fsync policy.
     pub fsync: String,

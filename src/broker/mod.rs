@@ -14,6 +14,7 @@ pub mod names;
 pub mod settings;
 
 mod admin;
+mod consume;
 mod publish;
 mod read;
 mod subscribe;
@@ -32,6 +33,7 @@ pub use crate::model::results::{
 pub use crate::model::{backoff, filter};
 pub use crate::storage::embedded::dispatch::Limits as GroupLimits;
 pub use admin::ServerInfo;
+pub use consume::{Batches, ConsumeOptions, Settler};
 pub use error::BrokerError;
 pub use names::EventLimits;
 pub use publish::{PublishTicket, Published, PublishedEvent};
@@ -69,12 +71,13 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicSettings,
     /// Settings of new groups where the request leaves them unset.
     pub group_defaults: GroupSettings,
-    /// Consumer in-flight limit when Subscribe leaves it unset.
+    /// Consumer in-flight limit when Subscribe or Consume leaves it unset.
     pub default_max_in_flight: u32,
     /// Highest in-flight limit a consumer may ask for.
     pub max_in_flight_limit: u32,
     /// Bytes of events in one streamed message (Read batches, dead-letter
-    /// pages; backends bound Subscribe batches by their own copy).
+    /// pages, the ceiling of Consume batches; backends bound Subscribe
+    /// batches by their own copy).
     pub max_batch_bytes: usize,
     /// The fsync policy, for GetServerInfo.
     pub fsync: String,

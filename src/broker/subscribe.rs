@@ -15,7 +15,7 @@ use super::error::BrokerError;
 use super::lease::AckIds;
 use super::names::check_name;
 use crate::model::results::{Delivery, LeaseOutcome, LeaseResult};
-use crate::storage::backend::{DeliveryStream, LeaseRef, Nack};
+use crate::storage::backend::{DeliveryStream, LeaseRef, Nack, RawDelivery};
 
 /// Most ack ids in one Ack, Nack or ExtendDeadline call.
 pub const MAX_ACK_IDS: usize = 10_000;
@@ -43,17 +43,22 @@ impl Stream for Subscription {
         match this.deliveries.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(batch))) => Poll::Ready(Some(Ok(batch
                 .into_iter()
-                .map(|d| Delivery {
-                    ack_id: this.ack_ids.encode(&d.lease),
-                    event: d.event,
-                    attempt: d.attempt,
-                    deadline_us: d.deadline_us,
-                })
+                .map(|d| delivery(&this.ack_ids, d))
                 .collect()))),
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// A backend's delivery as consumers see it: its lease becomes an ack id.
+pub(super) fn delivery(ack_ids: &AckIds, d: RawDelivery) -> Delivery {
+    Delivery {
+        ack_id: ack_ids.encode(&d.lease),
+        event: d.event,
+        attempt: d.attempt,
+        deadline_us: d.deadline_us,
     }
 }
 
@@ -84,6 +89,22 @@ impl Broker {
         consumer: &str,
         max_in_flight: Option<u32>,
     ) -> Result<Subscription, BrokerError> {
+        let max = self.check_join(topic, group, max_in_flight)?;
+        let deliveries = self.join(topic, group, consumer, max).await?;
+        Ok(Subscription {
+            deliveries,
+            ack_ids: self.inner.ack_ids.clone(),
+        })
+    }
+
+    /// Checks the names and the in-flight limit of a consumer about to
+    /// join; returns the limit in force.
+    pub(super) fn check_join(
+        &self,
+        topic: &str,
+        group: &str,
+        max_in_flight: Option<u32>,
+    ) -> Result<usize, BrokerError> {
         check_name("topic", topic)?;
         check_name("group", group)?;
         let config = &self.inner.config;
@@ -98,15 +119,26 @@ impl Broker {
                 ));
             }
             Some(n) => n,
-        } as usize;
+        };
+        Ok(max as usize)
+    }
+
+    /// Joins a group (creating it, and its topic, when allowed) as a
+    /// consumer checked by [`Broker::check_join`].
+    pub(super) async fn join(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max_in_flight: usize,
+    ) -> Result<DeliveryStream, BrokerError> {
+        let config = &self.inner.config;
         let defaults = self.topic_defaults().map(|t| (&config.group_defaults, t));
         let backend = &self.inner.backend;
         backend.ensure_group(topic, group, defaults).await?;
-        let deliveries = backend.subscribe(topic, group, consumer, max).await?;
-        Ok(Subscription {
-            deliveries,
-            ack_ids: self.inner.ack_ids.clone(),
-        })
+        backend
+            .subscribe(topic, group, consumer, max_in_flight)
+            .await
     }
 
     /// Acknowledges deliveries.
@@ -116,7 +148,16 @@ impl Broker {
     /// acked); `Unavailable` when progress cannot be saved.
     pub async fn ack(&self, ack_ids: &[String]) -> Result<Vec<LeaseResult>, BrokerError> {
         let leases = self.parse_ack_ids(ack_ids)?;
-        let outcomes = self.inner.backend.ack(&leases).await?;
+        self.ack_leases(ack_ids, &leases).await
+    }
+
+    /// Acknowledges the parsed `leases` of `ack_ids`.
+    pub(super) async fn ack_leases(
+        &self,
+        ack_ids: &[String],
+        leases: &[LeaseRef],
+    ) -> Result<Vec<LeaseResult>, BrokerError> {
+        let outcomes = self.inner.backend.ack(leases).await?;
         Ok(results(ack_ids, outcomes.into_iter().map(|o| (o, None))))
     }
 
@@ -136,22 +177,19 @@ impl Broker {
         reason: &str,
         dead_letter: bool,
     ) -> Result<Vec<LeaseResult>, BrokerError> {
-        if delay.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
-            return Err(BrokerError::invalid("delay", "must be at most 24h"));
-        }
-        if reason.len() > MAX_REASON_LEN {
-            return Err(BrokerError::invalid(
-                "reason",
-                format!("{} bytes, the limit is {MAX_REASON_LEN}", reason.len()),
-            ));
-        }
+        let nack = nack_of(delay, reason, dead_letter)?;
         let leases = self.parse_ack_ids(ack_ids)?;
-        let nack = Nack {
-            delay,
-            reason: reason.to_string(),
-            dead_letter,
-        };
-        let outcomes = self.inner.backend.nack(&leases, &nack).await?;
+        self.nack_leases(ack_ids, &leases, &nack).await
+    }
+
+    /// Rejects the parsed `leases` of `ack_ids` as `nack` says.
+    pub(super) async fn nack_leases(
+        &self,
+        ack_ids: &[String],
+        leases: &[LeaseRef],
+        nack: &Nack,
+    ) -> Result<Vec<LeaseResult>, BrokerError> {
+        let outcomes = self.inner.backend.nack(leases, nack).await?;
         Ok(results(ack_ids, outcomes.into_iter().map(|o| (o, None))))
     }
 
@@ -164,18 +202,23 @@ impl Broker {
         ack_ids: &[String],
         extension: Duration,
     ) -> Result<Vec<LeaseResult>, BrokerError> {
-        if extension.is_zero() || extension > MAX_EXTENSION {
-            return Err(BrokerError::invalid(
-                "extension",
-                format!("must be positive and at most 1h, got {extension:?}"),
-            ));
-        }
+        check_extension(extension)?;
         let leases = self.parse_ack_ids(ack_ids)?;
-        let outcomes = self.inner.backend.extend(&leases, extension).await?;
+        self.extend_leases(ack_ids, &leases, extension).await
+    }
+
+    /// Extends the parsed `leases` of `ack_ids` (extension checked).
+    pub(super) async fn extend_leases(
+        &self,
+        ack_ids: &[String],
+        leases: &[LeaseRef],
+        extension: Duration,
+    ) -> Result<Vec<LeaseResult>, BrokerError> {
+        let outcomes = self.inner.backend.extend(leases, extension).await?;
         Ok(results(ack_ids, outcomes.into_iter()))
     }
 
-    fn parse_ack_ids(&self, ack_ids: &[String]) -> Result<Vec<LeaseRef>, BrokerError> {
+    pub(super) fn parse_ack_ids(&self, ack_ids: &[String]) -> Result<Vec<LeaseRef>, BrokerError> {
         if ack_ids.is_empty() {
             return Err(BrokerError::invalid(
                 "ack_ids",
@@ -201,6 +244,40 @@ impl Broker {
             })
             .collect()
     }
+}
+
+/// A nack's request, checked: a delay of at most 24 h, a reason of at
+/// most [`MAX_REASON_LEN`] bytes.
+pub(super) fn nack_of(
+    delay: Option<Duration>,
+    reason: &str,
+    dead_letter: bool,
+) -> Result<Nack, BrokerError> {
+    if delay.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
+        return Err(BrokerError::invalid("delay", "must be at most 24h"));
+    }
+    if reason.len() > MAX_REASON_LEN {
+        return Err(BrokerError::invalid(
+            "reason",
+            format!("{} bytes, the limit is {MAX_REASON_LEN}", reason.len()),
+        ));
+    }
+    Ok(Nack {
+        delay,
+        reason: reason.to_string(),
+        dead_letter,
+    })
+}
+
+/// An extension must be positive and at most [`MAX_EXTENSION`].
+pub(super) fn check_extension(extension: Duration) -> Result<(), BrokerError> {
+    if extension.is_zero() || extension > MAX_EXTENSION {
+        return Err(BrokerError::invalid(
+            "extension",
+            format!("must be positive and at most 1h, got {extension:?}"),
+        ));
+    }
+    Ok(())
 }
 
 fn results(

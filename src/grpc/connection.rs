@@ -6,8 +6,8 @@
 //! [`Conn`], and the [`TrackCallsLayer`] on the server counts the calls open
 //! on it, through the [`ConnInfo`] that tonic puts in each request's
 //! extensions. A call counts as open until its response body ends or is
-//! dropped, so a Subscribe stream keeps its connection open however long it
-//! waits for events.
+//! dropped, so a Subscribe or Consume stream keeps its connection open
+//! however long it waits for events.
 //!
 //! - **Handshake:** until the client has sent the 24-byte HTTP/2 preface, the
 //!   connection is closed once `handshake_timeout` has passed, or at once

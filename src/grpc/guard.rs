@@ -96,6 +96,14 @@ fn group_topic(g: &Option<Group>) -> &str {
     g.as_ref().map_or("", |g| g.topic.as_str())
 }
 
+/// The topic a Consume stream opens ("" on its later requests).
+fn consume_topic(r: &ConsumeRequest) -> &str {
+    match &r.kind {
+        Some(consume_request::Kind::Open(open)) => &open.topic,
+        _ => "",
+    }
+}
+
 table! {
     "herald.v1.PublisherService/Publish" PublishRequest
         => Do(Action::Publish), audited: false, |r| Topic(&r.topic);
@@ -104,6 +112,10 @@ table! {
         => Do(Action::Publish), audited: false, |r| Topic(&r.topic);
     "herald.v1.SubscriberService/Subscribe" SubscribeRequest
         => Do(Action::Consume), audited: false, |r| Topic(&r.topic);
+    // Checked on the stream's first request, which opens it; its acks,
+    // nacks and extensions are limited to deliveries of its group.
+    "herald.v1.SubscriberService/Consume" ConsumeRequest
+        => Do(Action::Consume), audited: false, |r| Topic(consume_topic(r));
     "herald.v1.SubscriberService/Ack" AckRequest
         => Do(Action::Consume), audited: false, |r| AckIds(&r.ack_ids);
     "herald.v1.SubscriberService/Nack" NackRequest

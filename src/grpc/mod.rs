@@ -18,6 +18,7 @@ pub mod audit;
 pub mod authn;
 pub mod codes;
 pub mod connection;
+mod consume;
 pub mod convert;
 pub mod dead_letter;
 pub mod guard;

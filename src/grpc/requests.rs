@@ -56,6 +56,106 @@ pub fn extension(r: &proto::ExtendDeadlineRequest) -> Result<Duration, Status> {
         .and_then(|d| from_duration("extension", d))
 }
 
+/// One request of a Consume stream, converted.
+#[derive(Debug)]
+pub enum ConsumeStep {
+    /// Opens the subscription.
+    Open {
+        /// Topic, group and consumer name, as given.
+        open: proto::ConsumeOpen,
+        /// The window and batch limits.
+        options: broker::ConsumeOptions,
+    },
+    /// Acknowledges deliveries.
+    Ack(Settle),
+    /// Rejects deliveries.
+    Nack {
+        /// Which, and whether to confirm.
+        settle: Settle,
+        /// Retry after this delay instead of the group's backoff.
+        delay: Option<Duration>,
+        /// Dead-letter now.
+        dead_letter: bool,
+        /// Why.
+        reason: String,
+    },
+    /// Pushes lease deadlines out to now + `extension`.
+    Extend {
+        /// Which, and whether to confirm.
+        settle: Settle,
+        /// The extension.
+        extension: Duration,
+    },
+}
+
+/// The ack ids of an ack, nack or extend on a Consume stream, with its
+/// correlation id and whether it asked for a confirmation.
+#[derive(Debug)]
+pub struct Settle {
+    /// The ack ids.
+    pub ack_ids: Vec<String>,
+    /// Echoed in the confirmation.
+    pub request_id: u64,
+    /// Answer with a confirmation.
+    pub confirm: bool,
+}
+
+/// Consume: one request of the stream. Field paths start with the part
+/// the request carries (`nack.delay`).
+///
+/// # Errors
+/// INVALID_ARGUMENT on `kind`, `nack.delay` or `extend.extension`.
+pub fn consume(r: proto::ConsumeRequest) -> Result<ConsumeStep, Status> {
+    use crate::proto::consume_request::Kind;
+    Ok(match r.kind {
+        None => {
+            return Err(invalid(
+                "kind",
+                "one of open, ack, nack or extend is required",
+            ));
+        }
+        Some(Kind::Open(open)) => ConsumeStep::Open {
+            options: broker::ConsumeOptions {
+                max_in_flight: open.max_in_flight,
+                max_batch: open.max_batch,
+                max_batch_bytes: open.max_batch_bytes,
+            },
+            open,
+        },
+        Some(Kind::Ack(a)) => ConsumeStep::Ack(Settle {
+            ack_ids: a.ack_ids,
+            request_id: a.request_id,
+            confirm: a.confirm,
+        }),
+        Some(Kind::Nack(n)) => ConsumeStep::Nack {
+            delay: n
+                .delay
+                .as_ref()
+                .map(|d| from_duration("nack.delay", d))
+                .transpose()?,
+            settle: Settle {
+                ack_ids: n.ack_ids,
+                request_id: n.request_id,
+                confirm: n.confirm,
+            },
+            dead_letter: n.dead_letter,
+            reason: n.reason,
+        },
+        Some(Kind::Extend(x)) => ConsumeStep::Extend {
+            extension: x
+                .extension
+                .as_ref()
+                .ok_or_else(|| invalid("extend.extension", "is required"))
+                .and_then(|d| from_duration("extend.extension", d))?,
+            settle: Settle {
+                ack_ids: x.ack_ids,
+                request_id: x.request_id,
+                confirm: x.confirm,
+            },
+        },
+    })
+}
+
 /// Read: the broker's read request.
 ///
 /// # Errors

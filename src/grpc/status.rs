@@ -34,6 +34,18 @@ pub fn to_status(e: BrokerError) -> Status {
     }
 }
 
+/// [`to_status`] for an error about one part of a request: the field the
+/// broker names (`ack_ids[2]`) becomes a path under `part`
+/// (`ack.ack_ids[2]`).
+pub fn to_status_in(part: &str, e: BrokerError) -> Status {
+    match e {
+        BrokerError::InvalidArgument { field, description } => {
+            invalid(format!("{part}.{field}"), description)
+        }
+        other => to_status(other),
+    }
+}
+
 /// Maps an authentication or authorization refusal onto a status:
 /// UNAUTHENTICATED for a missing or bad credential, PERMISSION_DENIED for a
 /// principal without the right. File errors never reach a caller; they map

@@ -1,4 +1,5 @@
-//! `herald.v1.SubscriberService`: Subscribe, Ack, Nack, ExtendDeadline, Read.
+//! `herald.v1.SubscriberService`: Subscribe, Ack, Nack, ExtendDeadline, Read,
+//! and Consume (in `consume.rs`).
 //!
 //! gRPC layer: authorize, convert, one broker call, convert back. Ack,
 //! Nack and ExtendDeadline are authorized on the topic of each ack id's
@@ -16,7 +17,7 @@
 use std::pin::Pin;
 
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -29,8 +30,9 @@ use crate::broker::{Broker, Delivery, LeaseOutcome, LeaseResult};
 use crate::event::now_us;
 use crate::proto::subscriber_service_server::SubscriberService;
 use crate::proto::{
-    AckRequest, AckResponse, ExtendDeadlineRequest, ExtendDeadlineResponse, NackRequest,
-    NackResponse, ReadRequest, ReadResponse, SubscribeRequest, SubscribeResponse,
+    AckRequest, AckResponse, ConsumeRequest, ConsumeResponse, ExtendDeadlineRequest,
+    ExtendDeadlineResponse, NackRequest, NackResponse, ReadRequest, ReadResponse, SubscribeRequest,
+    SubscribeResponse,
 };
 use crate::telemetry::MESSAGING_SYSTEM;
 use crate::telemetry::metrics::GroupMetrics;
@@ -49,7 +51,7 @@ impl SubscriberApi {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Opens and closes the `deliver` span of one delivery: it marks the moment
 /// the event leaves for the consumer, as a child of the event's stored
@@ -80,10 +82,51 @@ fn deliver_span(topic: &str, group: &str, consumer: &str, d: &Delivery) {
     }
 }
 
+/// What turns one consumer's batches into their wire form: a `deliver`
+/// span per delivery, and the delivery latency of first deliveries.
+pub(super) struct Outbound {
+    topic: String,
+    group: String,
+    consumer: String,
+    metrics: GroupMetrics,
+}
+
+impl Outbound {
+    /// For the consumer `consumer` of `group` of `topic`.
+    pub(super) fn new(topic: String, group: String, consumer: String) -> Outbound {
+        let metrics = GroupMetrics::new(&topic, &group);
+        Outbound {
+            topic,
+            group,
+            consumer,
+            metrics,
+        }
+    }
+
+    /// The wire form of `batch`.
+    pub(super) fn deliveries(&self, batch: &[Delivery]) -> Vec<crate::proto::Delivery> {
+        let now = self.metrics.enabled().then(now_us);
+        batch
+            .iter()
+            .map(|d| {
+                deliver_span(&self.topic, &self.group, &self.consumer, d);
+                // First deliveries only: a redelivery's wait is the
+                // consumer's nack delay or deadline, not Herald's.
+                if let Some(now) = now
+                    && d.attempt == 1
+                {
+                    self.metrics.delivery_latency(d.event.publish_time_us, now);
+                }
+                delivery_out(&self.topic, d)
+            })
+            .collect()
+    }
+}
+
 /// The `ack` or `nack` span of a call: a child of the request's trace
 /// context, naming the group of its first ack id (the ids of one call
 /// nearly always share a group).
-fn settle_span(
+pub(super) fn settle_span(
     broker: &Broker,
     request: &tonic::metadata::MetadataMap,
     ack_ids: &[String],
@@ -141,7 +184,7 @@ fn settle_span(
 }
 
 /// Marks `span` as failed with `status`, and passes the status on.
-fn failed(span: &tracing::Span, status: Status) -> Status {
+pub(super) fn failed(span: &tracing::Span, status: Status) -> Status {
     if !span.is_disabled() {
         span.record("otel.status_code", "ERROR");
         span.record("error.type", format!("{:?}", status.code()));
@@ -149,7 +192,7 @@ fn failed(span: &tracing::Span, status: Status) -> Status {
     status
 }
 
-fn ok_count(results: &[LeaseResult]) -> u32 {
+pub(super) fn ok_count(results: &[LeaseResult]) -> u32 {
     results
         .iter()
         .filter(|r| r.outcome == LeaseOutcome::Ok)
@@ -180,30 +223,13 @@ impl SubscriberService for SubscriberApi {
             super::audit::implicit_create(&caller, method, &r.topic, Some(&r.group));
         }
         tracing::debug!(topic = %r.topic, group = %r.group, consumer = %r.consumer, "consumer joined");
-        let topic = r.topic;
-        let group = r.group;
-        let consumer = r.consumer;
-        let metrics = GroupMetrics::new(&topic, &group);
+        let outbound = Outbound::new(r.topic, r.group, r.consumer);
         // Dropping this stream (the client left) drops the subscription,
         // which releases the consumer's leases at once.
         let stream = subscription.map(move |batch| {
             let batch = batch.map_err(to_status)?;
-            let now = metrics.enabled().then(now_us);
             Ok(SubscribeResponse {
-                deliveries: batch
-                    .iter()
-                    .map(|d| {
-                        deliver_span(&topic, &group, &consumer, d);
-                        // First deliveries only: a redelivery's wait is the
-                        // consumer's nack delay or deadline, not Herald's.
-                        if let Some(now) = now
-                            && d.attempt == 1
-                        {
-                            metrics.delivery_latency(d.event.publish_time_us, now);
-                        }
-                        delivery_out(&topic, d)
-                    })
-                    .collect(),
+                deliveries: outbound.deliveries(&batch),
             })
         });
         Ok(Response::new(Box::pin(stream)))
@@ -270,6 +296,15 @@ impl SubscriberService for SubscriberApi {
         Ok(Response::new(ExtendDeadlineResponse {
             results: lease_results(results),
         }))
+    }
+
+    type ConsumeStream = BoxStream<ConsumeResponse>;
+
+    async fn consume(
+        &self,
+        request: Request<Streaming<ConsumeRequest>>,
+    ) -> Result<Response<Self::ConsumeStream>, Status> {
+        super::consume::consume(&self.broker, &self.guard, request).await
     }
 
     type ReadStream = BoxStream<ReadResponse>;

@@ -143,7 +143,7 @@ pub struct GroupStats {
     pub in_flight: u64,
     /// Entries in the dead-letter queue (durable, not being replayed).
     pub dead_letter_count: u64,
-    /// Open Subscribe streams.
+    /// Open consumer streams (Subscribe or Consume).
     pub connected_consumers: u32,
     /// Age of the oldest unacknowledged event.
     pub oldest_unacked_age: Option<Duration>,

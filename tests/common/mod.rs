@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod consume;
 pub mod raw;
 pub mod redis;
 pub mod secure;
