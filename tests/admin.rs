@@ -269,33 +269,70 @@ async fn health_and_reflection_answer() {
         );
     }
 
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut reflection = ServerReflectionClient::new(server.channel.clone());
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = reflection
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let resp = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected reflection answer");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in [
-        "herald.v1.PublisherService",
-        "herald.v1.SubscriberService",
-        "herald.v1.AdminService",
-        "herald.v1.DeadLetterService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    // Both reflection versions answer: v1, and v1alpha for the tools that
+    // speak only that (grpcio-reflection, Postman).
+    macro_rules! reflect {
+        ($v:ident) => {{
+            use tonic_reflection::pb::$v::ServerReflectionRequest;
+            use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+            let mut reflection = ServerReflectionClient::new(server.channel.clone());
+            let requests = vec![
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                },
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::FileContainingSymbol(
+                        "herald.v1.SubscriberService".into(),
+                    )),
+                },
+            ];
+            let mut stream = reflection
+                .server_reflection_info(tokio_stream::iter(requests))
+                .await
+                .unwrap()
+                .into_inner();
+            let resp = stream.message().await.unwrap().unwrap();
+            let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+                panic!("unexpected reflection answer");
+            };
+            let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            let resp = stream.message().await.unwrap().unwrap();
+            let Some(MessageResponse::FileDescriptorResponse(files)) = resp.message_response else {
+                panic!("unexpected reflection answer");
+            };
+            (names, files.file_descriptor_proto)
+        }};
+    }
+    for (version, (names, files)) in [("v1", reflect!(v1)), ("v1alpha", reflect!(v1alpha))] {
+        for want in [
+            "herald.v1.PublisherService",
+            "herald.v1.SubscriberService",
+            "herald.v1.AdminService",
+            "herald.v1.DeadLetterService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{version}: {want} in {names:?}"
+            );
+        }
+        use prost::Message;
+        let methods: Vec<String> = files
+            .iter()
+            .map(|f| prost_types::FileDescriptorProto::decode(f.as_slice()).unwrap())
+            .flat_map(|f| f.service)
+            .filter(|s| s.name() == "SubscriberService")
+            .flat_map(|s| s.method)
+            .map(|m| m.name().to_string())
+            .collect();
+        assert!(
+            methods.iter().any(|m| m == "Consume"),
+            "{version}: SubscriberService methods {methods:?}"
+        );
     }
     server.stop().await;
 }

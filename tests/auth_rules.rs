@@ -368,25 +368,31 @@ async fn health_stays_open_and_reflection_can_be_turned_off() {
             .expect("health needs no credential")
             .into_inner();
         assert_eq!(health.status, ServingStatus::Serving as i32);
-        let mut reflect =
-            tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
-                anonymous,
-            );
-        let request = tonic_reflection::pb::v1::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(
-                tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
-                    String::new(),
-                ),
-            ),
-        };
-        let result = reflect
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await;
-        match (reflection, result) {
-            (true, Ok(_)) => {}
-            (false, Err(e)) => assert_eq!(e.code(), Code::Unimplemented),
-            (on, other) => panic!("reflection {on}: {other:?}"),
+        // The switch covers both versions, v1 and v1alpha.
+        macro_rules! list_services {
+            ($v:ident) => {{
+                use tonic_reflection::pb::$v::ServerReflectionRequest;
+                use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+                use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+                let request = ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                };
+                ServerReflectionClient::new(anonymous.clone())
+                    .server_reflection_info(tokio_stream::iter([request]))
+                    .await
+                    .map(drop)
+            }};
+        }
+        for (version, result) in [
+            ("v1", list_services!(v1)),
+            ("v1alpha", list_services!(v1alpha)),
+        ] {
+            match (reflection, result) {
+                (true, Ok(())) => {}
+                (false, Err(e)) => assert_eq!(e.code(), Code::Unimplemented, "{version}"),
+                (on, other) => panic!("reflection {version} {on}: {other:?}"),
+            }
         }
         server.stop().await;
     }

@@ -138,10 +138,16 @@ pub async fn serve(
     let now = *healthy.borrow_and_update();
     set_health(&health, now).await;
     tokio::spawn(follow_health(health, healthy));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: v1, and v1alpha for the tools that speak
+    // only that (grpcio-reflection, Postman, older grpcurl and evans).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection()
         .build_v1()
+        .and_then(|v1| Ok((v1, reflection().build_v1alpha()?)))
         .map_err(|e| {
             tracing::error!(error = %e, "reflection descriptors are invalid");
             e
@@ -177,9 +183,9 @@ pub async fn serve(
             dead_letter::DeadLetterApi::new(broker.clone(), guard),
         ));
     if security.reflection
-        && let Ok(reflection) = reflection
+        && let Ok((v1, v1alpha)) = reflection
     {
-        router = router.add_service(reflection);
+        router = router.add_service(v1).add_service(v1alpha);
     }
     // `tcp_nodelay` on the builder only applies to listeners it binds
     // itself: `Incoming` sets TCP_NODELAY (see `accept.rs`).
