@@ -1,5 +1,6 @@
-//! Minimal Herald consumer: joins the `billing` group of the `orders` topic,
-//! prints every event and acknowledges it. Stop it with Ctrl-C.
+//! Minimal Herald consumer: joins the `billing` group of the `orders` topic
+//! over one Consume stream, prints every event and acknowledges it on the
+//! same stream. Stop it with Ctrl-C.
 //!
 //! ```text
 //! cargo run --example rust_consumer [-- HOST:PORT]
@@ -11,10 +12,13 @@
 //! token create`) is sent with every call.
 
 use herald::proto::admin_service_client::AdminServiceClient;
+use herald::proto::consume_request::Kind;
 use herald::proto::subscriber_service_client::SubscriberServiceClient;
 use herald::proto::{
-    AckRequest, CreateGroupRequest, Edge, Group, Position, SubscribeRequest, position,
+    ConsumeAck, ConsumeOpen, ConsumeRequest, CreateGroupRequest, Edge, Group, Position, position,
 };
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
@@ -73,19 +77,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(status) => return Err(status.into()),
     }
 
-    let mut stream = subscriber
-        .subscribe(SubscribeRequest {
-            topic: "orders".to_string(),
-            group: "billing".to_string(),
-            consumer: "rust-example".to_string(),
-            max_in_flight: Some(100),
+    // One bidirectional stream: the first request opens the subscription,
+    // later ones ack deliveries (no round trip each). The server keeps up to
+    // max_in_flight deliveries out, in batches of at most max_batch.
+    let (requests, outgoing) = mpsc::channel(16);
+    requests
+        .send(ConsumeRequest {
+            kind: Some(Kind::Open(ConsumeOpen {
+                topic: "orders".to_string(),
+                group: "billing".to_string(),
+                consumer: "rust-example".to_string(),
+                max_in_flight: Some(100),
+                max_batch: Some(20),
+                ..Default::default()
+            })),
         })
+        .await?;
+    let mut stream = subscriber
+        .consume(ReceiverStream::new(outgoing))
         .await?
         .into_inner();
     println!("waiting for events on orders/billing at {addr}");
-    while let Some(batch) = stream.message().await? {
+    while let Some(response) = stream.message().await? {
+        if response.deliveries.is_empty() {
+            continue;
+        }
         let mut ack_ids = Vec::new();
-        for delivery in batch.deliveries {
+        for delivery in response.deliveries {
             let event = delivery.event.unwrap_or_default();
             println!(
                 "{} #{} key={} attempt={}: {}",
@@ -99,7 +117,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // not acked before the group's ack deadline is delivered again.
             ack_ids.push(delivery.ack_id);
         }
-        subscriber.ack(AckRequest { ack_ids }).await?;
+        let ack = ConsumeAck {
+            ack_ids,
+            ..Default::default()
+        };
+        requests
+            .send(ConsumeRequest {
+                kind: Some(Kind::Ack(ack)),
+            })
+            .await?;
     }
     Ok(())
 }

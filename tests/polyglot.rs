@@ -1,8 +1,9 @@
 //! Polyglot clients: stubs generated from `proto/` in Python (grpcio-tools)
 //! and Node (@grpc/grpc-js with @grpc/proto-loader) run the same publish /
-//! subscribe / ack / dead-letter scenario against the real `herald` binary,
-//! each against its own server: once in plaintext, and once over TLS with a
-//! bearer token (certificates made at test time), where the scenario also
+//! consume (a Consume stream, acks and nacks on it) / dead-letter scenario
+//! against the real `herald` binary, each against its own server: once in
+//! plaintext, and once over TLS with a bearer token (certificates made at
+//! test time), where the scenario also
 //! checks that a call without a token and a call outside the token's rights
 //! are refused.
 //!

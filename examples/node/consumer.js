@@ -1,5 +1,6 @@
-// Minimal Herald consumer: joins the `billing` group of the `orders` topic,
-// prints every event and acknowledges it. Stop it with Ctrl-C.
+// Minimal Herald consumer: joins the `billing` group of the `orders` topic
+// over one Consume stream, prints every event and acknowledges it on the same
+// stream. Stop it with Ctrl-C.
 //
 //     npm ci && node consumer.js [HOST:PORT]   (default 127.0.0.1:50051, or HERALD_ADDR)
 //     HERALD_CA=ca.pem HERALD_TOKEN=hrd_... node consumer.js   # TLS with a token
@@ -66,27 +67,33 @@ async function main() {
     if (err.code !== grpc.status.ALREADY_EXISTS) throw err;
   }
 
-  const stream = subscriber.Subscribe({
-    topic: 'orders', group: 'billing', consumer: 'node-example', max_in_flight: 100,
+  // One bidirectional stream: the first request opens the subscription,
+  // later ones ack deliveries (no round trip each). The server keeps up to
+  // max_in_flight deliveries out, in batches of at most max_batch.
+  const stream = subscriber.Consume();
+  stream.write({
+    open: {
+      topic: 'orders', group: 'billing', consumer: 'node-example', max_in_flight: 100, max_batch: 20,
+    },
   });
   console.log(`waiting for events on orders/billing at ${address}`);
-  stream.on('data', async ({ deliveries }) => {
+  stream.on('data', ({ deliveries }) => {
+    if (deliveries.length === 0) return;
     for (const { event, delivery_attempt: attempt } of deliveries) {
       console.log(`${event.type} #${event.offset} key=${event.key} attempt=${attempt}: ${event.data}`);
     }
     // Handle the events, then acknowledge them. An event that is not acked
     // before the group's ack deadline is delivered again.
-    try {
-      await call(subscriber, 'Ack', { ack_ids: deliveries.map((d) => d.ack_id) });
-    } catch (err) {
-      console.error(`ack failed: ${err.message}`);
-    }
+    stream.write({ ack: { ack_ids: deliveries.map((d) => d.ack_id) } });
   });
   stream.on('error', (err) => {
     console.error(`subscription ended: ${err.message}`);
     process.exit(1);
   });
   stream.on('end', () => process.exit(0));
+  process.on('SIGINT', () => {
+    stream.end(); // the server settles what was sent, then ends the stream
+  });
 }
 
 main().catch((err) => {

@@ -1,5 +1,6 @@
-"""Minimal Herald consumer: joins the `billing` group of the `orders` topic,
-prints every event and acknowledges it. Stop it with Ctrl-C.
+"""Minimal Herald consumer: joins the `billing` group of the `orders` topic
+over one Consume stream, prints every event and acknowledges it on the same
+stream. Stop it with Ctrl-C.
 
 Generate the stubs first (see publisher.py), then run
 `python examples/python/consumer.py [HOST:PORT]` (default 127.0.0.1:50051,
@@ -7,6 +8,7 @@ or HERALD_ADDR).
 """
 
 import os
+import queue
 import sys
 from pathlib import Path
 
@@ -54,20 +56,35 @@ def main():
             if e.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
 
-        stream = subscriber.Subscribe(subscriber_pb2.SubscribeRequest(
-            topic="orders", group="billing", consumer="python-example", max_in_flight=100))
+        # One bidirectional stream: the first request opens the subscription,
+        # later ones ack deliveries (no round trip each). The server keeps up
+        # to max_in_flight deliveries out, in batches of at most max_batch.
+        requests = queue.Queue()
+        requests.put(subscriber_pb2.ConsumeRequest(open=subscriber_pb2.ConsumeOpen(
+            topic="orders", group="billing", consumer="python-example",
+            max_in_flight=100, max_batch=20)))
+
+        def outgoing():
+            while (request := requests.get()) is not None:
+                yield request
+
+        stream = subscriber.Consume(outgoing())
         print(f"waiting for events on orders/billing at {address}")
         try:
-            for batch in stream:
-                for delivery in batch.deliveries:
+            for response in stream:
+                for delivery in response.deliveries:
                     event = delivery.event
                     print(f"{event.type} #{event.offset} key={event.key} "
                           f"attempt={delivery.delivery_attempt}: {event.data.decode(errors='replace')}")
                 # Handle the events, then acknowledge them. An event that is not
                 # acked before the group's ack deadline is delivered again.
-                subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=[d.ack_id for d in batch.deliveries]), timeout=10)
+                if response.deliveries:
+                    requests.put(subscriber_pb2.ConsumeRequest(ack=subscriber_pb2.ConsumeAck(
+                        ack_ids=[d.ack_id for d in response.deliveries])))
         except KeyboardInterrupt:
             stream.cancel()
+        finally:
+            requests.put(None)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 //!
 //! - `publish`: batches over PublishStream with many requests in flight;
 //!   latency is per batch (send → durable response).
-//! - `consume`: drain a pre-published backlog through one group
-//!   (Subscribe + batched, pipelined Ack); latency is per ack call.
+//! - `consume`: drain a pre-published backlog through one group, with the
+//!   Consume stream (acks on the stream; latency from an ack to its
+//!   confirmation) and/or Subscribe + batched, pipelined Ack calls (latency
+//!   per call); see `bench/consume.rs`.
 //! - `e2e`: publish at a fixed rate, one event per request; latency is
-//!   publish call → consumer receipt, per event.
+//!   publish call → consumer receipt, per event (consumed with Consume,
+//!   or Subscribe with `--consume-api subscribe`).
 //!
 //! Without `--server` it starts its own server on a temporary directory
 //! (fsync per `--fsync`, default `always`), in this process: plain, or with
@@ -14,16 +17,18 @@
 //! it takes the client commands' `--tls-ca`, `--tls-cert`/`--tls-key` and
 //! `--token`.
 
+mod consume;
+mod e2e;
 mod secure;
+
+pub use consume::ConsumeApi;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::connect::{ClientAuth, Transport, connect, server_url};
 use crate::config::Config;
-use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::publisher_service_client::PublisherServiceClient;
-use crate::proto::subscriber_service_client::SubscriberServiceClient;
 use crate::proto::{self, PublishStreamRequest};
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -72,6 +77,12 @@ pub struct BenchArgs {
     /// Consumer max_in_flight for consume and e2e.
     #[arg(long, default_value_t = 5_000)]
     pub max_in_flight: u32,
+    /// Consuming API of consume (both: one row each) and e2e (both: Consume).
+    #[arg(long, value_enum, default_value = "both")]
+    pub consume_api: ConsumeApi,
+    /// Consume stream: most deliveries per batch [default: the server's batching].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch: Option<u32>,
     /// e2e publish rate, events per second.
     #[arg(long, default_value_t = 5_000)]
     pub rate: u64,
@@ -114,11 +125,6 @@ pub enum Mode {
     /// A server given with --server, as the flags say.
     Server,
 }
-
-/// Ack calls a bench consumer keeps in flight.
-const ACKS_IN_FLIGHT: usize = 4;
-/// Most ack ids per Ack call (the server's limit).
-const MAX_ACKS_PER_CALL: usize = 10_000;
 
 /// One result row.
 #[derive(Debug, Clone, Serialize)]
@@ -306,12 +312,11 @@ async fn run_once(args: &BenchArgs, auth: &ClientAuth, mode: Mode) -> anyhow::Re
         rows.push(publish(args, &target, channel.clone(), &topic).await?);
     }
     if matches!(args.scenario, Scenario::All | Scenario::Consume) {
-        let topic = format!("bench-consume-{run_id}");
-        rows.push(consume(args, &target, channel.clone(), &topic).await?);
+        rows.extend(consume::consume(args, &target, channel.clone(), &run_id).await?);
     }
     if matches!(args.scenario, Scenario::All | Scenario::E2e) {
         let topic = format!("bench-e2e-{run_id}");
-        rows.extend(e2e(args, &target, channel.clone(), &topic).await?);
+        rows.extend(e2e::e2e(args, &target, channel.clone(), &topic).await?);
     }
     if let Some(server) = own {
         server.stop().await?;
@@ -473,242 +478,4 @@ async fn publish(
         "batch",
         &h,
     ))
-}
-
-async fn create_group(
-    channel: Transport,
-    topic: &str,
-    group: &str,
-    earliest: bool,
-    ordered: bool,
-) -> anyhow::Result<()> {
-    let mut admin = AdminServiceClient::new(channel);
-    let edge = if earliest {
-        proto::Edge::Earliest
-    } else {
-        proto::Edge::Latest
-    };
-    admin
-        .create_group(proto::CreateGroupRequest {
-            group: Some(proto::Group {
-                topic: topic.into(),
-                name: group.into(),
-                start_position: Some(proto::Position {
-                    kind: Some(proto::position::Kind::Edge(edge as i32)),
-                }),
-                ordered: Some(ordered),
-                ..Default::default()
-            }),
-        })
-        .await
-        .context("creating the bench group")?;
-    Ok(())
-}
-
-/// Subscribes and acks everything, calling `on_batch` with each batch's
-/// receipt time; ends after `total` acks succeeded. Returns ack-call latencies.
-async fn drain(
-    args: &BenchArgs,
-    channel: Transport,
-    topic: &str,
-    group: &str,
-    total: u64,
-    mut on_batch: impl FnMut(&[proto::Delivery], Instant),
-    bar: &ProgressBar,
-) -> anyhow::Result<(Histogram<u64>, Duration)> {
-    let mut sub =
-        SubscriberServiceClient::new(channel.clone()).max_decoding_message_size(256 << 20);
-    let mut stream = sub
-        .subscribe(proto::SubscribeRequest {
-            topic: topic.into(),
-            group: group.into(),
-            consumer: "bench".into(),
-            max_in_flight: Some(args.max_in_flight),
-        })
-        .await
-        .context("subscribing")?
-        .into_inner();
-    let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<anyhow::Result<(u64, u64)>>();
-    let start = Instant::now();
-    let mut received = 0u64;
-    let mut acked = 0u64;
-    let mut h = histogram();
-    let ack_client = SubscriberServiceClient::new(channel);
-    // Acks are coalesced the way client libraries do it: ids wait while
-    // ACKS_IN_FLIGHT calls are out and then go together, so acking adds no
-    // delay but does not cost one call per delivery either.
-    let mut pending: Vec<String> = Vec::new();
-    let mut in_flight = 0usize;
-    while acked < total {
-        while in_flight < ACKS_IN_FLIGHT && !pending.is_empty() {
-            let take = pending.len().min(MAX_ACKS_PER_CALL);
-            let ids: Vec<String> = pending.drain(..take).collect();
-            let mut client = ack_client.clone();
-            let tx = lat_tx.clone();
-            in_flight += 1;
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let r = client.ack(proto::AckRequest { ack_ids: ids }).await;
-                let _ = tx.send(match r {
-                    Ok(resp) => Ok((
-                        u64::from(resp.into_inner().acked_count),
-                        t.elapsed().as_micros().max(1) as u64,
-                    )),
-                    Err(e) => Err(anyhow::anyhow!("ack failed: {e}")),
-                });
-            });
-        }
-        tokio::select! {
-            msg = stream.next(), if received < total => {
-                let batch = msg.context("subscription ended early")?.context("subscription failed")?;
-                let now = Instant::now();
-                on_batch(&batch.deliveries, now);
-                received += batch.deliveries.len() as u64;
-                pending.extend(batch.deliveries.into_iter().map(|d| d.ack_id));
-            }
-            lat = lat_rx.recv() => {
-                let (n, us) = lat.context("ack tasks ended")??;
-                let _ = h.record(us);
-                in_flight -= 1;
-                acked += n;
-                bar.inc(n);
-            }
-        }
-    }
-    Ok((h, start.elapsed()))
-}
-
-async fn consume(
-    args: &BenchArgs,
-    target: &Target,
-    channel: Transport,
-    topic: &str,
-) -> anyhow::Result<Row> {
-    let bar = progress(args.events, "prepare", args.json);
-    publish_backlog(args, channel.clone(), topic, &bar).await?;
-    bar.finish_and_clear();
-    create_group(channel.clone(), topic, "bench", true, args.ordered).await?;
-    let bar = progress(args.events, "consume", args.json);
-    let (h, elapsed) = drain(args, channel, topic, "bench", args.events, |_, _| {}, &bar).await?;
-    bar.finish_and_clear();
-    Ok(row(
-        "consume",
-        target.mode,
-        args.events,
-        elapsed,
-        args.payload,
-        "ack call",
-        &h,
-    ))
-}
-
-async fn e2e(
-    args: &BenchArgs,
-    target: &Target,
-    channel: Transport,
-    topic: &str,
-) -> anyhow::Result<Vec<Row>> {
-    let total = args.rate * args.duration;
-    if total == 0 {
-        bail!("--rate and --duration must be positive");
-    }
-    create_group(channel.clone(), topic, "bench-e2e", false, args.ordered).await?;
-    let origin = Instant::now();
-    let payload_len = args.payload.max(8);
-    // The publisher gets its own connection, as a separate service would.
-    let publish_channel = connect(&target.url, &target.auth, None).await?;
-    let publisher = {
-        let mut client = PublisherServiceClient::new(publish_channel);
-        let topic = topic.to_string();
-        let (rate, keys) = (args.rate, args.keys);
-        tokio::spawn(async move {
-            let (tx, rx) = mpsc::channel::<PublishStreamRequest>(1024);
-            let mut responses = client
-                .publish_stream(ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            let drain = tokio::spawn(async move {
-                let mut h = histogram();
-                while let Some(r) = responses.next().await {
-                    let r = r?;
-                    if r.error_code != 0 {
-                        anyhow::bail!("publish failed: {}", r.error_message);
-                    }
-                    // request_id carries the send time (ns since origin).
-                    let now = origin.elapsed().as_nanos() as u64;
-                    let _ = h.record((now.saturating_sub(r.request_id) / 1000).max(1));
-                }
-                Ok::<Histogram<u64>, anyhow::Error>(h)
-            });
-            // Let the consumer's Subscribe settle first.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let start = Instant::now();
-            for i in 0..total {
-                let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
-                tokio::time::sleep_until(due.into()).await;
-                let mut data = vec![0u8; payload_len];
-                let sent = origin.elapsed().as_nanos() as u64;
-                data[..8].copy_from_slice(&sent.to_le_bytes());
-                let req = PublishStreamRequest {
-                    topic: topic.clone(),
-                    events: vec![proto::Event {
-                        data: Bytes::from(data),
-                        ..event(&Bytes::new(), i, keys)
-                    }],
-                    request_id: sent,
-                };
-                if tx.send(req).await.is_err() {
-                    break;
-                }
-            }
-            drop(tx);
-            drain.await?
-        })
-    };
-    let mut h = histogram();
-    let bar = progress(total, "e2e", args.json);
-    let (_, elapsed) = drain(
-        args,
-        channel,
-        topic,
-        "bench-e2e",
-        total,
-        |deliveries, now| {
-            let now_ns = now.duration_since(origin).as_nanos() as u64;
-            for d in deliveries {
-                if let Some(e) = &d.event
-                    && e.data.len() >= 8
-                {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&e.data[..8]);
-                    let sent = u64::from_le_bytes(b);
-                    let _ = h.record((now_ns.saturating_sub(sent) / 1000).max(1));
-                }
-            }
-        },
-        &bar,
-    )
-    .await?;
-    bar.finish_and_clear();
-    let publish_h = publisher.await??;
-    Ok(vec![
-        row(
-            "e2e",
-            target.mode,
-            total,
-            elapsed,
-            payload_len,
-            "publish→receipt",
-            &h,
-        ),
-        row(
-            "e2e-pub",
-            target.mode,
-            total,
-            elapsed,
-            payload_len,
-            "publish→durable reply",
-            &publish_h,
-        ),
-    ])
 }

@@ -1,25 +1,32 @@
-//! `herald subscribe`: joins a consumer group (SubscriberService.Subscribe),
-//! prints each delivery and acks it, or nacks it with `--nack` /
-//! `--dead-letter`. Stops after `--max N` deliveries or on Ctrl-C.
+//! `herald subscribe`: joins a consumer group over one Consume stream
+//! (SubscriberService.Consume), prints each delivery and acks it on the
+//! stream, or nacks it with `--nack` / `--dead-letter`; outcomes other than
+//! OK (from the stream's confirmations) are warnings. Stops after `--max N`
+//! deliveries (once they are settled) or on Ctrl-C.
 //!
 //! CLI layer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{ArgGroup, Args};
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
-use super::connect::Transport;
 use super::{
     Context, EventView, data_preview, parse_duration, print_line, proto_duration, truncate,
 };
+use crate::proto::consume_request::Kind;
 use crate::proto::subscriber_service_client::SubscriberServiceClient;
 use crate::proto::{self, Delivery, LeaseOutcome};
 
-/// Most ack ids per Ack or Nack call (the server's limit).
+/// Most ack ids per ack or nack request (the server's limit).
 const MAX_IDS_PER_CALL: usize = 10_000;
+/// Requests queued for the stream before printing waits.
+const REQUESTS_QUEUED: usize = 64;
 /// Characters of payload shown per delivery in the table.
 const DATA_PREVIEW: usize = 60;
 
@@ -70,18 +77,28 @@ pub async fn run(ctx: &Context, args: SubscribeArgs) -> Result<()> {
         (None, Some(max)) if max < 1000 => u32::try_from(max).ok(),
         (window, _) => window,
     };
-    let mut stream = ctx
-        .call(client.subscribe(proto::SubscribeRequest {
-            topic: args.topic.clone(),
-            group: args.group.clone(),
-            consumer: args.consumer.clone().unwrap_or_default(),
-            max_in_flight,
-        }))
+    let open = proto::ConsumeOpen {
+        topic: args.topic.clone(),
+        group: args.group.clone(),
+        consumer: args.consumer.clone().unwrap_or_default(),
+        max_in_flight,
+        // Outcomes other than OK are reported as warnings.
+        confirm: true,
+        ..Default::default()
+    };
+    let (requests, rx) = mpsc::channel(REQUESTS_QUEUED);
+    requests
+        .send(proto::ConsumeRequest {
+            kind: Some(Kind::Open(open)),
+        })
         .await?;
+    let mut stream = ctx.call(client.consume(ReceiverStream::new(rx))).await?;
+    let mut requests = Some(requests);
     let mut interrupt = signal(SignalKind::interrupt())?;
     if !ctx.json {
         print_line(&row("OFFSET", "ATTEMPT", "ID", "TYPE", "KEY", "DATA"))?;
     }
+    let mut settling = Settling::new(&args);
     let mut seen: u64 = 0;
     loop {
         let message = tokio::select! {
@@ -89,67 +106,120 @@ pub async fn run(ctx: &Context, args: SubscribeArgs) -> Result<()> {
             _ = interrupt.recv() => return Ok(()),
             message = stream.message() => message,
         };
-        let deliveries = match message {
-            Ok(Some(response)) => response.deliveries,
+        let response = match message {
+            Ok(Some(response)) => response,
+            // The stream ends with OK once every ack or nack of the batches
+            // printed was settled (after --max closed our side).
+            Ok(None) if requests.is_none() => return Ok(()),
             Ok(None) => bail!(
                 "the server ended the subscription after {seen} deliveries (is it shutting down?)"
             ),
             Err(status) => return Err(ctx.status_error(&status)),
         };
+        if let Some(confirmation) = response.confirmation {
+            settling.confirmed(&confirmation);
+        }
+        let Some(tx) = &requests else {
+            // Past --max: what else arrives goes back to the group.
+            continue;
+        };
         let take = match args.max {
-            Some(max) => deliveries
+            Some(max) => response
+                .deliveries
                 .len()
                 .min(usize::try_from(max - seen).unwrap_or(usize::MAX)),
-            None => deliveries.len(),
+            None => response.deliveries.len(),
         };
-        let batch = &deliveries[..take];
+        let batch = &response.deliveries[..take];
         for delivery in batch {
             print_delivery(ctx, delivery)?;
         }
-        settle(ctx, &mut client, &args, batch).await?;
+        for request in settling.settle(batch) {
+            if tx.send(request).await.is_err() {
+                bail!("the subscription ended after {seen} deliveries");
+            }
+        }
         seen += take as u64;
         if args.max.is_some_and(|max| seen >= max) {
-            return Ok(());
+            // Closing our side: the server settles what was sent, then ends
+            // the stream.
+            requests = None;
         }
     }
 }
 
-/// Acks (or nacks) a printed batch; outcomes other than OK are warnings.
-async fn settle(
-    ctx: &Context,
-    client: &mut SubscriberServiceClient<Transport>,
-    args: &SubscribeArgs,
-    batch: &[Delivery],
-) -> Result<()> {
-    let reject = args.nack || args.dead_letter;
-    for chunk in batch.chunks(MAX_IDS_PER_CALL) {
-        let ack_ids: Vec<String> = chunk.iter().map(|d| d.ack_id.clone()).collect();
-        let results = if reject {
-            ctx.call(client.nack(proto::NackRequest {
-                ack_ids,
-                delay: args.nack_delay.map(proto_duration),
-                dead_letter: args.dead_letter,
-                reason: args.reason.clone().unwrap_or_default(),
-            }))
-            .await?
-            .results
-        } else {
-            ctx.call(client.ack(proto::AckRequest { ack_ids }))
-                .await?
-                .results
-        };
-        for (delivery, result) in chunk.iter().zip(&results) {
+/// Acks (or nacks) of printed deliveries, and their confirmations.
+struct Settling {
+    reject: bool,
+    delay: Option<prost_types::Duration>,
+    dead_letter: bool,
+    reason: String,
+    next_id: u64,
+    /// Offsets of the deliveries of each request awaiting its confirmation.
+    offsets: HashMap<u64, Vec<u64>>,
+}
+
+impl Settling {
+    fn new(args: &SubscribeArgs) -> Settling {
+        Settling {
+            reject: args.nack || args.dead_letter,
+            delay: args.nack_delay.map(proto_duration),
+            dead_letter: args.dead_letter,
+            reason: args.reason.clone().unwrap_or_default(),
+            next_id: 0,
+            offsets: HashMap::new(),
+        }
+    }
+
+    /// The requests that ack (or nack) `batch`.
+    fn settle(&mut self, batch: &[Delivery]) -> Vec<proto::ConsumeRequest> {
+        let mut out = Vec::new();
+        for chunk in batch.chunks(MAX_IDS_PER_CALL) {
+            self.next_id += 1;
+            let request_id = self.next_id;
+            let ack_ids: Vec<String> = chunk.iter().map(|d| d.ack_id.clone()).collect();
+            let offsets = chunk
+                .iter()
+                .map(|d| d.event.as_ref().map_or(0, |e| e.offset))
+                .collect();
+            self.offsets.insert(request_id, offsets);
+            let kind = if self.reject {
+                Kind::Nack(proto::ConsumeNack {
+                    ack_ids,
+                    delay: self.delay,
+                    dead_letter: self.dead_letter,
+                    reason: self.reason.clone(),
+                    request_id,
+                    confirm: true,
+                })
+            } else {
+                Kind::Ack(proto::ConsumeAck {
+                    ack_ids,
+                    request_id,
+                    confirm: true,
+                })
+            };
+            out.push(proto::ConsumeRequest { kind: Some(kind) });
+        }
+        out
+    }
+
+    /// Warns of the outcomes other than OK of a confirmed request.
+    fn confirmed(&mut self, confirmation: &proto::ConsumeConfirmation) {
+        let offsets = self
+            .offsets
+            .remove(&confirmation.request_id)
+            .unwrap_or_default();
+        for (offset, result) in offsets.iter().zip(&confirmation.results) {
             if result.outcome != LeaseOutcome::Ok as i32 {
                 eprintln!(
-                    "herald: warning: {} of offset {} changed nothing: {}",
-                    if reject { "nack" } else { "ack" },
-                    delivery.event.as_ref().map_or(0, |e| e.offset),
+                    "herald: warning: {} of offset {offset} changed nothing: {}",
+                    if self.reject { "nack" } else { "ack" },
                     outcome_text(result.outcome)
                 );
             }
         }
     }
-    Ok(())
 }
 
 fn outcome_text(outcome: i32) -> String {

@@ -2,8 +2,9 @@
 // Herald polyglot scenario, Node client.
 //
 // Loads the .proto files straight from proto/ with @grpc/proto-loader (no
-// code generation) and runs the publish / subscribe / ack / dead-letter
-// scenario against a live server:
+// code generation) and runs the publish / consume (the bidirectional Consume
+// stream: acks and nacks on the stream, confirmed) / dead-letter scenario
+// against a live server:
 //
 //     node scenario.js 127.0.0.1:50051
 //
@@ -44,7 +45,8 @@ function load() {
   // Health and reflection are not part of proto/: vendored copies of the
   // standard files from the gRPC project.
   const standard = protoLoader.loadSync(
-    ['grpc/health/v1/health.proto', 'grpc/reflection/v1/reflection.proto'],
+    ['grpc/health/v1/health.proto', 'grpc/reflection/v1/reflection.proto',
+      'grpc/reflection/v1alpha/reflection.proto'],
     { ...LOADER_OPTIONS, includeDirs: [path.join(__dirname, '..', 'protos')] },
   );
   return {
@@ -61,44 +63,90 @@ function unary(client, method, request) {
   });
 }
 
-// A Subscribe stream whose deliveries can be awaited one at a time with a timeout.
-class Subscription {
-  constructor(subscriber, request) {
+// A SubscriberService.Consume stream: deliveries can be awaited one at a
+// time with a timeout; acks and nacks go on the stream and await their
+// confirmation.
+class ConsumeStream {
+  constructor(subscriber, open) {
     this.buffer = [];
+    this.confirmations = new Map();
+    this.batchSizes = [];
     this.waiter = null;
     this.error = null;
-    this.call = subscriber.Subscribe(request);
+    this.ended = false;
+    this.nextId = 0;
+    this.call = subscriber.Consume();
     this.call.on('data', (response) => {
+      if (response.confirmation) {
+        this.confirmations.set(response.confirmation.request_id, response.confirmation);
+      }
+      if (response.deliveries.length > 0) this.batchSizes.push(response.deliveries.length);
       for (const delivery of response.deliveries) this.buffer.push(delivery);
       this.wake();
     });
     this.call.on('error', (err) => {
       if (err.code !== grpc.status.CANCELLED) this.error = err;
+      this.ended = true;
       this.wake();
     });
+    this.call.on('end', () => {
+      this.ended = true;
+      this.wake();
+    });
+    this.call.write({ open });
   }
 
   wake() {
     if (this.waiter) this.waiter();
   }
 
-  // The next delivery, or null when none arrives within timeoutMs.
-  async next(timeoutMs) {
+  // Waits until ready() holds; false after timeoutMs.
+  async until(ready, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
-    while (this.buffer.length === 0) {
-      if (this.error) throw new Error(`Subscribe stream failed: ${describe(this.error)}`);
+    while (!ready()) {
       const left = deadline - Date.now();
-      if (left <= 0) return null;
+      if (left <= 0) return false;
       await new Promise((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiter = () => { clearTimeout(timer); resolve(); };
       });
       this.waiter = null;
     }
-    return this.buffer.shift();
+    return true;
   }
 
-  close() {
+  failure() {
+    return new Error(this.error ? `Consume stream failed: ${describe(this.error)}` : 'Consume stream ended');
+  }
+
+  // The next delivery, or null when none arrives within timeoutMs.
+  async next(timeoutMs) {
+    await this.until(() => this.buffer.length > 0 || this.ended, timeoutMs);
+    if (this.buffer.length > 0) return this.buffer.shift();
+    if (this.ended) throw this.failure();
+    return null;
+  }
+
+  // Sends an ack or nack (kind) asking for a confirmation; returns it.
+  async settle(kind, body) {
+    this.nextId += 1;
+    const id = this.nextId;
+    this.call.write({ [kind]: { ...body, request_id: id, confirm: true } });
+    await this.until(() => this.confirmations.has(id) || this.ended, RPC_TIMEOUT_MS);
+    if (this.confirmations.has(id)) return this.confirmations.get(id);
+    if (this.ended) throw this.failure();
+    throw new Error(`no confirmation of request ${id}`);
+  }
+
+  // Closes the client's side; the stream must then end with OK.
+  async close() {
+    this.call.end();
+    assert.ok(await this.until(() => this.ended, RPC_TIMEOUT_MS),
+      'the stream did not end after the client closed its side');
+    if (this.error) throw this.failure();
+  }
+
+  cancel() {
     this.call.cancel();
   }
 }
@@ -233,14 +281,16 @@ async function run(address, skipDlq) {
     assert.ok(response.results.every((r) => !r.duplicate), 'an event was reported as duplicate');
   });
 
-  const subscription = new Subscription(subscriber, {
-    topic, group, consumer: 'node-scenario', max_in_flight: 10,
+  // max_batch 2 under a window of 10: the 5 events come in at least 3
+  // batches, all held at once.
+  const stream = new ConsumeStream(subscriber, {
+    topic, group, consumer: 'node-scenario', max_in_flight: 10, max_batch: 2,
   });
   try {
-    const first = await step('Subscribe: all 5 events arrive, attempt 1', async () => {
+    const first = await step('Consume (max_batch 2): all 5 events arrive, attempt 1, in batches of at most 2', async () => {
       const byOffset = new Map();
       while (byOffset.size < 5) {
-        const delivery = await subscription.next(DELIVERY_TIMEOUT_MS);
+        const delivery = await stream.next(DELIVERY_TIMEOUT_MS);
         assert.ok(delivery, `only ${byOffset.size} of 5 events arrived`);
         const { event } = delivery;
         assert.equal(delivery.delivery_attempt, 1, `offset ${event.offset}: delivery_attempt`);
@@ -252,26 +302,27 @@ async function run(address, skipDlq) {
         assert.notEqual(delivery.ack_id, '');
         byOffset.set(event.offset, delivery);
       }
+      assert.ok(Math.max(...stream.batchSizes) <= 2 && stream.batchSizes.length >= 3,
+        `batch sizes ${stream.batchSizes}`);
       return byOffset;
     });
 
-    await step('Ack 4 events', async () => {
+    await step('Ack 4 events on the stream: confirmed, in request order', async () => {
       const ackIds = [0, 1, 2, 3].map((o) => first.get(o).ack_id);
-      const response = await unary(subscriber, 'Ack', { ack_ids: ackIds });
-      assert.deepEqual(outcomes(response), Array(4).fill('LEASE_OUTCOME_OK'));
-      assert.deepEqual(response.results.map((r) => r.ack_id), ackIds, 'results in request order');
-      assert.equal(response.acked_count, 4);
+      const confirmation = await stream.settle('ack', { ack_ids: ackIds });
+      assert.deepEqual(outcomes(confirmation), Array(4).fill('LEASE_OUTCOME_OK'));
+      assert.deepEqual(confirmation.results.map((r) => r.ack_id), ackIds, 'results in request order');
     });
 
     const poison = first.get(4);
     if (skipDlq) {
       console.log('skip dead-letter steps (HERALD_POLYGLOT_SKIP_DLQ is set)');
       await step('Ack the 5th event', async () => {
-        const response = await unary(subscriber, 'Ack', { ack_ids: [poison.ack_id] });
-        assert.deepEqual(outcomes(response), ['LEASE_OUTCOME_OK']);
+        const confirmation = await stream.settle('ack', { ack_ids: [poison.ack_id] });
+        assert.deepEqual(outcomes(confirmation), ['LEASE_OUTCOME_OK']);
       });
     } else {
-      await deadLetterSteps({ subscriber, deadLetters, subscription, poison, topic, group, poisonId: ids[4] });
+      await deadLetterSteps({ deadLetters, stream, poison, topic, group, poisonId: ids[4] });
     }
 
     await step('no more deliveries; group has no backlog and nothing in flight', async () => {
@@ -285,11 +336,13 @@ async function run(address, skipDlq) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       assert.equal(stats.dead_letter_count, 0, 'dead_letter_count');
-      const extra = await subscription.next(200);
+      const extra = await stream.next(200);
       assert.ok(extra === null, `unexpected delivery of offset ${extra && extra.event.offset}`);
     });
+
+    await step("closing the client's side ends the Consume stream with OK", () => stream.close());
   } finally {
-    subscription.close();
+    stream.cancel();
   }
 
   if (anonymous) await refusals({ herald, std, address, admin, anonymous, options, clients });
@@ -301,51 +354,55 @@ async function run(address, skipDlq) {
     assert.equal(response.status, 'SERVING');
   });
 
-  await step('server reflection (grpc.reflection.v1) lists herald.v1.PublisherService', async () => {
-    const reflection = new std.reflection.v1.ServerReflection(address, creds, options);
-    clients.push(reflection);
-    const responses = await new Promise((resolve, reject) => {
-      const call = reflection.ServerReflectionInfo({ deadline: Date.now() + RPC_TIMEOUT_MS });
-      const received = [];
-      call.on('data', (response) => received.push(response));
-      call.on('error', reject);
-      call.on('end', () => resolve(received));
-      call.write({ list_services: '*' }); // the content is not checked
-      call.end();
+  // Both reflection versions: v1, and v1alpha (all some tools speak).
+  for (const version of ['v1', 'v1alpha']) {
+    await step(`server reflection (grpc.reflection.${version}) lists herald.v1.PublisherService`, async () => {
+      const reflection = new std.reflection[version].ServerReflection(address, creds, options);
+      clients.push(reflection);
+      const responses = await new Promise((resolve, reject) => {
+        const call = reflection.ServerReflectionInfo({ deadline: Date.now() + RPC_TIMEOUT_MS });
+        const received = [];
+        call.on('data', (response) => received.push(response));
+        call.on('error', reject);
+        call.on('end', () => resolve(received));
+        call.write({ list_services: '*' }); // the content is not checked
+        call.end();
+      });
+      assert.equal(responses.length, 1);
+      assert.equal(responses[0].message_response, 'list_services_response');
+      const services = responses[0].list_services_response.service.map((s) => s.name).sort();
+      console.log(`     services: ${services.join(', ')}`);
+      for (const name of ['herald.v1.PublisherService', 'herald.v1.SubscriberService',
+        'herald.v1.AdminService', 'herald.v1.DeadLetterService']) {
+        assert.ok(services.includes(name), `${name} is not listed`);
+      }
     });
-    assert.equal(responses.length, 1);
-    assert.equal(responses[0].message_response, 'list_services_response');
-    const services = responses[0].list_services_response.service.map((s) => s.name).sort();
-    console.log(`     services: ${services.join(', ')}`);
-    for (const name of ['herald.v1.PublisherService', 'herald.v1.SubscriberService',
-      'herald.v1.AdminService', 'herald.v1.DeadLetterService']) {
-      assert.ok(services.includes(name), `${name} is not listed`);
-    }
-  });
+  }
 
   for (const client of clients) client.close();
   console.log(`node scenario passed${anonymous ? ' over TLS with a token' : ''}`);
 }
 
-// Nacks the 5th event until it is dead-lettered, then inspects and replays it.
-async function deadLetterSteps({ subscriber, deadLetters, subscription, poison, topic, group, poisonId }) {
+// Nacks the 5th event on the stream until it is dead-lettered, then inspects
+// and replays it.
+async function deadLetterSteps({ deadLetters, stream, poison, topic, group, poisonId }) {
   const reason = 'poison test';
   let delivery = poison;
   for (const attempt of [1, 2, 3]) {
-    await step(`Nack the 5th event at attempt ${attempt} (reason '${reason}')`, async () => {
+    await step(`Nack the 5th event on the stream at attempt ${attempt} (reason '${reason}')`, async () => {
       if (attempt > 1) {
-        delivery = await subscription.next(DELIVERY_TIMEOUT_MS);
+        delivery = await stream.next(DELIVERY_TIMEOUT_MS);
         assert.ok(delivery, `attempt ${attempt} was not redelivered`);
       }
       assert.equal(delivery.event.offset, 4, 'unexpected delivery');
       assert.equal(delivery.delivery_attempt, attempt, 'delivery_attempt');
-      const response = await unary(subscriber, 'Nack', { ack_ids: [delivery.ack_id], reason });
-      assert.deepEqual(outcomes(response), ['LEASE_OUTCOME_OK']);
+      const confirmation = await stream.settle('nack', { ack_ids: [delivery.ack_id], reason });
+      assert.deepEqual(outcomes(confirmation), ['LEASE_OUTCOME_OK']);
     });
   }
 
   await step(`after 3 failed attempts the event is not delivered again (${QUIET_PERIOD_MS / 1000} s)`, async () => {
-    const extra = await subscription.next(QUIET_PERIOD_MS);
+    const extra = await stream.next(QUIET_PERIOD_MS);
     assert.ok(extra === null, `offset ${extra && extra.event.offset} delivered again with attempt `
       + `${extra && extra.delivery_attempt}: max_delivery_attempts=3 is not enforced`);
   });
@@ -372,14 +429,14 @@ async function deadLetterSteps({ subscriber, deadLetters, subscription, poison, 
     assert.equal(response.remaining_count, 0, 'remaining_count');
   });
 
-  await step('the replayed event is delivered again at attempt 1; Ack it', async () => {
-    const replayed = await subscription.next(DELIVERY_TIMEOUT_MS);
+  await step('the replayed event is delivered again at attempt 1; Ack it on the stream', async () => {
+    const replayed = await stream.next(DELIVERY_TIMEOUT_MS);
     assert.ok(replayed, 'the replayed event was not delivered');
     assert.equal(replayed.event.offset, 4);
     assert.equal(replayed.event.id, poisonId);
     assert.equal(replayed.delivery_attempt, 1, 'delivery_attempt');
-    const response = await unary(subscriber, 'Ack', { ack_ids: [replayed.ack_id] });
-    assert.deepEqual(outcomes(response), ['LEASE_OUTCOME_OK']);
+    const confirmation = await stream.settle('ack', { ack_ids: [replayed.ack_id] });
+    assert.deepEqual(outcomes(confirmation), ['LEASE_OUTCOME_OK']);
   });
 
   await step('ListDeadLetters is empty', async () => {

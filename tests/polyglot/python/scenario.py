@@ -2,7 +2,8 @@
 """Herald polyglot scenario, Python client.
 
 Generates stubs from proto/ with grpcio-tools at run time, then runs the
-publish / subscribe / ack / dead-letter scenario against a live server:
+publish / consume (the bidirectional Consume stream: acks and nacks on the
+stream, confirmed) / dead-letter scenario against a live server:
 
     python scenario.py 127.0.0.1:50051
 
@@ -44,7 +45,8 @@ QUIET_PERIOD = 1.5
 def generate_stubs(out_dir):
     """Runs `python -m grpc_tools.protoc` over proto/ and the vendored protos."""
     herald = sorted(str(p.relative_to(HERALD_PROTOS)) for p in HERALD_PROTOS.glob("herald/v1/*.proto"))
-    vendored = ["health/v1/health.proto", "reflection/v1/reflection.proto"]
+    vendored = ["health/v1/health.proto", "reflection/v1/reflection.proto",
+                "reflection/v1alpha/reflection.proto"]
     for root, files in ((HERALD_PROTOS, herald), (GRPC_PROTOS, vendored)):
         subprocess.run(
             [sys.executable, "-m", "grpc_tools.protoc", f"-I{root}",
@@ -80,27 +82,57 @@ def step(name):
     print(f"ok   {name} ({(time.monotonic() - started) * 1000:.0f} ms)", flush=True)
 
 
-class Subscription:
-    """A Subscribe stream read by a background thread into a queue, so the
-    scenario can wait for a delivery with a timeout."""
+class ConsumeStream:
+    """A SubscriberService.Consume stream: requests go in through a queue that
+    the request iterator drains; a background thread reads the responses into
+    a queue of deliveries and a queue of confirmations, so the scenario can
+    wait for either with a timeout."""
 
-    def __init__(self, subscriber, request):
-        self.call = subscriber.Subscribe(request)
+    def __init__(self, subscriber, open_request):
+        from herald.v1 import subscriber_pb2
+
+        self.pb = subscriber_pb2
+        self.requests = queue.Queue()
+        self.requests.put(subscriber_pb2.ConsumeRequest(open=open_request))
+        self.call = subscriber.Consume(self._requests())
         self.deliveries = queue.Queue()
+        self.confirmations = queue.Queue()
+        self.batch_sizes = []
         self.error = None
+        self.ended = threading.Event()
+        self.next_id = 0
         threading.Thread(target=self._pump, daemon=True).start()
+
+    def _requests(self):
+        while True:
+            request = self.requests.get()
+            if request is None:
+                return  # closes the client's side of the stream
+            yield request
 
     def _pump(self):
         import grpc
 
         try:
             for response in self.call:
+                if response.HasField("confirmation"):
+                    self.confirmations.put(response.confirmation)
+                if response.deliveries:
+                    self.batch_sizes.append(len(response.deliveries))
                 for delivery in response.deliveries:
                     self.deliveries.put(delivery)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED:
                 self.error = e
-                self.deliveries.put(None)
+        finally:
+            self.ended.set()
+            self.deliveries.put(None)
+            self.confirmations.put(None)
+
+    def _failure(self):
+        if self.error is not None:
+            return Failure(f"Consume stream failed: {self.error.code().name}: {self.error.details()}")
+        return Failure("Consume stream ended")
 
     def next(self, timeout):
         """The next delivery, or None when none arrives within `timeout`."""
@@ -109,11 +141,36 @@ class Subscription:
         except queue.Empty:
             return None
         if delivery is None:
-            raise Failure(f"Subscribe stream failed: {self.error.code().name}: {self.error.details()}")
+            raise self._failure()
         return delivery
 
+    def settle(self, kind, **fields):
+        """Sends an ack or nack (`kind`) asking for a confirmation, and
+        returns the confirmation."""
+        self.next_id += 1
+        message = {"ack": self.pb.ConsumeAck, "nack": self.pb.ConsumeNack}[kind]
+        body = message(request_id=self.next_id, confirm=True, **fields)
+        self.requests.put(self.pb.ConsumeRequest(**{kind: body}))
+        try:
+            confirmation = self.confirmations.get(timeout=RPC_TIMEOUT)
+        except queue.Empty:
+            raise Failure(f"no confirmation of request {self.next_id}") from None
+        if confirmation is None:
+            raise self._failure()
+        check(confirmation.request_id == self.next_id,
+              f"confirmation of request {confirmation.request_id}, expected {self.next_id}")
+        return confirmation
+
     def close(self):
+        """Closes the client's side; the stream must then end with OK."""
+        self.requests.put(None)
+        check(self.ended.wait(RPC_TIMEOUT), "the stream did not end after the client closed its side")
+        if self.error is not None:
+            raise self._failure()
+
+    def cancel(self):
         self.call.cancel()
+        self.requests.put(None)
 
 
 def channels(address):
@@ -191,6 +248,8 @@ def run(address, skip_dlq):
     from herald.v1 import (admin_pb2, admin_pb2_grpc, dead_letter_pb2_grpc, event_pb2, publisher_pb2,
                            publisher_pb2_grpc, subscriber_pb2, subscriber_pb2_grpc)
     from reflection.v1 import reflection_pb2, reflection_pb2_grpc
+    from reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
+    from reflection.v1alpha import reflection_pb2_grpc as reflection_v1alpha_pb2_grpc
 
     OK = subscriber_pb2.LEASE_OUTCOME_OK
     # Unique names: several runs (and the Node scenario) can share one server.
@@ -247,13 +306,15 @@ def run(address, skip_dlq):
         check([r.id for r in response.results] == ids, "result ids differ from the published ids")
         check(not any(r.duplicate for r in response.results), "an event was reported as duplicate")
 
-    subscription = Subscription(subscriber, subscriber_pb2.SubscribeRequest(
-        topic=topic, group=group, consumer="python-scenario", max_in_flight=10))
+    # max_batch 2 under a window of 10: the 5 events come in at least 3 batches,
+    # all held at once.
+    stream = ConsumeStream(subscriber, subscriber_pb2.ConsumeOpen(
+        topic=topic, group=group, consumer="python-scenario", max_in_flight=10, max_batch=2))
     try:
-        with step("Subscribe: all 5 events arrive, attempt 1"):
+        with step("Consume (max_batch 2): all 5 events arrive, attempt 1, in batches of at most 2"):
             first = {}
             while len(first) < 5:
-                delivery = subscription.next(DELIVERY_TIMEOUT)
+                delivery = stream.next(DELIVERY_TIMEOUT)
                 check(delivery is not None, f"only {len(first)} of 5 events arrived")
                 event = delivery.event
                 check(delivery.delivery_attempt == 1,
@@ -264,23 +325,24 @@ def run(address, skip_dlq):
                       f"offset {event.offset} does not carry the published event: {event}")
                 check(delivery.ack_id != "", "empty ack_id")
                 first[event.offset] = delivery
+            check(max(stream.batch_sizes) <= 2 and len(stream.batch_sizes) >= 3,
+                  f"batch sizes {stream.batch_sizes}")
 
-        with step("Ack 4 events"):
+        with step("Ack 4 events on the stream: confirmed, in request order"):
             ack_ids = [first[o].ack_id for o in range(4)]
-            response = subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=ack_ids), timeout=RPC_TIMEOUT)
-            check([r.outcome for r in response.results] == [OK] * 4,
-                  f"outcomes {[subscriber_pb2.LeaseOutcome.Name(r.outcome) for r in response.results]}")
-            check([r.ack_id for r in response.results] == ack_ids, "results are not in request order")
-            check(response.acked_count == 4, f"acked_count {response.acked_count}")
+            confirmation = stream.settle("ack", ack_ids=ack_ids)
+            check([r.outcome for r in confirmation.results] == [OK] * 4,
+                  f"outcomes {[subscriber_pb2.LeaseOutcome.Name(r.outcome) for r in confirmation.results]}")
+            check([r.ack_id for r in confirmation.results] == ack_ids, "results are not in request order")
 
         poison = first[4]
         if skip_dlq:
             print("skip dead-letter steps (HERALD_POLYGLOT_SKIP_DLQ is set)", flush=True)
             with step("Ack the 5th event"):
-                response = subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=[poison.ack_id]), timeout=RPC_TIMEOUT)
-                check([r.outcome for r in response.results] == [OK], f"results {response.results}")
+                confirmation = stream.settle("ack", ack_ids=[poison.ack_id])
+                check([r.outcome for r in confirmation.results] == [OK], f"results {confirmation.results}")
         else:
-            dead_letter_steps(subscriber, dead_letters, subscription, poison, topic, group, ids[4])
+            dead_letter_steps(dead_letters, stream, poison, topic, group, ids[4])
 
         with step("no more deliveries; group has no backlog and nothing in flight"):
             deadline = time.monotonic() + 5
@@ -293,10 +355,13 @@ def run(address, skip_dlq):
                       f"backlog {stats.backlog}, in flight {stats.in_flight} after all events were acked")
                 time.sleep(0.05)
             check(stats.dead_letter_count == 0, f"dead_letter_count {stats.dead_letter_count}")
-            extra = subscription.next(0.2)
+            extra = stream.next(0.2)
             check(extra is None, f"unexpected delivery of offset {extra and extra.event.offset}")
+
+        with step("closing the client's side ends the Consume stream with OK"):
+            stream.close()
     finally:
-        subscription.close()
+        stream.cancel()
 
     if anonymous is not None:
         refusals(channel, anonymous)
@@ -307,18 +372,22 @@ def run(address, skip_dlq):
         check(response.status == health_pb2.HealthCheckResponse.SERVING,
               f"status {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}")
 
-    with step("server reflection (grpc.reflection.v1) lists herald.v1.PublisherService"):
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = list(reflection.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="*")]), timeout=RPC_TIMEOUT))
-        check(len(responses) == 1, f"{len(responses)} responses")
-        check(responses[0].WhichOneof("message_response") == "list_services_response",
-              f"answer: {responses[0]}")
-        services = sorted(s.name for s in responses[0].list_services_response.service)
-        print(f"     services: {', '.join(services)}", flush=True)
-        for name in ("herald.v1.PublisherService", "herald.v1.SubscriberService",
-                     "herald.v1.AdminService", "herald.v1.DeadLetterService"):
-            check(name in services, f"{name} is not listed")
+    # Both reflection versions: v1, and v1alpha (all grpcio-reflection and
+    # Postman speak).
+    for version, pb2, pb2_grpc in (("v1", reflection_pb2, reflection_pb2_grpc),
+                                   ("v1alpha", reflection_v1alpha_pb2, reflection_v1alpha_pb2_grpc)):
+        with step(f"server reflection (grpc.reflection.{version}) lists herald.v1.PublisherService"):
+            reflection = pb2_grpc.ServerReflectionStub(channel)
+            responses = list(reflection.ServerReflectionInfo(
+                iter([pb2.ServerReflectionRequest(list_services="*")]), timeout=RPC_TIMEOUT))
+            check(len(responses) == 1, f"{len(responses)} responses")
+            check(responses[0].WhichOneof("message_response") == "list_services_response",
+                  f"answer: {responses[0]}")
+            services = sorted(s.name for s in responses[0].list_services_response.service)
+            print(f"     services: {', '.join(services)}", flush=True)
+            for name in ("herald.v1.PublisherService", "herald.v1.SubscriberService",
+                         "herald.v1.AdminService", "herald.v1.DeadLetterService"):
+                check(name in services, f"{name} is not listed")
 
     channel.close()
     if anonymous is not None:
@@ -326,8 +395,9 @@ def run(address, skip_dlq):
     print("python scenario passed" + (" over TLS with a token" if anonymous else ""), flush=True)
 
 
-def dead_letter_steps(subscriber, dead_letters, subscription, poison, topic, group, poison_id):
-    """Nacks the 5th event until it is dead-lettered, then inspects and replays it."""
+def dead_letter_steps(dead_letters, stream, poison, topic, group, poison_id):
+    """Nacks the 5th event on the stream until it is dead-lettered, then
+    inspects and replays it."""
     from herald.v1 import dead_letter_pb2, subscriber_pb2
 
     OK = subscriber_pb2.LEASE_OUTCOME_OK
@@ -335,19 +405,18 @@ def dead_letter_steps(subscriber, dead_letters, subscription, poison, topic, gro
 
     delivery = poison
     for attempt in (1, 2, 3):
-        with step(f"Nack the 5th event at attempt {attempt} (reason {reason!r})"):
+        with step(f"Nack the 5th event on the stream at attempt {attempt} (reason {reason!r})"):
             if attempt > 1:
-                delivery = subscription.next(DELIVERY_TIMEOUT)
+                delivery = stream.next(DELIVERY_TIMEOUT)
                 check(delivery is not None, f"attempt {attempt} was not redelivered")
             check(delivery.event.offset == 4, f"unexpected delivery of offset {delivery.event.offset}")
             check(delivery.delivery_attempt == attempt,
                   f"delivery_attempt {delivery.delivery_attempt}, expected {attempt}")
-            response = subscriber.Nack(subscriber_pb2.NackRequest(ack_ids=[delivery.ack_id], reason=reason),
-                                       timeout=RPC_TIMEOUT)
-            check([r.outcome for r in response.results] == [OK], f"results {response.results}")
+            confirmation = stream.settle("nack", ack_ids=[delivery.ack_id], reason=reason)
+            check([r.outcome for r in confirmation.results] == [OK], f"results {confirmation.results}")
 
     with step(f"after 3 failed attempts the event is not delivered again ({QUIET_PERIOD} s)"):
-        extra = subscription.next(QUIET_PERIOD)
+        extra = stream.next(QUIET_PERIOD)
         check(extra is None,
               f"offset {extra and extra.event.offset} delivered again with attempt "
               f"{extra and extra.delivery_attempt}: max_delivery_attempts=3 is not enforced")
@@ -371,14 +440,14 @@ def dead_letter_steps(subscriber, dead_letters, subscription, poison, topic, gro
         check(response.replayed_count == 1, f"replayed_count {response.replayed_count}")
         check(response.remaining_count == 0, f"remaining_count {response.remaining_count}")
 
-    with step("the replayed event is delivered again at attempt 1; Ack it"):
-        delivery = subscription.next(DELIVERY_TIMEOUT)
+    with step("the replayed event is delivered again at attempt 1; Ack it on the stream"):
+        delivery = stream.next(DELIVERY_TIMEOUT)
         check(delivery is not None, "the replayed event was not delivered")
         check(delivery.event.offset == 4 and delivery.event.id == poison_id,
               f"unexpected delivery of offset {delivery.event.offset}")
         check(delivery.delivery_attempt == 1, f"delivery_attempt {delivery.delivery_attempt}")
-        response = subscriber.Ack(subscriber_pb2.AckRequest(ack_ids=[delivery.ack_id]), timeout=RPC_TIMEOUT)
-        check([r.outcome for r in response.results] == [OK], f"results {response.results}")
+        confirmation = stream.settle("ack", ack_ids=[delivery.ack_id])
+        check([r.outcome for r in confirmation.results] == [OK], f"results {confirmation.results}")
 
     with step("ListDeadLetters is empty"):
         listed = dead_letters.ListDeadLetters(dead_letter_pb2.ListDeadLettersRequest(topic=topic, group=group),
