@@ -2,20 +2,24 @@
 //!
 //! gRPC layer. The first request opens the subscription and is authorized
 //! like Subscribe (`consume` on the topic, and `manage` when it creates the
-//! topic or group). Then two tasks share the response channel: the pump
+//! topic or group). Then two tasks feed the response stream: the pump
 //! sends the broker's delivery batches; the settler takes the client's
 //! acks, nacks and extensions in order, one broker call each, and answers
-//! with a confirmation when asked. The stream ends with a status that says
+//! with a confirmation when asked (confirmations go ahead of queued
+//! batches, so they do not wait behind a window's worth of deliveries).
+//! The stream ends with a status that says
 //! why: INVALID_ARGUMENT naming the field (`ack.ack_ids[2]`) at the first
 //! bad request, the broker's status when a call fails or the subscription
 //! ends (group deleted: NOT_FOUND; shutdown: UNAVAILABLE), OK when the
 //! client closed its side (after its requests were settled). Either way the
 //! subscription is dropped, which releases the consumer's leases at once.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
@@ -31,11 +35,13 @@ use crate::broker::{Batches, Broker, LeaseResult, Settler};
 use crate::proto::consume_request::Kind;
 use crate::proto::{ConsumeConfirmation, ConsumeRequest, ConsumeResponse};
 
-/// Responses (batches and confirmations) queued for the client. Deliveries
-/// beyond it wait in the group, within the consumer's window.
+/// Batches queued for the client; deliveries beyond them wait in the
+/// group, within the consumer's window. Confirmations have a queue of the
+/// same depth.
 const OUT_DEPTH: usize = 16;
 
-type Out = mpsc::Sender<Result<ConsumeResponse, Status>>;
+type Item = Result<ConsumeResponse, Status>;
+type Out = mpsc::Sender<Item>;
 
 /// Opens the subscription with the stream's first request and starts its
 /// pump and settler.
@@ -80,17 +86,65 @@ pub(super) async fn consume(
     }
     tracing::debug!(topic = %open.topic, group = %open.group, consumer = %open.consumer, "consumer joined (Consume)");
     let outbound = Outbound::new(open.topic, open.group, open.consumer);
-    let (out, rx) = mpsc::channel(OUT_DEPTH);
+    let (batches_out, batches_rx) = mpsc::channel(OUT_DEPTH);
+    let (confirmations_out, confirmations_rx) = mpsc::channel(OUT_DEPTH);
     let done = CancellationToken::new();
-    let pump = tokio::spawn(pump(batches, outbound, out.clone(), done.clone()));
+    let pump = tokio::spawn(pump(batches, outbound, batches_out, done.clone()));
     let settling = Settling {
         broker: broker.clone(),
         settler,
         metadata,
         confirm_all: open.confirm,
     };
-    tokio::spawn(settling.run(inbound, out, done, pump));
-    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    tokio::spawn(settling.run(inbound, confirmations_out, done, pump));
+    let responses = Responses {
+        confirmations: Some(confirmations_rx),
+        batches: Some(batches_rx),
+    };
+    Ok(Response::new(Box::pin(responses)))
+}
+
+/// The response stream: confirmations (and the settler's final status)
+/// before batches, so a confirmation does not wait behind a window's worth
+/// of deliveries. It ends after the first error, or when both queues are
+/// closed.
+struct Responses {
+    confirmations: Option<mpsc::Receiver<Item>>,
+    batches: Option<mpsc::Receiver<Item>>,
+}
+
+impl Stream for Responses {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = &mut *self;
+        let mut ended = false;
+        let mut next = None;
+        for queue in [&mut this.confirmations, &mut this.batches] {
+            let Some(rx) = queue else { continue };
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(item)) => {
+                    ended = item.is_err();
+                    next = Some(item);
+                    break;
+                }
+                Poll::Ready(None) => *queue = None,
+                Poll::Pending => {}
+            }
+        }
+        if let Some(item) = next {
+            if ended {
+                this.confirmations = None;
+                this.batches = None;
+            }
+            return Poll::Ready(Some(item));
+        }
+        if this.confirmations.is_none() && this.batches.is_none() {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 /// Sends `item` unless the stream is ending; false when it is, or the

@@ -232,7 +232,26 @@ where
     let mut sent_at: HashMap<u64, Instant> = HashMap::new();
     let mut next_id = 0u64;
     let mut acked = 0u64;
+    let mut pending: Vec<String> = Vec::new();
     while acked < d.total {
+        // Coalesced as with Subscribe: ids wait while ACKS_IN_FLIGHT acks
+        // are unconfirmed, then go together.
+        while sent_at.len() < ACKS_IN_FLIGHT && !pending.is_empty() {
+            let take = pending.len().min(MAX_ACKS_PER_CALL);
+            next_id += 1;
+            sent_at.insert(next_id, Instant::now());
+            let ack = proto::ConsumeAck {
+                ack_ids: pending.drain(..take).collect(),
+                request_id: next_id,
+                confirm: true,
+            };
+            let request = proto::ConsumeRequest {
+                kind: Some(Kind::Ack(ack)),
+            };
+            if requests.send(request).await.is_err() {
+                bail!("Consume stream ended early");
+            }
+        }
         let response = stream
             .message()
             .await
@@ -250,27 +269,9 @@ where
             acked += ok;
             d.bar.inc(ok);
         }
-        if response.deliveries.is_empty() {
-            continue;
-        }
-        (d.on_batch)(&response.deliveries, Instant::now());
-        for chunk in response.deliveries.chunks(MAX_ACKS_PER_CALL) {
-            next_id += 1;
-            sent_at.insert(next_id, Instant::now());
-            let ack = proto::ConsumeAck {
-                ack_ids: chunk.iter().map(|d| d.ack_id.clone()).collect(),
-                request_id: next_id,
-                confirm: true,
-            };
-            if requests
-                .send(proto::ConsumeRequest {
-                    kind: Some(Kind::Ack(ack)),
-                })
-                .await
-                .is_err()
-            {
-                bail!("Consume stream ended early");
-            }
+        if !response.deliveries.is_empty() {
+            (d.on_batch)(&response.deliveries, Instant::now());
+            pending.extend(response.deliveries.into_iter().map(|d| d.ack_id));
         }
     }
     let elapsed = start.elapsed();
