@@ -564,6 +564,7 @@ impl Config {
                 max_delivery_attempts: self.groups.max_delivery_attempts,
                 ordered: false,
                 ack_durability: self.groups.ack_durability,
+                expire_after: None,
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,

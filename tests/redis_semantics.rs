@@ -43,3 +43,5 @@ mod ordering;
 mod restart;
 #[path = "stream_endings.rs"]
 mod stream_endings;
+#[path = "temporary_groups.rs"]
+mod temporary_groups;

@@ -178,10 +178,14 @@ impl Broker {
             start: start.unwrap_or(Position::Latest),
             settings,
         };
-        self.inner
+        let created = self
+            .inner
             .backend
             .create_group(record, self.topic_defaults())
-            .await
+            .await?;
+        let expire_after = created.record.settings.expire_after;
+        self.inner.expiring.note(topic, name, expire_after);
+        Ok(created)
     }
 
     /// A group with stats.
@@ -243,7 +247,14 @@ impl Broker {
             }
             patch.apply(settings)
         };
-        self.inner.backend.update_group(topic, name, &update).await
+        let updated = self
+            .inner
+            .backend
+            .update_group(topic, name, &update)
+            .await?;
+        let expire_after = updated.record.settings.expire_after;
+        self.inner.expiring.note(topic, name, expire_after);
+        Ok(updated)
     }
 
     /// Deletes a group with its progress; its consumers' streams end.

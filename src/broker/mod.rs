@@ -15,6 +15,7 @@ pub mod settings;
 
 mod admin;
 mod consume;
+mod expiry;
 mod publish;
 mod read;
 mod subscribe;
@@ -107,6 +108,7 @@ impl Default for BrokerConfig {
                 max_delivery_attempts: 5,
                 ordered: false,
                 ack_durability: AckDurability::Batched,
+                expire_after: None,
             },
             default_max_in_flight: 1000,
             max_in_flight_limit: 100_000,
@@ -129,6 +131,8 @@ struct Inner {
     /// Cancelled at shutdown: readers end.
     stopping: CancellationToken,
     started: SystemTime,
+    /// Temporary groups known to this node.
+    expiring: expiry::Expiring,
 }
 
 impl Broker {
@@ -144,7 +148,10 @@ impl Broker {
                 Arc::new(RedisBackend::open(c.clone(), config.max_batch_bytes).await?)
             }
         };
-        Ok(Broker::over(config, backend))
+        let broker = Broker::over(config, backend);
+        let stopping = broker.inner.stopping.clone();
+        tokio::spawn(expiry::run(Arc::downgrade(&broker.inner), stopping));
+        Ok(broker)
     }
 
     /// A broker over an opened backend.
@@ -156,6 +163,7 @@ impl Broker {
                 readers: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 started: SystemTime::now(),
+                expiring: expiry::Expiring::default(),
                 config,
             }),
         }

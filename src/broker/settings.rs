@@ -73,7 +73,13 @@ pub struct GroupPatch {
     pub ordered: Option<bool>,
     /// New ack durability.
     pub ack_durability: Option<AckDurability>,
+    /// New expiration: `Some(None)` never expires, `Some(Some(ttl))`
+    /// deletes the group after `ttl` without a consumer.
+    pub expire_after: Option<Option<Duration>>,
 }
+
+/// Longest time a temporary group may wait for a consumer.
+pub const MAX_EXPIRE_AFTER: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Longest lease a group may ask for.
 pub const MAX_ACK_DEADLINE: Duration = Duration::from_secs(3600);
@@ -117,6 +123,15 @@ impl GroupPatch {
         }
         if let Some(v) = self.ack_durability {
             next.ack_durability = v;
+        }
+        if let Some(v) = self.expire_after {
+            if v.is_some_and(|ttl| ttl > MAX_EXPIRE_AFTER) {
+                return Err(BrokerError::invalid(
+                    "group.expiration_policy.ttl",
+                    "must be at most 366 days (unset: never expire)",
+                ));
+            }
+            next.expire_after = v;
         }
         *settings = next;
         Ok(())

@@ -242,6 +242,16 @@ pub fn group_patch(g: &proto::Group) -> Result<GroupPatch, Status> {
         max_delivery_attempts: g.max_delivery_attempts,
         ordered: g.ordered,
         ack_durability: ack_durability_in(g.ack_durability)?,
+        expire_after: g
+            .expiration_policy
+            .as_ref()
+            .map(|p| {
+                p.ttl
+                    .as_ref()
+                    .map(|d| from_duration("group.expiration_policy.ttl", d))
+                    .transpose()
+            })
+            .transpose()?,
     })
 }
 
@@ -307,6 +317,9 @@ pub fn group_out(info: GroupInfo) -> proto::Group {
             AckDurability::Sync => proto::AckDurability::Sync,
         }
         .into(),
+        expiration_policy: Some(proto::ExpirationPolicy {
+            ttl: opt_duration(s.expire_after),
+        }),
         create_time: Some(timestamp(r.created_us)),
         blocked_keys: info
             .stats

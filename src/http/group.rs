@@ -76,7 +76,8 @@ pub(super) async fn page(
             label { "Backoff multiplier" input name="multiplier" value=(set.retry.multiplier) inputmode="decimal" required; }
             label { "Max delivery attempts (0 = never dead-letter)" input name="max_delivery_attempts" value=(set.max_delivery_attempts) inputmode="numeric" required; }
             label.check { input type="checkbox" name="ack_sync" value="1" checked[set.ack_durability == AckDurability::Sync]; " Answer acks only once they are durable (sync)" }
-            p.muted { "Per-key ordering: " (if set.ordered { "on" } else { "off" }) " (fixed at creation). Started at " (position(&info.record.start)) "." }
+            p.muted { "Per-key ordering: " (if set.ordered { "on" } else { "off" }) " (fixed at creation). Started at " (position(&info.record.start)) "."
+                @if let Some(ttl) = set.expire_after { " Temporary: deleted after " (layout::duration(ttl)) " without a consumer." } }
             button type="submit" { "Save settings" }
         }
         h2 { "Seek" }
@@ -147,6 +148,7 @@ pub(super) async fn update(
         } else {
             AckDurability::Batched
         }),
+        expire_after: None,
     };
     console
         .broker()

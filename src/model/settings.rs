@@ -75,6 +75,10 @@ pub struct GroupSettings {
     /// Absent from records written before it existed: batched.
     #[serde(default)]
     pub ack_durability: AckDurability,
+    /// A temporary group: deleted once it has had no consumer for this
+    /// long (zero: as soon as its last consumer leaves). `None`: never.
+    #[serde(default, with = "humantime_serde")]
+    pub expire_after: Option<Duration>,
 }
 
 /// When a group answers acks and nacks.

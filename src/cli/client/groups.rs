@@ -104,6 +104,10 @@ pub struct CreateArgs {
     /// server's groups.ack_durability].
     #[arg(long, value_enum, value_name = "MODE")]
     pub ack_durability: Option<AckDurabilityArg>,
+    /// A temporary group: deleted once it has had no consumer this long
+    /// (0s: as soon as its last consumer leaves) [default: never].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expire_after: Option<Duration>,
     /// Only these event types (comma-separated or repeated).
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub types: Vec<String>,
@@ -231,6 +235,9 @@ pub async fn run(ctx: &Context, command: GroupsCommand) -> Result<()> {
                 ack_durability: args
                     .ack_durability
                     .map_or(0, |a| proto::AckDurability::from(a).into()),
+                expiration_policy: args.expire_after.map(|ttl| proto::ExpirationPolicy {
+                    ttl: Some(proto_duration(ttl)),
+                }),
                 ..Default::default()
             };
             let created = ctx
@@ -336,6 +343,16 @@ fn show(ctx: &Context, g: &Group, headline: Option<&str>) -> Result<()> {
             "ack durability",
             ack_durability_text(g.ack_durability).into(),
         ),
+        (
+            "expires",
+            match g.expiration_policy.as_ref().and_then(|p| p.ttl.as_ref()) {
+                Some(ttl) => format!(
+                    "after {} without a consumer",
+                    human_opt_duration(Some(ttl), "")
+                ),
+                None => "never".into(),
+            },
+        ),
     ]));
     text.push_str("\n\nstats (counters since the server started)\n");
     text.push_str(&indent(&fields(&[
@@ -398,6 +415,7 @@ struct GroupView {
     max_delivery_attempts: Option<u32>,
     ordered: Option<bool>,
     ack_durability: &'static str,
+    expire_after: Option<String>,
     create_time: Option<String>,
     stats: Option<GroupStatsView>,
     blocked_keys: Vec<BlockedKeyView>,
@@ -465,6 +483,11 @@ impl From<&Group> for GroupView {
             max_delivery_attempts: g.max_delivery_attempts,
             ordered: g.ordered,
             ack_durability: ack_durability_text(g.ack_durability),
+            expire_after: g
+                .expiration_policy
+                .as_ref()
+                .and_then(|p| p.ttl.as_ref())
+                .map(json_duration),
             create_time: g.create_time.as_ref().map(json_time),
             stats: g.stats.map(|s| GroupStatsView {
                 delivered: s.delivered,
