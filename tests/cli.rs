@@ -785,3 +785,38 @@ async fn unreachable_server_is_named_with_a_hint() {
         "cannot reach Herald at http://127.0.0.1:1",
     ));
 }
+
+/// `herald bench --scenario e2e` measures the disk's floor (a bare
+/// write+fdatasync loop on the data directory) in the same run and prints
+/// it beside Herald's latency rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_e2e_prints_the_disk_floor_beside_herald() {
+    let out = run(herald_cmd(
+        None,
+        &[
+            "bench",
+            "--scenario",
+            "e2e",
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+            "--json",
+        ],
+        None,
+    ))
+    .await
+    .success();
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json rows");
+    let scenarios: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenarios, ["disk", "e2e", "e2e-pub"]);
+    let disk = &rows[0];
+    assert!(disk["events"].as_u64().unwrap() > 0);
+    assert!(disk["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(disk["latency_of"].as_str().unwrap().contains("fdatasync"));
+}

@@ -18,6 +18,7 @@
 //! `--token`.
 
 mod consume;
+mod disk;
 mod e2e;
 mod secure;
 
@@ -89,6 +90,11 @@ pub struct BenchArgs {
     /// e2e duration, seconds.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// With --server and the e2e scenario: a directory on the server's data
+    /// disk, where a bare write+fdatasync loop measures the disk's floor
+    /// (with bench's own server: its data directory, always).
+    #[arg(long, value_name = "DIR", requires = "server")]
+    pub disk_probe_dir: Option<std::path::PathBuf>,
     /// fsync policy of the server bench starts itself.
     #[arg(long, default_value = "always")]
     pub fsync: String,
@@ -315,6 +321,13 @@ async fn run_once(args: &BenchArgs, auth: &ClientAuth, mode: Mode) -> anyhow::Re
         rows.extend(consume::consume(args, &target, channel.clone(), &run_id).await?);
     }
     if matches!(args.scenario, Scenario::All | Scenario::E2e) {
+        let probe_dir = match &args.disk_probe_dir {
+            Some(d) => Some(d.clone()),
+            None => own.is_some().then(|| dir.path().join("data")),
+        };
+        if let Some(d) = probe_dir {
+            rows.push(disk::probe(&d, args.payload.max(8), mode).await?);
+        }
         let topic = format!("bench-e2e-{run_id}");
         rows.extend(e2e::e2e(args, &target, channel.clone(), &topic).await?);
     }
