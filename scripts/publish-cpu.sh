@@ -36,7 +36,7 @@ after=$(ticks)
 ended=$(date +%s.%N)
 grep -E "^\|" "$work/pb.log" || tail -20 "$work/pb.log"
 # The calls made (the row's msgs/run: fewer than N when the time cap hit).
-n=$(grep "^| publish" "$work/pb.log" | awk -F'|' '{gsub(/ /, "", $7); print $7}')
+n=$(grep "^| publish" "$work/pb.log" | awk -F'|' '{gsub(/ /, "", $6); print $6}')
 awk -v t=$((after - before)) -v hz="$hz" -v n="${n:-$N}" -v s="$started" -v e="$ended" 'BEGIN {
   cpu = t / hz
   printf "server CPU: %.2f s for %d one-event Publish calls: %.1f µs per call (wall %.1f s)\n", cpu, n, cpu / n * 1e6, e - s
