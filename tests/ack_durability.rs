@@ -1,5 +1,5 @@
 //! `ack_durability` (issue 11, item 2): an ack answered for a `sync` group
-//! is never redelivered, even when the process holding the progress dies
+//! (by unary Ack or by a Consume confirmation) is never redelivered, even when the process holding the progress dies
 //! by `kill -9` right after the answer. On the embedded backend a
 //! `batched` group beside it, killed at the same moment, redelivers its
 //! acked events (the flush interval is 30 s): the control that shows the
@@ -62,6 +62,56 @@ async fn consume_and_ack(channel: Channel, group: &str) {
     }
 }
 
+/// Consumes all `EVENTS` events of `group` over a Consume stream, acking
+/// each batch on the stream with a confirmation asked for, and returns
+/// once every ack is confirmed OK.
+async fn consume_and_confirm(channel: Channel, group: &str) {
+    use herald::proto::consume_request::Kind;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let open = proto::ConsumeOpen {
+        topic: "orders".into(),
+        group: group.into(),
+        consumer: "test".into(),
+        max_in_flight: Some(64),
+        ..Default::default()
+    };
+    let request = |kind| proto::ConsumeRequest { kind: Some(kind) };
+    tx.send(request(Kind::Open(open))).await.unwrap();
+    let mut responses = SubscriberServiceClient::new(channel)
+        .consume(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("consume")
+        .into_inner();
+    let (mut delivered, mut confirmed, mut request_id) = (0, 0, 0);
+    while confirmed < EVENTS {
+        let r = tokio::time::timeout(Duration::from_secs(10), responses.message())
+            .await
+            .expect("a response in time")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(c) = r.confirmation {
+            assert!(
+                c.results
+                    .iter()
+                    .all(|r| r.outcome() == proto::LeaseOutcome::Ok),
+                "{group}: every ack confirmed OK"
+            );
+            confirmed += c.results.len();
+        }
+        if !r.deliveries.is_empty() {
+            delivered += r.deliveries.len();
+            request_id += 1;
+            let ack = proto::ConsumeAck {
+                ack_ids: r.deliveries.iter().map(|d| d.ack_id.clone()).collect(),
+                request_id,
+                confirm: true,
+            };
+            tx.send(request(Kind::Ack(ack))).await.unwrap();
+        }
+    }
+    assert_eq!(delivered, EVENTS);
+}
+
 /// Events of `group` delivered within `quiet` of subscribing.
 async fn redelivered(channel: Channel, group: &str, quiet: Duration) -> usize {
     let mut sub = SubscriberServiceClient::new(channel);
@@ -94,20 +144,24 @@ async fn embedded_sync_acks_survive_kill_9_and_batched_ones_are_redelivered() {
     let mut server = embedded(dir.path());
     let channel = server.channel().await;
     create_group(channel.clone(), "sync", proto::AckDurability::Sync).await;
+    create_group(channel.clone(), "sync-stream", proto::AckDurability::Sync).await;
     create_group(channel.clone(), "batched", proto::AckDurability::Batched).await;
     publish(channel.clone()).await;
     consume_and_ack(channel.clone(), "batched").await;
+    consume_and_confirm(channel.clone(), "sync-stream").await;
     consume_and_ack(channel.clone(), "sync").await;
     server.kill();
 
     let server = embedded(dir.path());
     let channel = server.channel().await;
     let quiet = Duration::from_millis(1500);
-    assert_eq!(
-        redelivered(channel.clone(), "sync", quiet).await,
-        0,
-        "a sync group redelivers nothing it answered acks for"
-    );
+    for group in ["sync", "sync-stream"] {
+        assert_eq!(
+            redelivered(channel.clone(), group, quiet).await,
+            0,
+            "{group}: a sync group redelivers nothing it answered acks for"
+        );
+    }
     assert_eq!(
         redelivered(channel, "batched", quiet).await,
         EVENTS,

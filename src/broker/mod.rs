@@ -47,7 +47,7 @@ pub use subscribe::Subscription;
 
 use crate::storage::Backend;
 use crate::storage::embedded::{EmbeddedBackend, EmbeddedConfig};
-use crate::storage::redis::{RedisBackend, RedisConfig};
+use crate::storage::redis::RedisConfig;
 use lease::AckIds;
 
 /// Which backend holds the data, with its settings.
@@ -116,6 +116,22 @@ impl Default for BrokerConfig {
     }
 }
 
+#[cfg(feature = "redis")]
+async fn open_redis(
+    c: &RedisConfig,
+    max_batch_bytes: usize,
+) -> Result<Arc<dyn Backend>, BrokerError> {
+    let backend = crate::storage::redis::RedisBackend::open(c.clone(), max_batch_bytes).await?;
+    Ok(Arc::new(backend))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(_: &RedisConfig, _: usize) -> Result<Arc<dyn Backend>, BrokerError> {
+    Err(BrokerError::Internal(
+        "storage.backend = \"redis\": this herald was built without the Redis backend (cargo feature `redis`)".into(),
+    ))
+}
+
 /// Handle to the core. Clones share everything.
 #[derive(Clone)]
 pub struct Broker {
@@ -144,9 +160,7 @@ impl Broker {
     pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let backend: Arc<dyn Backend> = match &config.storage {
             StorageChoice::Embedded(c) => Arc::new(EmbeddedBackend::open(c.clone()).await?),
-            StorageChoice::Redis(c) => {
-                Arc::new(RedisBackend::open(c.clone(), config.max_batch_bytes).await?)
-            }
+            StorageChoice::Redis(c) => open_redis(c, config.max_batch_bytes).await?,
         };
         let broker = Broker::over(config, backend);
         let stopping = broker.inner.stopping.clone();
