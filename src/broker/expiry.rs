@@ -17,7 +17,7 @@
 //! so a restart starts it again: a group may outlive its TTL by that much,
 //! never the other way round.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ struct Idle {
 /// The temporary groups this node knows of.
 #[derive(Default)]
 pub(super) struct Expiring {
-    groups: Mutex<HashMap<Key, ()>>,
+    groups: Mutex<HashSet<Key>>,
 }
 
 impl Expiring {
@@ -58,7 +58,7 @@ impl Expiring {
         let key = (topic.to_string(), group.to_string());
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         if expire_after.is_some() {
-            groups.insert(key, ());
+            groups.insert(key);
         } else {
             groups.remove(&key);
         }
@@ -73,7 +73,7 @@ impl Expiring {
 
     fn keys(&self) -> Vec<Key> {
         let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        groups.keys().cloned().collect()
+        groups.iter().cloned().collect()
     }
 }
 
@@ -121,7 +121,7 @@ impl Broker {
     async fn reap(&self, idle: &mut HashMap<Key, Idle>) {
         let expiring = &self.inner.expiring;
         let keys = expiring.keys();
-        let known: std::collections::HashSet<&Key> = keys.iter().collect();
+        let known: HashSet<&Key> = keys.iter().collect();
         idle.retain(|k, _| known.contains(k));
         for key in keys {
             let (topic, group) = (&key.0, &key.1);
