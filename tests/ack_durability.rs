@@ -13,10 +13,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::child::ChildServer;
+use common::consume::{ack_ids, ack_of, open, request};
 use common::redis::RedisServer;
 use common::*;
 use herald::proto;
 use herald::proto::admin_service_client::AdminServiceClient;
+use herald::proto::consume_request::Kind;
 use herald::proto::publisher_service_client::PublisherServiceClient;
 use herald::proto::subscriber_service_client::SubscriberServiceClient;
 use tonic::transport::Channel;
@@ -66,17 +68,10 @@ async fn consume_and_ack(channel: Channel, group: &str) {
 /// each batch on the stream with a confirmation asked for, and returns
 /// once every ack is confirmed OK.
 async fn consume_and_confirm(channel: Channel, group: &str) {
-    use herald::proto::consume_request::Kind;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let open = proto::ConsumeOpen {
-        topic: "orders".into(),
-        group: group.into(),
-        consumer: "test".into(),
-        max_in_flight: Some(64),
-        ..Default::default()
-    };
-    let request = |kind| proto::ConsumeRequest { kind: Some(kind) };
-    tx.send(request(Kind::Open(open))).await.unwrap();
+    tx.send(request(Kind::Open(open("orders", group))))
+        .await
+        .unwrap();
     let mut responses = SubscriberServiceClient::new(channel)
         .consume(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
@@ -101,12 +96,10 @@ async fn consume_and_confirm(channel: Channel, group: &str) {
         if !r.deliveries.is_empty() {
             delivered += r.deliveries.len();
             request_id += 1;
-            let ack = proto::ConsumeAck {
-                ack_ids: r.deliveries.iter().map(|d| d.ack_id.clone()).collect(),
-                request_id,
-                confirm: true,
-            };
-            tx.send(request(Kind::Ack(ack))).await.unwrap();
+            let ids = ack_ids(&r.deliveries);
+            tx.send(request(ack_of(ids, request_id, true)))
+                .await
+                .unwrap();
         }
     }
     assert_eq!(delivered, EVENTS);
