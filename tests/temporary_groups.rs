@@ -164,3 +164,16 @@ async fn a_new_temporary_group_waits_for_its_first_consumer_and_bad_ttls_are_ref
     );
     assert!(!exists(&server, "long").await, "nothing created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_finds_its_temporary_groups_by_listing() {
+    let mut server = TestServer::start().await;
+    server.publish_n("orders", "o", 1).await;
+    create(&server, "left-behind", policy(Duration::ZERO)).await;
+    create(&server, "kept", None).await;
+    server.restart().await;
+    // Not created through the new process: only its listing at start can
+    // find it; deleted once the grace after creation is over.
+    gone_within(&server, "left-behind", Duration::from_secs(15)).await;
+    assert!(exists(&server, "kept").await);
+}

@@ -5,8 +5,10 @@
 //!
 //! Broker layer. One task per node. It learns of temporary groups when
 //! they are created or changed through this node, and from a listing of
-//! every group each `REFRESH` (so over Redis a node also reaps groups that
-//! other nodes created). Each `TICK` it reads each one's settings and
+//! every group: once at start on the embedded backend (every later change
+//! goes through this node), each `REFRESH` over Redis (so a node also
+//! reaps groups that other nodes created). A failed listing is retried
+//! after `REFRESH`. Each `TICK` it reads each one's settings and
 //! consumer count from the backend (over Redis, consumers on every node
 //! count). The idle clock starts at the last tick that saw a consumer;
 //! for a group the node never saw with one, at the later of its first
@@ -81,6 +83,8 @@ impl Expiring {
 pub(super) async fn run(inner: Weak<Inner>, stopping: CancellationToken) {
     let mut idle: HashMap<Key, Idle> = HashMap::new();
     let mut refreshed: Option<tokio::time::Instant> = None;
+    // Whether listing again can find groups this node did not create.
+    let mut relist = true;
     loop {
         tokio::select! {
             _ = stopping.cancelled() => return,
@@ -88,10 +92,14 @@ pub(super) async fn run(inner: Weak<Inner>, stopping: CancellationToken) {
         }
         let Some(inner) = inner.upgrade() else { return };
         let broker = Broker { inner };
-        if refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+        if relist && refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             refreshed = Some(tokio::time::Instant::now());
-            if let Err(e) = broker.find_temporary_groups().await {
-                tracing::warn!(error = %e, "temporary groups: listing groups failed; retrying later");
+            match broker.find_temporary_groups().await {
+                // Only nodes sharing a backend create groups behind our back.
+                Ok(()) => relist = broker.inner.backend.kind() != "embedded",
+                Err(e) => {
+                    tracing::warn!(error = %e, "temporary groups: listing groups failed; retrying later");
+                }
             }
         }
         broker.reap(&mut idle).await;
