@@ -11,7 +11,7 @@ command -v chromium >/dev/null && command -v chromedriver >/dev/null || {
 }
 target="${CARGO_TARGET_DIR:-target}"
 rm -rf "$target/console-screenshots"
-cargo test --test console_browser -- --nocapture
+cargo test --test system console_browser:: -- --nocapture
 for name in overview group dead-letters group-phone; do
   cp "$target/console-screenshots/$name.png" "docs/console/$name.png"
 done

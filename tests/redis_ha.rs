@@ -1,0 +1,10 @@
+//! Several Herald nodes over one Redis, Redis Cluster, and Redis failures,
+//! in one test binary. Its name starts with `redis_`, so servers the harness
+//! starts use the Redis backend (see `common/redis.rs`). Each included file
+//! brings its own copy of `common`, hence the allowance.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "redis_failures.rs"]
+mod redis_failures;
+#[path = "redis_nodes.rs"]
+mod redis_nodes;
