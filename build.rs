@@ -1,6 +1,8 @@
-//! Compiles `proto/herald/v1/*.proto` into Rust with protox (a pure-Rust
-//! protobuf compiler), so building needs no system `protoc`. Also writes the
-//! encoded descriptor set used by gRPC server reflection.
+//! Compiles `proto/herald/v1/*.proto`, and the vendored Google Pub/Sub API
+//! (`proto/google/`, for the Pub/Sub front door), into Rust with protox (a
+//! pure-Rust protobuf compiler), so building needs no system `protoc`. Also
+//! writes the encoded descriptor sets used by gRPC server reflection, one
+//! per API.
 
 use std::path::PathBuf;
 
@@ -24,5 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".herald.v1.Event.data")
         .compile_fds(descriptors)?;
+
+    let pubsub = protox::compile(["proto/google/pubsub/v1/pubsub.proto"], ["proto"])?;
+    std::fs::write(
+        out_dir.join("pubsub_descriptor.bin"),
+        pubsub.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .bytes(".google.pubsub.v1.PubsubMessage.data")
+        .compile_fds(pubsub)?;
     Ok(())
 }

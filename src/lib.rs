@@ -15,5 +15,6 @@ pub mod grpc;
 pub mod http;
 pub mod model;
 pub mod proto;
+pub mod pubsub;
 pub mod storage;
 pub mod telemetry;
