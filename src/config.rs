@@ -8,6 +8,7 @@
 //! The `[tls]` and `[auth]` sections and the rule that keeps an open server
 //! on loopback are in [`security`].
 
+pub mod pubsub;
 pub mod security;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::grpc::TransportOptions;
 use crate::storage::embedded::EmbeddedConfig;
 use crate::storage::embedded::log::{FsyncPolicy, LogOptions, TailCacheMemory};
 use crate::storage::redis::RedisConfig;
+pub use pubsub::PubSubConfig;
 pub use security::{AuthConfig, AuthMode, TlsConfig};
 
 /// The whole configuration. Every key is documented in the README.
@@ -62,6 +64,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The Redis backend (with `storage.backend = "redis"`).
     pub redis: RedisConfig,
+    /// The Google Pub/Sub front door.
+    pub pubsub: PubSubConfig,
 }
 
 /// The address the HTTP listener takes when `http.listen` is not set.
@@ -251,6 +255,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             redis: RedisConfig::default(),
+            pubsub: PubSubConfig::default(),
         }
     }
 }
@@ -399,6 +404,7 @@ impl Config {
     /// A message naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
         use anyhow::bail;
+        self.pubsub.validate()?;
         let l = &self.limits;
         if l.max_event_bytes == 0 {
             bail!("limits.max_event_bytes must be positive");

@@ -314,6 +314,7 @@ async fn health_and_reflection_answer() {
             "herald.v1.AdminService",
             "herald.v1.DeadLetterService",
             "grpc.health.v1.Health",
+            "google.pubsub.v1.Publisher",
         ] {
             assert!(
                 names.iter().any(|n| n == want),

@@ -16,12 +16,15 @@
 //! `HERALD_POLYGLOT_SKIP_DLQ=1` is passed through to the scenarios, which then
 //! skip the dead-letter steps. See `tests/polyglot/README.md`.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use common::clients::{INSTALL_TIMEOUT, python_env, require_tool, run};
 
 /// Serializes the set-up of the client environments, shared by tests that
 /// run in parallel.
@@ -29,8 +32,6 @@ static SETUP: Mutex<()> = Mutex::new(());
 
 /// A whole scenario, dead-letter waits included, takes a few seconds.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
-/// `pip install` / `npm ci` on a cold cache.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[test]
 fn python_client_runs_the_scenario() {
@@ -53,7 +54,10 @@ fn node_client_runs_the_scenario_over_tls_with_a_token() {
 }
 
 fn python_scenario(secure: bool) {
-    let python = python_env();
+    let python = python_env(
+        "polyglot-venv",
+        &polyglot_dir().join("python").join("requirements.txt"),
+    );
     let server = Server::start(secure);
     let script = polyglot_dir().join("python").join("scenario.py");
     let mut cmd = Command::new(python);
@@ -258,90 +262,6 @@ fn polyglot_dir() -> PathBuf {
     repo().join("tests").join("polyglot")
 }
 
-/// Cargo's target directory (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
-fn target_dir() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().unwrap_or(tmp).to_path_buf()
-}
-
-/// Fails the test with `hint` unless `program --version` runs.
-fn require_tool(program: &str, hint: &str) {
-    match Command::new(program).arg("--version").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "`{program} --version` failed ({}): {hint}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => panic!("`{program}` could not be run ({e}): {hint}"),
-    }
-}
-
-/// The Python of `target/polyglot-venv`, with `requirements.txt` installed.
-/// The venv is created once; pip runs again only when the requirements
-/// differ from the ones recorded in the stamp file after the last install.
-fn python_env() -> PathBuf {
-    // The plaintext and TLS tests run at once: one sets the venv up.
-    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
-    let started = Instant::now();
-    require_tool(
-        "python3",
-        "the polyglot test needs Python 3 with the venv module on PATH \
-         (Debian/Ubuntu: apt-get install python3 python3-venv)",
-    );
-    let venv = target_dir().join("polyglot-venv");
-    let python = if cfg!(windows) {
-        venv.join("Scripts").join("python.exe")
-    } else {
-        venv.join("bin").join("python")
-    };
-    let usable = Command::new(&python)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !usable {
-        let _ = std::fs::remove_dir_all(&venv);
-        let out = run(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            INSTALL_TIMEOUT,
-        );
-        assert!(
-            out.success(),
-            "`python3 -m venv {}` failed ({}); on Debian/Ubuntu install python3-venv.\n{}{}",
-            venv.display(),
-            out.describe_exit(),
-            out.stdout,
-            out.stderr
-        );
-    }
-    let requirements = polyglot_dir().join("python").join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("read requirements.txt");
-    let stamp = venv.join("herald-requirements.stamp");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let out = run(
-            Command::new(&python)
-                .args(["-m", "pip", "install", "--disable-pip-version-check"])
-                .args(["--no-input", "--quiet", "-r"])
-                .arg(&requirements),
-            INSTALL_TIMEOUT,
-        );
-        assert!(
-            out.success(),
-            "pip install -r {} failed ({}); it needs access to PyPI.\n{}{}",
-            requirements.display(),
-            out.describe_exit(),
-            out.stdout,
-            out.stderr
-        );
-        std::fs::write(&stamp, &wanted).expect("write the venv stamp");
-        println!(
-            "python: installed requirements into {} in {:.1} s",
-            venv.display(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    python
-}
-
 /// `npm ci` in `tests/polyglot/node`, unless `node_modules` was installed
 /// from the current `package.json` and `package-lock.json` (recorded in a
 /// stamp file inside `node_modules`, which `npm ci` wipes).
@@ -378,66 +298,4 @@ fn node_env() {
     );
     std::fs::write(&stamp, &wanted).expect("write the node_modules stamp");
     println!("node: npm ci in {:.1} s", started.elapsed().as_secs_f64());
-}
-
-// ---------------------------------------------------------------------------
-// Running child processes with captured output and a time limit.
-
-struct Output {
-    /// None when the process was killed for running past its time limit.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Output {
-    fn success(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn describe_exit(&self) -> String {
-        match self.status {
-            Some(status) => status.to_string(),
-            None => format!("killed after {:.0} s", self.elapsed.as_secs_f64()),
-        }
-    }
-}
-
-/// Runs `cmd` to completion, killing it after `timeout`.
-fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break Some(status);
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-        elapsed: started.elapsed(),
-    }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }

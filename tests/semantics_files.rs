@@ -39,3 +39,5 @@ mod restart;
 mod stream_endings;
 #[path = "temporary_groups.rs"]
 mod temporary_groups;
+#[path = "pubsub_clients.rs"]
+mod pubsub_clients;

@@ -42,6 +42,8 @@ mod metadata_faults;
 mod otel;
 #[path = "polyglot.rs"]
 mod polyglot;
+#[path = "pubsub_auth.rs"]
+mod pubsub_auth;
 #[path = "scale.rs"]
 mod scale;
 #[path = "security_cli.rs"]

@@ -151,6 +151,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         listener,
         config.transport(),
         security.clone(),
+        config.pubsub.options(),
         async move { signal.cancelled().await },
     ));
     let http = match http_listener {

@@ -21,8 +21,9 @@ use super::guard::{Caller, Credential};
 use super::status::auth_status;
 use crate::auth::{AuthError, AuthState};
 
-/// Paths of the services that need a credential.
-const GUARDED_PREFIX: &str = "/herald.v1.";
+/// Paths of the services that need a credential: Herald's and the Pub/Sub
+/// front door's (health and reflection stay open).
+const GUARDED_PREFIXES: [&str; 2] = ["/herald.v1.", "/google.pubsub.v1."];
 
 /// Authenticates `headers` and the connection's certificate.
 ///
@@ -121,7 +122,8 @@ where
                 inner: self.inner.call(request),
             };
         };
-        if !request.uri().path().starts_with(GUARDED_PREFIX) {
+        let path = request.uri().path();
+        if !GUARDED_PREFIXES.iter().any(|p| path.starts_with(p)) {
             return AuthnFuture::Inner {
                 inner: self.inner.call(request),
             };

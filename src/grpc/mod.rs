@@ -128,6 +128,7 @@ pub async fn serve(
     listener: TcpListener,
     transport: TransportOptions,
     security: Security,
+    pubsub: Option<crate::pubsub::Options>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     // Leave headroom over the request limit so oversized batches reach the
@@ -144,6 +145,9 @@ pub async fn serve(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                crate::proto::google::pubsub::v1::FILE_DESCRIPTOR_SET,
+            )
     };
     let reflection = reflection()
         .build_v1()
@@ -180,8 +184,16 @@ pub async fn serve(
             guard.clone(),
         )))
         .add_service(DeadLetterServiceServer::new(
-            dead_letter::DeadLetterApi::new(broker.clone(), guard),
+            dead_letter::DeadLetterApi::new(broker.clone(), guard.clone()),
         ));
+    if let Some(options) = pubsub {
+        use crate::proto::google::pubsub::v1::publisher_server::PublisherServer;
+        let front = crate::pubsub::Front::new(broker.clone(), guard, &options);
+        router = router.add_service(
+            PublisherServer::new(crate::pubsub::publisher::PublisherApi::new(front))
+                .max_decoding_message_size(max_message),
+        );
+    }
     if security.reflection
         && let Ok((v1, v1alpha)) = reflection
     {

@@ -5,10 +5,135 @@
 //! Pub/Sub layer, a sibling of `grpc/` and as thin: names and messages in,
 //! one broker call, messages out. Topics are Herald topics and a
 //! subscription is a group on its topic, named by the reversible mapping
-//! of [`names`].
+//! of [`names`]. Authentication is the gRPC layer's (the same `authn`
+//! layer runs before these services); each RPC is authorized here on the
+//! Herald topic its name maps to, with one of Herald's actions.
 //!
 //! Built so far: the vendored API (`proto/google/`, compiled by `build.rs`
-//! into [`crate::proto::google`]) and the name mapping. The services are
-//! not served yet.
+//! into [`crate::proto::google`]), the name mapping, and the Publisher
+//! service ([`publisher`]). The Subscriber service is not served yet.
 
+mod convert;
 pub mod names;
+pub mod publisher;
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use crate::auth::{self, Action};
+use crate::broker::{Broker, BrokerError};
+use crate::grpc::audit;
+use crate::grpc::guard::{Caller, Guard, Target};
+use crate::grpc::status::{auth_status, to_status};
+use names::{Kind, NameError, Resource};
+
+/// The project whose topics and subscriptions are Herald's own, unprefixed
+/// names, unless the configuration says otherwise.
+pub const DEFAULT_PROJECT: &str = "herald";
+
+/// How the front door is set up (`[pubsub]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The project under which `herald.v1` topics appear as they are.
+    pub default_project: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            default_project: DEFAULT_PROJECT.to_string(),
+        }
+    }
+}
+
+/// What every Pub/Sub service holds.
+#[derive(Clone)]
+pub(crate) struct Front {
+    broker: Broker,
+    guard: Guard,
+    default_project: Arc<str>,
+}
+
+/// What an RPC needs on its topic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Need {
+    /// An action.
+    Do(Action),
+    /// Any permission (describe calls).
+    View,
+}
+
+impl Front {
+    pub(crate) fn new(broker: Broker, guard: Guard, options: &Options) -> Front {
+        Front {
+            broker,
+            guard,
+            default_project: options.default_project.as_str().into(),
+        }
+    }
+
+    /// A Pub/Sub name of `kind`, parsed, and the Herald name it maps to.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT with Pub/Sub's wording.
+    pub(crate) fn resolve(&self, kind: Kind, name: &str) -> Result<(Resource, String), Status> {
+        let resource = names::parse(kind, name, &self.default_project)
+            .map_err(|e: NameError| Status::invalid_argument(e.to_string()))?;
+        let herald = names::to_herald(&resource, &self.default_project);
+        Ok((resource, herald))
+    }
+
+    /// The Pub/Sub resource a Herald name stands for, if any.
+    pub(crate) fn resource(&self, kind: Kind, herald: &str) -> Option<Resource> {
+        names::from_herald(kind, herald, &self.default_project)
+    }
+
+    /// Authenticates `request` and authorizes `need` on Herald topic
+    /// `topic`; refusals of management calls (`audited`) are logged.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED, PERMISSION_DENIED.
+    pub(crate) fn allow<T>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+        need: Need,
+        topic: &str,
+    ) -> Result<Caller, Status> {
+        let caller = self.guard.caller(request)?;
+        let Some(principal) = caller.principal() else {
+            return Ok(caller);
+        };
+        let result = match need {
+            Need::Do(action) => auth::authorize(principal, action, topic),
+            Need::View => auth::authorize_view(principal, topic),
+        };
+        if let Err(e) = result {
+            if matches!(need, Need::Do(Action::Manage)) {
+                audit::denied(&caller, method, Target::Topic(topic), &e);
+            }
+            return Err(auth_status(e));
+        }
+        Ok(caller)
+    }
+
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.broker
+    }
+}
+
+/// A broker failure as Pub/Sub words it: NOT_FOUND and ALREADY_EXISTS name
+/// the resource as the client gave it; the rest as `herald.v1` answers.
+pub(crate) fn status(resource: &Resource, e: BrokerError) -> Status {
+    match e {
+        BrokerError::NotFound(_) => {
+            Status::not_found(format!("Resource not found (resource={}).", resource.id))
+        }
+        BrokerError::AlreadyExists(_) => Status::already_exists(format!(
+            "Resource already exists in the project (resource={}).",
+            resource.id
+        )),
+        other => to_status(other),
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod clients;
 pub mod consume;
 pub mod raw;
 pub mod redis;

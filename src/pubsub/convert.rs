@@ -1,0 +1,241 @@
+//! Pub/Sub messages and topics to and from Herald's, with Pub/Sub's
+//! request limits.
+//!
+//! Pub/Sub layer, pure functions.
+//!
+//! A Pub/Sub message is a Herald event of type [`MESSAGE_TYPE`]: `data` is
+//! the payload, `attributes` the attributes, `ordering_key` the key; the
+//! server assigns the id (the `message_id`).
+
+use std::time::Duration;
+
+use tonic::Status;
+
+use crate::broker::TopicPatch;
+use crate::event::Event;
+use crate::model::results::TopicInfo;
+use crate::proto::google::pubsub::v1::{PubsubMessage, Topic};
+
+/// The event type of messages published through Pub/Sub.
+pub const MESSAGE_TYPE: &str = "google.pubsub.v1.PubsubMessage";
+
+/// Pub/Sub's limits on a publish request.
+const MAX_MESSAGES: usize = 1000;
+const MAX_ATTRIBUTES: usize = 100;
+const MAX_ATTRIBUTE_KEY: usize = 256;
+const MAX_ATTRIBUTE_VALUE: usize = 1024;
+const MAX_ORDERING_KEY: usize = 1024;
+
+/// Pub/Sub's bounds of a topic's `message_retention_duration`.
+const MIN_RETENTION: Duration = Duration::from_secs(10 * 60);
+const MAX_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// The events of a publish request, checked as Pub/Sub checks them
+/// (Herald's own size limits are the broker's).
+///
+/// # Errors
+/// INVALID_ARGUMENT.
+pub fn events(messages: Vec<PubsubMessage>) -> Result<Vec<Event>, Status> {
+    if messages.is_empty() {
+        return Err(Status::invalid_argument(
+            "The request contains no messages: at least one is required.",
+        ));
+    }
+    if messages.len() > MAX_MESSAGES {
+        return Err(Status::invalid_argument(format!(
+            "The number of messages in the request ({}) exceeds the maximum allowed ({MAX_MESSAGES}).",
+            messages.len()
+        )));
+    }
+    messages.into_iter().map(event).collect()
+}
+
+fn event(m: PubsubMessage) -> Result<Event, Status> {
+    if m.data.is_empty() && m.attributes.is_empty() {
+        return Err(Status::invalid_argument(
+            "One or more messages in the publish request is empty. Each message must contain either non-empty data, or at least one attribute.",
+        ));
+    }
+    if m.attributes.len() > MAX_ATTRIBUTES {
+        return Err(Status::invalid_argument(format!(
+            "A message has {} attributes, over the maximum of {MAX_ATTRIBUTES}.",
+            m.attributes.len()
+        )));
+    }
+    for (k, v) in &m.attributes {
+        if k.is_empty() || k.len() > MAX_ATTRIBUTE_KEY || k.starts_with("goog") {
+            return Err(Status::invalid_argument(format!(
+                "Invalid attribute key {}: keys are 1 to {MAX_ATTRIBUTE_KEY} bytes and must not start with \"goog\".",
+                crate::model::echo(k)
+            )));
+        }
+        if v.len() > MAX_ATTRIBUTE_VALUE {
+            return Err(Status::invalid_argument(format!(
+                "The value of attribute {} is {} bytes, over the maximum of {MAX_ATTRIBUTE_VALUE}.",
+                crate::model::echo(k),
+                v.len()
+            )));
+        }
+    }
+    if m.ordering_key.len() > MAX_ORDERING_KEY {
+        return Err(Status::invalid_argument(format!(
+            "The ordering key is {} bytes, over the maximum of {MAX_ORDERING_KEY}.",
+            m.ordering_key.len()
+        )));
+    }
+    let mut attributes: Vec<(String, String)> = m.attributes.into_iter().collect();
+    attributes.sort();
+    Ok(Event {
+        event_type: MESSAGE_TYPE.to_string(),
+        key: m.ordering_key,
+        data: m.data,
+        attributes,
+        ..Event::default()
+    })
+}
+
+/// A topic as Pub/Sub shows it, under its Pub/Sub `name`.
+pub fn topic(name: String, info: &TopicInfo) -> Topic {
+    Topic {
+        name,
+        message_retention_duration: info.record.settings.retention_max_age.map(duration_out),
+        ..Topic::default()
+    }
+}
+
+/// The settings a Pub/Sub topic asks for; what Herald does not store is
+/// refused, not dropped.
+///
+/// # Errors
+/// INVALID_ARGUMENT.
+pub fn topic_patch(t: &Topic, fields: &[&str]) -> Result<TopicPatch, Status> {
+    let mut patch = TopicPatch::default();
+    for field in fields {
+        match *field {
+            "message_retention_duration" => {
+                patch.retention_max_age = Some(match &t.message_retention_duration {
+                    None => None,
+                    Some(d) => Some(retention(d)?),
+                });
+            }
+            "labels" if t.labels.is_empty() => {}
+            "kms_key_name" if t.kms_key_name.is_empty() => {}
+            "schema_settings" if t.schema_settings.is_none() => {}
+            "message_storage_policy" if t.message_storage_policy.is_none() => {}
+            "labels" | "kms_key_name" | "schema_settings" | "message_storage_policy" => {
+                return Err(Status::invalid_argument(format!(
+                    "Topic field {field} is not supported by Herald."
+                )));
+            }
+            "satisfies_pzs" | "name" => {}
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "Invalid update_mask provided in the UpdateTopicRequest: {} is not a known Topic field.",
+                    crate::model::echo(other)
+                )));
+            }
+        }
+    }
+    Ok(patch)
+}
+
+/// Every settable field of a topic, for CreateTopic.
+pub const TOPIC_FIELDS: &[&str] = &[
+    "message_retention_duration",
+    "labels",
+    "kms_key_name",
+    "schema_settings",
+    "message_storage_policy",
+];
+
+fn retention(d: &prost_types::Duration) -> Result<Duration, Status> {
+    let d = duration_in(d).filter(|d| (MIN_RETENTION..=MAX_RETENTION).contains(d));
+    d.ok_or_else(|| {
+        Status::invalid_argument(
+            "Invalid message_retention_duration: it must be between 10 minutes and 31 days.",
+        )
+    })
+}
+
+fn duration_in(d: &prost_types::Duration) -> Option<Duration> {
+    let secs = u64::try_from(d.seconds).ok()?;
+    let nanos = u32::try_from(d.nanos).ok()?;
+    (nanos < 1_000_000_000).then(|| Duration::new(secs, nanos))
+}
+
+fn duration_out(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn message(data: &'static [u8], attrs: &[(&str, &str)]) -> PubsubMessage {
+        PubsubMessage {
+            data: Bytes::from_static(data),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..PubsubMessage::default()
+        }
+    }
+
+    #[test]
+    fn a_message_becomes_an_event() {
+        let mut m = message(b"hi", &[("b", "2"), ("a", "1")]);
+        m.ordering_key = "user-7".into();
+        let e = &events(vec![m]).unwrap()[0];
+        assert_eq!(e.event_type, MESSAGE_TYPE);
+        assert_eq!(e.key, "user-7");
+        assert_eq!(&e.data[..], b"hi");
+        assert_eq!(
+            e.attributes,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert!(e.id.is_empty(), "the server assigns message ids");
+    }
+
+    #[test]
+    fn pubsub_request_limits_are_enforced() {
+        assert!(events(vec![]).is_err());
+        assert!(events(vec![message(b"", &[])]).is_err(), "empty message");
+        assert!(
+            events(vec![message(b"", &[("k", "")])]).is_ok(),
+            "an attribute suffices"
+        );
+        assert!(events(vec![message(b"x", &[("googx", "1")])]).is_err());
+        let long = "v".repeat(MAX_ATTRIBUTE_VALUE + 1);
+        assert!(events(vec![message(b"x", &[("k", &long)])]).is_err());
+        let many = vec![message(b"x", &[]); MAX_MESSAGES + 1];
+        assert_eq!(
+            events(many).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn retention_is_bounded_and_unsupported_fields_are_refused() {
+        let retained = |seconds| Topic {
+            message_retention_duration: Some(prost_types::Duration { seconds, nanos: 0 }),
+            ..Topic::default()
+        };
+        let patch = topic_patch(&retained(3600), TOPIC_FIELDS).unwrap();
+        assert_eq!(
+            patch.retention_max_age,
+            Some(Some(Duration::from_secs(3600)))
+        );
+        assert!(topic_patch(&retained(60), TOPIC_FIELDS).is_err());
+        let labelled = Topic {
+            labels: [("team".to_string(), "a".to_string())].into(),
+            ..Topic::default()
+        };
+        assert!(topic_patch(&labelled, TOPIC_FIELDS).is_err());
+        assert!(topic_patch(&Topic::default(), &["nope"]).is_err());
+    }
+}

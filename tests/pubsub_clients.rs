@@ -1,0 +1,114 @@
+//! The official Google Cloud Pub/Sub Python client (pinned in
+//! `tests/pubsub/requirements.txt`, installed into `target/pubsub-venv`)
+//! runs unchanged against Herald with `PUBSUB_EMULATOR_HOST` (issue 12):
+//! the Publisher API's answers, name rules and errors, and the published
+//! messages read back through `herald.v1`. Runs on both backends
+//! (`semantics_files.rs`).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::clients::{python_env, run};
+use common::*;
+use herald::proto;
+use tokio_stream::StreamExt;
+
+/// Runs `publisher.py` for `project`/`topic` and returns the message ids
+/// it printed.
+fn run_publisher(server: &TestServer, project: &str, topic: &str) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pubsub");
+    let python = python_env("pubsub-venv", &dir.join("requirements.txt"));
+    let out = run(
+        Command::new(python)
+            .arg(dir.join("publisher.py"))
+            .args([project, topic])
+            .env("PUBSUB_EMULATOR_HOST", server.addr().to_string())
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.success(),
+        "publisher.py failed ({}):\n{}\n{}",
+        out.describe_exit(),
+        out.stdout,
+        out.stderr
+    );
+    let line = out.stdout.lines().last().expect("a JSON line");
+    let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    value["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().expect("id").to_string())
+        .collect()
+}
+
+/// Every event of Herald topic `topic`, through `herald.v1` Read.
+async fn read_all(server: &TestServer, topic: &str) -> Vec<proto::Event> {
+    let mut stream = server
+        .subscriber()
+        .read(proto::ReadRequest {
+            topic: topic.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut all = Vec::new();
+    while let Some(batch) = stream.next().await {
+        all.extend(batch.expect("batch").events);
+    }
+    all
+}
+
+async fn check_published(server: &TestServer, project: &str, herald_topic: &str) {
+    let ids = run_publisher(server, project, "orders");
+    let events = read_all(server, herald_topic).await;
+    let got: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(got, ids, "message ids are the events' ids, in order");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.r#type, "google.pubsub.v1.PubsubMessage");
+        assert_eq!(e.key, "user-1", "ordering_key is the key");
+        assert_eq!(&e.data[..], format!("order-{i}").as_bytes());
+        let n = i.to_string();
+        assert_eq!(
+            e.attributes.get("n").map(String::as_str),
+            Some(n.as_str()),
+            "attributes: {:?}",
+            e.attributes
+        );
+        assert_eq!(e.attributes.get("kind").map(String::as_str), Some("OrderPlaced"));
+    }
+    // The update through Pub/Sub is Herald's retention.
+    let topic = server
+        .admin()
+        .get_topic(proto::GetTopicRequest {
+            name: herald_topic.into(),
+        })
+        .await
+        .expect("get topic")
+        .into_inner()
+        .topic
+        .expect("topic");
+    assert_eq!(topic.retention_max_age, Some(dur(Duration::from_secs(3600))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_client_publishes_to_the_default_project() {
+    let server = TestServer::start().await;
+    check_published(&server, "herald", "orders").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_project_maps_to_prefixed_herald_names() {
+    let server = TestServer::start().await;
+    // A herald.v1 topic of the default project is not another project's.
+    server.publish_n("orders", "h", 1).await;
+    check_published(&server, "other-proj", "1other-proj.orders").await;
+    assert_eq!(read_all(&server, "orders").await.len(), 1, "projects are isolated");
+    server.stop().await;
+}
