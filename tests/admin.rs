@@ -315,6 +315,7 @@ async fn health_and_reflection_answer() {
             "herald.v1.DeadLetterService",
             "grpc.health.v1.Health",
             "google.pubsub.v1.Publisher",
+            "google.pubsub.v1.Subscriber",
         ] {
             assert!(
                 names.iter().any(|n| n == want),

@@ -27,6 +27,12 @@ fn principals() -> Vec<PrincipalSpec<'static>> {
             admin: false,
             rules: &[(&["publish"], &["orders"])],
         },
+        // Consumes from `orders` only.
+        PrincipalSpec {
+            name: "reader",
+            admin: false,
+            rules: &[(&["consume"], &["orders"])],
+        },
     ]
 }
 
@@ -138,5 +144,58 @@ async fn pubsub_calls_are_authenticated_and_authorized() {
         .map(|t| t.name)
         .collect();
     assert_eq!(listed, vec![topic("orders")], "only what it may see");
+    subscriptions(&server, &tokens).await;
     server.stop().await;
+}
+
+/// The Subscriber: creating needs `manage`; streaming needs `consume`.
+async fn subscriptions(server: &SecureServer, tokens: &HashMap<String, String>) {
+    use herald::proto::google::pubsub::v1::subscriber_client::SubscriberClient;
+    let client = |token: &str| {
+        let token = token.to_string();
+        async move { SubscriberClient::new(server.channel(None, Some(&token)).await.unwrap()) }
+    };
+    let mut admin = client(&tokens["admin"]).await;
+    let mut reader = client(&tokens["reader"]).await;
+    let subscription = |id: &str, topic: &str| Subscription {
+        name: format!("projects/herald/subscriptions/{id}"),
+        topic: format!("projects/herald/topics/{topic}"),
+        ..Subscription::default()
+    };
+    let err = reader
+        .create_subscription(subscription("mine", "orders"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "create needs manage: {err:?}"
+    );
+    for (id, topic) in [("orders-sub", "orders"), ("secret-sub", "secret")] {
+        admin
+            .create_subscription(subscription(id, topic))
+            .await
+            .expect("admin creates");
+    }
+    let open = |id: &str| StreamingPullRequest {
+        subscription: format!("projects/herald/subscriptions/{id}"),
+        stream_ack_deadline_seconds: 30,
+        ..StreamingPullRequest::default()
+    };
+    reader
+        .streaming_pull(tokio_stream::iter(vec![open("orders-sub")]))
+        .await
+        .expect("reader consumes orders");
+    let err = reader
+        .streaming_pull(tokio_stream::iter(vec![open("secret-sub")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = reader
+        .get_subscription(GetSubscriptionRequest {
+            subscription: "projects/herald/subscriptions/secret-sub".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 }

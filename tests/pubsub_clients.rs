@@ -15,15 +15,15 @@ use common::*;
 use herald::proto;
 use tokio_stream::StreamExt;
 
-/// Runs `publisher.py` for `project`/`topic` and returns the message ids
-/// it printed.
-fn run_publisher(server: &TestServer, project: &str, topic: &str) -> Vec<String> {
+/// Runs `tests/pubsub/{script}` with `args` against `server` and returns
+/// the JSON of the last line it printed.
+fn run_script(server: &TestServer, script: &str, args: &[&str]) -> serde_json::Value {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pubsub");
     let python = python_env("pubsub-venv", &dir.join("requirements.txt"));
     let out = run(
         Command::new(python)
-            .arg(dir.join("publisher.py"))
-            .args([project, topic])
+            .arg(dir.join(script))
+            .args(args)
             .env("PUBSUB_EMULATOR_HOST", server.addr().to_string())
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1"),
@@ -31,14 +31,19 @@ fn run_publisher(server: &TestServer, project: &str, topic: &str) -> Vec<String>
     );
     assert!(
         out.success(),
-        "publisher.py failed ({}):\n{}\n{}",
+        "{script} failed ({}):\n{}\n{}",
         out.describe_exit(),
         out.stdout,
         out.stderr
     );
     let line = out.stdout.lines().last().expect("a JSON line");
-    let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
-    value["ids"]
+    serde_json::from_str(line).expect("JSON")
+}
+
+/// Runs `publisher.py` for `project`/`topic` and returns the message ids
+/// it printed.
+fn run_publisher(server: &TestServer, project: &str, topic: &str) -> Vec<String> {
+    run_script(server, "publisher.py", &[project, topic])["ids"]
         .as_array()
         .expect("ids")
         .iter()
@@ -110,5 +115,24 @@ async fn another_project_maps_to_prefixed_herald_names() {
     server.publish_n("orders", "h", 1).await;
     check_published(&server, "other-proj", "1other-proj.orders").await;
     assert_eq!(read_all(&server, "orders").await.len(), 1, "projects are isolated");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_subscriber_receives_over_streaming_pull() {
+    let server = TestServer::start().await;
+    let printed = run_script(&server, "subscriber.py", &["herald", "payments", "billing"]);
+    assert_eq!(printed["attempts"]["3"], 2, "{printed}");
+    // The subscription was the group `billing` of topic `payments`, and
+    // its deletion through Pub/Sub deleted the group.
+    let err = server
+        .admin()
+        .get_group(proto::GetGroupRequest {
+            topic: "payments".into(),
+            group: "billing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     server.stop().await;
 }

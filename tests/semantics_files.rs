@@ -41,3 +41,5 @@ mod stream_endings;
 mod temporary_groups;
 #[path = "pubsub_clients.rs"]
 mod pubsub_clients;
+#[path = "pubsub_streaming.rs"]
+mod pubsub_streaming;

@@ -9,7 +9,7 @@ use crate::pubsub::{DEFAULT_PROJECT, Options, names};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PubSubConfig {
-    /// Serve the Pub/Sub Publisher API beside `herald.v1`.
+    /// Serve the Pub/Sub Publisher and Subscriber APIs beside `herald.v1`.
     pub enabled: bool,
     /// The project under which Herald's topics appear with their own
     /// names; other projects' resources get prefixed Herald names (see

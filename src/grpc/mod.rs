@@ -188,11 +188,18 @@ pub async fn serve(
         ));
     if let Some(options) = pubsub {
         use crate::proto::google::pubsub::v1::publisher_server::PublisherServer;
+        use crate::proto::google::pubsub::v1::subscriber_server::SubscriberServer;
         let front = crate::pubsub::Front::new(broker.clone(), guard, &options);
-        router = router.add_service(
-            PublisherServer::new(crate::pubsub::publisher::PublisherApi::new(front))
-                .max_decoding_message_size(max_message),
-        );
+        router = router
+            .add_service(
+                PublisherServer::new(crate::pubsub::publisher::PublisherApi::new(front.clone()))
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                SubscriberServer::new(crate::pubsub::subscriber::SubscriberApi::new(front))
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            );
     }
     if security.reflection
         && let Ok((v1, v1alpha)) = reflection

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use tonic::Status;
 
+use crate::broker::Delivery;
 use crate::broker::TopicPatch;
 use crate::event::Event;
 use crate::model::results::TopicInfo;
-use crate::proto::google::pubsub::v1::{PubsubMessage, Topic};
+use crate::proto::google::pubsub::v1::{PubsubMessage, ReceivedMessage, Topic};
 
 /// The event type of messages published through Pub/Sub.
 pub const MESSAGE_TYPE: &str = "google.pubsub.v1.PubsubMessage";
@@ -94,6 +95,27 @@ fn event(m: PubsubMessage) -> Result<Event, Status> {
     })
 }
 
+/// A delivery as Pub/Sub hands it out: `delivery_attempt` is exact and
+/// always set (Pub/Sub sets it only with a dead-letter policy).
+pub fn received(d: &Delivery) -> ReceivedMessage {
+    let e = &d.event.event;
+    let us = d.event.publish_time_us;
+    ReceivedMessage {
+        ack_id: d.ack_id.clone(),
+        message: Some(PubsubMessage {
+            data: e.data.clone(),
+            attributes: e.attributes.iter().cloned().collect(),
+            message_id: e.id.clone(),
+            publish_time: Some(prost_types::Timestamp {
+                seconds: us.div_euclid(1_000_000),
+                nanos: i32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+            }),
+            ordering_key: e.key.clone(),
+        }),
+        delivery_attempt: i32::try_from(d.attempt).unwrap_or(i32::MAX),
+    }
+}
+
 /// A topic as Pub/Sub shows it, under its Pub/Sub `name`.
 pub fn topic(name: String, info: &TopicInfo) -> Topic {
     Topic {
@@ -157,13 +179,13 @@ fn retention(d: &prost_types::Duration) -> Result<Duration, Status> {
     })
 }
 
-fn duration_in(d: &prost_types::Duration) -> Option<Duration> {
+pub(crate) fn duration_in(d: &prost_types::Duration) -> Option<Duration> {
     let secs = u64::try_from(d.seconds).ok()?;
     let nanos = u32::try_from(d.nanos).ok()?;
     (nanos < 1_000_000_000).then(|| Duration::new(secs, nanos))
 }
 
-fn duration_out(d: Duration) -> prost_types::Duration {
+pub(crate) fn duration_out(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),

@@ -11,11 +11,16 @@
 //!
 //! Built so far: the vendored API (`proto/google/`, compiled by `build.rs`
 //! into [`crate::proto::google`]), the name mapping, and the Publisher
-//! service ([`publisher`]). The Subscriber service is not served yet.
+//! service ([`publisher`]), and the Subscriber service's subscriptions,
+//! acks and StreamingPull ([`subscriber`]; Pull, snapshots and Seek answer
+//! UNIMPLEMENTED).
 
-mod convert;
+pub mod convert;
 pub mod names;
 pub mod publisher;
+mod streaming;
+pub mod subscriber;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -102,8 +107,23 @@ impl Front {
         topic: &str,
     ) -> Result<Caller, Status> {
         let caller = self.guard.caller(request)?;
+        self.authorize(&caller, method, need, topic)?;
+        Ok(caller)
+    }
+
+    /// Authorizes `need` on Herald topic `topic` for `caller`.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED.
+    pub(crate) fn authorize(
+        &self,
+        caller: &Caller,
+        method: &'static str,
+        need: Need,
+        topic: &str,
+    ) -> Result<(), Status> {
         let Some(principal) = caller.principal() else {
-            return Ok(caller);
+            return Ok(());
         };
         let result = match need {
             Need::Do(action) => auth::authorize(principal, action, topic),
@@ -111,11 +131,11 @@ impl Front {
         };
         if let Err(e) = result {
             if matches!(need, Need::Do(Action::Manage)) {
-                audit::denied(&caller, method, Target::Topic(topic), &e);
+                audit::denied(caller, method, Target::Topic(topic), &e);
             }
             return Err(auth_status(e));
         }
-        Ok(caller)
+        Ok(())
     }
 
     pub(crate) fn broker(&self) -> &Broker {

@@ -95,6 +95,23 @@ pub enum NameError {
     },
 }
 
+/// The longest part of a refused name an error message repeats.
+const SHOWN_MAX: usize = 300;
+
+/// `name` as an error message repeats it: whole up to [`SHOWN_MAX`] bytes
+/// (Pub/Sub's wording quotes it bare), else cut, with its length (messages
+/// travel in HTTP/2 headers).
+fn shown(name: &str) -> String {
+    if name.len() <= SHOWN_MAX {
+        return name.to_string();
+    }
+    let mut end = SHOWN_MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &name[..end], name.len())
+}
+
 /// A project id: 1–30 of `[a-z0-9-]`, starting with a letter (Google's
 /// project ids, without the legacy `domain:` form).
 pub fn valid_project(p: &str) -> bool {
@@ -125,7 +142,7 @@ pub fn valid_id(id: &str) -> bool {
 pub fn parse(kind: Kind, name: &str, default_project: &str) -> Result<Resource, NameError> {
     let invalid = || NameError::Invalid {
         collection: kind.collection(),
-        name: name.to_string(),
+        name: shown(name),
     };
     let rest = name.strip_prefix("projects/").ok_or_else(invalid)?;
     let (project, rest) = rest.split_once('/').ok_or_else(invalid)?;
@@ -142,7 +159,7 @@ pub fn parse(kind: Kind, name: &str, default_project: &str) -> Result<Resource, 
     if len > HERALD_MAX {
         return Err(NameError::TooLong {
             collection: kind.collection(),
-            name: name.to_string(),
+            name: shown(name),
             len,
         });
     }
@@ -158,7 +175,7 @@ pub fn parse_project(name: &str) -> Result<String, NameError> {
         Some(p) if valid_project(p) => Ok(p.to_string()),
         _ => Err(NameError::Invalid {
             collection: "projects",
-            name: name.to_string(),
+            name: shown(name),
         }),
     }
 }
@@ -223,6 +240,8 @@ fn encode_id(id: &str) -> String {
 /// form of a valid id.
 fn decode_id(s: &str) -> Option<String> {
     let id = match s.strip_prefix('0') {
+        // The plain form has no character that needs escaping.
+        None if s.chars().any(special) => return None,
         None => s.to_string(),
         Some(escaped) => {
             let mut out = String::with_capacity(escaped.len());
@@ -292,6 +311,8 @@ mod tests {
             "1herald.abc", // the default project has the short form
             "1Bad.abc",    // not a project id
             "1p1",         // no id
+            "g.+",         // a special character unescaped (found by fuzzing)
+            "1p1.ab~c",    // the same, in another project
         ] {
             assert_eq!(from_herald(Kind::Topic, name, DEFAULT), None, "{name}");
         }

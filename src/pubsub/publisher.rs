@@ -76,7 +76,7 @@ impl PublisherApi {
 }
 
 /// A page size as Pub/Sub takes it: 0 for the default, at most 1000.
-fn page_size(size: i32) -> Result<usize, Status> {
+pub(crate) fn page_size(size: i32) -> Result<usize, Status> {
     match usize::try_from(size) {
         Ok(0) => Ok(DEFAULT_PAGE),
         Ok(n) => Ok(n.min(MAX_PAGE)),

@@ -11,15 +11,9 @@ import sys
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
+
+from checks import expect
 from google.protobuf import duration_pb2, field_mask_pb2
-
-
-def expect(error, call):
-    try:
-        call()
-    except error:
-        return
-    raise AssertionError(f"expected {error.__name__}")
 
 
 def main():

@@ -1,0 +1,196 @@
+//! `google.pubsub.v1.Subscriber/StreamingPull`: one bidirectional stream
+//! per client stream, over the broker's Consume machinery.
+//!
+//! Pub/Sub layer. The first request names the subscription and is
+//! authorized (`consume` on its topic); the stream then joins the group as
+//! a consumer holding at most `max_outstanding_messages` leases. One task
+//! sends each batch the broker hands out and settles the client's acks and
+//! deadline changes (0 seconds is a nack: redelivered at once), in order.
+//! The stream ends with a status that says why: INVALID_ARGUMENT at the
+//! first bad request, the broker's status when the subscription ends
+//! (deleted: NOT_FOUND; shutdown: UNAVAILABLE), OK when the client closed
+//! its side. Either way the consumer leaves, which releases its leases.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::received;
+use super::subscriber::SubscriberApi;
+use super::{Need, status};
+use crate::auth::Action;
+use crate::broker::{Batches, ConsumeOptions, Settler};
+use crate::grpc::codes::at_edge;
+use crate::grpc::status::to_status;
+use crate::proto::google::pubsub::v1::{StreamingPullRequest, StreamingPullResponse};
+
+const METHOD: &str = "google.pubsub.v1.Subscriber/StreamingPull";
+
+/// Responses of one StreamingPull.
+pub type ResponseStream =
+    Pin<Box<dyn Stream<Item = Result<StreamingPullResponse, Status>> + Send + 'static>>;
+
+/// Pub/Sub's bounds of `stream_ack_deadline_seconds`.
+const DEADLINE_RANGE: std::ops::RangeInclusive<i32> = 10..=600;
+/// Pub/Sub's default of `max_outstanding_messages` (0 or negative).
+const DEFAULT_OUTSTANDING: u32 = 1000;
+/// Longest part of `client_id` kept in the consumer's name.
+const CLIENT_ID_MAX: usize = 64;
+/// Responses queued for a slow client before batches wait.
+const OUT_DEPTH: usize = 4;
+
+/// Opens a StreamingPull.
+///
+/// # Errors
+/// UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND.
+pub(super) async fn open(
+    api: &SubscriberApi,
+    request: Request<Streaming<StreamingPullRequest>>,
+) -> Result<Response<ResponseStream>, Status> {
+    let front = api.front();
+    let caller = front.guard.caller(&request)?;
+    let mut inbound = request.into_inner();
+    let first =
+        inbound.message().await.map_err(at_edge)?.ok_or_else(|| {
+            Status::invalid_argument("The stream ended before its first request.")
+        })?;
+    if !DEADLINE_RANGE.contains(&first.stream_ack_deadline_seconds) {
+        return Err(Status::invalid_argument(
+            "Invalid stream_ack_deadline_seconds: it must be between 10 and 600.",
+        ));
+    }
+    let (resource, group) = api.group(&first.subscription).await?;
+    let topic = group.record.topic.clone();
+    front.authorize(&caller, METHOD, Need::Do(Action::Consume), &topic)?;
+    let limit = front.broker().config().max_in_flight_limit;
+    let outstanding = u32::try_from(first.max_outstanding_messages)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_OUTSTANDING)
+        .min(limit);
+    let consumer = consumer_name(&first.client_id);
+    let options = ConsumeOptions {
+        max_in_flight: Some(outstanding),
+        ..ConsumeOptions::default()
+    };
+    let (batches, settler) = front
+        .broker()
+        .consume(&topic, &group.record.name, &consumer, options)
+        .await
+        .map_err(|e| status(&resource, e))?;
+    settle(&settler, &first).await?;
+    tracing::debug!(%topic, group = %group.record.name, %consumer, "consumer joined (StreamingPull)");
+    let (out, rx) = mpsc::channel(OUT_DEPTH);
+    tokio::spawn(run(batches, settler, inbound, out));
+    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+/// `pubsub:` + the client's id (cut) + a unique suffix: one client may
+/// open several streams, each a consumer of its own.
+fn consumer_name(client_id: &str) -> String {
+    let mut end = client_id.len().min(CLIENT_ID_MAX);
+    while !client_id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "pubsub:{}:{}",
+        &client_id[..end],
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
+type Out = mpsc::Sender<Result<StreamingPullResponse, Status>>;
+
+async fn run(
+    mut batches: Batches,
+    settler: Settler,
+    mut inbound: Streaming<StreamingPullRequest>,
+    out: Out,
+) {
+    loop {
+        tokio::select! {
+            next = batches.next() => match next {
+                Some(Ok(batch)) => {
+                    let response = StreamingPullResponse {
+                        received_messages: batch.iter().map(received).collect(),
+                        ..StreamingPullResponse::default()
+                    };
+                    if out.send(Ok(response)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = out.send(Err(to_status(e))).await;
+                    break;
+                }
+                None => break,
+            },
+            request = inbound.message() => match request {
+                Ok(Some(r)) => {
+                    if let Err(status) = settle(&settler, &r).await {
+                        let _ = out.send(Err(status)).await;
+                        break;
+                    }
+                }
+                // The client closed its side: the stream ends OK.
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = out.send(Err(at_edge(e))).await;
+                    break;
+                }
+            },
+            () = out.closed() => break,
+        }
+    }
+}
+
+/// Applies one request's acks and deadline changes.
+///
+/// # Errors
+/// INVALID_ARGUMENT for mismatched lists, out-of-range deadlines or ack
+/// ids of another subscription; the broker's failures.
+async fn settle(settler: &Settler, r: &StreamingPullRequest) -> Result<(), Status> {
+    if r.modify_deadline_seconds.len() != r.modify_deadline_ack_ids.len() {
+        return Err(Status::invalid_argument(
+            "modify_deadline_seconds and modify_deadline_ack_ids must have the same length.",
+        ));
+    }
+    if !r.ack_ids.is_empty() {
+        settler.ack(&r.ack_ids).await.map_err(to_status)?;
+    }
+    let mut nacks = Vec::new();
+    let mut extensions: Vec<(i32, Vec<String>)> = Vec::new();
+    for (&seconds, id) in r
+        .modify_deadline_seconds
+        .iter()
+        .zip(&r.modify_deadline_ack_ids)
+    {
+        match seconds {
+            0 => nacks.push(id.clone()),
+            1..=600 => match extensions.iter_mut().find(|(s, _)| *s == seconds) {
+                Some((_, ids)) => ids.push(id.clone()),
+                None => extensions.push((seconds, vec![id.clone()])),
+            },
+            _ => {
+                return Err(Status::invalid_argument(
+                    "Invalid modify_deadline_seconds: each must be between 0 and 600.",
+                ));
+            }
+        }
+    }
+    if !nacks.is_empty() {
+        settler
+            .nack(&nacks, Some(Duration::ZERO), "modifyAckDeadline 0", false)
+            .await
+            .map_err(to_status)?;
+    }
+    for (seconds, ids) in extensions {
+        let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
+        settler.extend(&ids, extension).await.map_err(to_status)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! `google.pubsub.v1.Subscriber`: subscriptions (groups), acks and
+//! deadline changes, and StreamingPull.
+//!
+//! Pub/Sub layer. A subscription is a group named by the subscription's
+//! Herald name on its topic's Herald topic; every call is authorized on
+//! that topic (`manage` to create or delete, `consume` to receive and
+//! settle, any permission to describe).
+
+use std::time::Duration;
+
+use tonic::{Request, Response, Status, Streaming};
+
+use super::names::{self, Kind, Resource};
+use super::subscriptions::group_patch;
+use super::{Front, Need, status, streaming};
+use crate::auth::Action;
+use crate::grpc::audit;
+use crate::grpc::status::to_status;
+use crate::model::results::GroupInfo;
+use crate::proto::google::pubsub::v1::subscriber_server::Subscriber;
+use crate::proto::google::pubsub::v1::*;
+
+/// Pub/Sub's bounds of ModifyAckDeadline's `ack_deadline_seconds`.
+const MAX_MODIFY_DEADLINE: i32 = 600;
+
+/// The Subscriber service.
+#[derive(Clone)]
+pub struct SubscriberApi {
+    front: Front,
+}
+
+fn unimplemented(method: &str, what: &str) -> Status {
+    Status::unimplemented(format!(
+        "google.pubsub.v1.Subscriber/{method}: {what} not supported by Herald yet"
+    ))
+}
+
+impl SubscriberApi {
+    pub(crate) fn new(front: Front) -> SubscriberApi {
+        SubscriberApi { front }
+    }
+
+    /// The group of subscription `name`.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for a bad name, NOT_FOUND.
+    async fn group_of(&self, name: &str) -> Result<(Resource, GroupInfo), Status> {
+        let (resource, herald) = self.front.resolve(Kind::Subscription, name)?;
+        match self.front.find_group(&herald).await? {
+            Some(group) => Ok((resource, group)),
+            None => Err(not_found(&resource)),
+        }
+    }
+
+    /// Checks that every ack id of `ids` that names a group names this one.
+    fn own_ack_ids(&self, group: &GroupInfo, ids: &[String]) -> Result<(), Status> {
+        let own = (&group.record.topic, &group.record.name);
+        for id in ids {
+            if let Some((topic, name)) = self.front.broker().ack_id_group(id)
+                && (&topic, &name) != own
+            {
+                return Err(Status::invalid_argument(format!(
+                    "ack id {} is not of this subscription",
+                    crate::model::echo(id)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn not_found(resource: &Resource) -> Status {
+    Status::not_found(format!("Resource not found (resource={}).", resource.id))
+}
+
+#[tonic::async_trait]
+impl Subscriber for SubscriberApi {
+    type StreamingPullStream = streaming::ResponseStream;
+
+    async fn create_subscription(
+        &self,
+        request: Request<Subscription>,
+    ) -> Result<Response<Subscription>, Status> {
+        const METHOD: &str = "google.pubsub.v1.Subscriber/CreateSubscription";
+        let s = request.get_ref();
+        let (sub, group) = self.front.resolve(Kind::Subscription, &s.name)?;
+        let (topic, herald_topic) = self.front.resolve(Kind::Topic, &s.topic)?;
+        let caller = self
+            .front
+            .allow(&request, METHOD, Need::Do(Action::Manage), &herald_topic)?;
+        let patch = group_patch(s)?;
+        let broker = self.front.broker();
+        let outcome = async {
+            if !broker.has_topic(&herald_topic).await.map_err(to_status)? {
+                return Err(not_found(&topic));
+            }
+            if self.front.find_group(&group).await?.is_some() {
+                return Err(Status::already_exists(format!(
+                    "Resource already exists in the project (resource={}).",
+                    sub.id
+                )));
+            }
+            broker
+                .create_group(&herald_topic, &group, &patch, None)
+                .await
+                .map_err(|e| status(&sub, e))
+        }
+        .await;
+        audit::done(&caller, METHOD, &herald_topic, Some(&group), &outcome);
+        let info = outcome?;
+        let out = self
+            .front
+            .subscription(&info)
+            .ok_or_else(|| Status::internal("the new group does not map back to a subscription"))?;
+        Ok(Response::new(out))
+    }
+
+    async fn get_subscription(
+        &self,
+        request: Request<GetSubscriptionRequest>,
+    ) -> Result<Response<Subscription>, Status> {
+        const METHOD: &str = "google.pubsub.v1.Subscriber/GetSubscription";
+        let (resource, group) = self.group_of(&request.get_ref().subscription).await?;
+        self.front
+            .allow(&request, METHOD, Need::View, &group.record.topic)?;
+        let out = self
+            .front
+            .subscription(&group)
+            .ok_or_else(|| not_found(&resource))?;
+        Ok(Response::new(out))
+    }
+
+    async fn update_subscription(
+        &self,
+        _request: Request<UpdateSubscriptionRequest>,
+    ) -> Result<Response<Subscription>, Status> {
+        Err(unimplemented(
+            "UpdateSubscription",
+            "updating subscriptions is",
+        ))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<ListSubscriptionsRequest>,
+    ) -> Result<Response<ListSubscriptionsResponse>, Status> {
+        let caller = self.front.guard.caller(&request)?;
+        let r = request.get_ref();
+        let project = names::parse_project(&r.project)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let size = super::publisher::page_size(r.page_size)?;
+        // The token is the (topic, group) of the last one listed.
+        let mut after = r
+            .page_token
+            .split_once('/')
+            .map(|(t, g)| (t.to_string(), g.to_string()));
+        let mut subscriptions: Vec<(String, Subscription)> = Vec::new();
+        let mut next = String::new();
+        'pages: loop {
+            let (page, more) = self
+                .front
+                .broker()
+                .list_groups(None, after.take(), size)
+                .await
+                .map_err(to_status)?;
+            for group in page {
+                let Some(sub) = self.front.subscription(&group) else {
+                    continue;
+                };
+                let mine = self
+                    .front
+                    .resource(Kind::Subscription, &group.record.name)
+                    .is_some_and(|r| r.project == project);
+                if !mine || !caller.may_see(&group.record.topic) {
+                    continue;
+                }
+                if subscriptions.len() == size {
+                    next = subscriptions
+                        .last()
+                        .map(|(t, _)| t.clone())
+                        .unwrap_or_default();
+                    break 'pages;
+                }
+                let token = format!("{}/{}", group.record.topic, group.record.name);
+                subscriptions.push((token, sub));
+            }
+            match more {
+                Some(token) => after = Some(token),
+                None => break,
+            }
+        }
+        Ok(Response::new(ListSubscriptionsResponse {
+            subscriptions: subscriptions.into_iter().map(|(_, s)| s).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn delete_subscription(
+        &self,
+        request: Request<DeleteSubscriptionRequest>,
+    ) -> Result<Response<()>, Status> {
+        const METHOD: &str = "google.pubsub.v1.Subscriber/DeleteSubscription";
+        let (resource, group) = self.group_of(&request.get_ref().subscription).await?;
+        let (topic, name) = (&group.record.topic, &group.record.name);
+        let caller = self
+            .front
+            .allow(&request, METHOD, Need::Do(Action::Manage), topic)?;
+        let outcome = self
+            .front
+            .broker()
+            .delete_group(topic, name)
+            .await
+            .map_err(|e| status(&resource, e));
+        audit::done(&caller, METHOD, topic, Some(name), &outcome);
+        outcome?;
+        Ok(Response::new(()))
+    }
+
+    async fn modify_ack_deadline(
+        &self,
+        request: Request<ModifyAckDeadlineRequest>,
+    ) -> Result<Response<()>, Status> {
+        const METHOD: &str = "google.pubsub.v1.Subscriber/ModifyAckDeadline";
+        let r = request.get_ref();
+        let (_, group) = self.group_of(&r.subscription).await?;
+        self.front.allow(
+            &request,
+            METHOD,
+            Need::Do(Action::Consume),
+            &group.record.topic,
+        )?;
+        self.own_ack_ids(&group, &r.ack_ids)?;
+        let seconds = r.ack_deadline_seconds;
+        if !(0..=MAX_MODIFY_DEADLINE).contains(&seconds) {
+            return Err(Status::invalid_argument(
+                "Invalid ack_deadline_seconds: it must be between 0 and 600.",
+            ));
+        }
+        let broker = self.front.broker();
+        let result = if seconds == 0 {
+            broker
+                .nack(
+                    &r.ack_ids,
+                    Some(Duration::ZERO),
+                    "ModifyAckDeadline 0",
+                    false,
+                )
+                .await
+        } else {
+            let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
+            broker.extend(&r.ack_ids, extension).await
+        };
+        result.map_err(to_status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<AcknowledgeRequest>,
+    ) -> Result<Response<()>, Status> {
+        const METHOD: &str = "google.pubsub.v1.Subscriber/Acknowledge";
+        let r = request.get_ref();
+        let (_, group) = self.group_of(&r.subscription).await?;
+        self.front.allow(
+            &request,
+            METHOD,
+            Need::Do(Action::Consume),
+            &group.record.topic,
+        )?;
+        self.own_ack_ids(&group, &r.ack_ids)?;
+        self.front
+            .broker()
+            .ack(&r.ack_ids)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn pull(&self, _request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
+        Err(unimplemented("Pull", "unary Pull is (use StreamingPull)"))
+    }
+
+    async fn streaming_pull(
+        &self,
+        request: Request<Streaming<StreamingPullRequest>>,
+    ) -> Result<Response<Self::StreamingPullStream>, Status> {
+        streaming::open(self, request).await
+    }
+
+    async fn modify_push_config(
+        &self,
+        _request: Request<ModifyPushConfigRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(unimplemented("ModifyPushConfig", "push delivery is"))
+    }
+
+    async fn get_snapshot(
+        &self,
+        _request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
+        Err(unimplemented("GetSnapshot", "snapshots are"))
+    }
+
+    async fn list_snapshots(
+        &self,
+        _request: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        Err(unimplemented("ListSnapshots", "snapshots are"))
+    }
+
+    async fn create_snapshot(
+        &self,
+        _request: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
+        Err(unimplemented("CreateSnapshot", "snapshots are"))
+    }
+
+    async fn update_snapshot(
+        &self,
+        _request: Request<UpdateSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
+        Err(unimplemented("UpdateSnapshot", "snapshots are"))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        _request: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(unimplemented("DeleteSnapshot", "snapshots are"))
+    }
+
+    async fn seek(&self, _request: Request<SeekRequest>) -> Result<Response<SeekResponse>, Status> {
+        Err(unimplemented("Seek", "Seek is"))
+    }
+}
+
+impl SubscriberApi {
+    pub(crate) fn front(&self) -> &Front {
+        &self.front
+    }
+
+    pub(crate) async fn group(&self, name: &str) -> Result<(Resource, GroupInfo), Status> {
+        self.group_of(name).await
+    }
+}

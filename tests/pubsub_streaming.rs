@@ -1,0 +1,203 @@
+//! StreamingPull, Acknowledge and ModifyAckDeadline through generated
+//! Pub/Sub stubs (issue 12): exact delivery attempts, deadline 0 as a nack,
+//! ack ids bound to their subscription, and the status each stream ends
+//! with. Runs on both backends (`semantics_files.rs`).
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use herald::proto::google::pubsub::v1::publisher_client::PublisherClient;
+use herald::proto::google::pubsub::v1::subscriber_client::SubscriberClient;
+use herald::proto::google::pubsub::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const TOPIC: &str = "projects/herald/topics/jobs";
+
+fn sub(id: &str) -> String {
+    format!("projects/herald/subscriptions/{id}")
+}
+
+async fn setup(server: &TestServer, subs: &[&str]) -> (PublisherClient<Channel>, SubscriberClient<Channel>) {
+    let channel = connect(server.addr()).await;
+    let mut publisher = PublisherClient::new(channel.clone());
+    let mut subscriber = SubscriberClient::new(channel);
+    publisher
+        .create_topic(Topic {
+            name: TOPIC.into(),
+            ..Topic::default()
+        })
+        .await
+        .expect("create topic");
+    for id in subs {
+        subscriber
+            .create_subscription(Subscription {
+                name: sub(id),
+                topic: TOPIC.into(),
+                ..Subscription::default()
+            })
+            .await
+            .expect("create subscription");
+    }
+    (publisher, subscriber)
+}
+
+async fn publish(publisher: &mut PublisherClient<Channel>, n: usize) {
+    let messages = (0..n)
+        .map(|i| PubsubMessage {
+            data: Bytes::from(format!("job-{i}")),
+            ..PubsubMessage::default()
+        })
+        .collect();
+    publisher
+        .publish(PublishRequest {
+            topic: TOPIC.into(),
+            messages,
+        })
+        .await
+        .expect("publish");
+}
+
+/// Opens a StreamingPull on `id`: the sender for later requests and the
+/// response stream.
+async fn pull(
+    subscriber: &mut SubscriberClient<Channel>,
+    id: &str,
+    deadline: i32,
+) -> Result<(mpsc::Sender<StreamingPullRequest>, tonic::Streaming<StreamingPullResponse>), tonic::Status> {
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(StreamingPullRequest {
+        subscription: sub(id),
+        stream_ack_deadline_seconds: deadline,
+        ..StreamingPullRequest::default()
+    })
+    .await
+    .unwrap();
+    let stream = subscriber
+        .streaming_pull(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, stream))
+}
+
+async fn next(stream: &mut tonic::Streaming<StreamingPullResponse>) -> Vec<ReceivedMessage> {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a batch in time")
+        .expect("stream ok")
+        .expect("stream open")
+        .received_messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_pull_acks_and_nacks_with_exact_attempts() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &["workers"]).await;
+    publish(&mut publisher, 3).await;
+    let (tx, mut stream) = pull(&mut subscriber, "workers", 30).await.expect("open");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.extend(next(&mut stream).await);
+    }
+    assert!(got.iter().all(|m| m.delivery_attempt == 1), "{got:?}");
+    // Ack the first two on the stream; deadline 0 on the third: a nack.
+    tx.send(StreamingPullRequest {
+        ack_ids: got[..2].iter().map(|m| m.ack_id.clone()).collect(),
+        modify_deadline_seconds: vec![0],
+        modify_deadline_ack_ids: vec![got[2].ack_id.clone()],
+        ..StreamingPullRequest::default()
+    })
+    .await
+    .unwrap();
+    let again = next(&mut stream).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    let redelivered = &again[0];
+    assert_eq!(redelivered.delivery_attempt, 2);
+    assert_eq!(
+        redelivered.message.as_ref().unwrap().message_id,
+        got[2].message.as_ref().unwrap().message_id
+    );
+    // Unary Acknowledge settles a streamed delivery too.
+    subscriber
+        .acknowledge(AcknowledgeRequest {
+            subscription: sub("workers"),
+            ack_ids: vec![redelivered.ack_id.clone()],
+        })
+        .await
+        .expect("acknowledge");
+    let stats = server.group_stats("jobs", "workers").await;
+    assert_eq!(stats.acked, 3, "{stats:?}");
+    // The client closes its side: the stream ends OK.
+    drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap();
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_ids_are_bound_to_their_subscription() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &["one", "two"]).await;
+    publish(&mut publisher, 1).await;
+    let (_tx, mut stream) = pull(&mut subscriber, "one", 30).await.expect("open");
+    let got = next(&mut stream).await;
+    let err = subscriber
+        .acknowledge(AcknowledgeRequest {
+            subscription: sub("two"),
+            ack_ids: vec![got[0].ack_id.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = subscriber
+        .modify_ack_deadline(ModifyAckDeadlineRequest {
+            subscription: sub("one"),
+            ack_ids: vec![got[0].ack_id.clone()],
+            ack_deadline_seconds: 601,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_with_a_status_that_says_why() {
+    let server = TestServer::start().await;
+    let (_publisher, mut subscriber) = setup(&server, &["stream-sub"]).await;
+    let err = pull(&mut subscriber, "stream-sub", 5).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "deadline out of range: {err:?}");
+    let err = pull(&mut subscriber, "missing", 30).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = pull(&mut subscriber, "Not/A/Name", 30).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // Mismatched deadline lists end the stream with INVALID_ARGUMENT.
+    let (tx, mut stream) = pull(&mut subscriber, "stream-sub", 30).await.expect("open");
+    tx.send(StreamingPullRequest {
+        modify_deadline_seconds: vec![10, 10],
+        modify_deadline_ack_ids: vec!["x".into()],
+        ..StreamingPullRequest::default()
+    })
+    .await
+    .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap();
+    assert_eq!(end.unwrap_err().code(), Code::InvalidArgument);
+
+    // Deleting the subscription ends its streams with NOT_FOUND.
+    let (_tx, mut stream) = pull(&mut subscriber, "stream-sub", 30).await.expect("open");
+    subscriber
+        .delete_subscription(DeleteSubscriptionRequest {
+            subscription: sub("stream-sub"),
+        })
+        .await
+        .expect("delete");
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap();
+    assert_eq!(end.unwrap_err().code(), Code::NotFound);
+    server.stop().await;
+}
