@@ -201,3 +201,75 @@ async fn streams_end_with_a_status_that_says_why() {
     assert_eq!(end.unwrap_err().code(), Code::NotFound);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_subscription_and_seek_to_a_time() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &["replayed"]).await;
+    let updated = subscriber
+        .update_subscription(UpdateSubscriptionRequest {
+            subscription: Some(Subscription {
+                name: sub("replayed"),
+                ack_deadline_seconds: 45,
+                ..Subscription::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["ack_deadline_seconds".into()],
+            }),
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.ack_deadline_seconds, 45);
+    let err = subscriber
+        .update_subscription(UpdateSubscriptionRequest {
+            subscription: Some(Subscription {
+                name: sub("replayed"),
+                filter: "attributes.k = \"v\"".into(),
+                ..Subscription::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["filter".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "not supported yet: {err:?}");
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    publish(&mut publisher, 3).await;
+    let (_tx, mut stream) = pull(&mut subscriber, "replayed", 30).await.expect("open");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.extend(next(&mut stream).await);
+    }
+    subscriber
+        .acknowledge(AcknowledgeRequest {
+            subscription: sub("replayed"),
+            ack_ids: got.iter().map(|m| m.ack_id.clone()).collect(),
+        })
+        .await
+        .expect("ack");
+    // Seek back to before the publish: the three are delivered again.
+    subscriber
+        .seek(SeekRequest {
+            subscription: sub("replayed"),
+            target: Some(seek_request::Target::Time(prost_types::Timestamp {
+                seconds: i64::try_from(before.as_secs()).unwrap(),
+                nanos: 0,
+            })),
+        })
+        .await
+        .expect("seek");
+    let mut again = Vec::new();
+    while again.len() < 3 {
+        again.extend(next(&mut stream).await);
+    }
+    let ids = |ms: &[ReceivedMessage]| -> Vec<String> {
+        ms.iter().map(|m| m.message.as_ref().unwrap().message_id.clone()).collect()
+    };
+    assert_eq!(ids(&again), ids(&got));
+    server.stop().await;
+}

@@ -239,9 +239,11 @@ fn encode_id(id: &str) -> String {
 /// The inverse of [`encode_id`]: `None` unless `s` is exactly the Herald
 /// form of a valid id.
 fn decode_id(s: &str) -> Option<String> {
+    // Neither form holds a character that needs escaping.
+    if s.chars().any(special) {
+        return None;
+    }
     let id = match s.strip_prefix('0') {
-        // The plain form has no character that needs escaping.
-        None if s.chars().any(special) => return None,
         None => s.to_string(),
         Some(escaped) => {
             let mut out = String::with_capacity(escaped.len());
@@ -313,6 +315,7 @@ mod tests {
             "1p1",         // no id
             "g.+",         // a special character unescaped (found by fuzzing)
             "1p1.ab~c",    // the same, in another project
+            "0L~og",       // the same, in the escaped form (found by fuzzing)
         ] {
             assert_eq!(from_herald(Kind::Topic, name, DEFAULT), None, "{name}");
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::names::{self, Kind, Resource};
-use super::subscriptions::group_patch;
+use super::subscriptions::{SUBSCRIPTION_FIELDS, group_patch};
 use super::{Front, Need, status, streaming};
 use crate::auth::Action;
 use crate::grpc::audit;
@@ -88,7 +88,7 @@ impl Subscriber for SubscriberApi {
         let caller = self
             .front
             .allow(&request, METHOD, Need::Do(Action::Manage), &herald_topic)?;
-        let patch = group_patch(s)?;
+        let patch = group_patch(s, SUBSCRIPTION_FIELDS)?;
         let broker = self.front.broker();
         let outcome = async {
             if !broker.has_topic(&herald_topic).await.map_err(to_status)? {
@@ -132,12 +132,40 @@ impl Subscriber for SubscriberApi {
 
     async fn update_subscription(
         &self,
-        _request: Request<UpdateSubscriptionRequest>,
+        request: Request<UpdateSubscriptionRequest>,
     ) -> Result<Response<Subscription>, Status> {
-        Err(unimplemented(
-            "UpdateSubscription",
-            "updating subscriptions is",
-        ))
+        const METHOD: &str = "google.pubsub.v1.Subscriber/UpdateSubscription";
+        let r = request.get_ref();
+        let s = r.subscription.as_ref().ok_or_else(|| {
+            Status::invalid_argument(
+                "The subscription in the UpdateSubscriptionRequest must be set.",
+            )
+        })?;
+        let fields: Vec<&str> = r
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if fields.is_empty() {
+            return Err(Status::invalid_argument(
+                "The update_mask in the UpdateSubscriptionRequest must be set.",
+            ));
+        }
+        let (resource, group) = self.group_of(&s.name).await?;
+        let (topic, name) = (&group.record.topic, &group.record.name);
+        let caller = self
+            .front
+            .allow(&request, METHOD, Need::Do(Action::Manage), topic)?;
+        let patch = group_patch(s, &fields)?;
+        let outcome = self
+            .front
+            .broker()
+            .update_group(topic, name, &patch)
+            .await
+            .map_err(|e| status(&resource, e));
+        audit::done(&caller, METHOD, topic, Some(name), &outcome);
+        let out = self.front.subscription(&outcome?);
+        Ok(Response::new(out.ok_or_else(|| not_found(&resource))?))
     }
 
     async fn list_subscriptions(
@@ -329,8 +357,37 @@ impl Subscriber for SubscriberApi {
         Err(unimplemented("DeleteSnapshot", "snapshots are"))
     }
 
-    async fn seek(&self, _request: Request<SeekRequest>) -> Result<Response<SeekResponse>, Status> {
-        Err(unimplemented("Seek", "Seek is"))
+    async fn seek(&self, request: Request<SeekRequest>) -> Result<Response<SeekResponse>, Status> {
+        const METHOD: &str = "google.pubsub.v1.Subscriber/Seek";
+        let r = request.get_ref();
+        let time = match &r.target {
+            Some(seek_request::Target::Time(t)) => {
+                t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos / 1000)
+            }
+            Some(seek_request::Target::Snapshot(_)) => {
+                return Err(unimplemented("Seek", "seeking to a snapshot is"));
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "The seek target (time or snapshot) must be set.",
+                ));
+            }
+        };
+        let (resource, group) = self.group_of(&r.subscription).await?;
+        let (topic, name) = (&group.record.topic, &group.record.name);
+        let caller = self
+            .front
+            .allow(&request, METHOD, Need::Do(Action::Manage), topic)?;
+        // Before the first retained event: from it; after the last: the end.
+        let outcome = self
+            .front
+            .broker()
+            .seek(topic, name, crate::model::settings::Position::Time(time))
+            .await
+            .map_err(|e| status(&resource, e));
+        audit::done(&caller, METHOD, topic, Some(name), &outcome);
+        outcome?;
+        Ok(Response::new(SeekResponse {}))
     }
 }
 

@@ -21,8 +21,11 @@ use crate::proto::google::pubsub::v1::{ExpirationPolicy, RetryPolicy, Subscripti
 const MIN_ACK_DEADLINE: i32 = 10;
 const MAX_ACK_DEADLINE: i32 = 600;
 const DEFAULT_ACK_DEADLINE: i32 = 10;
-/// Pub/Sub's bounds of a retry policy's backoffs.
+/// Pub/Sub's bounds of a retry policy's backoffs, and its defaults.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+const DEFAULT_MIN_BACKOFF: Duration = Duration::from_secs(10);
+/// Pub/Sub's shortest expiration ttl.
+const MIN_TTL: Duration = Duration::from_secs(86_400);
 
 /// Groups looked at per storage call while searching.
 const SCAN_PAGE: usize = 500;
@@ -75,36 +78,78 @@ impl Front {
     }
 }
 
-/// The group settings a new Subscription asks for. Fields Herald does not
-/// serve yet are refused, not dropped.
+/// Every field a Subscription may set, for CreateSubscription.
+pub const SUBSCRIPTION_FIELDS: &[&str] = &[
+    "ack_deadline_seconds",
+    "enable_message_ordering",
+    "retry_policy",
+    "expiration_policy",
+    "push_config",
+    "filter",
+    "dead_letter_policy",
+    "labels",
+    "retain_acked_messages",
+    "message_retention_duration",
+];
+
+/// The group settings `fields` of a Subscription ask for. Fields Herald
+/// does not serve yet are refused when set, not dropped.
 ///
 /// # Errors
 /// INVALID_ARGUMENT.
-pub fn group_patch(s: &Subscription) -> Result<GroupPatch, Status> {
-    let unsupported = |field: &str| {
-        Err(Status::invalid_argument(format!(
-            "Subscription field {field} is not supported by Herald yet."
-        )))
-    };
-    if s.push_config
-        .as_ref()
-        .is_some_and(|p| !p.push_endpoint.is_empty())
-    {
-        return unsupported("push_config");
+pub fn group_patch(s: &Subscription, fields: &[&str]) -> Result<GroupPatch, Status> {
+    let mut patch = GroupPatch::default();
+    for field in fields {
+        let unset = match *field {
+            "ack_deadline_seconds" => {
+                patch.ack_deadline = Some(ack_deadline(s.ack_deadline_seconds)?);
+                true
+            }
+            "enable_message_ordering" => {
+                patch.ordered = Some(s.enable_message_ordering);
+                true
+            }
+            // Without a policy the group keeps its backoff (the server's
+            // `groups` defaults on creation).
+            "retry_policy" => {
+                if let Some(retry) = &s.retry_policy {
+                    patch.min_backoff = Some(backoff(&retry.minimum_backoff, "minimum_backoff")?);
+                    patch.max_backoff = Some(backoff(&retry.maximum_backoff, "maximum_backoff")?);
+                }
+                true
+            }
+            "expiration_policy" => {
+                patch.expire_after = Some(expiration(s.expiration_policy.as_ref())?);
+                true
+            }
+            "push_config" => s
+                .push_config
+                .as_ref()
+                .is_none_or(|p| p.push_endpoint.is_empty()),
+            "filter" => s.filter.is_empty(),
+            "dead_letter_policy" => s.dead_letter_policy.is_none(),
+            "labels" => s.labels.is_empty(),
+            "retain_acked_messages" => !s.retain_acked_messages,
+            "message_retention_duration" => s.message_retention_duration.is_none(),
+            "name" | "topic" => true,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "Invalid update_mask: {} is not a Subscription field Herald knows.",
+                    crate::model::echo(other)
+                )));
+            }
+        };
+        if !unset {
+            return Err(Status::invalid_argument(format!(
+                "Subscription field {field} is not supported by Herald yet."
+            )));
+        }
     }
-    if !s.filter.is_empty() {
-        return unsupported("filter");
-    }
-    if s.dead_letter_policy.is_some() {
-        return unsupported("dead_letter_policy");
-    }
-    if !s.labels.is_empty() {
-        return unsupported("labels");
-    }
-    if s.retain_acked_messages || s.message_retention_duration.is_some() {
-        return unsupported("retain_acked_messages");
-    }
-    let deadline = match s.ack_deadline_seconds {
+    Ok(patch)
+}
+
+fn ack_deadline(seconds: i32) -> Result<Duration, Status> {
+    let seconds = match seconds {
         0 => DEFAULT_ACK_DEADLINE,
         d if (MIN_ACK_DEADLINE..=MAX_ACK_DEADLINE).contains(&d) => d,
         _ => {
@@ -113,42 +158,33 @@ pub fn group_patch(s: &Subscription) -> Result<GroupPatch, Status> {
             ));
         }
     };
-    let mut patch = GroupPatch {
-        ack_deadline: Some(Duration::from_secs(u64::from(deadline.unsigned_abs()))),
-        ordered: Some(s.enable_message_ordering),
-        ..GroupPatch::default()
+    Ok(Duration::from_secs(u64::from(seconds.unsigned_abs())))
+}
+
+/// A retry policy's backoff; unset is Pub/Sub's default for that bound.
+fn backoff(d: &Option<prost_types::Duration>, field: &str) -> Result<Duration, Status> {
+    let Some(d) = d else {
+        return Ok(match field {
+            "minimum_backoff" => DEFAULT_MIN_BACKOFF,
+            _ => MAX_BACKOFF,
+        });
     };
-    if let Some(retry) = &s.retry_policy {
-        let backoff = |d: &Option<prost_types::Duration>, field: &str| match d {
-            None => Ok(None),
-            Some(d) => duration_in(d)
-                .filter(|d| *d <= MAX_BACKOFF)
-                .map(Some)
-                .ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "Invalid retry_policy.{field}: it must be between 0 and 600 seconds."
-                    ))
-                }),
-        };
-        patch.min_backoff = backoff(&retry.minimum_backoff, "minimum_backoff")?;
-        patch.max_backoff = backoff(&retry.maximum_backoff, "maximum_backoff")?;
-    }
-    if let Some(policy) = &s.expiration_policy {
-        let ttl = match &policy.ttl {
-            None => None,
-            Some(d) => Some(
-                duration_in(d)
-                    .filter(|d| *d >= Duration::from_secs(86_400) && *d <= MAX_EXPIRE_AFTER)
-                    .ok_or_else(|| {
-                        Status::invalid_argument(
-                            "Invalid expiration_policy.ttl: it must be at least 1 day.",
-                        )
-                    })?,
-            ),
-        };
-        patch.expire_after = Some(ttl);
-    }
-    Ok(patch)
+    duration_in(d).filter(|d| *d <= MAX_BACKOFF).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "Invalid retry_policy.{field}: it must be between 0 and 600 seconds."
+        ))
+    })
+}
+
+/// An expiration policy's ttl: none (or no ttl) never expires.
+fn expiration(policy: Option<&ExpirationPolicy>) -> Result<Option<Duration>, Status> {
+    let Some(d) = policy.and_then(|p| p.ttl.as_ref()) else {
+        return Ok(None);
+    };
+    let ttl = duration_in(d).filter(|d| *d >= MIN_TTL && *d <= MAX_EXPIRE_AFTER);
+    ttl.map(Some).ok_or_else(|| {
+        Status::invalid_argument("Invalid expiration_policy.ttl: it must be at least 1 day.")
+    })
 }
 
 #[cfg(test)]
@@ -166,12 +202,12 @@ mod tests {
             }),
             ..Subscription::default()
         };
-        let p = group_patch(&s).unwrap();
+        let p = group_patch(&s, SUBSCRIPTION_FIELDS).unwrap();
         assert_eq!(p.ack_deadline, Some(Duration::from_secs(30)));
         assert_eq!(p.ordered, Some(true));
         assert_eq!(p.min_backoff, Some(Duration::from_secs(1)));
         assert_eq!(p.max_backoff, Some(Duration::from_secs(60)));
-        let default = group_patch(&Subscription::default()).unwrap();
+        let default = group_patch(&Subscription::default(), SUBSCRIPTION_FIELDS).unwrap();
         assert_eq!(default.ack_deadline, Some(Duration::from_secs(10)));
     }
 
@@ -181,11 +217,12 @@ mod tests {
             ack_deadline_seconds: 5,
             ..Subscription::default()
         };
-        assert!(group_patch(&bad).is_err());
+        assert!(group_patch(&bad, SUBSCRIPTION_FIELDS).is_err());
         let filtered = Subscription {
             filter: "attributes.k = \"v\"".into(),
             ..Subscription::default()
         };
-        assert!(group_patch(&filtered).is_err());
+        assert!(group_patch(&filtered, SUBSCRIPTION_FIELDS).is_err());
+        assert!(group_patch(&Subscription::default(), &["nope"]).is_err());
     }
 }
