@@ -161,6 +161,25 @@ pub fn topic_patch(t: &Topic, fields: &[&str]) -> Result<TopicPatch, Status> {
     Ok(patch)
 }
 
+/// The paths of an update request's field mask, which must name some.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a missing or empty mask.
+pub fn mask_fields<'a>(
+    mask: Option<&'a prost_types::FieldMask>,
+    request: &str,
+) -> Result<Vec<&'a str>, Status> {
+    let fields: Vec<&str> = mask
+        .map(|m| m.paths.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    if fields.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "The update_mask in the {request} must be set."
+        )));
+    }
+    Ok(fields)
+}
+
 /// Every settable field of a topic, for CreateTopic.
 pub const TOPIC_FIELDS: &[&str] = &[
     "message_retention_duration",

@@ -107,16 +107,7 @@ impl Publisher for PublisherApi {
         let topic = r.topic.as_ref().ok_or_else(|| {
             Status::invalid_argument("The topic in the UpdateTopicRequest must be set.")
         })?;
-        let fields: Vec<&str> = r
-            .update_mask
-            .as_ref()
-            .map(|m| m.paths.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        if fields.is_empty() {
-            return Err(Status::invalid_argument(
-                "The update_mask in the UpdateTopicRequest must be set.",
-            ));
-        }
+        let fields = super::convert::mask_fields(r.update_mask.as_ref(), "UpdateTopicRequest")?;
         self.write_topic(&request, METHOD, topic, &fields, Write::Update)
             .await
     }

@@ -141,16 +141,8 @@ impl Subscriber for SubscriberApi {
                 "The subscription in the UpdateSubscriptionRequest must be set.",
             )
         })?;
-        let fields: Vec<&str> = r
-            .update_mask
-            .as_ref()
-            .map(|m| m.paths.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        if fields.is_empty() {
-            return Err(Status::invalid_argument(
-                "The update_mask in the UpdateSubscriptionRequest must be set.",
-            ));
-        }
+        let fields =
+            super::convert::mask_fields(r.update_mask.as_ref(), "UpdateSubscriptionRequest")?;
         let (resource, group) = self.group_of(&s.name).await?;
         let (topic, name) = (&group.record.topic, &group.record.name);
         let caller = self
