@@ -22,13 +22,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::clients::{INSTALL_TIMEOUT, python_env, require_tool, run};
-
-/// Serializes the set-up of the client environments, shared by tests that
-/// run in parallel.
-static SETUP: Mutex<()> = Mutex::new(());
+use common::clients::{node_env, python_env, run};
 
 /// A whole scenario, dead-letter waits included, takes a few seconds.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -70,7 +66,7 @@ fn python_scenario(secure: bool) {
 }
 
 fn node_scenario(secure: bool) {
-    node_env();
+    node_env(&polyglot_dir().join("node"));
     let server = Server::start(secure);
     let script = polyglot_dir().join("node").join("scenario.js");
     let mut cmd = Command::new("node");
@@ -260,42 +256,4 @@ fn repo() -> PathBuf {
 
 fn polyglot_dir() -> PathBuf {
     repo().join("tests").join("polyglot")
-}
-
-/// `npm ci` in `tests/polyglot/node`, unless `node_modules` was installed
-/// from the current `package.json` and `package-lock.json` (recorded in a
-/// stamp file inside `node_modules`, which `npm ci` wipes).
-fn node_env() {
-    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
-    let started = Instant::now();
-    let hint = "the polyglot test needs Node.js 18+ and npm on PATH";
-    require_tool("node", hint);
-    require_tool("npm", hint);
-    let dir = polyglot_dir().join("node");
-    let mut wanted = String::new();
-    for file in ["package.json", "package-lock.json"] {
-        let text = std::fs::read_to_string(dir.join(file))
-            .unwrap_or_else(|e| panic!("read tests/polyglot/node/{file}: {e}"));
-        wanted.push_str(&text);
-    }
-    let stamp = dir.join("node_modules").join(".herald-polyglot.stamp");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return;
-    }
-    let out = run(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir),
-        INSTALL_TIMEOUT,
-    );
-    assert!(
-        out.success(),
-        "`npm ci` in {} failed ({}); it needs access to the npm registry.\n{}{}",
-        dir.display(),
-        out.describe_exit(),
-        out.stdout,
-        out.stderr
-    );
-    std::fs::write(&stamp, &wanted).expect("write the node_modules stamp");
-    println!("node: npm ci in {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -1,6 +1,7 @@
-//! The official Google Cloud Pub/Sub Python client (pinned in
+//! The official Google Cloud Pub/Sub clients run unchanged against Herald
+//! with `PUBSUB_EMULATOR_HOST` (issue 12): Python (pinned in
 //! `tests/pubsub/requirements.txt`, installed into `target/pubsub-venv`)
-//! runs unchanged against Herald with `PUBSUB_EMULATOR_HOST` (issue 12):
+//! and Node (`tests/pubsub/node`, pinned by its lockfile):
 //! the Publisher API's answers, name rules and errors, and the published
 //! messages read back through `herald.v1`. Runs on both backends
 //! (`semantics_files.rs`).
@@ -10,18 +11,27 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::clients::{python_env, run};
+use common::clients::{node_env, python_env, run};
 use common::*;
 use herald::proto;
 use tokio_stream::StreamExt;
 
-/// Runs `tests/pubsub/{script}` with `args` against `server` and returns
-/// the JSON of the last line it printed.
+fn pubsub_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pubsub")
+}
+
+/// Runs `tests/pubsub/{script}` (Python, or Node for `.js`) with `args`
+/// against `server` and returns the JSON of the last line it printed.
 fn run_script(server: &TestServer, script: &str, args: &[&str]) -> serde_json::Value {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pubsub");
-    let python = python_env("pubsub-venv", &dir.join("requirements.txt"));
+    let dir = pubsub_dir();
+    let program = if script.ends_with(".js") {
+        node_env(&dir.join("node"));
+        "node".into()
+    } else {
+        python_env("pubsub-venv", &dir.join("requirements.txt"))
+    };
     let out = run(
-        Command::new(python)
+        Command::new(program)
             .arg(dir.join(script))
             .args(args)
             .env("PUBSUB_EMULATOR_HOST", server.addr().to_string())
@@ -130,6 +140,24 @@ async fn the_official_python_subscriber_receives_over_streaming_pull() {
         .get_group(proto::GetGroupRequest {
             topic: "payments".into(),
             group: "billing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_node_client_publishes_and_receives() {
+    let server = TestServer::start().await;
+    let printed = run_script(&server, "node/scenario.js", &["herald", "node-orders", "node-sub"]);
+    assert_eq!(printed["attempts"]["2"], 2, "{printed}");
+    assert_eq!(printed["ids"].as_array().map(Vec::len), Some(5), "{printed}");
+    // Deleted through Pub/Sub: gone for herald.v1 too.
+    let err = server
+        .admin()
+        .get_topic(proto::GetTopicRequest {
+            name: "node-orders".into(),
         })
         .await
         .unwrap_err();

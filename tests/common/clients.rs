@@ -100,6 +100,43 @@ pub fn python_env(name: &str, requirements: &Path) -> PathBuf {
 
 // Running child processes with captured output and a time limit.
 
+/// `npm ci` in `dir`, unless its `node_modules` was installed from the
+/// current `package.json` and `package-lock.json` (recorded in a stamp file
+/// inside `node_modules`, which `npm ci` wipes).
+pub fn node_env(dir: &Path) {
+    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let hint = "this test needs Node.js 18+ and npm on PATH";
+    require_tool("node", hint);
+    require_tool("npm", hint);
+    let mut wanted = String::new();
+    for file in ["package.json", "package-lock.json"] {
+        let text = std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.join(file).display()));
+        wanted.push_str(&text);
+    }
+    let stamp = dir.join("node_modules").join(".herald.stamp");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return;
+    }
+    let out = run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(dir),
+        INSTALL_TIMEOUT,
+    );
+    assert!(
+        out.success(),
+        "`npm ci` in {} failed ({}); it needs access to the npm registry.\n{}{}",
+        dir.display(),
+        out.describe_exit(),
+        out.stdout,
+        out.stderr
+    );
+    std::fs::write(&stamp, &wanted).expect("write the node_modules stamp");
+    println!("node: npm ci in {:.1} s", started.elapsed().as_secs_f64());
+}
+
 pub struct Output {
     /// None when the process was killed for running past its time limit.
     pub status: Option<ExitStatus>,
