@@ -571,6 +571,7 @@ impl Config {
                 ordered: false,
                 ack_durability: self.groups.ack_durability,
                 expire_after: None,
+                attribute_filter: String::new(),
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,

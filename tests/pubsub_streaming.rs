@@ -273,3 +273,114 @@ async fn update_subscription_and_seek_to_a_time() {
     assert_eq!(ids(&again), ids(&got));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_through_herald_are_pulled_through_pubsub() {
+    let server = TestServer::start().await;
+    let (_publisher, mut subscriber) = setup(&server, &["bridge"]).await;
+    let mut event = event("order-1");
+    event.key = "customer-9".into();
+    event.attributes.insert("region".into(), "eu".into());
+    server
+        .publisher()
+        .publish(herald::proto::PublishRequest {
+            topic: "jobs".into(),
+            events: vec![event],
+        })
+        .await
+        .expect("herald.v1 publish");
+    let (_tx, mut stream) = pull(&mut subscriber, "bridge", 30).await.expect("open");
+    let got = next(&mut stream).await;
+    let message = got[0].message.as_ref().expect("message");
+    assert_eq!(message.message_id, "order-1");
+    assert_eq!(&message.data[..], b"payload of order-1");
+    assert_eq!(message.ordering_key, "customer-9");
+    assert_eq!(message.attributes.get("region").map(String::as_str), Some("eu"));
+    assert!(message.publish_time.is_some());
+    assert_eq!(got[0].delivery_attempt, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_delivers_matching_messages_and_acks_the_rest() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &[]).await;
+    let with_filter = |id: &str, filter: &str| Subscription {
+        name: sub(id),
+        topic: TOPIC.into(),
+        filter: filter.into(),
+        ..Subscription::default()
+    };
+    let err = subscriber
+        .create_subscription(with_filter("broken", "attributes.region = eu"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().starts_with("Invalid filter"), "{err:?}");
+    let filter = "attributes.region = \"eu\" AND NOT attributes:test";
+    let created = subscriber
+        .create_subscription(with_filter("europe", filter))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.filter, filter);
+    let err = subscriber
+        .update_subscription(UpdateSubscriptionRequest {
+            subscription: Some(with_filter("europe", "attributes:x")),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["filter".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "fixed at creation: {err:?}");
+
+    let message = |i: usize, attrs: &[(&str, &str)]| PubsubMessage {
+        data: Bytes::from(format!("m-{i}")),
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..PubsubMessage::default()
+    };
+    publisher
+        .publish(PublishRequest {
+            topic: TOPIC.into(),
+            messages: vec![
+                message(0, &[("region", "eu")]),
+                message(1, &[("region", "us")]),
+                message(2, &[("region", "eu"), ("test", "1")]),
+                message(3, &[("region", "eu")]),
+                message(4, &[]),
+            ]
+            .into_iter()
+            .map(|mut m| {
+                if m.attributes.is_empty() {
+                    m.attributes.insert("other".into(), "x".into());
+                }
+                m
+            })
+            .collect(),
+        })
+        .await
+        .expect("publish");
+    let (_tx, mut stream) = pull(&mut subscriber, "europe", 30).await.expect("open");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(next(&mut stream).await);
+    }
+    let data: Vec<Vec<u8>> = got
+        .iter()
+        .map(|m| m.message.as_ref().unwrap().data.to_vec())
+        .collect();
+    assert_eq!(data, vec![b"m-0".to_vec(), b"m-3".to_vec()]);
+    // The three others were acked by the server (the last one perhaps
+    // just after the second match was sent).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = server.group_stats("jobs", "europe").await;
+        if stats.acked == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}

@@ -1,13 +1,16 @@
 //! The Pub/Sub front door's decoding of request messages: arbitrary bytes
-//! decoded as each Publisher request type go through name parsing and the
-//! message and topic conversion; the result is a value or INVALID_ARGUMENT
+//! decoded as Publisher requests and Subscriptions go through name parsing
+//! and the message, topic and subscription conversion (subscription filters
+//! included, and arbitrary filter text); the result is a value or INVALID_ARGUMENT
 //! with a short message, never a panic. Herald names that map back to a
 //! Pub/Sub resource map to exactly that name again.
 #![no_main]
 
 use herald::proto::google::pubsub::v1::*;
 use herald::pubsub::convert::{self, TOPIC_FIELDS};
+use herald::pubsub::filter;
 use herald::pubsub::names::{self, Kind};
+use herald::pubsub::subscriptions::{SUBSCRIPTION_FIELDS, group_patch};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use tonic::{Code, Status};
@@ -34,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else {
         return;
     };
-    match which % 7 {
+    match which % 9 {
         0 => check(bytes, |t: Topic| {
             name(Kind::Topic, &t.name)?;
             convert::topic_patch(&t, TOPIC_FIELDS).map(|_| ())
@@ -59,6 +62,25 @@ fuzz_target!(|data: &[u8]| {
         5 => check(bytes, |r: DetachSubscriptionRequest| {
             name(Kind::Subscription, &r.subscription)
         }),
+        6 => check(bytes, |s: Subscription| {
+            name(Kind::Subscription, &s.name)?;
+            name(Kind::Topic, &s.topic)?;
+            group_patch(&s, SUBSCRIPTION_FIELDS, None).map(|_| ())
+        }),
+        7 => {
+            // A filter: parsed or refused; a parsed one evaluates.
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return;
+            };
+            match filter::parse(text) {
+                Ok(Some(f)) => {
+                    let attributes = [("k".to_string(), "v".to_string())];
+                    let _ = f.matches(&attributes);
+                }
+                Ok(None) => {}
+                Err(e) => assert!(e.len() < 2048, "{} bytes", e.len()),
+            }
+        }
         _ => {
             // A Herald name: if it stands for a resource, that resource's
             // Herald name is this name again (the mapping is a bijection).

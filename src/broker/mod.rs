@@ -109,6 +109,7 @@ impl Default for BrokerConfig {
                 ordered: false,
                 ack_durability: AckDurability::Batched,
                 expire_after: None,
+                attribute_filter: String::new(),
             },
             default_max_in_flight: 1000,
             max_in_flight_limit: 100_000,

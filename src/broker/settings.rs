@@ -76,6 +76,8 @@ pub struct GroupPatch {
     /// New expiration: `Some(None)` never expires, `Some(Some(ttl))`
     /// deletes the group after `ttl` without a consumer.
     pub expire_after: Option<Option<Duration>>,
+    /// The Pub/Sub attribute filter (validated by the Pub/Sub layer).
+    pub attribute_filter: Option<String>,
 }
 
 /// Longest time a temporary group may wait for a consumer.
@@ -132,6 +134,9 @@ impl GroupPatch {
                 ));
             }
             next.expire_after = v;
+        }
+        if let Some(f) = &self.attribute_filter {
+            next.attribute_filter.clone_from(f);
         }
         *settings = next;
         Ok(())

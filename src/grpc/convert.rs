@@ -242,6 +242,7 @@ pub fn group_patch(g: &proto::Group) -> Result<GroupPatch, Status> {
         max_delivery_attempts: g.max_delivery_attempts,
         ordered: g.ordered,
         ack_durability: ack_durability_in(g.ack_durability)?,
+        attribute_filter: None,
         expire_after: g
             .expiration_policy
             .as_ref()

@@ -149,6 +149,7 @@ pub(super) async fn update(
             AckDurability::Batched
         }),
         expire_after: None,
+        attribute_filter: None,
     };
     console
         .broker()

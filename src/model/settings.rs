@@ -79,6 +79,11 @@ pub struct GroupSettings {
     /// long (zero: as soon as its last consumer leaves). `None`: never.
     #[serde(default, with = "humantime_serde")]
     pub expire_after: Option<Duration>,
+    /// A Pub/Sub subscription filter over attributes (set through the
+    /// Pub/Sub API only, fixed at creation; applied to its StreamingPull
+    /// deliveries). Empty: none. Absent from older records: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub attribute_filter: String,
 }
 
 /// When a group answers acks and nacks.

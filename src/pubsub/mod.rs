@@ -16,11 +16,12 @@
 //! UNIMPLEMENTED).
 
 pub mod convert;
+pub mod filter;
 pub mod names;
 pub mod publisher;
 mod streaming;
 pub mod subscriber;
-mod subscriptions;
+pub mod subscriptions;
 
 use std::sync::Arc;
 

@@ -6,6 +6,8 @@
 //! a consumer holding at most `max_outstanding_messages` leases. One task
 //! sends each batch the broker hands out and settles the client's acks and
 //! deadline changes (0 seconds is a nack: redelivered at once), in order.
+//! A subscription's attribute filter is applied here: deliveries it
+//! rejects are acked at once and never sent, as Pub/Sub does.
 //! The stream ends with a status that says why: INVALID_ARGUMENT at the
 //! first bad request, the broker's status when the subscription ends
 //! (deleted: NOT_FOUND; shutdown: UNAVAILABLE), OK when the client closed
@@ -20,6 +22,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::received;
+use super::filter::{self, Expr};
 use super::subscriber::SubscriberApi;
 use super::{Need, status};
 use crate::auth::Action;
@@ -72,6 +75,9 @@ pub(super) async fn open(
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_OUTSTANDING)
         .min(limit);
+    // Validated at creation; a record that no longer parses fails loudly.
+    let filter = filter::parse(&group.record.settings.attribute_filter)
+        .map_err(|e| Status::internal(format!("stored subscription filter: {e}")))?;
     let consumer = consumer_name(&first.client_id);
     let options = ConsumeOptions {
         max_in_flight: Some(outstanding),
@@ -85,7 +91,7 @@ pub(super) async fn open(
     settle(&settler, &first).await?;
     tracing::debug!(%topic, group = %group.record.name, %consumer, "consumer joined (StreamingPull)");
     let (out, rx) = mpsc::channel(OUT_DEPTH);
-    tokio::spawn(run(batches, settler, inbound, out));
+    tokio::spawn(run(batches, settler, filter, inbound, out));
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
@@ -108,13 +114,31 @@ type Out = mpsc::Sender<Result<StreamingPullResponse, Status>>;
 async fn run(
     mut batches: Batches,
     settler: Settler,
+    filter: Option<Expr>,
     mut inbound: Streaming<StreamingPullRequest>,
     out: Out,
 ) {
     loop {
         tokio::select! {
             next = batches.next() => match next {
-                Some(Ok(batch)) => {
+                Some(Ok(mut batch)) => {
+                    // Messages the filter rejects are acked, not sent.
+                    if let Some(f) = &filter {
+                        let (wanted, skipped): (Vec<_>, Vec<_>) = batch
+                            .into_iter()
+                            .partition(|d| f.matches(&d.event.event.attributes));
+                        batch = wanted;
+                        let ids: Vec<String> = skipped.into_iter().map(|d| d.ack_id).collect();
+                        if !ids.is_empty()
+                            && let Err(e) = settler.ack(&ids).await
+                        {
+                            let _ = out.send(Err(to_status(e))).await;
+                            break;
+                        }
+                    }
+                    if batch.is_empty() {
+                        continue;
+                    }
                     let response = StreamingPullResponse {
                         received_messages: batch.iter().map(received).collect(),
                         ..StreamingPullResponse::default()

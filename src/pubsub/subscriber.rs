@@ -88,7 +88,7 @@ impl Subscriber for SubscriberApi {
         let caller = self
             .front
             .allow(&request, METHOD, Need::Do(Action::Manage), &herald_topic)?;
-        let patch = group_patch(s, SUBSCRIPTION_FIELDS)?;
+        let patch = group_patch(s, SUBSCRIPTION_FIELDS, None)?;
         let broker = self.front.broker();
         let outcome = async {
             if !broker.has_topic(&herald_topic).await.map_err(to_status)? {
@@ -148,7 +148,7 @@ impl Subscriber for SubscriberApi {
         let caller = self
             .front
             .allow(&request, METHOD, Need::Do(Action::Manage), topic)?;
-        let patch = group_patch(s, &fields)?;
+        let patch = group_patch(s, &fields, Some(&group))?;
         let outcome = self
             .front
             .broker()

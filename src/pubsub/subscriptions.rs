@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use super::Front;
 use super::convert::{duration_in, duration_out};
 use super::names::Kind;
+use super::{Front, filter};
 use crate::broker::GroupPatch;
 use crate::broker::settings::MAX_EXPIRE_AFTER;
 use crate::grpc::status::to_status;
@@ -73,6 +73,7 @@ impl Front {
             expiration_policy: Some(ExpirationPolicy {
                 ttl: s.expire_after.map(duration_out),
             }),
+            filter: s.attribute_filter.clone(),
             ..Subscription::default()
         })
     }
@@ -97,7 +98,13 @@ pub const SUBSCRIPTION_FIELDS: &[&str] = &[
 ///
 /// # Errors
 /// INVALID_ARGUMENT.
-pub fn group_patch(s: &Subscription, fields: &[&str]) -> Result<GroupPatch, Status> {
+pub fn group_patch(
+    s: &Subscription,
+    fields: &[&str],
+    existing: Option<&GroupInfo>,
+) -> Result<GroupPatch, Status> {
+    let update = existing.is_some();
+    let current_filter = existing.map_or("", |g| g.record.settings.attribute_filter.as_str());
     let mut patch = GroupPatch::default();
     for field in fields {
         let unset = match *field {
@@ -126,7 +133,20 @@ pub fn group_patch(s: &Subscription, fields: &[&str]) -> Result<GroupPatch, Stat
                 .push_config
                 .as_ref()
                 .is_none_or(|p| p.push_endpoint.is_empty()),
-            "filter" => s.filter.is_empty(),
+            // Set at creation only, as in Pub/Sub (an update must repeat it).
+            "filter" if update => {
+                if s.filter != current_filter {
+                    return Err(Status::invalid_argument(
+                        "The filter of a subscription cannot be changed after it is created.",
+                    ));
+                }
+                true
+            }
+            "filter" => {
+                filter::parse(&s.filter).map_err(Status::invalid_argument)?;
+                patch.attribute_filter = Some(s.filter.clone());
+                true
+            }
             "dead_letter_policy" => s.dead_letter_policy.is_none(),
             "labels" => s.labels.is_empty(),
             "retain_acked_messages" => !s.retain_acked_messages,
@@ -202,12 +222,12 @@ mod tests {
             }),
             ..Subscription::default()
         };
-        let p = group_patch(&s, SUBSCRIPTION_FIELDS).unwrap();
+        let p = group_patch(&s, SUBSCRIPTION_FIELDS, None).unwrap();
         assert_eq!(p.ack_deadline, Some(Duration::from_secs(30)));
         assert_eq!(p.ordered, Some(true));
         assert_eq!(p.min_backoff, Some(Duration::from_secs(1)));
         assert_eq!(p.max_backoff, Some(Duration::from_secs(60)));
-        let default = group_patch(&Subscription::default(), SUBSCRIPTION_FIELDS).unwrap();
+        let default = group_patch(&Subscription::default(), SUBSCRIPTION_FIELDS, None).unwrap();
         assert_eq!(default.ack_deadline, Some(Duration::from_secs(10)));
     }
 
@@ -217,12 +237,21 @@ mod tests {
             ack_deadline_seconds: 5,
             ..Subscription::default()
         };
-        assert!(group_patch(&bad, SUBSCRIPTION_FIELDS).is_err());
+        assert!(group_patch(&bad, SUBSCRIPTION_FIELDS, None).is_err());
         let filtered = Subscription {
             filter: "attributes.k = \"v\"".into(),
             ..Subscription::default()
         };
-        assert!(group_patch(&filtered, SUBSCRIPTION_FIELDS).is_err());
-        assert!(group_patch(&Subscription::default(), &["nope"]).is_err());
+        let patch = group_patch(&filtered, SUBSCRIPTION_FIELDS, None).unwrap();
+        assert_eq!(
+            patch.attribute_filter.as_deref(),
+            Some("attributes.k = \"v\"")
+        );
+        let malformed = Subscription {
+            filter: "attributes.k = v".into(),
+            ..Subscription::default()
+        };
+        assert!(group_patch(&malformed, SUBSCRIPTION_FIELDS, None).is_err());
+        assert!(group_patch(&Subscription::default(), &["nope"], None).is_err());
     }
 }
