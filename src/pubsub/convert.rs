@@ -14,6 +14,7 @@ use tonic::Status;
 use crate::broker::Delivery;
 use crate::broker::TopicPatch;
 use crate::event::Event;
+use crate::grpc::convert::{duration as duration_out, from_duration, timestamp};
 use crate::model::results::TopicInfo;
 use crate::proto::google::pubsub::v1::{PubsubMessage, ReceivedMessage, Topic};
 
@@ -106,10 +107,7 @@ pub fn received(d: &Delivery) -> ReceivedMessage {
             data: e.data.clone(),
             attributes: e.attributes.iter().cloned().collect(),
             message_id: e.id.clone(),
-            publish_time: Some(prost_types::Timestamp {
-                seconds: us.div_euclid(1_000_000),
-                nanos: i32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-            }),
+            publish_time: Some(timestamp(us)),
             ordering_key: e.key.clone(),
         }),
         delivery_attempt: i32::try_from(d.attempt).unwrap_or(i32::MAX),
@@ -198,17 +196,10 @@ fn retention(d: &prost_types::Duration) -> Result<Duration, Status> {
     })
 }
 
+/// A protobuf Duration, `None` when negative or malformed (the caller
+/// words Pub/Sub's error).
 pub(crate) fn duration_in(d: &prost_types::Duration) -> Option<Duration> {
-    let secs = u64::try_from(d.seconds).ok()?;
-    let nanos = u32::try_from(d.nanos).ok()?;
-    (nanos < 1_000_000_000).then(|| Duration::new(secs, nanos))
-}
-
-pub(crate) fn duration_out(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
+    from_duration("", d).ok()
 }
 
 #[cfg(test)]

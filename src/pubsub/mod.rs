@@ -148,13 +148,21 @@ impl Front {
 /// the resource as the client gave it; the rest as `herald.v1` answers.
 pub(crate) fn status(resource: &Resource, e: BrokerError) -> Status {
     match e {
-        BrokerError::NotFound(_) => {
-            Status::not_found(format!("Resource not found (resource={}).", resource.id))
-        }
-        BrokerError::AlreadyExists(_) => Status::already_exists(format!(
-            "Resource already exists in the project (resource={}).",
-            resource.id
-        )),
+        BrokerError::NotFound(_) => not_found(resource),
+        BrokerError::AlreadyExists(_) => already_exists(resource),
         other => to_status(other),
     }
+}
+
+/// Pub/Sub's NOT_FOUND for `resource`.
+pub(crate) fn not_found(resource: &Resource) -> Status {
+    Status::not_found(format!("Resource not found (resource={}).", resource.id))
+}
+
+/// Pub/Sub's ALREADY_EXISTS for `resource`.
+pub(crate) fn already_exists(resource: &Resource) -> Status {
+    Status::already_exists(format!(
+        "Resource already exists in the project (resource={}).",
+        resource.id
+    ))
 }

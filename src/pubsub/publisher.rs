@@ -124,7 +124,7 @@ impl Publisher for PublisherApi {
         // Pub/Sub publishes only to topics that exist: no auto-create here.
         let broker = self.front.broker();
         if !broker.has_topic(&herald).await.map_err(to_status)? {
-            return Err(status(&resource, crate::storage::not_found_topic(&herald)));
+            return Err(super::not_found(&resource));
         }
         let published = broker
             .publish(&herald, events)

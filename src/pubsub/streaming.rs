@@ -66,7 +66,7 @@ pub(super) async fn open(
             "Invalid stream_ack_deadline_seconds: it must be between 10 and 600.",
         ));
     }
-    let (resource, group) = api.group(&first.subscription).await?;
+    let (resource, group) = api.group_of(&first.subscription).await?;
     let topic = group.record.topic.clone();
     front.authorize(&caller, METHOD, Need::Do(Action::Consume), &topic)?;
     let limit = front.broker().config().max_in_flight_limit;

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::names::{self, Kind, Resource};
 use super::subscriptions::{SUBSCRIPTION_FIELDS, group_patch};
-use super::{Front, Need, status, streaming};
+use super::{Front, Need, already_exists, not_found, status, streaming};
 use crate::auth::Action;
 use crate::grpc::audit;
 use crate::grpc::status::to_status;
@@ -44,7 +44,7 @@ impl SubscriberApi {
     ///
     /// # Errors
     /// INVALID_ARGUMENT for a bad name, NOT_FOUND.
-    async fn group_of(&self, name: &str) -> Result<(Resource, GroupInfo), Status> {
+    pub(crate) async fn group_of(&self, name: &str) -> Result<(Resource, GroupInfo), Status> {
         let (resource, herald) = self.front.resolve(Kind::Subscription, name)?;
         match self.front.find_group(&herald).await? {
             Some(group) => Ok((resource, group)),
@@ -69,10 +69,6 @@ impl SubscriberApi {
     }
 }
 
-fn not_found(resource: &Resource) -> Status {
-    Status::not_found(format!("Resource not found (resource={}).", resource.id))
-}
-
 #[tonic::async_trait]
 impl Subscriber for SubscriberApi {
     type StreamingPullStream = streaming::ResponseStream;
@@ -95,10 +91,7 @@ impl Subscriber for SubscriberApi {
                 return Err(not_found(&topic));
             }
             if self.front.find_group(&group).await?.is_some() {
-                return Err(Status::already_exists(format!(
-                    "Resource already exists in the project (resource={}).",
-                    sub.id
-                )));
+                return Err(already_exists(&sub));
             }
             broker
                 .create_group(&herald_topic, &group, &patch, None)
@@ -353,9 +346,7 @@ impl Subscriber for SubscriberApi {
         const METHOD: &str = "google.pubsub.v1.Subscriber/Seek";
         let r = request.get_ref();
         let time = match &r.target {
-            Some(seek_request::Target::Time(t)) => {
-                t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos / 1000)
-            }
+            Some(seek_request::Target::Time(t)) => crate::grpc::convert::from_timestamp("time", t)?,
             Some(seek_request::Target::Snapshot(_)) => {
                 return Err(unimplemented("Seek", "seeking to a snapshot is"));
             }
@@ -386,9 +377,5 @@ impl Subscriber for SubscriberApi {
 impl SubscriberApi {
     pub(crate) fn front(&self) -> &Front {
         &self.front
-    }
-
-    pub(crate) async fn group(&self, name: &str) -> Result<(Resource, GroupInfo), Status> {
-        self.group_of(name).await
     }
 }

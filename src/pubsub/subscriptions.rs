@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use super::convert::{duration_in, duration_out};
+use super::convert::duration_in;
 use super::names::Kind;
 use super::{Front, filter};
 use crate::broker::GroupPatch;
 use crate::broker::settings::MAX_EXPIRE_AFTER;
+use crate::grpc::convert::duration as duration_out;
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
 use crate::proto::google::pubsub::v1::{ExpirationPolicy, RetryPolicy, Subscription};
