@@ -572,6 +572,7 @@ impl Config {
                 ack_durability: self.groups.ack_durability,
                 expire_after: None,
                 attribute_filter: String::new(),
+                dead_letter_topic: String::new(),
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,

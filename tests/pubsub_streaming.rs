@@ -384,3 +384,120 @@ async fn a_filter_delivers_matching_messages_and_acks_the_rest() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_policy_moves_messages_to_its_topic_with_the_source_attributes() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &[]).await;
+    let dlq_topic = "projects/herald/topics/jobs-dlq";
+    let policy = |topic: &str, attempts| DeadLetterPolicy {
+        dead_letter_topic: topic.into(),
+        max_delivery_attempts: attempts,
+    };
+    let with_policy = |p: DeadLetterPolicy| Subscription {
+        name: sub("fragile"),
+        topic: TOPIC.into(),
+        dead_letter_policy: Some(p),
+        retry_policy: Some(RetryPolicy {
+            minimum_backoff: Some(prost_types::Duration { seconds: 0, nanos: 0 }),
+            maximum_backoff: Some(prost_types::Duration { seconds: 0, nanos: 0 }),
+        }),
+        ..Subscription::default()
+    };
+    // The topic must exist, and the attempts be within Pub/Sub's bounds.
+    let missing = subscriber
+        .create_subscription(with_policy(policy(dlq_topic, 5)))
+        .await
+        .expect_err("no such topic");
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    publisher
+        .create_topic(Topic {
+            name: dlq_topic.into(),
+            ..Topic::default()
+        })
+        .await
+        .expect("create dlq topic");
+    let few = subscriber
+        .create_subscription(with_policy(policy(dlq_topic, 4)))
+        .await
+        .expect_err("4 attempts");
+    assert_eq!(few.code(), Code::InvalidArgument, "{few:?}");
+    let created = subscriber
+        .create_subscription(with_policy(policy(dlq_topic, 0)))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.dead_letter_policy, Some(policy(dlq_topic, 5)), "0 means 5");
+    subscriber
+        .create_subscription(Subscription {
+            name: sub("dlq-reader"),
+            topic: dlq_topic.into(),
+            ..Subscription::default()
+        })
+        .await
+        .expect("create dlq reader");
+
+    publisher
+        .publish(PublishRequest {
+            topic: TOPIC.into(),
+            messages: vec![PubsubMessage {
+                data: Bytes::from_static(b"poison"),
+                attributes: [("kind".to_string(), "bad".to_string())].into(),
+                ..PubsubMessage::default()
+            }],
+        })
+        .await
+        .expect("publish");
+    // Five deliveries, each nacked (deadline 0).
+    let (tx, mut stream) = pull(&mut subscriber, "fragile", 30).await.expect("open");
+    for attempt in 1..=5 {
+        let got = next(&mut stream).await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].delivery_attempt, attempt);
+        tx.send(StreamingPullRequest {
+            modify_deadline_seconds: vec![0],
+            modify_deadline_ack_ids: vec![got[0].ack_id.clone()],
+            ..StreamingPullRequest::default()
+        })
+        .await
+        .unwrap();
+    }
+    let (_tx, mut dlq) = pull(&mut subscriber, "dlq-reader", 30).await.expect("open dlq");
+    let moved = next(&mut dlq).await;
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let m = moved[0].message.as_ref().unwrap();
+    assert_eq!(&m.data[..], b"poison");
+    let a = &m.attributes;
+    assert_eq!(a["kind"], "bad");
+    assert_eq!(a["CloudPubSubDeadLetterSourceDeliveryCount"], "5");
+    assert_eq!(a["CloudPubSubDeadLetterSourceSubscription"], "fragile");
+    assert_eq!(a["CloudPubSubDeadLetterSourceSubscriptionProject"], "herald");
+    assert!(a.contains_key("CloudPubSubDeadLetterSourceTopicPublishTime"), "{a:?}");
+    // Also in Herald's own dead-letter queue of the group.
+    let listed = server
+        .dead_letters()
+        .list_dead_letters(herald::proto::ListDeadLettersRequest {
+            topic: "jobs".into(),
+            group: "fragile".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.dead_letters.len(), 1);
+    // Removing the policy (update mask) stops forwarding.
+    let updated = subscriber
+        .update_subscription(UpdateSubscriptionRequest {
+            subscription: Some(Subscription {
+                name: sub("fragile"),
+                ..Subscription::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["dead_letter_policy".into()],
+            }),
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.dead_letter_policy, None);
+}

@@ -19,6 +19,8 @@ mod consume_bad_input;
 mod consume_batches;
 #[path = "consume_stream.rs"]
 mod consume_stream;
+#[path = "dead_letter_forwarding.rs"]
+mod dead_letter_forwarding;
 #[path = "dead_letters.rs"]
 mod dead_letters;
 #[path = "dedup_retention.rs"]

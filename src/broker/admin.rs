@@ -171,6 +171,7 @@ impl Broker {
         let mut settings = self.inner.config.group_defaults.clone();
         patch.apply(&mut settings)?;
         Matcher::compile(&settings.filter)?;
+        not_to_itself(topic, &settings)?;
         let record = GroupRecord {
             topic: topic.to_string(),
             name: name.to_string(),
@@ -183,8 +184,9 @@ impl Broker {
             .backend
             .create_group(record, self.topic_defaults())
             .await?;
-        let expire_after = created.record.settings.expire_after;
-        self.inner.expiring.note(topic, name, expire_after);
+        self.inner
+            .watched
+            .note(topic, name, &created.record.settings);
         Ok(created)
     }
 
@@ -245,15 +247,17 @@ impl Broker {
                     echo(name)
                 )));
             }
-            patch.apply(settings)
+            patch.apply(settings)?;
+            not_to_itself(topic, settings)
         };
         let updated = self
             .inner
             .backend
             .update_group(topic, name, &update)
             .await?;
-        let expire_after = updated.record.settings.expire_after;
-        self.inner.expiring.note(topic, name, expire_after);
+        self.inner
+            .watched
+            .note(topic, name, &updated.record.settings);
         Ok(updated)
     }
 
@@ -300,4 +304,16 @@ impl Broker {
             fsync: self.inner.config.fsync.clone(),
         }
     }
+}
+
+/// A group cannot forward dead letters to its own topic (they would come
+/// back to it, round after round).
+fn not_to_itself(topic: &str, settings: &super::GroupSettings) -> Result<(), BrokerError> {
+    if settings.dead_letter_topic == topic {
+        return Err(BrokerError::invalid(
+            "group.dead_letter_topic",
+            format!("must not be the group's own topic {}", echo(topic)),
+        ));
+    }
+    Ok(())
 }

@@ -3,7 +3,8 @@
 //! last consumer leaves), so one-group-per-handler users leave nothing
 //! behind. The Pub/Sub front door maps `expiration_policy` onto this.
 //!
-//! Broker layer. One task per node. It learns of temporary groups when
+//! Broker layer. One task per node. It learns of temporary groups (and of
+//! groups that forward dead letters, for `forward.rs`) when
 //! they are created or changed through this node, and from a listing of
 //! every group: once at start on the embedded backend (every later change
 //! goes through this node), each `REFRESH` over Redis (so a node also
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, BrokerError, Inner};
+use super::{Broker, BrokerError, GroupSettings, Inner};
 use crate::event::now_us;
 
 /// How often temporary groups are looked at.
@@ -48,34 +49,55 @@ struct Idle {
     had_consumer: bool,
 }
 
-/// The temporary groups this node knows of.
+/// The groups that need this node's attention: temporary ones (reaped
+/// here) and those forwarding dead letters to a topic (`forward.rs`).
 #[derive(Default)]
-pub(super) struct Expiring {
-    groups: Mutex<HashSet<Key>>,
+pub(super) struct Watched {
+    expiring: Mutex<HashSet<Key>>,
+    forwarding: Mutex<HashSet<Key>>,
 }
 
-impl Expiring {
-    /// Records a group's expiration as created or changed.
-    pub(super) fn note(&self, topic: &str, group: &str, expire_after: Option<Duration>) {
+impl Watched {
+    /// Records a group's settings as created, changed or listed.
+    pub(super) fn note(&self, topic: &str, group: &str, settings: &GroupSettings) {
         let key = (topic.to_string(), group.to_string());
-        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        if expire_after.is_some() {
-            groups.insert(key);
-        } else {
-            groups.remove(&key);
-        }
+        set_if(&self.expiring, key.clone(), settings.expire_after.is_some());
+        set_if(
+            &self.forwarding,
+            key,
+            !settings.dead_letter_topic.is_empty(),
+        );
     }
 
+    /// Forgets a group that is no longer temporary or is gone.
     fn forget(&self, key: &Key) {
-        self.groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        lock(&self.expiring).remove(key);
+    }
+
+    /// Forgets a group that no longer forwards or is gone.
+    pub(super) fn forget_forwarding(&self, key: &Key) {
+        lock(&self.forwarding).remove(key);
     }
 
     fn keys(&self) -> Vec<Key> {
-        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        groups.iter().cloned().collect()
+        lock(&self.expiring).iter().cloned().collect()
+    }
+
+    /// The groups known to forward dead letters.
+    pub(super) fn forwarding(&self) -> Vec<Key> {
+        lock(&self.forwarding).iter().cloned().collect()
+    }
+}
+
+fn lock(set: &Mutex<HashSet<Key>>) -> std::sync::MutexGuard<'_, HashSet<Key>> {
+    set.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn set_if(set: &Mutex<HashSet<Key>>, key: Key, member: bool) {
+    if member {
+        lock(set).insert(key);
+    } else {
+        lock(set).remove(&key);
     }
 }
 
@@ -85,16 +107,10 @@ pub(super) async fn run(inner: Weak<Inner>, stopping: CancellationToken) {
     let mut refreshed: Option<tokio::time::Instant> = None;
     // Whether listing again can find groups this node did not create.
     let mut relist = true;
-    loop {
-        tokio::select! {
-            _ = stopping.cancelled() => return,
-            _ = tokio::time::sleep(TICK) => {}
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        let broker = Broker { inner };
+    while let Some(broker) = next_tick(&inner, &stopping, TICK).await {
         if relist && refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             refreshed = Some(tokio::time::Instant::now());
-            match broker.find_temporary_groups().await {
+            match broker.find_watched_groups().await {
                 // Only nodes sharing a backend create groups behind our back.
                 Ok(()) => relist = broker.inner.backend.kind() != "embedded",
                 Err(e) => {
@@ -106,15 +122,29 @@ pub(super) async fn run(inner: Weak<Inner>, stopping: CancellationToken) {
     }
 }
 
+/// Waits `period`; the broker then, or `None` at shutdown or once the
+/// broker is dropped (the end of a node's periodic task).
+pub(super) async fn next_tick(
+    inner: &Weak<Inner>,
+    stopping: &CancellationToken,
+    period: Duration,
+) -> Option<Broker> {
+    tokio::select! {
+        _ = stopping.cancelled() => return None,
+        _ = tokio::time::sleep(period) => {}
+    }
+    inner.upgrade().map(|inner| Broker { inner })
+}
+
 impl Broker {
-    /// Adds every temporary group of the backend to the known ones.
-    async fn find_temporary_groups(&self) -> Result<(), BrokerError> {
+    /// Notes every temporary or forwarding group of the backend.
+    async fn find_watched_groups(&self) -> Result<(), BrokerError> {
         let mut after = None;
         loop {
             let page = self.inner.backend.list_groups(None, after, PAGE).await?;
             for g in &page {
-                let (r, s) = (&g.record, &g.record.settings);
-                self.inner.expiring.note(&r.topic, &r.name, s.expire_after);
+                let r = &g.record;
+                self.inner.watched.note(&r.topic, &r.name, &r.settings);
             }
             if page.len() < PAGE {
                 return Ok(());
@@ -127,7 +157,7 @@ impl Broker {
 
     /// Deletes the known temporary groups whose idle time is up.
     async fn reap(&self, idle: &mut HashMap<Key, Idle>) {
-        let expiring = &self.inner.expiring;
+        let expiring = &self.inner.watched;
         let keys = expiring.keys();
         let known: HashSet<&Key> = keys.iter().collect();
         idle.retain(|k, _| known.contains(k));

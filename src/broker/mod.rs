@@ -9,6 +9,7 @@
 
 pub mod dead_letter;
 pub mod error;
+pub mod forward;
 pub mod lease;
 pub mod names;
 pub mod settings;
@@ -110,6 +111,7 @@ impl Default for BrokerConfig {
                 ack_durability: AckDurability::Batched,
                 expire_after: None,
                 attribute_filter: String::new(),
+                dead_letter_topic: String::new(),
             },
             default_max_in_flight: 1000,
             max_in_flight_limit: 100_000,
@@ -148,8 +150,8 @@ struct Inner {
     /// Cancelled at shutdown: readers end.
     stopping: CancellationToken,
     started: SystemTime,
-    /// Temporary groups known to this node.
-    expiring: expiry::Expiring,
+    /// Temporary and forwarding groups known to this node.
+    watched: expiry::Watched,
 }
 
 impl Broker {
@@ -165,7 +167,8 @@ impl Broker {
         };
         let broker = Broker::over(config, backend);
         let stopping = broker.inner.stopping.clone();
-        tokio::spawn(expiry::run(Arc::downgrade(&broker.inner), stopping));
+        tokio::spawn(expiry::run(Arc::downgrade(&broker.inner), stopping.clone()));
+        tokio::spawn(forward::run(Arc::downgrade(&broker.inner), stopping));
         Ok(broker)
     }
 
@@ -178,7 +181,7 @@ impl Broker {
                 readers: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 started: SystemTime::now(),
-                expiring: expiry::Expiring::default(),
+                watched: expiry::Watched::default(),
                 config,
             }),
         }

@@ -78,6 +78,8 @@ pub struct GroupPatch {
     pub expire_after: Option<Option<Duration>>,
     /// The Pub/Sub attribute filter (validated by the Pub/Sub layer).
     pub attribute_filter: Option<String>,
+    /// New dead-letter topic; empty: none.
+    pub dead_letter_topic: Option<String>,
 }
 
 /// Longest time a temporary group may wait for a consumer.
@@ -137,6 +139,12 @@ impl GroupPatch {
         }
         if let Some(f) = &self.attribute_filter {
             next.attribute_filter.clone_from(f);
+        }
+        if let Some(t) = &self.dead_letter_topic {
+            if !t.is_empty() {
+                super::names::check_name("group.dead_letter_topic", t)?;
+            }
+            next.dead_letter_topic.clone_from(t);
         }
         *settings = next;
         Ok(())

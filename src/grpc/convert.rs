@@ -243,6 +243,7 @@ pub fn group_patch(g: &proto::Group) -> Result<GroupPatch, Status> {
         ordered: g.ordered,
         ack_durability: ack_durability_in(g.ack_durability)?,
         attribute_filter: None,
+        dead_letter_topic: g.dead_letter_topic.clone(),
         expire_after: g
             .expiration_policy
             .as_ref()
@@ -321,6 +322,7 @@ pub fn group_out(info: GroupInfo) -> proto::Group {
         expiration_policy: Some(proto::ExpirationPolicy {
             ttl: opt_duration(s.expire_after),
         }),
+        dead_letter_topic: Some(s.dead_letter_topic),
         create_time: Some(timestamp(r.created_us)),
         blocked_keys: info
             .stats

@@ -150,6 +150,7 @@ pub(super) async fn update(
         }),
         expire_after: None,
         attribute_filter: None,
+        dead_letter_topic: None,
     };
     console
         .broker()

@@ -84,6 +84,11 @@ pub struct GroupSettings {
     /// deliveries). Empty: none. Absent from older records: none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub attribute_filter: String,
+    /// Each dead letter is also published to this topic (Pub/Sub's
+    /// `dead_letter_policy`), with attributes saying where it came from.
+    /// Empty: none. Absent from older records: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dead_letter_topic: String,
 }
 
 /// When a group answers acks and nacks.

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use crate::broker::Delivery;
-use crate::broker::TopicPatch;
+use super::names::{self, Kind};
+use crate::broker::forward;
+use crate::broker::{Delivery, TopicPatch};
 use crate::event::Event;
 use crate::grpc::convert::{duration as duration_out, from_duration, timestamp};
 use crate::model::results::TopicInfo;
@@ -97,21 +98,64 @@ fn event(m: PubsubMessage) -> Result<Event, Status> {
 }
 
 /// A delivery as Pub/Sub hands it out: `delivery_attempt` is exact and
-/// always set (Pub/Sub sets it only with a dead-letter policy).
-pub fn received(d: &Delivery) -> ReceivedMessage {
+/// always set (Pub/Sub sets it only with a dead-letter policy). A dead
+/// letter forwarded by Herald also carries Pub/Sub's
+/// `CloudPubSubDeadLetterSource*` attributes.
+pub fn received(d: &Delivery, default_project: &str) -> ReceivedMessage {
     let e = &d.event.event;
     let us = d.event.publish_time_us;
+    let mut attributes: std::collections::HashMap<String, String> =
+        e.attributes.iter().cloned().collect();
+    dead_letter_source(&mut attributes, default_project);
     ReceivedMessage {
         ack_id: d.ack_id.clone(),
         message: Some(PubsubMessage {
             data: e.data.clone(),
-            attributes: e.attributes.iter().cloned().collect(),
+            attributes,
             message_id: e.id.clone(),
             publish_time: Some(timestamp(us)),
             ordering_key: e.key.clone(),
         }),
         delivery_attempt: i32::try_from(d.attempt).unwrap_or(i32::MAX),
     }
+}
+
+/// Adds Pub/Sub's names for where a forwarded dead letter came from.
+fn dead_letter_source(
+    attributes: &mut std::collections::HashMap<String, String>,
+    default_project: &str,
+) {
+    let Some(group) = attributes.get(forward::ATTR_GROUP) else {
+        return;
+    };
+    let (project, subscription) =
+        match names::from_herald(Kind::Subscription, group, default_project) {
+            Some(r) => (r.project, r.id),
+            None => (default_project.to_string(), group.clone()),
+        };
+    let copied = [
+        (
+            forward::ATTR_ATTEMPTS,
+            "CloudPubSubDeadLetterSourceDeliveryCount",
+        ),
+        (
+            forward::ATTR_PUBLISH_TIME,
+            "CloudPubSubDeadLetterSourceTopicPublishTime",
+        ),
+    ];
+    for (ours, theirs) in copied {
+        if let Some(v) = attributes.get(ours).cloned() {
+            attributes.insert(theirs.to_string(), v);
+        }
+    }
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceSubscription".to_string(),
+        subscription,
+    );
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceSubscriptionProject".to_string(),
+        project,
+    );
 }
 
 /// A topic as Pub/Sub shows it, under its Pub/Sub `name`.

@@ -91,7 +91,8 @@ pub(super) async fn open(
     settle(&settler, &first).await?;
     tracing::debug!(%topic, group = %group.record.name, %consumer, "consumer joined (StreamingPull)");
     let (out, rx) = mpsc::channel(OUT_DEPTH);
-    tokio::spawn(run(batches, settler, filter, inbound, out));
+    let project = front.default_project.clone();
+    tokio::spawn(run(batches, settler, filter, project, inbound, out));
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
@@ -115,6 +116,7 @@ async fn run(
     mut batches: Batches,
     settler: Settler,
     filter: Option<Expr>,
+    project: std::sync::Arc<str>,
     mut inbound: Streaming<StreamingPullRequest>,
     out: Out,
 ) {
@@ -140,7 +142,7 @@ async fn run(
                         continue;
                     }
                     let response = StreamingPullResponse {
-                        received_messages: batch.iter().map(received).collect(),
+                        received_messages: batch.iter().map(|d| received(d, &project)).collect(),
                         ..StreamingPullResponse::default()
                     };
                     if out.send(Ok(response)).await.is_err() {

@@ -40,6 +40,28 @@ impl SubscriberApi {
         SubscriberApi { front }
     }
 
+    /// NOT_FOUND when `patch` names a dead-letter topic that does not
+    /// exist (as Pub/Sub refuses it).
+    async fn dead_letter_topic_exists(
+        &self,
+        s: &Subscription,
+        patch: &crate::broker::GroupPatch,
+    ) -> Result<(), Status> {
+        let Some(topic) = patch.dead_letter_topic.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(());
+        };
+        let broker = self.front.broker();
+        if broker.has_topic(topic).await.map_err(to_status)? {
+            return Ok(());
+        }
+        let policy = s
+            .dead_letter_policy
+            .as_ref()
+            .map_or("", |p| p.dead_letter_topic.as_str());
+        let (resource, _) = self.front.resolve(Kind::Topic, policy)?;
+        Err(not_found(&resource))
+    }
+
     /// The group of subscription `name`.
     ///
     /// # Errors
@@ -84,7 +106,7 @@ impl Subscriber for SubscriberApi {
         let caller = self
             .front
             .allow(&request, METHOD, Need::Do(Action::Manage), &herald_topic)?;
-        let patch = group_patch(s, SUBSCRIPTION_FIELDS, None)?;
+        let patch = group_patch(s, SUBSCRIPTION_FIELDS, None, &self.front.default_project)?;
         let broker = self.front.broker();
         let outcome = async {
             if !broker.has_topic(&herald_topic).await.map_err(to_status)? {
@@ -93,6 +115,7 @@ impl Subscriber for SubscriberApi {
             if self.front.find_group(&group).await?.is_some() {
                 return Err(already_exists(&sub));
             }
+            self.dead_letter_topic_exists(s, &patch).await?;
             broker
                 .create_group(&herald_topic, &group, &patch, None)
                 .await
@@ -141,7 +164,8 @@ impl Subscriber for SubscriberApi {
         let caller = self
             .front
             .allow(&request, METHOD, Need::Do(Action::Manage), topic)?;
-        let patch = group_patch(s, &fields, Some(&group))?;
+        let patch = group_patch(s, &fields, Some(&group), &self.front.default_project)?;
+        self.dead_letter_topic_exists(s, &patch).await?;
         let outcome = self
             .front
             .broker()

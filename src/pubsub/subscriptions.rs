@@ -9,14 +9,16 @@ use std::time::Duration;
 use tonic::Status;
 
 use super::convert::duration_in;
-use super::names::Kind;
+use super::names::{self, Kind};
 use super::{Front, filter};
 use crate::broker::GroupPatch;
 use crate::broker::settings::MAX_EXPIRE_AFTER;
 use crate::grpc::convert::duration as duration_out;
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
-use crate::proto::google::pubsub::v1::{ExpirationPolicy, RetryPolicy, Subscription};
+use crate::proto::google::pubsub::v1::{
+    DeadLetterPolicy, ExpirationPolicy, RetryPolicy, Subscription,
+};
 
 /// Pub/Sub's bounds of `ack_deadline_seconds`, and its default.
 const MIN_ACK_DEADLINE: i32 = 10;
@@ -25,6 +27,10 @@ const DEFAULT_ACK_DEADLINE: i32 = 10;
 /// Pub/Sub's bounds of a retry policy's backoffs, and its defaults.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 const DEFAULT_MIN_BACKOFF: Duration = Duration::from_secs(10);
+/// Pub/Sub's bounds of `max_delivery_attempts` with a dead-letter policy,
+/// and its default.
+const DEAD_LETTER_ATTEMPTS: std::ops::RangeInclusive<i32> = 5..=100;
+const DEFAULT_DEAD_LETTER_ATTEMPTS: u32 = 5;
 /// Pub/Sub's shortest expiration ttl.
 const MIN_TTL: Duration = Duration::from_secs(86_400);
 
@@ -75,6 +81,13 @@ impl Front {
                 ttl: s.expire_after.map(duration_out),
             }),
             filter: s.attribute_filter.clone(),
+            dead_letter_policy: self.resource(Kind::Topic, &s.dead_letter_topic).map(|t| {
+                DeadLetterPolicy {
+                    dead_letter_topic: t.to_string(),
+                    max_delivery_attempts: i32::try_from(s.max_delivery_attempts)
+                        .unwrap_or(i32::MAX),
+                }
+            }),
             ..Subscription::default()
         })
     }
@@ -94,8 +107,9 @@ pub const SUBSCRIPTION_FIELDS: &[&str] = &[
     "message_retention_duration",
 ];
 
-/// The group settings `fields` of a Subscription ask for. Fields Herald
-/// does not serve yet are refused when set, not dropped.
+/// The group settings `fields` of a Subscription ask for (names under
+/// `default_project`). Fields Herald does not serve yet are refused when
+/// set, not dropped.
 ///
 /// # Errors
 /// INVALID_ARGUMENT.
@@ -103,6 +117,7 @@ pub fn group_patch(
     s: &Subscription,
     fields: &[&str],
     existing: Option<&GroupInfo>,
+    default_project: &str,
 ) -> Result<GroupPatch, Status> {
     let update = existing.is_some();
     let current_filter = existing.map_or("", |g| g.record.settings.attribute_filter.as_str());
@@ -148,7 +163,10 @@ pub fn group_patch(
                 patch.attribute_filter = Some(s.filter.clone());
                 true
             }
-            "dead_letter_policy" => s.dead_letter_policy.is_none(),
+            "dead_letter_policy" => {
+                dead_letter(s.dead_letter_policy.as_ref(), &mut patch, default_project)?;
+                true
+            }
             "labels" => s.labels.is_empty(),
             "retain_acked_messages" => !s.retain_acked_messages,
             "message_retention_duration" => s.message_retention_duration.is_none(),
@@ -197,6 +215,35 @@ fn backoff(d: &Option<prost_types::Duration>, field: &str) -> Result<Duration, S
     })
 }
 
+/// A dead-letter policy as the group's dead-letter topic and attempt
+/// limit; none (or one without a topic) removes the topic and keeps the
+/// limit.
+fn dead_letter(
+    policy: Option<&DeadLetterPolicy>,
+    patch: &mut GroupPatch,
+    default_project: &str,
+) -> Result<(), Status> {
+    let Some(p) = policy.filter(|p| !p.dead_letter_topic.is_empty()) else {
+        patch.dead_letter_topic = Some(String::new());
+        return Ok(());
+    };
+    let topic = names::parse(Kind::Topic, &p.dead_letter_topic, default_project).map_err(|e| {
+        Status::invalid_argument(format!("Invalid dead_letter_policy.dead_letter_topic: {e}"))
+    })?;
+    let attempts = match p.max_delivery_attempts {
+        0 => DEFAULT_DEAD_LETTER_ATTEMPTS,
+        n if DEAD_LETTER_ATTEMPTS.contains(&n) => n.unsigned_abs(),
+        _ => {
+            return Err(Status::invalid_argument(
+                "Invalid dead_letter_policy.max_delivery_attempts: it must be between 5 and 100.",
+            ));
+        }
+    };
+    patch.dead_letter_topic = Some(names::to_herald(&topic, default_project));
+    patch.max_delivery_attempts = Some(attempts);
+    Ok(())
+}
+
 /// An expiration policy's ttl: none (or no ttl) never expires.
 fn expiration(policy: Option<&ExpirationPolicy>) -> Result<Option<Duration>, Status> {
     let Some(d) = policy.and_then(|p| p.ttl.as_ref()) else {
@@ -223,12 +270,13 @@ mod tests {
             }),
             ..Subscription::default()
         };
-        let p = group_patch(&s, SUBSCRIPTION_FIELDS, None).unwrap();
+        let p = group_patch(&s, SUBSCRIPTION_FIELDS, None, "p").unwrap();
         assert_eq!(p.ack_deadline, Some(Duration::from_secs(30)));
         assert_eq!(p.ordered, Some(true));
         assert_eq!(p.min_backoff, Some(Duration::from_secs(1)));
         assert_eq!(p.max_backoff, Some(Duration::from_secs(60)));
-        let default = group_patch(&Subscription::default(), SUBSCRIPTION_FIELDS, None).unwrap();
+        let default =
+            group_patch(&Subscription::default(), SUBSCRIPTION_FIELDS, None, "p").unwrap();
         assert_eq!(default.ack_deadline, Some(Duration::from_secs(10)));
     }
 
@@ -238,12 +286,12 @@ mod tests {
             ack_deadline_seconds: 5,
             ..Subscription::default()
         };
-        assert!(group_patch(&bad, SUBSCRIPTION_FIELDS, None).is_err());
+        assert!(group_patch(&bad, SUBSCRIPTION_FIELDS, None, "p").is_err());
         let filtered = Subscription {
             filter: "attributes.k = \"v\"".into(),
             ..Subscription::default()
         };
-        let patch = group_patch(&filtered, SUBSCRIPTION_FIELDS, None).unwrap();
+        let patch = group_patch(&filtered, SUBSCRIPTION_FIELDS, None, "p").unwrap();
         assert_eq!(
             patch.attribute_filter.as_deref(),
             Some("attributes.k = \"v\"")
@@ -252,7 +300,7 @@ mod tests {
             filter: "attributes.k = v".into(),
             ..Subscription::default()
         };
-        assert!(group_patch(&malformed, SUBSCRIPTION_FIELDS, None).is_err());
-        assert!(group_patch(&Subscription::default(), &["nope"], None).is_err());
+        assert!(group_patch(&malformed, SUBSCRIPTION_FIELDS, None, "p").is_err());
+        assert!(group_patch(&Subscription::default(), &["nope"], None, "p").is_err());
     }
 }

@@ -120,6 +120,17 @@ pub struct DeadLetterQuery {
     pub max_bytes: usize,
 }
 
+/// How far a group's dead letters have been forwarded to its dead-letter
+/// topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The group's id, unique per creation (a group deleted and created
+    /// anew has another).
+    pub uid: u64,
+    /// Every dead letter with an id up to this one has been forwarded.
+    pub upto: u64,
+}
+
 /// Counts of the whole server.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Totals {
@@ -420,6 +431,20 @@ pub trait Backend: Send + Sync + 'static {
         group: &str,
         selection: Selection,
     ) -> Result<DeadLetterCounts, Error>;
+
+    /// How far the group's dead letters have been forwarded.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    async fn forwarded(&self, topic: &str, group: &str) -> Result<Forwarded, Error>;
+
+    /// Records that the group's dead letters up to `to.upto` have been
+    /// forwarded; never moves back, and does nothing when `to.uid` is not
+    /// the group's current id. Durable when it returns.
+    ///
+    /// # Errors
+    /// `NotFound`, or when storage fails.
+    async fn set_forwarded(&self, topic: &str, group: &str, to: Forwarded) -> Result<(), Error>;
 
     /// Test hook: holds whatever serialises admin operations, so a test can
     /// line calls up behind it. Not for production use.

@@ -108,6 +108,10 @@ pub struct CreateArgs {
     /// (0s: as soon as its last consumer leaves) [default: never].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub expire_after: Option<Duration>,
+    /// Also publish each dead letter to this topic, with attributes saying
+    /// where it came from [default: none].
+    #[arg(long, value_name = "TOPIC")]
+    pub dead_letter_topic: Option<String>,
     /// Only these event types (comma-separated or repeated).
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub types: Vec<String>,
@@ -238,6 +242,7 @@ pub async fn run(ctx: &Context, command: GroupsCommand) -> Result<()> {
                 expiration_policy: args.expire_after.map(|ttl| proto::ExpirationPolicy {
                     ttl: Some(proto_duration(ttl)),
                 }),
+                dead_letter_topic: args.dead_letter_topic,
                 ..Default::default()
             };
             let created = ctx
@@ -416,6 +421,8 @@ struct GroupView {
     ordered: Option<bool>,
     ack_durability: &'static str,
     expire_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_letter_topic: Option<String>,
     create_time: Option<String>,
     stats: Option<GroupStatsView>,
     blocked_keys: Vec<BlockedKeyView>,
@@ -488,6 +495,7 @@ impl From<&Group> for GroupView {
                 .as_ref()
                 .and_then(|p| p.ttl.as_ref())
                 .map(json_duration),
+            dead_letter_topic: g.dead_letter_topic.clone().filter(|t| !t.is_empty()),
             create_time: g.create_time.as_ref().map(json_time),
             stats: g.stats.map(|s| GroupStatsView {
                 delivered: s.delivered,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::EmbeddedBackend;
+use super::{EmbeddedBackend, blocking};
 use crate::event::{Event, StoredEvent};
 use crate::model::Error;
 use crate::model::results::{
@@ -16,8 +16,8 @@ use crate::model::results::{
 };
 use crate::model::settings::{GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings};
 use crate::storage::backend::{
-    Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, Held, LeaseRef,
-    Nack, TopicWatch, Totals, Update,
+    Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, Forwarded, Held,
+    LeaseRef, Nack, TopicWatch, Totals, Update,
 };
 
 #[async_trait::async_trait]
@@ -228,6 +228,23 @@ impl Backend for EmbeddedBackend {
         selection: Selection,
     ) -> Result<DeadLetterCounts, Error> {
         self.purge_dead_letters_impl(topic, group, selection).await
+    }
+
+    async fn forwarded(&self, topic: &str, group: &str) -> Result<Forwarded, Error> {
+        let uid = self.find_group(topic, group)?.uid;
+        let meta = self.inner.meta.clone();
+        let (t, g) = (topic.to_string(), group.to_string());
+        let upto = blocking(move || meta.forwarded(&t, &g, uid)).await?;
+        Ok(Forwarded { uid, upto })
+    }
+
+    async fn set_forwarded(&self, topic: &str, group: &str, to: Forwarded) -> Result<(), Error> {
+        if self.find_group(topic, group)?.uid != to.uid {
+            return Ok(());
+        }
+        let meta = self.inner.meta.clone();
+        let (t, g) = (topic.to_string(), group.to_string());
+        blocking(move || meta.set_forwarded(&t, &g, to.uid, to.upto)).await
     }
 
     async fn hold_admin_for_test(&self) -> Box<dyn Held + '_> {

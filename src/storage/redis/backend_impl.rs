@@ -17,8 +17,8 @@ use crate::model::results::{
 };
 use crate::model::settings::{GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings};
 use crate::storage::backend::{
-    Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, LeaseRef, Nack,
-    TopicWatch, Totals, Update, found,
+    Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, Forwarded,
+    LeaseRef, Nack, TopicWatch, Totals, Update, found,
 };
 
 #[async_trait::async_trait]
@@ -241,5 +241,13 @@ impl Backend for RedisBackend {
         selection: Selection,
     ) -> Result<DeadLetterCounts, Error> {
         self.purge_dead_letters_impl(topic, group, selection).await
+    }
+
+    async fn forwarded(&self, topic: &str, group: &str) -> Result<Forwarded, Error> {
+        self.forward_impl(topic, group, None).await
+    }
+
+    async fn set_forwarded(&self, topic: &str, group: &str, to: Forwarded) -> Result<(), Error> {
+        self.forward_impl(topic, group, Some(to)).await.map(|_| ())
     }
 }

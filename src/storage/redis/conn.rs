@@ -365,6 +365,7 @@ pub(super) struct Scripts {
     pub group_stats: Script,
     pub dl_page: Script,
     pub dl_change: Script,
+    pub forward: Script,
     pub heartbeat: Script,
 }
 
@@ -409,7 +410,8 @@ impl Scripts {
             seek,
             group_stats,
             dl_page,
-            dl_change
+            dl_change,
+            forward
         )
     }
 }

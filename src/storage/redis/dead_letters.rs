@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::model::Error;
 use crate::model::results::{DeadLetter, DeadLetterCounts, DeadLetterFilter, Selection};
-use crate::storage::backend::{DeadLetterQuery, DeadLetterRows};
+use crate::storage::backend::{DeadLetterQuery, DeadLetterRows, Forwarded};
 use crate::storage::not_found_group;
 
 use super::conn::Reply;
@@ -194,6 +194,41 @@ impl RedisBackend {
     ) -> Result<DeadLetterCounts, Error> {
         self.change_dead_letters(topic, group, selection, false)
             .await
+    }
+}
+
+impl RedisBackend {
+    /// Reads (`upto` -1) or advances how far the group's dead letters are
+    /// forwarded. Not followed by WAIT: a position lost in a failover only
+    /// repeats forwards, which the target's dedup window absorbs.
+    pub(super) async fn forward_impl(
+        &self,
+        topic: &str,
+        group: &str,
+        upto: Option<Forwarded>,
+    ) -> Result<Forwarded, Error> {
+        let g = self.group_ref(topic, group).await?;
+        let upto = match upto {
+            Some(to) if to.uid != g.gid => {
+                return Ok(Forwarded {
+                    uid: g.gid,
+                    upto: 0,
+                });
+            }
+            Some(to) => to.upto.to_string(),
+            None => "-1".to_string(),
+        };
+        let args = [g.gid.to_string(), g.generation.clone(), upto];
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let mut r = self.run(|s| &s.forward, topic, &args).await?;
+        if r.text()? != "OK" {
+            self.group_gone(g.gid);
+            return Err(not_found_group(topic, group));
+        }
+        Ok(Forwarded {
+            uid: g.gid,
+            upto: r.uint()?,
+        })
     }
 }
 

@@ -18,7 +18,7 @@
 //! | `P:{T}:b` | zset | append batches for retention: member `<first offset, 20 digits>\|<bytes>`, score publish time |
 //! | `P:{T}:d`, `P:{T}:dz` | hash, zset | dedup window: id → offset, id → publish time |
 //! | `P:{T}:G`, `P:{T}:Gi` | hash | group name → JSON record; name → `<gid>\|<topic generation>` |
-//! | `P:{T}:g:G` | hash | group state: `cursor`, `lseq` (last lease), `lfloor` (first valid lease after a seek), `dlseq`, settings (`ack`, `bmin`, `bmax`, `bmul`, `maxatt`, `ordered`, `ft`, `fp`), counters |
+//! | `P:{T}:g:G` | hash | group state: `cursor`, `lseq` (last lease), `lfloor` (first valid lease after a seek), `dlseq`, `dlfwd` (dead letters forwarded up to this id), settings (`ack`, `bmin`, `bmax`, `bmul`, `maxatt`, `ordered`, `ft`, `fp`), counters |
 //! | `P:{T}:g:G:e` | hash | pending entries: key (offset, or `r<dead-letter id>` for a replay) → `attempts\|lease\|deadline\|consumer\|first failure\|state\|ordering key` |
 //! | `P:{T}:g:G:q` | zset | entries due for delivery, score = when (µs) |
 //! | `P:{T}:g:G:l` | zset | leases out, score = deadline (µs) |
@@ -48,16 +48,15 @@
 //! `get` or publish of it). Groups are bound to the generation of their
 //! topic, so a stale group never binds to a re-created topic.
 //!
-//! Moving an event to another topic (what republishing a dead letter to a
-//! dead-letter topic, as the Pub/Sub front door will, needs) cannot be one
-//! step on a cluster either. The design, for when that feature lands: the
-//! step on the source topic's slot writes the event into an outbox hash of
-//! that slot (`P:{T}:o`, entry → target topic and record) in the same
-//! script that dead-letters it; a node then appends it to the target with
-//! the deterministic event id `<source topic>/<group id>/<dead-letter id>`,
-//! so the target's dedup window turns a repeated move (a node dying between
-//! the append and the outbox delete) into a duplicate, and finally deletes
-//! the outbox entry. Nothing uses it yet, so it is not built.
+//! Moving an event to another topic (a dead letter forwarded to its
+//! group's dead-letter topic, as Pub/Sub's `dead_letter_policy` asks)
+//! cannot be one step on a cluster either. The group's dead-letter queue
+//! (`x`, `xz`) is the outbox: a node appends the dead letters after the
+//! group's `dlfwd` to the target topic under the event id
+//! `herald-dl-<gid>-<dead-letter id>`, then raises `dlfwd` (the `forward`
+//! script, never lowered), so the target's dedup window turns a repeated
+//! move (a node dying between the append and the raise) into a duplicate.
+//! See `broker/forward.rs`.
 //!
 //! Wake-ups travel on the Pub/Sub channel `P:wake` (classic Pub/Sub reaches
 //! every node of a cluster): `t\n<topic>\n<end>` after an append,

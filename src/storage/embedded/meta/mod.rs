@@ -18,11 +18,13 @@
 //!
 //! Tables: `topics` (name → record), `groups` ((topic, group) → record),
 //! `group_state` ((topic, group) → header), `group_entries` ((topic, group,
-//! key) → entry), `dead_letters` ((topic, group, id) → record), `server`
-//! (`secret`, `clean`, `format`).
+//! key) → entry), `dead_letters` ((topic, group, id) → record),
+//! `dead_letter_forwarded` ((topic, group) → progress, `forwarded.rs`),
+//! `server` (`secret`, `clean`, `format`).
 
 mod backend;
 mod dead_letters;
+mod forwarded;
 mod migrate;
 mod queries;
 mod state;
@@ -53,6 +55,8 @@ const GROUP_ENTRIES: TableDefinition<(&str, &str, u64), &[u8]> =
 const DEAD_LETTERS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("dead_letters");
 const SERVER: TableDefinition<&str, &[u8]> = TableDefinition::new("server");
+const FORWARDED: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("dead_letter_forwarded");
 
 /// Page cache of the metadata database unless configured.
 pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
@@ -162,6 +166,7 @@ impl MetaStore {
             txn.open_table(GROUP_ENTRIES).map_err(meta_err)?;
             txn.open_table(DEAD_LETTERS).map_err(meta_err)?;
             txn.open_table(SERVER).map_err(meta_err)?;
+            txn.open_table(FORWARDED).map_err(meta_err)?;
             migrate::to_current(txn)
         })?;
         Ok(store)
@@ -594,10 +599,12 @@ fn delete_group_rows(txn: &WriteTransaction, topic: &str, group: &str) -> Result
         .map_err(meta_err)?
         .remove((topic, group))
         .map_err(meta_err)?;
-    txn.open_table(GROUP_STATE)
-        .map_err(meta_err)?
-        .remove((topic, group))
-        .map_err(meta_err)?;
+    for def in [GROUP_STATE, FORWARDED] {
+        txn.open_table(def)
+            .map_err(meta_err)?
+            .remove((topic, group))
+            .map_err(meta_err)?;
+    }
     for def in [GROUP_ENTRIES, DEAD_LETTERS] {
         let mut table = txn.open_table(def).map_err(meta_err)?;
         let keys: Vec<u64> = {

@@ -98,11 +98,7 @@ impl StateHeader {
                 bytes.get(..4).unwrap_or(bytes)
             )));
         }
-        let u = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[4 + 8 * i..12 + 8 * i]);
-            u64::from_le_bytes(b)
-        };
+        let u = |i: usize| le_u64(bytes, 4 + 8 * i);
         Ok(StateHeader {
             generation: u(0),
             floor: u(1),
@@ -211,6 +207,13 @@ pub fn legacy(bytes: &[u8], generation: u64) -> Result<GroupState, StorageError>
             })
             .collect(),
     })
+}
+
+/// The little-endian u64 at `at` (the caller checked the length).
+pub(super) fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
 }
 
 fn corrupt(reason: String) -> StorageError {
