@@ -23,6 +23,11 @@ fn pubsub_dir() -> std::path::PathBuf {
 /// Runs `tests/pubsub/{script}` (Python, or Node for `.js`) with `args`
 /// against `server` and returns the JSON of the last line it printed.
 fn run_script(server: &TestServer, script: &str, args: &[&str]) -> serde_json::Value {
+    run_script_at(&server.addr().to_string(), script, args)
+}
+
+/// [`run_script`] against the server at `addr`.
+fn run_script_at(addr: &str, script: &str, args: &[&str]) -> serde_json::Value {
     let dir = pubsub_dir();
     let program = if script.ends_with(".js") {
         node_env(&dir.join("node"));
@@ -34,10 +39,10 @@ fn run_script(server: &TestServer, script: &str, args: &[&str]) -> serde_json::V
         Command::new(program)
             .arg(dir.join(script))
             .args(args)
-            .env("PUBSUB_EMULATOR_HOST", server.addr().to_string())
+            .env("PUBSUB_EMULATOR_HOST", addr)
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1"),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     );
     assert!(
         out.success(),
@@ -163,4 +168,44 @@ async fn the_official_node_client_publishes_and_receives() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     server.stop().await;
+}
+
+/// The whole scenario through the official Python client against
+/// the `herald` binary (not the in-process server): 1,000 ordered messages
+/// through the batching publisher, per-key order with nacks redelivered at
+/// attempt 2, a filter, Seek to a time, and a dead-letter policy moving a
+/// message to its topic with Pub/Sub's source attributes, which is also in
+/// the subscription's own dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_client_runs_the_whole_scenario_against_the_binary() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = common::redis::redis_suite().then(|| common::redis::RedisServer::start(&[]));
+    let url = redis.as_ref().map(common::redis::RedisServer::url);
+    let mut env = vec![("HERALD_GROUPS__STATE_FLUSH_INTERVAL", "20ms")];
+    if let Some(url) = &url {
+        env.extend([("HERALD_STORAGE__BACKEND", "redis"), ("HERALD_REDIS__URL", url.as_str())]);
+    }
+    let mut child = common::child::ChildServer::start(dir.path(), &env, &[]);
+    let printed = run_script_at(&child.addr, "scenario.py", &["herald"]);
+    eprintln!("scenario: {printed}");
+    assert_eq!(printed["published"], 1000, "{printed}");
+    assert_eq!(printed["redelivered"], 100, "{printed}");
+    assert_eq!(printed["filtered"], 20, "{printed}");
+    assert_eq!(printed["after_seek"], 1000, "{printed}");
+    let mut dead_letters =
+        proto::dead_letter_service_client::DeadLetterServiceClient::new(child.channel().await);
+    let listed = dead_letters
+        .list_dead_letters(proto::ListDeadLettersRequest {
+            topic: "fragile".into(),
+            group: "fragile-sub".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list dead letters")
+        .into_inner();
+    assert_eq!(listed.dead_letters.len(), 1, "{listed:?}");
+    let d = &listed.dead_letters[0];
+    assert_eq!(d.attempts, 5);
+    assert_eq!(&d.event.as_ref().expect("event").data[..], b"poison");
+    child.terminate();
 }
