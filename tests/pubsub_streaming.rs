@@ -501,3 +501,73 @@ async fn a_dead_letter_policy_moves_messages_to_its_topic_with_the_source_attrib
         .into_inner();
     assert_eq!(updated.dead_letter_policy, None);
 }
+
+async fn unary_pull(
+    subscriber: &mut SubscriberClient<Channel>,
+    id: &str,
+    max: i32,
+    immediately: bool,
+) -> Vec<ReceivedMessage> {
+    #[allow(deprecated)]
+    let request = PullRequest {
+        subscription: sub(id),
+        max_messages: max,
+        return_immediately: immediately,
+    };
+    subscriber
+        .pull(request)
+        .await
+        .expect("pull")
+        .into_inner()
+        .received_messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_pull_leases_what_it_returns_until_acked_or_nacked() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &["pullers"]).await;
+    let started = std::time::Instant::now();
+    assert!(unary_pull(&mut subscriber, "pullers", 10, true).await.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2), "return_immediately");
+    publish(&mut publisher, 3).await;
+
+    let first = unary_pull(&mut subscriber, "pullers", 2, false).await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|m| m.delivery_attempt == 1), "{first:?}");
+    subscriber
+        .acknowledge(AcknowledgeRequest {
+            subscription: sub("pullers"),
+            ack_ids: vec![first[0].ack_id.clone()],
+        })
+        .await
+        .expect("ack");
+    // The unacked one stays leased to its puller: the next pull gets the
+    // third message only.
+    let second = unary_pull(&mut subscriber, "pullers", 10, false).await;
+    let data = |m: &ReceivedMessage| m.message.as_ref().unwrap().data.clone();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert!(![data(&first[0]), data(&first[1])].contains(&data(&second[0])));
+    assert!(unary_pull(&mut subscriber, "pullers", 10, true).await.is_empty());
+    // A nack (deadline 0) makes it available again, at attempt 2.
+    subscriber
+        .modify_ack_deadline(ModifyAckDeadlineRequest {
+            subscription: sub("pullers"),
+            ack_ids: vec![first[1].ack_id.clone()],
+            ack_deadline_seconds: 0,
+        })
+        .await
+        .expect("nack");
+    let again = unary_pull(&mut subscriber, "pullers", 10, false).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(data(&again[0]), data(&first[1]));
+    assert_eq!(again[0].delivery_attempt, 2);
+    let bad = subscriber
+        .pull(PullRequest {
+            subscription: sub("pullers"),
+            max_messages: 0,
+            ..PullRequest::default()
+        })
+        .await
+        .expect_err("max_messages 0");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}

@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
         6 => check(bytes, |s: Subscription| {
             name(Kind::Subscription, &s.name)?;
             name(Kind::Topic, &s.topic)?;
-            group_patch(&s, SUBSCRIPTION_FIELDS, None).map(|_| ())
+            group_patch(&s, SUBSCRIPTION_FIELDS, None, "fuzz").map(|_| ())
         }),
         7 => {
             // A filter: parsed or refused; a parsed one evaluates.

@@ -20,7 +20,7 @@ use super::error::BrokerError;
 use super::lease::AckIds;
 use super::subscribe::{check_extension, delivery, nack_of};
 use crate::model::results::{Delivery, LeaseResult};
-use crate::storage::backend::{DeliveryStream, LeaseRef};
+use crate::storage::backend::{DeliveryStream, Join, LeaseRef};
 
 /// What a consumer asks for when it opens a Consume stream.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,6 +32,10 @@ pub struct ConsumeOptions {
     /// Most bytes of events per batch (a larger event travels alone); the
     /// server's `max_batch_bytes` when unset, and never above it.
     pub max_batch_bytes: Option<u32>,
+    /// A unary pull: when the batches are dropped, the deliveries taken
+    /// from them stay leased until settled or past their deadlines (the
+    /// rest are released).
+    pub pull: bool,
 }
 
 /// The group a stream consumes, learnt from its first delivery or the first
@@ -49,6 +53,14 @@ pub struct Batches {
     max_bytes: usize,
     /// Batches cut from what the backend handed out, not yet taken.
     ready: VecDeque<Vec<Delivery>>,
+}
+
+impl Batches {
+    /// The deliveries already received and waiting, without waiting for
+    /// more (a unary pull returns them with its first batch).
+    pub fn take_ready(&mut self) -> Vec<Delivery> {
+        self.ready.drain(..).flatten().collect()
+    }
 }
 
 impl Stream for Batches {
@@ -222,7 +234,11 @@ impl Broker {
             Some(n) => (n as usize).min(ceiling),
             None => ceiling,
         };
-        let deliveries = self.join(topic, group, consumer, max_in_flight).await?;
+        let join = Join {
+            max_in_flight,
+            keep_leases: options.pull,
+        };
+        let deliveries = self.join(topic, group, consumer, join).await?;
         let group_id = GroupId::default();
         let batches = Batches {
             deliveries,

@@ -15,7 +15,7 @@ use super::error::BrokerError;
 use super::lease::AckIds;
 use super::names::check_name;
 use crate::model::results::{Delivery, LeaseOutcome, LeaseResult};
-use crate::storage::backend::{DeliveryStream, LeaseRef, Nack, RawDelivery};
+use crate::storage::backend::{DeliveryStream, Join, LeaseRef, Nack, RawDelivery};
 
 /// Most ack ids in one Ack, Nack or ExtendDeadline call.
 pub const MAX_ACK_IDS: usize = 10_000;
@@ -90,7 +90,9 @@ impl Broker {
         max_in_flight: Option<u32>,
     ) -> Result<Subscription, BrokerError> {
         let max = self.check_join(topic, group, max_in_flight)?;
-        let deliveries = self.join(topic, group, consumer, max).await?;
+        let deliveries = self
+            .join(topic, group, consumer, Join::streaming(max))
+            .await?;
         Ok(Subscription {
             deliveries,
             ack_ids: self.inner.ack_ids.clone(),
@@ -130,15 +132,13 @@ impl Broker {
         topic: &str,
         group: &str,
         consumer: &str,
-        max_in_flight: usize,
+        join: Join,
     ) -> Result<DeliveryStream, BrokerError> {
         let config = &self.inner.config;
         let defaults = self.topic_defaults().map(|t| (&config.group_defaults, t));
         let backend = &self.inner.backend;
         backend.ensure_group(topic, group, defaults).await?;
-        backend
-            .subscribe(topic, group, consumer, max_in_flight)
-            .await
+        backend.subscribe(topic, group, consumer, join).await
     }
 
     /// Acknowledges deliveries.

@@ -119,6 +119,7 @@ pub fn consume(r: proto::ConsumeRequest) -> Result<ConsumeStep, Status> {
                 max_in_flight: open.max_in_flight,
                 max_batch: open.max_batch,
                 max_batch_bytes: open.max_batch_bytes,
+                pull: false,
             },
             open,
         },

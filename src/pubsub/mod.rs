@@ -19,6 +19,7 @@ pub mod convert;
 pub mod filter;
 pub mod names;
 pub mod publisher;
+mod pull;
 mod streaming;
 pub mod subscriber;
 pub mod subscriptions;

@@ -26,7 +26,7 @@ use super::filter::{self, Expr};
 use super::subscriber::SubscriberApi;
 use super::{Need, status};
 use crate::auth::Action;
-use crate::broker::{Batches, ConsumeOptions, Settler};
+use crate::broker::{Batches, ConsumeOptions, Delivery, GroupInfo, Settler};
 use crate::grpc::codes::at_edge;
 use crate::grpc::status::to_status;
 use crate::proto::google::pubsub::v1::{StreamingPullRequest, StreamingPullResponse};
@@ -75,9 +75,7 @@ pub(super) async fn open(
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_OUTSTANDING)
         .min(limit);
-    // Validated at creation; a record that no longer parses fails loudly.
-    let filter = filter::parse(&group.record.settings.attribute_filter)
-        .map_err(|e| Status::internal(format!("stored subscription filter: {e}")))?;
+    let filter = stored_filter(&group)?;
     let consumer = consumer_name(&first.client_id);
     let options = ConsumeOptions {
         max_in_flight: Some(outstanding),
@@ -96,9 +94,42 @@ pub(super) async fn open(
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
+/// The deliveries of `batch` the subscription's filter lets through; the
+/// others are acked at once, never sent, as Pub/Sub does.
+///
+/// # Errors
+/// The ack's status.
+pub(super) async fn wanted(
+    filter: Option<&Expr>,
+    batch: Vec<Delivery>,
+    settler: &Settler,
+) -> Result<Vec<Delivery>, Status> {
+    let Some(f) = filter else {
+        return Ok(batch);
+    };
+    let (wanted, skipped): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|d| f.matches(&d.event.event.attributes));
+    let ids: Vec<String> = skipped.into_iter().map(|d| d.ack_id).collect();
+    if !ids.is_empty() {
+        settler.ack(&ids).await.map_err(to_status)?;
+    }
+    Ok(wanted)
+}
+
+/// The subscription filter stored in a group's settings.
+///
+/// # Errors
+/// INTERNAL when a stored filter no longer parses.
+pub(super) fn stored_filter(group: &GroupInfo) -> Result<Option<Expr>, Status> {
+    // Validated at creation; a record that no longer parses fails loudly.
+    filter::parse(&group.record.settings.attribute_filter)
+        .map_err(|e| Status::internal(format!("stored subscription filter: {e}")))
+}
+
 /// `pubsub:` + the client's id (cut) + a unique suffix: one client may
 /// open several streams, each a consumer of its own.
-fn consumer_name(client_id: &str) -> String {
+pub(super) fn consumer_name(client_id: &str) -> String {
     let mut end = client_id.len().min(CLIENT_ID_MAX);
     while !client_id.is_char_boundary(end) {
         end -= 1;
@@ -123,21 +154,14 @@ async fn run(
     loop {
         tokio::select! {
             next = batches.next() => match next {
-                Some(Ok(mut batch)) => {
-                    // Messages the filter rejects are acked, not sent.
-                    if let Some(f) = &filter {
-                        let (wanted, skipped): (Vec<_>, Vec<_>) = batch
-                            .into_iter()
-                            .partition(|d| f.matches(&d.event.event.attributes));
-                        batch = wanted;
-                        let ids: Vec<String> = skipped.into_iter().map(|d| d.ack_id).collect();
-                        if !ids.is_empty()
-                            && let Err(e) = settler.ack(&ids).await
-                        {
-                            let _ = out.send(Err(to_status(e))).await;
+                Some(Ok(batch)) => {
+                    let batch = match wanted(filter.as_ref(), batch, &settler).await {
+                        Ok(batch) => batch,
+                        Err(status) => {
+                            let _ = out.send(Err(status)).await;
                             break;
                         }
-                    }
+                    };
                     if batch.is_empty() {
                         continue;
                     }

@@ -313,8 +313,8 @@ impl Subscriber for SubscriberApi {
         Ok(Response::new(()))
     }
 
-    async fn pull(&self, _request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
-        Err(unimplemented("Pull", "unary Pull is (use StreamingPull)"))
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
+        super::pull::pull(self, request).await
     }
 
     async fn streaming_pull(

@@ -64,6 +64,28 @@ pub struct RawDelivery {
 /// or topic deleted: NOT_FOUND; shutdown or storage failure: UNAVAILABLE).
 pub type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Vec<RawDelivery>, Error>> + Send>>;
 
+/// How a consumer joins a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Join {
+    /// Most leases it holds at once.
+    pub max_in_flight: usize,
+    /// When its stream is dropped, the leases of the deliveries it yielded
+    /// stay until their deadlines (and can still be acked, nacked or
+    /// extended by their ack ids) instead of being released at once; the
+    /// others are released: the consumer of a unary pull.
+    pub keep_leases: bool,
+}
+
+impl Join {
+    /// A streaming consumer: its leases are released when it leaves.
+    pub fn streaming(max_in_flight: usize) -> Join {
+        Join {
+            max_in_flight,
+            keep_leases: false,
+        }
+    }
+}
+
 /// What a nack asks for.
 #[derive(Debug, Clone)]
 pub struct Nack {
@@ -360,7 +382,8 @@ pub trait Backend: Send + Sync + 'static {
     /// `NotFound`, `OutOfRange`.
     async fn seek(&self, topic: &str, group: &str, position: Position) -> Result<u64, Error>;
 
-    /// Joins a group as a consumer holding at most `max_in_flight` leases.
+    /// Joins a group as a consumer holding at most `join.max_in_flight`
+    /// leases.
     ///
     /// # Errors
     /// `NotFound`, `Unavailable`.
@@ -369,7 +392,7 @@ pub trait Backend: Send + Sync + 'static {
         topic: &str,
         group: &str,
         consumer: &str,
-        max_in_flight: usize,
+        join: Join,
     ) -> Result<DeliveryStream, Error>;
 
     /// Acknowledges deliveries (a late ack of an older lease of a pending

@@ -115,6 +115,12 @@ def main():
     assert receive(subscriber, filtered, only_k3, done, 60), sorted(got_filtered)
     assert got_filtered == {n for n in range(MESSAGES) if n % KEYS == 3}
 
+    # Unary Pull: what it returns stays leased until acknowledged.
+    publisher.publish(topic, b"pulled", ordering_key="k3", n="-1", key="k3").result(timeout=30)
+    pulled = subscriber.pull(request={"subscription": filtered, "max_messages": 5}, timeout=30)
+    assert [m.message.data for m in pulled.received_messages] == [b"pulled"], pulled
+    subscriber.acknowledge(request={"subscription": filtered, "ack_ids": [pulled.received_messages[0].ack_id]})
+
     subscriber.seek(request={"subscription": ordered, "time": before})
     again, again_order = ordered_run(subscriber, ordered, nack_first=False)
     assert len(again) == MESSAGES

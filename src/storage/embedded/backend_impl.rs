@@ -17,7 +17,7 @@ use crate::model::results::{
 use crate::model::settings::{GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings};
 use crate::storage::backend::{
     Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, Forwarded, Held,
-    LeaseRef, Nack, TopicWatch, Totals, Update,
+    Join, LeaseRef, Nack, TopicWatch, Totals, Update,
 };
 
 #[async_trait::async_trait]
@@ -182,9 +182,9 @@ impl Backend for EmbeddedBackend {
         topic: &str,
         group: &str,
         _consumer: &str,
-        max_in_flight: usize,
+        join: Join,
     ) -> Result<DeliveryStream, Error> {
-        self.subscribe_impl(topic, group, max_in_flight).await
+        self.subscribe_impl(topic, group, join).await
     }
 
     async fn ack(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseOutcome>, Error> {

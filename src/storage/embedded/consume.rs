@@ -4,7 +4,7 @@
 //!
 //! Storage layer (embedded backend).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -18,11 +18,12 @@ use super::group::{GroupCmd, GroupHandle, LeaseItem, Outcomes};
 use crate::model::Error;
 use crate::model::results::LeaseOutcome;
 use crate::model::settings::{GroupSettings, TopicSettings};
-use crate::storage::backend::{DeliveryStream, LeaseRef, Nack, RawDelivery};
+use crate::storage::backend::{DeliveryStream, Join, LeaseRef, Nack, RawDelivery};
 
 /// A consumer's membership in a group: a stream of delivery batches. When it
 /// is dropped (the client left), the consumer's leases are released for
-/// redelivery at once. When the group stops, the stream ends with one error
+/// redelivery at once, except, for a unary pull's consumer, those of the
+/// deliveries it took. When the group stops, the stream ends with one error
 /// that says why: NOT_FOUND when the group or its topic was deleted (so a
 /// reconnecting consumer does not silently re-create it), UNAVAILABLE at
 /// shutdown or on a storage failure.
@@ -35,6 +36,9 @@ struct Subscription {
 struct Guard {
     group: GroupHandle,
     consumer: u64,
+    /// A unary pull's consumer: the entries it took, whose leases stay
+    /// when it leaves.
+    taken: Option<HashSet<u64>>,
     backend: EmbeddedBackend,
 }
 
@@ -43,6 +47,7 @@ impl Drop for Guard {
         self.backend.inner.connected.fetch_sub(1, Ordering::Relaxed);
         let cmd = GroupCmd::Unsubscribe {
             consumer: self.consumer,
+            keep: self.taken.take().unwrap_or_default(),
         };
         if let Err(mpsc::error::TrySendError::Full(cmd)) = self.group.tx.try_send(cmd) {
             let tx = self.group.tx.clone();
@@ -63,7 +68,12 @@ impl Stream for Subscription {
             return Poll::Ready(None);
         }
         match self.deliveries.poll_recv(cx) {
-            Poll::Ready(Some(batch)) => Poll::Ready(Some(Ok(batch))),
+            Poll::Ready(Some(batch)) => {
+                if let Some(taken) = &mut self.guard.taken {
+                    taken.extend(batch.iter().map(|d| d.lease.key));
+                }
+                Poll::Ready(Some(Ok(batch)))
+            }
             Poll::Ready(None) => {
                 self.ended = true;
                 Poll::Ready(Some(Err(self.guard.group.stopped())))
@@ -88,8 +98,9 @@ impl EmbeddedBackend {
         &self,
         topic: &str,
         group: &str,
-        max_in_flight: usize,
+        join: Join,
     ) -> Result<DeliveryStream, Error> {
+        let max_in_flight = join.max_in_flight;
         let g = self.find_group(topic, group)?;
         let consumer = self.inner.next_consumer.fetch_add(1, Ordering::Relaxed);
         // Room for one batch per slot: the group never blocks on a consumer.
@@ -98,6 +109,7 @@ impl EmbeddedBackend {
             consumer,
             max_in_flight,
             deliveries: tx,
+            keeps_leases: join.keep_leases,
         })
         .await?;
         self.inner.connected.fetch_add(1, Ordering::Relaxed);
@@ -106,6 +118,7 @@ impl EmbeddedBackend {
             guard: Guard {
                 group: g,
                 consumer,
+                taken: join.keep_leases.then(HashSet::new),
                 backend: self.clone(),
             },
             ended: false,

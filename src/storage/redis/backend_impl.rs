@@ -17,7 +17,7 @@ use crate::model::results::{
 };
 use crate::model::settings::{GroupRecord, GroupSettings, Position, TopicRecord, TopicSettings};
 use crate::storage::backend::{
-    Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, Forwarded,
+    Appended, Backend, BoxFuture, DeadLetterQuery, DeadLetterRows, DeliveryStream, Forwarded, Join,
     LeaseRef, Nack, TopicWatch, Totals, Update, found,
 };
 
@@ -194,10 +194,9 @@ impl Backend for RedisBackend {
         topic: &str,
         group: &str,
         consumer: &str,
-        max_in_flight: usize,
+        join: Join,
     ) -> Result<DeliveryStream, Error> {
-        self.subscribe_impl(topic, group, consumer, max_in_flight)
-            .await
+        self.subscribe_impl(topic, group, consumer, join).await
     }
 
     async fn ack(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseOutcome>, Error> {

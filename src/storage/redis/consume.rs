@@ -7,25 +7,50 @@
 //! (with its node) and in its node's set, so another node can release its
 //! leases if this node dies; a dropped stream releases them at once.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::model::{Error, echo};
-use crate::storage::backend::{DeliveryStream, LeaseRef, RawDelivery};
+use crate::storage::backend::{DeliveryStream, Join, LeaseRef, RawDelivery};
 use crate::storage::embedded::dispatch::REPLAY_BIT;
 use crate::telemetry::metrics::GroupMetrics;
 
 use super::events::stored_event;
-use super::{GroupRef, RedisBackend};
+use super::{GroupRef, RedisBackend, lock};
 
 /// Longest sleep between claims when nothing wakes the consumer.
 const POLL: Duration = Duration::from_secs(1);
 /// Deliveries in one claim at most.
 const BATCH_EVENTS: usize = 1000;
+
+/// Entry keys (as scripts name them) of the deliveries a unary pull's
+/// consumer took: their leases stay when it leaves.
+type Taken = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A unary pull's delivery stream: records what it yields.
+struct Recorded {
+    rx: ReceiverStream<Result<Vec<RawDelivery>, Error>>,
+    taken: Taken,
+}
+
+impl Stream for Recorded {
+    type Item = Result<Vec<RawDelivery>, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = Pin::new(&mut self.rx).poll_next(cx);
+        if let Poll::Ready(Some(Ok(batch))) = &next {
+            lock(&self.taken).extend(batch.iter().map(|d| script_key(d.lease.key)));
+        }
+        next
+    }
+}
 
 /// A consumer as scripts and the node set name it.
 struct Consumer {
@@ -67,23 +92,26 @@ impl RedisBackend {
         topic: &str,
         group: &str,
         consumer: &str,
-        max_in_flight: usize,
+        join: Join,
     ) -> Result<DeliveryStream, Error> {
         let g = self.group_ref(topic, group).await?;
         let c = Consumer {
             metrics: GroupMetrics::new(topic, group),
             id: format!("{}/{}", consumer, uuid::Uuid::new_v4().simple()),
             group: g,
-            max_in_flight: max_in_flight.max(1),
+            max_in_flight: join.max_in_flight.max(1),
         };
+        let taken = join.keep_leases.then(Taken::default);
         self.join(&c).await?;
         let (tx, rx) = mpsc::channel(2);
         let me = self.clone();
         self.inner.connected.fetch_add(1, Ordering::Relaxed);
         self.gauges_of(&c.group);
+        let recorded = taken.clone();
         self.inner.consumers.spawn(async move {
             let end = me.consume_loop(&c, &tx).await;
-            if let Err(e) = me.release(&c).await {
+            let keep = recorded.map(|t| std::mem::take(&mut *lock(&t))).unwrap_or_default();
+            if let Err(e) = me.release(&c, &keep).await {
                 tracing::warn!(error = %e, consumer = %c.id, "could not release a consumer's leases");
             }
             me.inner.connected.fetch_sub(1, Ordering::Relaxed);
@@ -91,7 +119,11 @@ impl RedisBackend {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(Box::pin(ReceiverStream::new(rx)))
+        let rx = ReceiverStream::new(rx);
+        Ok(match taken {
+            None => Box::pin(rx),
+            Some(taken) => Box::pin(Recorded { rx, taken }),
+        })
     }
 
     /// Registers the consumer in its group and in this node's set.
@@ -124,26 +156,30 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Ends a consumer's leases (redelivered at once) and unregisters it.
-    async fn release(&self, c: &Consumer) -> Result<(), Error> {
-        self.release_member(&self.inner.node, &c.member()).await
+    /// Ends a consumer's leases but those of entries in `keep` (redelivered
+    /// at once) and unregisters it.
+    async fn release(&self, c: &Consumer, keep: &[String]) -> Result<(), Error> {
+        self.release_member(&self.inner.node, &c.member(), keep)
+            .await
     }
 
-    /// Releases a consumer named by its node set member.
-    pub(super) async fn release_member(&self, node: &str, member: &str) -> Result<(), Error> {
+    /// Releases a consumer named by its node set member, but the leases of
+    /// entries in `keep`.
+    pub(super) async fn release_member(
+        &self,
+        node: &str,
+        member: &str,
+        keep: &[String],
+    ) -> Result<(), Error> {
         let mut parts = member.splitn(4, '\n');
         let (Some(topic), Some(gid), Some(generation), Some(cid)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Ok(());
         };
-        let mut r = self
-            .run(
-                |s| &s.release,
-                topic,
-                &[gid.as_bytes(), generation.as_bytes(), cid.as_bytes()],
-            )
-            .await?;
+        let mut args = vec![gid.as_bytes(), generation.as_bytes(), cid.as_bytes()];
+        args.extend(keep.iter().map(String::as_bytes));
+        let mut r = self.run(|s| &s.release, topic, &args).await?;
         if r.text()? == "OK" && r.int()? > 0 {
             self.group_wake(gid.parse().unwrap_or(0)).notify_waiters();
         }

@@ -98,7 +98,7 @@ impl RedisBackend {
             tracing::warn!(node = %node, consumers = members.len(),
                 "node stopped heartbeating; releasing its consumers' leases");
             for m in &members {
-                self.release_member(&node, m).await?;
+                self.release_member(&node, m, &[]).await?;
             }
             let _: i64 = self.cmd(redis::cmd("ZREM").arg(&nodes).arg(&node)).await?;
         }

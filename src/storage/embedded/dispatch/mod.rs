@@ -31,7 +31,7 @@ mod replay;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -465,7 +465,15 @@ impl Dispatcher {
     /// stream must not make the group wait). Each release counts as a failed
     /// attempt, so an event that keeps crashing its consumers is
     /// dead-lettered like any other. Returns how many leases were released.
-    pub fn remove_consumer(&mut self, id: ConsumerId, now: Instant, now_us: i64) -> usize {
+    /// Leases of the entries in `keep` (what a unary pull's consumer took)
+    /// stay until they are settled or their deadlines pass.
+    pub fn remove_consumer(
+        &mut self,
+        id: ConsumerId,
+        keep: &HashSet<u64>,
+        now: Instant,
+        now_us: i64,
+    ) -> usize {
         if self.consumers.remove(&id).is_none() {
             return 0;
         }
@@ -474,7 +482,8 @@ impl Dispatcher {
             .leases
             .iter()
             .filter(|(_, key)| {
-                matches!(self.entries.get(key).map(|e| e.state),
+                !keep.contains(key)
+                    && matches!(self.entries.get(key).map(|e| e.state),
                     Some(EntryState::Leased { consumer, .. }) if consumer == id)
             })
             .copied()

@@ -336,7 +336,10 @@ async fn removed_consumer_releases_leases_at_once_and_counts_the_attempt() {
     let batch = deliver(&mut d).remove(0).1;
     assert_eq!(batch.len(), 5);
     d.add_consumer(2, 5);
-    assert_eq!(d.remove_consumer(1, Instant::now(), WALL), 5);
+    assert_eq!(
+        d.remove_consumer(1, &Default::default(), Instant::now(), WALL),
+        5
+    );
     let out = deliver(&mut d);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, 2);
@@ -689,7 +692,7 @@ mod ordered_property {
                     Op::Leave(i) => {
                         let ids: Vec<u64> = d.consumers.keys().copied().collect();
                         if let Some(&c) = ids.get(i % ids.len().max(1)) {
-                            d.remove_consumer(c, now, WALL);
+                            d.remove_consumer(c, &Default::default(), now, WALL);
                             held.retain(|x| x.0 != c);
                             d.add_consumer(next_consumer, 3);
                             next_consumer += 1;

@@ -45,9 +45,14 @@ pub(crate) enum GroupCmd {
         consumer: ConsumerId,
         max_in_flight: usize,
         deliveries: mpsc::Sender<Vec<RawDelivery>>,
+        /// A unary pull's consumer: it leaves with the leases it took.
+        keeps_leases: bool,
     },
     Unsubscribe {
         consumer: ConsumerId,
+        /// Entries whose leases stay to their deadlines (those a unary
+        /// pull took); the consumer's other leases are released.
+        keep: std::collections::HashSet<u64>,
     },
     Ack {
         items: Vec<LeaseItem>,

@@ -3,7 +3,7 @@
 //!
 //! Storage layer (embedded backend). Writing progress and dead letters is in `store.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub(super) struct GroupTask {
     pub matcher: Matcher,
     pub dispatcher: Dispatcher,
     pub consumers: HashMap<ConsumerId, mpsc::Sender<Vec<RawDelivery>>>,
+    /// Consumers of unary pulls (see `GroupCmd::Subscribe`).
+    pub pulling: HashSet<ConsumerId>,
     pub log: TopicLog,
     pub end: watch::Receiver<u64>,
     pub log_open: bool,
@@ -136,6 +138,7 @@ impl GroupTask {
             matcher,
             dispatcher: d,
             consumers: HashMap::new(),
+            pulling: HashSet::new(),
             end: s.log.watch_end(),
             log: s.log,
             log_open: true,
@@ -344,17 +347,24 @@ impl GroupTask {
             }
             // A closed stream (or, impossible by construction, a full one):
             // the consumer is gone; its leases go back at once, try again.
+            // A pull's consumer leaves by its Unsubscribe, which says which
+            // leases it took: until then it only stops getting more.
             for consumer in lost {
-                self.remove_consumer(consumer);
+                if self.pulling.contains(&consumer) {
+                    self.consumers.remove(&consumer);
+                } else {
+                    self.remove_consumer(consumer, &HashSet::new());
+                }
             }
         }
     }
 
-    fn remove_consumer(&mut self, consumer: ConsumerId) {
+    fn remove_consumer(&mut self, consumer: ConsumerId, keep: &HashSet<u64>) {
         self.consumers.remove(&consumer);
+        self.pulling.remove(&consumer);
         let released = self
             .dispatcher
-            .remove_consumer(consumer, Instant::now(), now_us());
+            .remove_consumer(consumer, keep, Instant::now(), now_us());
         self.store_dead();
         if released > 0 {
             tracing::debug!(topic = %self.key.0, group = %self.key.1, consumer, released,
@@ -378,12 +388,16 @@ impl GroupTask {
                 consumer,
                 max_in_flight,
                 deliveries,
+                keeps_leases,
             } => {
                 // Room for one batch per slot: the group never blocks on a consumer.
                 self.consumers.insert(consumer, deliveries);
+                if keeps_leases {
+                    self.pulling.insert(consumer);
+                }
                 self.dispatcher.add_consumer(consumer, max_in_flight);
             }
-            GroupCmd::Unsubscribe { consumer } => self.remove_consumer(consumer),
+            GroupCmd::Unsubscribe { consumer, keep } => self.remove_consumer(consumer, &keep),
             GroupCmd::Ack { items, reply } => {
                 if let Some(e) = self.refuse_unwritable() {
                     let _ = reply.send(Err(e));

@@ -1,17 +1,20 @@
--- release: ARGV[3] gid, [4] topic generation, [5] consumer. Ends the
--- consumer's leases at once (each counts as a failed attempt, retried
--- without backoff) and unregisters it. Returns {'OK', released, dead-lettered}
+-- release: ARGV[3] gid, [4] topic generation, [5] consumer, then entry
+-- keys whose leases stay (what a unary pull took). Ends the consumer's
+-- other leases at once (each counts as a failed attempt, retried without
+-- backoff) and unregisters it. Returns {'OK', released, dead-lettered}
 -- or {'GONE'}.
 local G = load_group(ARGV[3], ARGV[4])
 if not G then return {'GONE'} end
 local cid = ARGV[5]
+local keep = {}
+for i = 6, #ARGV do keep[ARGV[i]] = true end
 local now = now_us()
 local released = 0
 for _, key in ipairs(redis.call('ZRANGE', G.l, 0, -1)) do
   local v = redis.call('HGET', G.e, key)
   if v then
     local en = unpack_entry(v)
-    if en.s == 'L' and en.c == cid then
+    if en.s == 'L' and en.c == cid and not keep[key] then
       drop_lease(G, key, en)
       fail(G, key, en, 0, 'consumer disconnected', false, now)
       released = released + 1
