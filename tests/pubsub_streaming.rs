@@ -571,3 +571,153 @@ async fn unary_pull_leases_what_it_returns_until_acked_or_nacked() {
         .expect_err("max_messages 0");
     assert_eq!(bad.code(), Code::InvalidArgument);
 }
+
+/// Pulls until `n` messages came, acks them, and returns their data.
+async fn pull_and_ack(subscriber: &mut SubscriberClient<Channel>, id: &str, n: usize) -> Vec<Bytes> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(unary_pull(subscriber, id, 10, false).await);
+    }
+    subscriber
+        .acknowledge(AcknowledgeRequest {
+            subscription: sub(id),
+            ack_ids: got.iter().map(|m| m.ack_id.clone()).collect(),
+        })
+        .await
+        .expect("ack");
+    let mut data: Vec<Bytes> = got.into_iter().map(|m| m.message.unwrap().data).collect();
+    data.sort();
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_remember_where_a_subscription_stood() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &["workers"]).await;
+    let snap = "projects/herald/snapshots/before-batch-2";
+    publish(&mut publisher, 3).await;
+    pull_and_ack(&mut subscriber, "workers", 3).await;
+    let created = subscriber
+        .create_snapshot(CreateSnapshotRequest {
+            name: snap.into(),
+            subscription: sub("workers"),
+            ..CreateSnapshotRequest::default()
+        })
+        .await
+        .expect("create snapshot")
+        .into_inner();
+    assert_eq!((created.name.as_str(), created.topic.as_str()), (snap, TOPIC));
+    let week = 7 * 24 * 3600;
+    let expires = created.expire_time.expect("expire_time").seconds;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((expires - now - week).abs() < 60, "{expires} vs {now}");
+    let again = subscriber
+        .create_snapshot(CreateSnapshotRequest {
+            name: snap.into(),
+            subscription: sub("workers"),
+            ..CreateSnapshotRequest::default()
+        })
+        .await
+        .expect_err("exists");
+    assert_eq!(again.code(), Code::AlreadyExists);
+
+    // Three more, received and acked; Seek to the snapshot brings back
+    // what came after it, and nothing before.
+    let batch2 = (3..6)
+        .map(|i| PubsubMessage {
+            data: Bytes::from(format!("job-{i}")),
+            ..PubsubMessage::default()
+        })
+        .collect();
+    publisher
+        .publish(PublishRequest {
+            topic: TOPIC.into(),
+            messages: batch2,
+        })
+        .await
+        .expect("publish");
+    let after = pull_and_ack(&mut subscriber, "workers", 3).await;
+    subscriber
+        .seek(SeekRequest {
+            subscription: sub("workers"),
+            target: Some(seek_request::Target::Snapshot(snap.into())),
+        })
+        .await
+        .expect("seek to snapshot");
+    assert_eq!(pull_and_ack(&mut subscriber, "workers", 3).await, after);
+    assert!(unary_pull(&mut subscriber, "workers", 10, true).await.is_empty());
+
+    // Listed and read back; not a subscription.
+    let listed = subscriber
+        .list_snapshots(ListSnapshotsRequest {
+            project: "projects/herald".into(),
+            ..ListSnapshotsRequest::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.snapshots.len(), 1, "{listed:?}");
+    let subs = subscriber
+        .list_subscriptions(ListSubscriptionsRequest {
+            project: "projects/herald".into(),
+            ..ListSubscriptionsRequest::default()
+        })
+        .await
+        .expect("list subscriptions")
+        .into_inner();
+    assert_eq!(subs.subscriptions.len(), 1, "{subs:?}");
+    let of_topic = publisher
+        .list_topic_snapshots(ListTopicSnapshotsRequest {
+            topic: TOPIC.into(),
+            ..ListTopicSnapshotsRequest::default()
+        })
+        .await
+        .expect("list topic snapshots")
+        .into_inner();
+    assert_eq!(of_topic.snapshots, vec![snap.to_string()]);
+    let updated = subscriber
+        .update_snapshot(UpdateSnapshotRequest {
+            snapshot: Some(Snapshot {
+                name: snap.into(),
+                expire_time: Some(prost_types::Timestamp {
+                    seconds: now + 3600,
+                    nanos: 0,
+                }),
+                ..Snapshot::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["expire_time".into()],
+            }),
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert!((updated.expire_time.unwrap().seconds - now - 3600).abs() < 60);
+
+    subscriber
+        .delete_snapshot(DeleteSnapshotRequest {
+            snapshot: snap.into(),
+        })
+        .await
+        .expect("delete");
+    for e in [
+        subscriber
+            .get_snapshot(GetSnapshotRequest {
+                snapshot: snap.into(),
+            })
+            .await
+            .expect_err("deleted"),
+        subscriber
+            .seek(SeekRequest {
+                subscription: sub("workers"),
+                target: Some(seek_request::Target::Snapshot(snap.into())),
+            })
+            .await
+            .expect_err("deleted"),
+    ] {
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    }
+}

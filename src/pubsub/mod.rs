@@ -20,6 +20,7 @@ pub mod filter;
 pub mod names;
 pub mod publisher;
 mod pull;
+mod snapshots;
 mod streaming;
 pub mod subscriber;
 pub mod subscriptions;

@@ -89,6 +89,49 @@ fn page_token(token: &str) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
+impl PublisherApi {
+    /// A page of what `shown` names the groups of Herald topic `herald`
+    /// (those it names), after the group of `page_token`, and the next
+    /// page's token (empty at the end).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT (page size), NOT_FOUND (the topic).
+    async fn topic_group_names(
+        &self,
+        resource: &Resource,
+        herald: &str,
+        page_size: i32,
+        page_token: &str,
+        shown: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Vec<String>, String), Status> {
+        let size = self::page_size(page_size)?;
+        let mut after = self::page_token(page_token).map(|g| (herald.to_string(), g));
+        let mut names = Vec::new();
+        loop {
+            let (page, more) = self
+                .front
+                .broker()
+                .list_groups(Some(herald), after.take(), size)
+                .await
+                .map_err(|e| status(resource, e))?;
+            for group in page {
+                let Some(name) = shown(&group.record.name) else {
+                    continue;
+                };
+                if names.len() == size {
+                    let next = group_token(&names);
+                    return Ok((names.into_iter().map(|(_, s)| s).collect(), next));
+                }
+                names.push((group.record.name, name));
+            }
+            match more {
+                Some(token) => after = Some(token),
+                None => return Ok((names.into_iter().map(|(_, s)| s).collect(), String::new())),
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Publisher for PublisherApi {
     async fn create_topic(&self, request: Request<Topic>) -> Result<Response<Topic>, Status> {
@@ -211,46 +254,36 @@ impl Publisher for PublisherApi {
         let r = request.get_ref();
         let (resource, herald) = self.front.resolve(Kind::Topic, &r.topic)?;
         self.front.allow(&request, METHOD, Need::View, &herald)?;
-        let size = page_size(r.page_size)?;
-        let after = page_token(&r.page_token).map(|g| (herald.clone(), g));
-        let mut subscriptions = Vec::new();
-        let mut after = after;
-        let mut next = None;
-        'pages: loop {
-            let (page, more) = self
-                .front
-                .broker()
-                .list_groups(Some(&herald), after.take(), size)
-                .await
-                .map_err(|e| status(&resource, e))?;
-            for group in page {
-                let Some(sub) = self.front.resource(Kind::Subscription, &group.record.name) else {
-                    continue;
-                };
-                if subscriptions.len() == size {
-                    next = Some(group_token(&subscriptions));
-                    break 'pages;
-                }
-                subscriptions.push((group.record.name, sub.to_string()));
-            }
-            match more {
-                Some(token) => after = Some(token),
-                None => break,
-            }
-        }
+        let (subscriptions, next_page_token) = self
+            .topic_group_names(&resource, &herald, r.page_size, &r.page_token, |g| {
+                self.front
+                    .resource(Kind::Subscription, g)
+                    .map(|s| s.to_string())
+            })
+            .await?;
         Ok(Response::new(ListTopicSubscriptionsResponse {
-            subscriptions: subscriptions.into_iter().map(|(_, s)| s).collect(),
-            next_page_token: next.unwrap_or_default(),
+            subscriptions,
+            next_page_token,
         }))
     }
 
     async fn list_topic_snapshots(
         &self,
-        _request: Request<ListTopicSnapshotsRequest>,
+        request: Request<ListTopicSnapshotsRequest>,
     ) -> Result<Response<ListTopicSnapshotsResponse>, Status> {
-        Err(Status::unimplemented(format!(
-            "{SERVICE}/ListTopicSnapshots: snapshots are not supported by Herald yet"
-        )))
+        const METHOD: &str = "google.pubsub.v1.Publisher/ListTopicSnapshots";
+        let r = request.get_ref();
+        let (resource, herald) = self.front.resolve(Kind::Topic, &r.topic)?;
+        self.front.allow(&request, METHOD, Need::View, &herald)?;
+        let (snapshots, next_page_token) = self
+            .topic_group_names(&resource, &herald, r.page_size, &r.page_token, |g| {
+                super::snapshots::snapshot_name(&self.front, g)
+            })
+            .await?;
+        Ok(Response::new(ListTopicSnapshotsResponse {
+            snapshots,
+            next_page_token,
+        }))
     }
 
     async fn delete_topic(

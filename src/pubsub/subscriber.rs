@@ -17,6 +17,7 @@ use crate::auth::Action;
 use crate::grpc::audit;
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
+use crate::model::settings::Position;
 use crate::proto::google::pubsub::v1::subscriber_server::Subscriber;
 use crate::proto::google::pubsub::v1::*;
 
@@ -72,6 +73,33 @@ impl SubscriberApi {
             Some(group) => Ok((resource, group)),
             None => Err(not_found(&resource)),
         }
+    }
+
+    /// Deletes `group`, which Pub/Sub `resource` named, when the caller may
+    /// manage its topic; audited.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED, NOT_FOUND, UNAVAILABLE.
+    pub(super) async fn delete_found<T>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+        resource: &Resource,
+        group: &GroupInfo,
+    ) -> Result<Response<()>, Status> {
+        let (topic, name) = (&group.record.topic, &group.record.name);
+        let caller = self
+            .front
+            .allow(request, method, Need::Do(Action::Manage), topic)?;
+        let outcome = self
+            .front
+            .broker()
+            .delete_group(topic, name)
+            .await
+            .map_err(|e| status(resource, e));
+        audit::done(&caller, method, topic, Some(name), &outcome);
+        outcome?;
+        Ok(Response::new(()))
     }
 
     /// Checks that every ack id of `ids` that names a group names this one.
@@ -185,50 +213,19 @@ impl Subscriber for SubscriberApi {
         let r = request.get_ref();
         let project = names::parse_project(&r.project)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let size = super::publisher::page_size(r.page_size)?;
-        // The token is the (topic, group) of the last one listed.
-        let mut after = r
-            .page_token
-            .split_once('/')
-            .map(|(t, g)| (t.to_string(), g.to_string()));
-        let mut subscriptions: Vec<(String, Subscription)> = Vec::new();
-        let mut next = String::new();
-        'pages: loop {
-            let (page, more) = self
-                .front
-                .broker()
-                .list_groups(None, after.take(), size)
-                .await
-                .map_err(to_status)?;
-            for group in page {
-                let Some(sub) = self.front.subscription(&group) else {
-                    continue;
-                };
+        let (subscriptions, next_page_token) = self
+            .front
+            .list_groups_as(&caller, r.page_size, &r.page_token, |group| {
                 let mine = self
                     .front
                     .resource(Kind::Subscription, &group.record.name)
                     .is_some_and(|r| r.project == project);
-                if !mine || !caller.may_see(&group.record.topic) {
-                    continue;
-                }
-                if subscriptions.len() == size {
-                    next = subscriptions
-                        .last()
-                        .map(|(t, _)| t.clone())
-                        .unwrap_or_default();
-                    break 'pages;
-                }
-                let token = format!("{}/{}", group.record.topic, group.record.name);
-                subscriptions.push((token, sub));
-            }
-            match more {
-                Some(token) => after = Some(token),
-                None => break,
-            }
-        }
+                mine.then(|| self.front.subscription(group)).flatten()
+            })
+            .await?;
         Ok(Response::new(ListSubscriptionsResponse {
-            subscriptions: subscriptions.into_iter().map(|(_, s)| s).collect(),
-            next_page_token: next,
+            subscriptions,
+            next_page_token,
         }))
     }
 
@@ -238,19 +235,7 @@ impl Subscriber for SubscriberApi {
     ) -> Result<Response<()>, Status> {
         const METHOD: &str = "google.pubsub.v1.Subscriber/DeleteSubscription";
         let (resource, group) = self.group_of(&request.get_ref().subscription).await?;
-        let (topic, name) = (&group.record.topic, &group.record.name);
-        let caller = self
-            .front
-            .allow(&request, METHOD, Need::Do(Action::Manage), topic)?;
-        let outcome = self
-            .front
-            .broker()
-            .delete_group(topic, name)
-            .await
-            .map_err(|e| status(&resource, e));
-        audit::done(&caller, METHOD, topic, Some(name), &outcome);
-        outcome?;
-        Ok(Response::new(()))
+        self.delete_found(&request, METHOD, &resource, &group).await
     }
 
     async fn modify_ack_deadline(
@@ -333,54 +318,54 @@ impl Subscriber for SubscriberApi {
 
     async fn get_snapshot(
         &self,
-        _request: Request<GetSnapshotRequest>,
+        request: Request<GetSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        Err(unimplemented("GetSnapshot", "snapshots are"))
+        self.get_snapshot_impl(request).await
     }
 
     async fn list_snapshots(
         &self,
-        _request: Request<ListSnapshotsRequest>,
+        request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
-        Err(unimplemented("ListSnapshots", "snapshots are"))
+        self.list_snapshots_impl(request).await
     }
 
     async fn create_snapshot(
         &self,
-        _request: Request<CreateSnapshotRequest>,
+        request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        Err(unimplemented("CreateSnapshot", "snapshots are"))
+        self.create_snapshot_impl(request).await
     }
 
     async fn update_snapshot(
         &self,
-        _request: Request<UpdateSnapshotRequest>,
+        request: Request<UpdateSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        Err(unimplemented("UpdateSnapshot", "snapshots are"))
+        self.update_snapshot_impl(request).await
     }
 
     async fn delete_snapshot(
         &self,
-        _request: Request<DeleteSnapshotRequest>,
+        request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
-        Err(unimplemented("DeleteSnapshot", "snapshots are"))
+        self.delete_snapshot_impl(request).await
     }
 
     async fn seek(&self, request: Request<SeekRequest>) -> Result<Response<SeekResponse>, Status> {
         const METHOD: &str = "google.pubsub.v1.Subscriber/Seek";
         let r = request.get_ref();
-        let time = match &r.target {
-            Some(seek_request::Target::Time(t)) => crate::grpc::convert::from_timestamp("time", t)?,
-            Some(seek_request::Target::Snapshot(_)) => {
-                return Err(unimplemented("Seek", "seeking to a snapshot is"));
-            }
-            None => {
-                return Err(Status::invalid_argument(
-                    "The seek target (time or snapshot) must be set.",
-                ));
-            }
+        let Some(target) = &r.target else {
+            return Err(Status::invalid_argument(
+                "The seek target (time or snapshot) must be set.",
+            ));
         };
         let (resource, group) = self.group_of(&r.subscription).await?;
+        let position = match target {
+            seek_request::Target::Time(t) => {
+                Position::Time(crate::grpc::convert::from_timestamp("time", t)?)
+            }
+            seek_request::Target::Snapshot(s) => self.snapshot_position(s, &group).await?,
+        };
         let (topic, name) = (&group.record.topic, &group.record.name);
         let caller = self
             .front
@@ -389,7 +374,7 @@ impl Subscriber for SubscriberApi {
         let outcome = self
             .front
             .broker()
-            .seek(topic, name, crate::model::settings::Position::Time(time))
+            .seek(topic, name, position)
             .await
             .map_err(|e| status(&resource, e));
         audit::done(&caller, METHOD, topic, Some(name), &outcome);

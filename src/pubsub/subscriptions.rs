@@ -14,6 +14,7 @@ use super::{Front, filter};
 use crate::broker::GroupPatch;
 use crate::broker::settings::MAX_EXPIRE_AFTER;
 use crate::grpc::convert::duration as duration_out;
+use crate::grpc::guard::Caller;
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
 use crate::proto::google::pubsub::v1::{
@@ -57,6 +58,54 @@ impl Front {
             match more {
                 Some(next) => after = Some(next),
                 None => return Ok(None),
+            }
+        }
+    }
+
+    /// A page of what `shown` makes of the groups the caller may see, in
+    /// (topic, group) order after `page_token` (the `topic/group` of the
+    /// last one of the previous page), and the next page's token (empty
+    /// at the end).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT (page size), storage failures.
+    pub(crate) async fn list_groups_as<T>(
+        &self,
+        caller: &Caller,
+        page_size: i32,
+        page_token: &str,
+        shown: impl Fn(&GroupInfo) -> Option<T>,
+    ) -> Result<(Vec<T>, String), Status> {
+        let size = super::publisher::page_size(page_size)?;
+        let mut after = page_token
+            .split_once('/')
+            .map(|(t, g)| (t.to_string(), g.to_string()));
+        let mut items: Vec<(String, T)> = Vec::new();
+        loop {
+            let (page, more) = self
+                .broker()
+                .list_groups(None, after.take(), SCAN_PAGE)
+                .await
+                .map_err(to_status)?;
+            for group in page {
+                if !caller.may_see(&group.record.topic) {
+                    continue;
+                }
+                let Some(item) = shown(&group) else {
+                    continue;
+                };
+                if items.len() == size {
+                    let next = items.last().map(|(t, _)| t.clone()).unwrap_or_default();
+                    return Ok((items.into_iter().map(|(_, i)| i).collect(), next));
+                }
+                items.push((
+                    format!("{}/{}", group.record.topic, group.record.name),
+                    item,
+                ));
+            }
+            match more {
+                Some(token) => after = Some(token),
+                None => return Ok((items.into_iter().map(|(_, i)| i).collect(), String::new())),
             }
         }
     }
