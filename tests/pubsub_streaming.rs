@@ -721,3 +721,95 @@ async fn snapshots_remember_where_a_subscription_stood() {
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
     }
 }
+
+async fn topic_of(subscriber: &mut SubscriberClient<Channel>, id: &str) -> (String, bool) {
+    let s = subscriber
+        .get_subscription(GetSubscriptionRequest {
+            subscription: sub(id),
+        })
+        .await
+        .expect("get subscription")
+        .into_inner();
+    (s.topic, s.detached)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_subscriptions_outlive_their_topic_and_deliver_nothing() {
+    let server = TestServer::start().await;
+    let (mut publisher, mut subscriber) = setup(&server, &["workers", "audit"]).await;
+    publisher
+        .detach_subscription(DetachSubscriptionRequest {
+            subscription: sub("workers"),
+        })
+        .await
+        .expect("detach");
+    assert_eq!(topic_of(&mut subscriber, "workers").await, ("_deleted-topic_".into(), true));
+    let attached = publisher
+        .list_topic_subscriptions(ListTopicSubscriptionsRequest {
+            topic: TOPIC.into(),
+            ..ListTopicSubscriptionsRequest::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(attached.subscriptions, vec![sub("audit")]);
+    publish(&mut publisher, 2).await;
+    assert!(unary_pull(&mut subscriber, "workers", 10, true).await.is_empty());
+    assert_eq!(pull_and_ack(&mut subscriber, "audit", 2).await.len(), 2);
+
+    // Deleting the topic detaches the rest; the topic is gone.
+    publisher
+        .delete_topic(DeleteTopicRequest {
+            topic: TOPIC.into(),
+        })
+        .await
+        .expect("delete topic");
+    assert_eq!(topic_of(&mut subscriber, "audit").await, ("_deleted-topic_".into(), true));
+    let gone = publisher
+        .get_topic(GetTopicRequest {
+            topic: TOPIC.into(),
+        })
+        .await
+        .expect_err("deleted");
+    assert_eq!(gone.code(), Code::NotFound);
+    let listed = subscriber
+        .list_subscriptions(ListSubscriptionsRequest {
+            project: "projects/herald".into(),
+            ..ListSubscriptionsRequest::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.subscriptions.len(), 2, "{listed:?}");
+    // Names stay taken until the detached subscriptions are deleted.
+    publisher
+        .create_topic(Topic {
+            name: TOPIC.into(),
+            ..Topic::default()
+        })
+        .await
+        .expect("create topic again");
+    let taken = subscriber
+        .create_subscription(Subscription {
+            name: sub("audit"),
+            topic: TOPIC.into(),
+            ..Subscription::default()
+        })
+        .await
+        .expect_err("name taken");
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    subscriber
+        .delete_subscription(DeleteSubscriptionRequest {
+            subscription: sub("audit"),
+        })
+        .await
+        .expect("delete detached");
+    subscriber
+        .create_subscription(Subscription {
+            name: sub("audit"),
+            topic: TOPIC.into(),
+            ..Subscription::default()
+        })
+        .await
+        .expect("name free again");
+}

@@ -16,6 +16,7 @@
 //! UNIMPLEMENTED).
 
 pub mod convert;
+mod detach;
 pub mod filter;
 pub mod names;
 pub mod publisher;

@@ -16,8 +16,6 @@ use crate::grpc::status::to_status;
 use crate::proto::google::pubsub::v1::publisher_server::Publisher;
 use crate::proto::google::pubsub::v1::*;
 
-const SERVICE: &str = "google.pubsub.v1.Publisher";
-
 /// What [`PublisherApi::write_topic`] does.
 #[derive(Debug, Clone, Copy)]
 enum Write {
@@ -295,23 +293,30 @@ impl Publisher for PublisherApi {
         let caller = self
             .front
             .allow(&request, METHOD, Need::Do(Action::Manage), &herald)?;
-        let result = self.front.broker().delete_topic(&herald).await;
-        Self::audited(
-            &caller,
-            METHOD,
-            &herald,
-            result.map_err(|e| status(&resource, e)),
-        )?;
+        let result = self.front.delete_topic_detaching(&resource, &herald).await;
+        Self::audited(&caller, METHOD, &herald, result)?;
         Ok(Response::new(()))
     }
 
     async fn detach_subscription(
         &self,
-        _request: Request<DetachSubscriptionRequest>,
+        request: Request<DetachSubscriptionRequest>,
     ) -> Result<Response<DetachSubscriptionResponse>, Status> {
-        Err(Status::unimplemented(format!(
-            "{SERVICE}/DetachSubscription: detaching subscriptions is not supported by Herald yet"
-        )))
+        const METHOD: &str = "google.pubsub.v1.Publisher/DetachSubscription";
+        let name = &request.get_ref().subscription;
+        let (resource, herald) = self.front.resolve(Kind::Subscription, name)?;
+        let group = self
+            .front
+            .find_group(&herald)
+            .await?
+            .ok_or_else(|| super::not_found(&resource))?;
+        let topic = group.record.topic.clone();
+        let caller = self
+            .front
+            .allow(&request, METHOD, Need::Do(Action::Manage), &topic)?;
+        let result = self.front.detach(&resource, &group).await;
+        Self::audited(&caller, METHOD, &topic, result)?;
+        Ok(Response::new(DetachSubscriptionResponse {}))
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tonic::Status;
 
 use super::convert::duration_in;
+use super::detach::DETACHED;
 use super::names::{self, Kind};
 use super::{Front, filter};
 use crate::broker::GroupPatch;
@@ -114,11 +115,17 @@ impl Front {
     /// Pub/Sub names.
     pub(crate) fn subscription(&self, g: &GroupInfo) -> Option<Subscription> {
         let name = self.resource(Kind::Subscription, &g.record.name)?;
-        let topic = self.resource(Kind::Topic, &g.record.topic)?;
+        let detached = g.record.topic == DETACHED;
+        let topic = if detached {
+            DETACHED.to_string()
+        } else {
+            self.resource(Kind::Topic, &g.record.topic)?.to_string()
+        };
         let s = &g.record.settings;
         Some(Subscription {
             name: name.to_string(),
-            topic: topic.to_string(),
+            topic,
+            detached,
             ack_deadline_seconds: i32::try_from(s.ack_deadline.as_secs()).unwrap_or(i32::MAX),
             enable_message_ordering: s.ordered,
             retry_policy: Some(RetryPolicy {
