@@ -813,3 +813,44 @@ async fn detached_subscriptions_outlive_their_topic_and_deliver_nothing() {
         .await
         .expect("name free again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_herald_does_not_offer_answers_unimplemented_saying_so() {
+    let server = TestServer::start().await;
+    let (_publisher, mut subscriber) = setup(&server, &[]).await;
+    let push = subscriber
+        .create_subscription(Subscription {
+            name: sub("pushed"),
+            topic: TOPIC.into(),
+            push_config: Some(PushConfig {
+                push_endpoint: "https://example.invalid/push".into(),
+                ..PushConfig::default()
+            }),
+            ..Subscription::default()
+        })
+        .await
+        .expect_err("push");
+    assert_eq!(push.code(), Code::Unimplemented, "{push:?}");
+    assert!(push.message().contains("Push delivery"), "{push:?}");
+    let mut raw = common::raw::connect(server.addr()).await;
+    for (path, says) in [
+        ("/google.iam.v1.IAMPolicy/GetIamPolicy", "IAM policies are not offered"),
+        ("/google.pubsub.v1.SchemaService/CreateSchema", "schemas are not offered"),
+    ] {
+        let (code, message) = raw.call(path, Bytes::from_static(&[0, 0, 0, 0, 0])).await.code().await;
+        assert_eq!(code, Code::Unimplemented, "{path}");
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    // retain_acked_messages is what Herald does anyway.
+    let kept = subscriber
+        .create_subscription(Subscription {
+            name: sub("kept"),
+            topic: TOPIC.into(),
+            retain_acked_messages: true,
+            ..Subscription::default()
+        })
+        .await
+        .expect("retain_acked_messages")
+        .into_inner();
+    assert!(kept.retain_acked_messages);
+}

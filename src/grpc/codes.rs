@@ -9,7 +9,9 @@
 //! the trailers-only responses tonic makes of them for unary and
 //! server-streaming calls (in every service). Handlers that read request
 //! streams see the error themselves and map it with [`at_edge`]. The
-//! message is kept.
+//! message is kept. Calls of Google services Herald does not offer (Pub/Sub
+//! schemas, IAM), which tonic answers UNIMPLEMENTED without a word, get a
+//! sentence saying so.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -49,9 +51,35 @@ pub fn at_edge(status: Status) -> Status {
     }
 }
 
+/// What Herald answers for services it does not offer, by path prefix.
+const UNOFFERED: &[(&str, &str)] = &[
+    (
+        "/google.pubsub.v1.SchemaService/",
+        "Pub/Sub schemas are not offered by Herald; messages are not validated against a schema.",
+    ),
+    (
+        "/google.iam.v1.IAMPolicy/",
+        "IAM policies are not offered by Herald; permissions come from its auth file (auth.file).",
+    ),
+];
+
+/// The sentence for a call of `path` if Herald does not offer its service.
+fn unoffered(path: &str) -> Option<&'static str> {
+    UNOFFERED
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+        .map(|(_, why)| *why)
+}
+
 /// Rewrites the `grpc-status` in `headers` if it is one of tonic's
-/// bad-request statuses.
-fn rewrite(headers: &mut HeaderMap) {
+/// bad-request statuses, or says why a service is not offered.
+fn rewrite(headers: &mut HeaderMap, unoffered: Option<&'static str>) {
+    if let Some(why) = unoffered
+        && headers.get(Status::GRPC_STATUS).map(HeaderValue::as_bytes) == Some(b"12")
+    {
+        let _ = Status::unimplemented(why).add_header(headers);
+        return;
+    }
     let candidate = match headers.get(Status::GRPC_STATUS) {
         Some(code) => matches!(code.as_bytes(), b"11" | b"13"),
         None => false,
@@ -99,6 +127,7 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         EdgeFuture {
+            unoffered: unoffered(request.uri().path()),
             inner: self.inner.call(request),
         }
     }
@@ -109,6 +138,7 @@ pin_project_lite::pin_project! {
     pub struct EdgeFuture<F> {
         #[pin]
         inner: F,
+        unoffered: Option<&'static str>,
     }
 }
 
@@ -119,8 +149,9 @@ where
     type Output = Result<http::Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut response = ready!(self.project().inner.poll(cx))?;
-        rewrite(response.headers_mut());
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        rewrite(response.headers_mut(), *this.unoffered);
         Poll::Ready(Ok(response))
     }
 }
@@ -136,7 +167,7 @@ mod tests {
         );
         let mut headers = HeaderMap::new();
         too_large.add_header(&mut headers).unwrap();
-        rewrite(&mut headers);
+        rewrite(&mut headers, None);
         let status = Status::from_header_map(&headers).unwrap();
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(status.message(), too_large.message());
@@ -151,9 +182,25 @@ mod tests {
         ] {
             let mut headers = HeaderMap::new();
             status.add_header(&mut headers).unwrap();
-            rewrite(&mut headers);
+            rewrite(&mut headers, None);
             let after = Status::from_header_map(&headers).unwrap();
             assert_eq!(after.code(), status.code(), "{}", status.message());
         }
+    }
+
+    #[test]
+    fn services_herald_does_not_offer_say_so() {
+        let why = unoffered("/google.iam.v1.IAMPolicy/GetIamPolicy").expect("IAM");
+        let mut headers = HeaderMap::new();
+        Status::unimplemented("").add_header(&mut headers).unwrap();
+        rewrite(&mut headers, Some(why));
+        let status = Status::from_header_map(&headers).unwrap();
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert!(
+            status.message().contains("IAM policies are not offered"),
+            "{status:?}"
+        );
+        assert!(unoffered("/google.pubsub.v1.SchemaService/CreateSchema").is_some());
+        assert!(unoffered("/herald.v1.AdminService/GetTopic").is_none());
     }
 }

@@ -137,6 +137,7 @@ impl Front {
                 ttl: s.expire_after.map(duration_out),
             }),
             filter: s.attribute_filter.clone(),
+            retain_acked_messages: true,
             dead_letter_policy: self.resource(Kind::Topic, &s.dead_letter_topic).map(|t| {
                 DeadLetterPolicy {
                     dead_letter_topic: t.to_string(),
@@ -201,10 +202,17 @@ pub fn group_patch(
                 patch.expire_after = Some(expiration(s.expiration_policy.as_ref())?);
                 true
             }
-            "push_config" => s
-                .push_config
-                .as_ref()
-                .is_none_or(|p| p.push_endpoint.is_empty()),
+            "push_config" => {
+                if s.push_config
+                    .as_ref()
+                    .is_some_and(|p| !p.push_endpoint.is_empty())
+                {
+                    return Err(Status::unimplemented(
+                        "Push delivery (push_config) is not offered by Herald; use Pull or StreamingPull.",
+                    ));
+                }
+                true
+            }
             // Set at creation only, as in Pub/Sub (an update must repeat it).
             "filter" if update => {
                 if s.filter != current_filter {
@@ -224,7 +232,9 @@ pub fn group_patch(
                 true
             }
             "labels" => s.labels.is_empty(),
-            "retain_acked_messages" => !s.retain_acked_messages,
+            // Herald always keeps acked messages for the topic's retention
+            // (Seek to a time delivers them again): either value is served.
+            "retain_acked_messages" => true,
             "message_retention_duration" => s.message_retention_duration.is_none(),
             "name" | "topic" => true,
             other => {
