@@ -3,7 +3,8 @@
 //! `tests/pubsub/requirements.txt`, installed into `target/pubsub-venv`)
 //! and Node (`tests/pubsub/node`, pinned by its lockfile):
 //! the Publisher API's answers, name rules and errors, and the published
-//! messages read back through `herald.v1`. Runs on both backends
+//! messages read back through `herald.v1`; the Node scenario and the whole
+//! Python scenario run against the `herald` binary. Runs on both backends
 //! (`semantics_files.rs`).
 
 mod common;
@@ -152,22 +153,34 @@ async fn the_official_python_subscriber_receives_over_streaming_pull() {
     server.stop().await;
 }
 
+/// Starts the `herald` binary on this suite's backend (a fresh
+/// `redis-server` in the Redis suite) over `dir`.
+fn start_binary(dir: &std::path::Path) -> (common::child::ChildServer, Option<common::redis::RedisServer>) {
+    let redis = common::redis::redis_suite().then(|| common::redis::RedisServer::start(&[]));
+    let url = redis.as_ref().map(common::redis::RedisServer::url);
+    let mut env = vec![("HERALD_GROUPS__STATE_FLUSH_INTERVAL", "20ms")];
+    if let Some(url) = &url {
+        env.extend([("HERALD_STORAGE__BACKEND", "redis"), ("HERALD_REDIS__URL", url.as_str())]);
+    }
+    (common::child::ChildServer::start(dir, &env, &[]), redis)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_node_client_publishes_and_receives() {
-    let server = TestServer::start().await;
-    let printed = run_script(&server, "node/scenario.js", &["herald", "node-orders", "node-sub"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, _redis) = start_binary(dir.path());
+    let printed = run_script_at(&child.addr, "node/scenario.js", &["herald", "node-orders", "node-sub"]);
     assert_eq!(printed["attempts"]["2"], 2, "{printed}");
     assert_eq!(printed["ids"].as_array().map(Vec::len), Some(5), "{printed}");
     // Deleted through Pub/Sub: gone for herald.v1 too.
-    let err = server
-        .admin()
+    let err = proto::admin_service_client::AdminServiceClient::new(child.channel().await)
         .get_topic(proto::GetTopicRequest {
             name: "node-orders".into(),
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
-    server.stop().await;
+    child.terminate();
 }
 
 /// The whole scenario through the official Python client against
@@ -179,13 +192,7 @@ async fn the_official_node_client_publishes_and_receives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_client_runs_the_whole_scenario_against_the_binary() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let redis = common::redis::redis_suite().then(|| common::redis::RedisServer::start(&[]));
-    let url = redis.as_ref().map(common::redis::RedisServer::url);
-    let mut env = vec![("HERALD_GROUPS__STATE_FLUSH_INTERVAL", "20ms")];
-    if let Some(url) = &url {
-        env.extend([("HERALD_STORAGE__BACKEND", "redis"), ("HERALD_REDIS__URL", url.as_str())]);
-    }
-    let mut child = common::child::ChildServer::start(dir.path(), &env, &[]);
+    let (mut child, _redis) = start_binary(dir.path());
     let printed = run_script_at(&child.addr, "scenario.py", &["herald"]);
     eprintln!("scenario: {printed}");
     assert_eq!(printed["published"], 1000, "{printed}");
