@@ -286,3 +286,152 @@ async fn a_cluster_master_killed_is_replaced_by_its_replica_and_nodes_carry_on()
         n.stop().await.unwrap();
     }
 }
+
+/// A `redis-server --sentinel` child watching master `m` at `master_port`
+/// (quorum 1, down after 1 s); killed when dropped.
+struct Sentinel {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    fn start(master_port: u16) -> Sentinel {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::redis::free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor m 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds m 1000\n\
+                 sentinel failover-timeout m 5000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        common::redis::wait_port(port, true);
+        Sentinel {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// The port of the master the sentinel names now.
+    fn master_port(&self) -> Option<u16> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(["SENTINEL", "get-master-addr-by-name", "m"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_failover_is_followed_without_a_restart() {
+    let mut master = RedisServer::start(&["--appendfsync", "always"]);
+    let port = master.port.to_string();
+    // Two replicas: after one is promoted, the other replicates from it,
+    // so `wait_replicas = 1` can be met again.
+    let replicas: Vec<RedisServer> = (0..2)
+        .map(|_| {
+            RedisServer::start(&["--appendfsync", "always", "--replicaof", "127.0.0.1", &port])
+        })
+        .collect();
+    let t0 = Instant::now();
+    while !replicas.iter().all(|r| {
+        r.cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    }) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "replicas never synced"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sentinel = Sentinel::start(master.port);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let n = node(&url, dir.path(), |c| {
+        c.redis.sentinel_master = "m".into();
+        // An acknowledged publish is on the replica too.
+        c.redis.wait_replicas = 1;
+    })
+    .await;
+    let channel = connect(n.addr).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = tokio::spawn(publish_until(vec![channel.clone()], "pay", stop.clone()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    master.kill();
+
+    // Sentinel promotes the replica; the node follows and publishing goes on.
+    let t0 = Instant::now();
+    while !sentinel
+        .master_port()
+        .is_some_and(|p| replicas.iter().any(|r| r.port == p))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let end_before = AdminServiceClient::new(channel.clone())
+        .get_topic(proto::GetTopicRequest { name: "pay".into() })
+        .await;
+    let t1 = Instant::now();
+    loop {
+        let now = AdminServiceClient::new(channel.clone())
+            .get_topic(proto::GetTopicRequest { name: "pay".into() })
+            .await;
+        let grew = match (&end_before, &now) {
+            (Ok(a), Ok(b)) => {
+                let end = |r: &tonic::Response<proto::GetTopicResponse>| {
+                    r.get_ref()
+                        .topic
+                        .as_ref()
+                        .and_then(|t| t.stats)
+                        .map_or(0, |s| s.end_offset)
+                };
+                end(b) > end(a)
+            }
+            (Err(_), Ok(_)) => true,
+            _ => false,
+        };
+        if grew {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(15),
+            "publishing did not resume on the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = publisher.await.unwrap();
+    let stored = stored_ids(channel, "pay").await;
+    for id in &acked {
+        assert_eq!(stored.get(id), Some(&1), "{id} stored exactly once");
+    }
+    assert!(acked.len() > 20, "published: {}", acked.len());
+    n.stop().await.unwrap();
+}

@@ -14,6 +14,9 @@ pub struct RedisConfig {
     /// URLs separated by commas are seed nodes of a Redis Cluster; whether
     /// the server is a cluster is found out on connecting.
     pub url: String,
+    /// With Redis Sentinel: the name of the master the sentinels watch
+    /// (`redis.url` then lists sentinels). Empty: no Sentinel.
+    pub sentinel_master: String,
     /// Prefix of every key, so several Herald deployments can share one
     /// Redis (letters, digits, `.`, `_`, `-`, `:`).
     pub key_prefix: String,
@@ -48,6 +51,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
+            sentinel_master: String::new(),
             key_prefix: "herald".into(),
             pool_size: 4,
             timeout: Duration::from_secs(5),

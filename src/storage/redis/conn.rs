@@ -7,13 +7,18 @@
 //! UNAVAILABLE with a message that says so, never a hang.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use redis::{
+    Cmd, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError, Script, ServerErrorKind, Value,
+};
 
 use super::config::RedisConfig;
 use crate::model::Error;
@@ -23,22 +28,64 @@ use crate::model::Error;
 #[derive(Clone)]
 pub(super) enum Link {
     /// Connections to one server, used in turn.
-    Single(std::sync::Arc<Pool>),
+    Single(Arc<Pool>),
     /// A cluster connection (it keeps one connection per shard).
     Cluster(ClusterConnection),
 }
 
 /// Connections to one server.
 pub(super) struct Pool {
-    conns: Vec<ConnectionManager>,
+    conns: RwLock<Arc<Vec<ConnectionManager>>>,
     next: AtomicUsize,
+    /// Where the connections go; with Sentinel it changes on a failover,
+    /// and the wake-up subscription follows it.
+    master: watch::Sender<ConnectionInfo>,
 }
 
 impl Pool {
-    fn pick(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        self.conns[i].clone()
+    fn new(conns: Vec<ConnectionManager>, master: ConnectionInfo) -> Pool {
+        Pool {
+            conns: RwLock::new(Arc::new(conns)),
+            next: AtomicUsize::new(0),
+            master: watch::Sender::new(master),
+        }
     }
+
+    fn all(&self) -> Arc<Vec<ConnectionManager>> {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn pick(&self) -> ConnectionManager {
+        let conns = self.all();
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len();
+        conns[i].clone()
+    }
+
+    /// The server the connections go to.
+    pub(super) fn master(&self) -> ConnectionInfo {
+        self.master.borrow().clone()
+    }
+
+    /// Moves the pool to `master` over `conns` (a Sentinel failover).
+    pub(super) fn replace(&self, conns: Vec<ConnectionManager>, master: ConnectionInfo) {
+        *self.conns.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(conns);
+        self.master.send_replace(master);
+    }
+}
+
+/// `config.pool_size` reconnecting connections to `server`.
+///
+/// # Errors
+/// UNAVAILABLE when it cannot be reached.
+pub(super) async fn open_pool(
+    config: &RedisConfig,
+    server: &ConnectionInfo,
+) -> Result<Vec<ConnectionManager>, Error> {
+    let mut conns = Vec::with_capacity(config.pool_size);
+    for _ in 0..config.pool_size {
+        conns.push(single(config, server.clone()).await?);
+    }
+    Ok(conns)
 }
 
 /// Connects to the configured Redis; a single URL naming a cluster node is
@@ -47,9 +94,22 @@ impl Pool {
 /// # Errors
 /// UNAVAILABLE naming the server when it cannot be reached.
 pub(super) async fn connect(config: &RedisConfig) -> Result<Link, Error> {
+    if !config.sentinel_master.is_empty() {
+        let master = super::sentinel::master(config).await?;
+        let pool = Arc::new(Pool::new(open_pool(config, &master).await?, master));
+        tokio::spawn(super::sentinel::follow(
+            Arc::downgrade(&pool),
+            config.clone(),
+        ));
+        return Ok(Link::Single(pool));
+    }
     let urls = config.urls();
+    let first = urls[0]
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| unreachable(&e))?;
     let clustered = urls.len() > 1 || {
-        let mut one = single(config, &urls[0]).await?;
+        let mut one = single(config, first.clone()).await?;
         let info: String = query(&mut one, config, redis::cmd("INFO").arg("cluster")).await?;
         info.contains("cluster_enabled:1")
     };
@@ -65,19 +125,13 @@ pub(super) async fn connect(config: &RedisConfig) -> Result<Link, Error> {
             .map_err(|e| unreachable(&e))?;
         return Ok(Link::Cluster(conn));
     }
-    let mut conns = Vec::with_capacity(config.pool_size);
-    for _ in 0..config.pool_size {
-        conns.push(single(config, &urls[0]).await?);
-    }
-    Ok(Link::Single(std::sync::Arc::new(Pool {
-        conns,
-        next: AtomicUsize::new(0),
-    })))
+    let conns = open_pool(config, &first).await?;
+    Ok(Link::Single(Arc::new(Pool::new(conns, first))))
 }
 
-/// One reconnecting connection to `url`.
-async fn single(config: &RedisConfig, url: &str) -> Result<ConnectionManager, Error> {
-    let client = redis::Client::open(url).map_err(|e| unreachable(&e))?;
+/// One reconnecting connection to `server`.
+async fn single(config: &RedisConfig, server: ConnectionInfo) -> Result<ConnectionManager, Error> {
+    let client = redis::Client::open(server).map_err(|e| unreachable(&e))?;
     let cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.timeout))
@@ -108,6 +162,15 @@ impl Link {
     /// Whether this is a cluster.
     pub fn clustered(&self) -> bool {
         matches!(self, Link::Cluster(_))
+    }
+
+    /// Tells when the server moves (a Sentinel failover); `None` on a
+    /// cluster, whose connection follows its shards by itself.
+    pub fn master_changes(&self) -> Option<watch::Receiver<ConnectionInfo>> {
+        match self {
+            Link::Single(p) => Some(p.master.subscribe()),
+            Link::Cluster(_) => None,
+        }
     }
 
     /// Runs a command (routed by its first key on a cluster).
@@ -192,8 +255,13 @@ impl Link {
         let urls = config.urls();
         let sub = async {
             match self {
-                Link::Single(_) => {
-                    let client = redis::Client::open(resp3(&urls[0]).as_str())?;
+                Link::Single(p) => {
+                    let server = p.master();
+                    let settings = server
+                        .redis_settings()
+                        .clone()
+                        .set_protocol(redis::ProtocolVersion::RESP3);
+                    let client = redis::Client::open(server.set_redis_settings(settings))?;
                     let cfg = ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(config.connect_timeout))
                         .set_response_timeout(Some(config.timeout))
@@ -242,7 +310,7 @@ impl Link {
             // whichever connection carried it.
             Link::Single(p) => {
                 let mut least = i64::MAX;
-                for c in &p.conns {
+                for c in p.all().iter() {
                     least = least.min(query(&mut c.clone(), config, &cmd).await?);
                 }
                 least
@@ -305,12 +373,6 @@ pub(super) fn hash_slot(key: &[u8]) -> u16 {
 pub(super) enum Subscription {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
-}
-
-/// The URL with RESP3 asked for (Pub/Sub pushes share the connection).
-fn resp3(url: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}protocol=resp3")
 }
 
 fn timed_out() -> Error {

@@ -26,6 +26,7 @@ mod groups;
 pub mod keys;
 mod leases;
 mod node;
+mod sentinel;
 mod topics;
 
 mod backend_impl;

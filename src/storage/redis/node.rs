@@ -179,20 +179,41 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Subscribes to the wake-up channel.
+    /// Subscribes to the wake-up channel (again on the new master after a
+    /// Sentinel failover).
     async fn listen(&self) -> Result<(), Error> {
         let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
+        let channel = self.inner.keys.channel();
         let conn = self
             .inner
             .link
-            .subscribe(self.cfg(), &self.inner.keys.channel(), tx)
+            .subscribe(self.cfg(), &channel, tx.clone())
             .await?;
+        let mut moves = self.inner.link.master_changes();
         let me = self.clone();
         self.inner.tasks.spawn(async move {
-            let _conn = conn;
+            // Held, never read: dropping it would unsubscribe.
+            let mut held = Some(conn);
             loop {
+                let moved = async {
+                    match moves.as_mut() {
+                        Some(m) => m.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
                 let push = tokio::select! {
                     p = rx.recv() => match p { Some(p) => p, None => return },
+                    true = moved => {
+                        match me.inner.link.subscribe(me.cfg(), &channel, tx.clone()).await {
+                            Ok(c) => {
+                                drop(held.replace(c));
+                            }
+                            Err(e) => tracing::warn!(error = %e, "wake-ups: subscribing on the new master failed; consumers poll until the next move"),
+                        }
+                        // Wake every consumer: events may have come meanwhile.
+                        me.wake_all();
+                        continue;
+                    }
                     () = me.inner.stop.cancelled() => return,
                 };
                 me.on_push(push);
