@@ -177,3 +177,47 @@ async fn a_restarted_server_finds_its_temporary_groups_by_listing() {
     gone_within(&server, "left-behind", Duration::from_secs(15)).await;
     assert!(exists(&server, "kept").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consume_stream_can_create_its_group_temporary() {
+    let server = TestServer::start().await;
+    server.publish_n("orders", "o", 2).await;
+    create(&server, "durable", None).await;
+    let open = |group: &str| proto::ConsumeOpen {
+        new_group_expire_after: Some(dur(Duration::ZERO)),
+        ..common::consume::open("orders", group)
+    };
+    let mut handler = common::consume::consume(&server, open("handler")).await;
+    let mut durable = common::consume::consume(&server, open("durable")).await;
+    // A new group starts at the end: what comes next is delivered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.publish_n("orders", "later", 1).await;
+    let got = handler.maybe(Duration::from_secs(5)).await;
+    assert!(got.is_some(), "the new group delivers");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(exists(&server, "handler").await, "its consumer keeps it");
+    handler.close();
+    durable.close();
+    drop(handler);
+    drop(durable);
+    gone_within(&server, "handler", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(exists(&server, "durable").await, "an existing group keeps its settings");
+
+    let bad = common::consume::start(
+        &server,
+        vec![common::consume::request(
+            proto::consume_request::Kind::Open(proto::ConsumeOpen {
+                new_group_expire_after: Some(dur(Duration::from_secs(400 * 24 * 3600))),
+                ..common::consume::open("orders", "too-long")
+            }),
+        )],
+    )
+    .await;
+    let status = match bad {
+        Err(s) => s,
+        Ok(mut c) => c.end().await.expect_err("refused"),
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("new_group_expire_after"), "{status:?}");
+}

@@ -36,6 +36,9 @@ pub struct ConsumeOptions {
     /// from them stay leased until settled or past their deadlines (the
     /// rest are released).
     pub pull: bool,
+    /// When joining creates the group, it is temporary with this
+    /// `expire_after` (see [`GroupSettings`](super::GroupSettings)).
+    pub new_group_expire_after: Option<Duration>,
 }
 
 /// The group a stream consumes, learnt from its first delivery or the first
@@ -238,7 +241,13 @@ impl Broker {
             max_in_flight,
             keep_leases: options.pull,
         };
-        let deliveries = self.join(topic, group, consumer, join).await?;
+        let deliveries = match options.new_group_expire_after {
+            None => self.join(topic, group, consumer, join).await?,
+            Some(ttl) => {
+                self.join_temporary(topic, group, consumer, join, ttl)
+                    .await?
+            }
+        };
         let group_id = GroupId::default();
         let batches = Batches {
             deliveries,

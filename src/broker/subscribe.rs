@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio_stream::Stream;
 
-use super::Broker;
 use super::error::BrokerError;
 use super::lease::AckIds;
 use super::names::check_name;
+use super::{Broker, GroupPatch};
 use crate::model::results::{Delivery, LeaseOutcome, LeaseResult};
 use crate::storage::backend::{DeliveryStream, Join, LeaseRef, Nack, RawDelivery};
 
@@ -138,6 +138,37 @@ impl Broker {
         let defaults = self.topic_defaults().map(|t| (&config.group_defaults, t));
         let backend = &self.inner.backend;
         backend.ensure_group(topic, group, defaults).await?;
+        backend.subscribe(topic, group, consumer, join).await
+    }
+
+    /// [`Broker::join`], creating a missing group temporary: deleted once
+    /// it has had no consumer for `ttl`.
+    pub(super) async fn join_temporary(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        join: Join,
+        ttl: Duration,
+    ) -> Result<DeliveryStream, BrokerError> {
+        let patch = GroupPatch {
+            expire_after: Some(Some(ttl)),
+            ..GroupPatch::default()
+        };
+        let config = &self.inner.config;
+        let mut settings = config.group_defaults.clone();
+        patch.apply(&mut settings).map_err(|e| match e {
+            BrokerError::InvalidArgument { description, .. } => {
+                BrokerError::invalid("open.new_group_expire_after", description)
+            }
+            other => other,
+        })?;
+        let defaults = self.topic_defaults().map(|t| (&settings, t));
+        let backend = &self.inner.backend;
+        backend.ensure_group(topic, group, defaults).await?;
+        // The reaper reads the stored settings: an existing group that is
+        // not temporary is forgotten at its next tick.
+        self.inner.watched.note(topic, group, &settings);
         backend.subscribe(topic, group, consumer, join).await
     }
 

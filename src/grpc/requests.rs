@@ -120,6 +120,11 @@ pub fn consume(r: proto::ConsumeRequest) -> Result<ConsumeStep, Status> {
                 max_batch: open.max_batch,
                 max_batch_bytes: open.max_batch_bytes,
                 pull: false,
+                new_group_expire_after: open
+                    .new_group_expire_after
+                    .as_ref()
+                    .map(|d| from_duration("open.new_group_expire_after", d))
+                    .transpose()?,
             },
             open,
         },

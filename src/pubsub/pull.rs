@@ -57,8 +57,8 @@ pub(super) async fn pull(
     let options = ConsumeOptions {
         max_in_flight: Some(max),
         max_batch: Some(max),
-        max_batch_bytes: None,
         pull: true,
+        ..ConsumeOptions::default()
     };
     let consumer = consumer_name("pull");
     let (mut batches, settler) = front
