@@ -94,6 +94,9 @@ impl Broker {
     async fn forward(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
         let backend = &self.inner.backend;
         let mut at = backend.forwarded(topic, group).await?;
+        if at.newest.is_some_and(|n| n <= at.upto) {
+            return Ok(());
+        }
         loop {
             let query = DeadLetterQuery {
                 after: Some(at.upto),
@@ -127,10 +130,7 @@ impl Broker {
                 .map(|d| forwarded_event(topic, group, at.uid, d))
                 .collect();
             self.publish_all(&target, events).await?;
-            at = Forwarded {
-                uid: at.uid,
-                upto: last,
-            };
+            at = Forwarded { upto: last, ..at };
             backend.set_forwarded(topic, group, at).await?;
             if !page.more {
                 return Ok(());

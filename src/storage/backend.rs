@@ -151,6 +151,9 @@ pub struct Forwarded {
     pub uid: u64,
     /// Every dead letter with an id up to this one has been forwarded.
     pub upto: u64,
+    /// The highest dead-letter id the group has given out, when the
+    /// backend knows it cheaply (nothing to forward when it is `upto`).
+    pub newest: Option<u64>,
 }
 
 /// Counts of the whole server.

@@ -235,7 +235,11 @@ impl Backend for EmbeddedBackend {
         let meta = self.inner.meta.clone();
         let (t, g) = (topic.to_string(), group.to_string());
         let upto = blocking(move || meta.forwarded(&t, &g, uid)).await?;
-        Ok(Forwarded { uid, upto })
+        Ok(Forwarded {
+            uid,
+            upto,
+            newest: None,
+        })
     }
 
     async fn set_forwarded(&self, topic: &str, group: &str, to: Forwarded) -> Result<(), Error> {

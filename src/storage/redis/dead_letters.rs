@@ -213,6 +213,7 @@ impl RedisBackend {
                 return Ok(Forwarded {
                     uid: g.gid,
                     upto: 0,
+                    newest: None,
                 });
             }
             Some(to) => to.upto.to_string(),
@@ -225,9 +226,12 @@ impl RedisBackend {
             self.group_gone(g.gid);
             return Err(not_found_group(topic, group));
         }
+        let upto = r.uint()?;
+        let newest = r.text()?.parse().ok();
         Ok(Forwarded {
             uid: g.gid,
-            upto: r.uint()?,
+            upto,
+            newest,
         })
     }
 }
