@@ -562,6 +562,7 @@ impl Config {
                 retention_max_age: None,
                 retention_max_bytes: None,
                 dedup_window: self.topics.dedup_window,
+                labels: Default::default(),
             },
             group_defaults: GroupSettings {
                 filter: Filter::default(),
@@ -573,6 +574,7 @@ impl Config {
                 expire_after: None,
                 attribute_filter: String::new(),
                 dead_letter_topic: String::new(),
+                labels: Default::default(),
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,

@@ -854,3 +854,66 @@ async fn what_herald_does_not_offer_answers_unimplemented_saying_so() {
         .into_inner();
     assert!(kept.retain_acked_messages);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_stored_read_back_and_checked() {
+    let server = TestServer::start().await;
+    let channel = connect(server.addr()).await;
+    let mut publisher = PublisherClient::new(channel.clone());
+    let mut subscriber = SubscriberClient::new(channel);
+    let labels = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let topic = publisher
+        .create_topic(Topic {
+            name: TOPIC.into(),
+            labels: labels(&[("team", "billing")]),
+            ..Topic::default()
+        })
+        .await
+        .expect("create topic")
+        .into_inner();
+    assert_eq!(topic.labels, labels(&[("team", "billing")]));
+    subscriber
+        .create_subscription(Subscription {
+            name: sub("workers"),
+            topic: TOPIC.into(),
+            labels: labels(&[("env", "test")]),
+            ..Subscription::default()
+        })
+        .await
+        .expect("create subscription");
+    let updated = subscriber
+        .update_subscription(UpdateSubscriptionRequest {
+            subscription: Some(Subscription {
+                name: sub("workers"),
+                labels: labels(&[("env", "prod"), ("tier", "1")]),
+                ..Subscription::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["labels".into()],
+            }),
+        })
+        .await
+        .expect("update labels")
+        .into_inner();
+    assert_eq!(updated.labels, labels(&[("env", "prod"), ("tier", "1")]));
+    let got = publisher
+        .get_topic(GetTopicRequest {
+            topic: TOPIC.into(),
+        })
+        .await
+        .expect("get topic")
+        .into_inner();
+    assert_eq!(got.labels, labels(&[("team", "billing")]));
+    let bad = subscriber
+        .create_subscription(Subscription {
+            name: sub("badly-labelled"),
+            topic: TOPIC.into(),
+            labels: labels(&[("Team", "x")]),
+            ..Subscription::default()
+        })
+        .await
+        .expect_err("upper case key");
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+}

@@ -101,6 +101,7 @@ impl Default for BrokerConfig {
                 retention_max_age: None,
                 retention_max_bytes: None,
                 dedup_window: Duration::from_secs(120),
+                labels: Default::default(),
             },
             group_defaults: GroupSettings {
                 filter: Filter::default(),
@@ -112,6 +113,7 @@ impl Default for BrokerConfig {
                 expire_after: None,
                 attribute_filter: String::new(),
                 dead_letter_topic: String::new(),
+                labels: Default::default(),
             },
             default_max_in_flight: 1000,
             max_in_flight_limit: 100_000,

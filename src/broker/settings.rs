@@ -3,6 +3,7 @@
 //!
 //! Broker layer.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::error::BrokerError;
@@ -20,6 +21,8 @@ pub struct TopicPatch {
     pub retention_max_bytes: Option<Option<u64>>,
     /// New dedup window.
     pub dedup_window: Option<Duration>,
+    /// New labels (all of them).
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 impl TopicPatch {
@@ -48,6 +51,10 @@ impl TopicPatch {
                 ));
             }
             settings.dedup_window = window;
+        }
+        if let Some(labels) = &self.labels {
+            check_labels("topic.labels", labels)?;
+            settings.labels.clone_from(labels);
         }
         Ok(())
     }
@@ -80,6 +87,47 @@ pub struct GroupPatch {
     pub attribute_filter: Option<String>,
     /// New dead-letter topic; empty: none.
     pub dead_letter_topic: Option<String>,
+    /// New labels (all of them).
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// Most labels on a topic or group, and the longest key or value (Pub/Sub's
+/// limits).
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_LEN: usize = 63;
+
+/// Checks labels as Pub/Sub does: at most 64; keys of 1-63 characters of
+/// lowercase letters, digits, `_` and `-`, starting with a letter; values
+/// of 0-63 of the same.
+///
+/// # Errors
+/// `InvalidArgument` on `field` naming the offending label.
+pub fn check_labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(), BrokerError> {
+    if labels.len() > MAX_LABELS {
+        return Err(BrokerError::invalid(
+            field,
+            format!("{} labels; at most {MAX_LABELS}", labels.len()),
+        ));
+    }
+    let allowed = |s: &str| {
+        s.len() <= MAX_LABEL_LEN
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+    };
+    for (key, value) in labels {
+        let key_ok = allowed(key) && key.starts_with(|c: char| c.is_ascii_lowercase());
+        if !key_ok || !allowed(value) {
+            return Err(BrokerError::invalid(
+                field,
+                format!(
+                    "label {}={}: keys are 1-63 lowercase letters, digits, '_' or '-' starting with a letter; values 0-63 of the same",
+                    crate::model::echo(key),
+                    crate::model::echo(value)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Longest time a temporary group may wait for a consumer.
@@ -146,7 +194,47 @@ impl GroupPatch {
             }
             next.dead_letter_topic.clone_from(t);
         }
+        if let Some(labels) = &self.labels {
+            check_labels("group.labels", labels)?;
+            next.labels.clone_from(labels);
+        }
         *settings = next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_pubsubs_rules() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(
+            check_labels(
+                "l",
+                &labels(&[("team", "billing"), ("env-1", ""), ("a_b", "x-1")])
+            )
+            .is_ok()
+        );
+        for bad in [
+            ("Team", "x"),
+            ("1team", "x"),
+            ("", "x"),
+            ("team", "Billing"),
+            ("team", "a b"),
+        ] {
+            assert!(check_labels("l", &labels(&[bad])).is_err(), "{bad:?}");
+        }
+        let long = "a".repeat(64);
+        assert!(check_labels("l", &labels(&[(long.as_str(), "x")])).is_err());
+        let many: BTreeMap<String, String> =
+            (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(check_labels("l", &many).is_err());
     }
 }

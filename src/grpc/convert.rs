@@ -158,6 +158,7 @@ pub fn topic_patch(t: &proto::Topic) -> Result<TopicPatch, Status> {
             .as_ref()
             .map(|d| from_duration("topic.dedup_window", d))
             .transpose()?,
+        labels: None,
     })
 }
 
@@ -243,6 +244,7 @@ pub fn group_patch(g: &proto::Group) -> Result<GroupPatch, Status> {
         ordered: g.ordered,
         ack_durability: ack_durability_in(g.ack_durability)?,
         attribute_filter: None,
+        labels: None,
         dead_letter_topic: g.dead_letter_topic.clone(),
         expire_after: g
             .expiration_policy

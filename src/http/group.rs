@@ -151,6 +151,7 @@ pub(super) async fn update(
         expire_after: None,
         attribute_filter: None,
         dead_letter_topic: None,
+        labels: None,
     };
     console
         .broker()

@@ -169,6 +169,7 @@ pub(super) async fn create(
         retention_max_age: form.duration("retention_max_age")?.map(Some),
         retention_max_bytes: form.number::<u64>("retention_max_bytes")?.map(Some),
         dedup_window: form.duration("dedup_window")?,
+        labels: None,
     };
     console.broker().create_topic(name, &patch).await?;
     Ok(Redirect::to(&format!("{}?notice=Topic+created", topic_url(name))).into_response())

@@ -4,6 +4,7 @@
 //!
 //! Model layer, plain data.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,9 @@ pub struct TopicSettings {
     /// Window for recognising re-published ids; zero: off.
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
+    /// Labels (set through the Pub/Sub API). Absent from older records: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Stored record of a topic.
@@ -89,6 +93,9 @@ pub struct GroupSettings {
     /// Empty: none. Absent from older records: none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dead_letter_topic: String,
+    /// Labels (set through the Pub/Sub API). Absent from older records: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// When a group answers acks and nacks.

@@ -163,6 +163,7 @@ pub fn topic(name: String, info: &TopicInfo) -> Topic {
     Topic {
         name,
         message_retention_duration: info.record.settings.retention_max_age.map(duration_out),
+        labels: info.record.settings.labels.clone().into_iter().collect(),
         ..Topic::default()
     }
 }
@@ -182,11 +183,13 @@ pub fn topic_patch(t: &Topic, fields: &[&str]) -> Result<TopicPatch, Status> {
                     Some(d) => Some(retention(d)?),
                 });
             }
-            "labels" if t.labels.is_empty() => {}
+            "labels" => {
+                patch.labels = Some(t.labels.clone().into_iter().collect());
+            }
             "kms_key_name" if t.kms_key_name.is_empty() => {}
             "schema_settings" if t.schema_settings.is_none() => {}
             "message_storage_policy" if t.message_storage_policy.is_none() => {}
-            "labels" | "kms_key_name" | "schema_settings" | "message_storage_policy" => {
+            "kms_key_name" | "schema_settings" | "message_storage_policy" => {
                 return Err(Status::invalid_argument(format!(
                     "Topic field {field} is not supported by Herald."
                 )));
@@ -307,11 +310,11 @@ mod tests {
             Some(Some(Duration::from_secs(3600)))
         );
         assert!(topic_patch(&retained(60), TOPIC_FIELDS).is_err());
-        let labelled = Topic {
-            labels: [("team".to_string(), "a".to_string())].into(),
+        let keyed = Topic {
+            kms_key_name: "projects/p/locations/l/keyRings/r/cryptoKeys/k".into(),
             ..Topic::default()
         };
-        assert!(topic_patch(&labelled, TOPIC_FIELDS).is_err());
+        assert!(topic_patch(&keyed, TOPIC_FIELDS).is_err());
         assert!(topic_patch(&Topic::default(), &["nope"]).is_err());
     }
 }

@@ -136,5 +136,6 @@ fn same_settings(s: &GroupSettings) -> GroupPatch {
         expire_after: Some(s.expire_after),
         attribute_filter: Some(s.attribute_filter.clone()),
         dead_letter_topic: Some(s.dead_letter_topic.clone()),
+        labels: Some(s.labels.clone()),
     }
 }

@@ -75,7 +75,7 @@ impl SubscriberApi {
             name,
             topic: topic.to_string(),
             expire_time: Some(timestamp(expire_us)),
-            labels: Default::default(),
+            labels: g.record.settings.labels.clone().into_iter().collect(),
         })
     }
 
@@ -85,11 +85,6 @@ impl SubscriberApi {
     ) -> Result<Response<Snapshot>, Status> {
         const METHOD: &str = "google.pubsub.v1.Subscriber/CreateSnapshot";
         let r = request.get_ref();
-        if !r.labels.is_empty() {
-            return Err(Status::invalid_argument(
-                "Snapshot labels are not supported by Herald yet.",
-            ));
-        }
         let (_, source) = self.group_of(&r.subscription).await?;
         let name = if r.name.is_empty() {
             let project = self
@@ -115,6 +110,7 @@ impl SubscriberApi {
             }
             let patch = GroupPatch {
                 expire_after: Some(Some(LIFETIME)),
+                labels: Some(r.labels.clone().into_iter().collect()),
                 ..GroupPatch::default()
             };
             let broker = self.front().broker();
@@ -203,11 +199,8 @@ impl SubscriberApi {
                     )?;
                     patch.expire_after = Some(Some(Duration::from_micros(ttl)));
                 }
-                "labels" if s.labels.is_empty() => {}
                 "labels" => {
-                    return Err(Status::invalid_argument(
-                        "Snapshot labels are not supported by Herald yet.",
-                    ));
+                    patch.labels = Some(s.labels.clone().into_iter().collect());
                 }
                 other => {
                     return Err(Status::invalid_argument(format!(

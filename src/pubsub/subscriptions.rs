@@ -138,6 +138,7 @@ impl Front {
             }),
             filter: s.attribute_filter.clone(),
             retain_acked_messages: true,
+            labels: s.labels.clone().into_iter().collect(),
             dead_letter_policy: self.resource(Kind::Topic, &s.dead_letter_topic).map(|t| {
                 DeadLetterPolicy {
                     dead_letter_topic: t.to_string(),
@@ -231,7 +232,10 @@ pub fn group_patch(
                 dead_letter(s.dead_letter_policy.as_ref(), &mut patch, default_project)?;
                 true
             }
-            "labels" => s.labels.is_empty(),
+            "labels" => {
+                patch.labels = Some(s.labels.clone().into_iter().collect());
+                true
+            }
             // Herald always keeps acked messages for the topic's retention
             // (Seek to a time delivers them again): either value is served.
             "retain_acked_messages" => true,
