@@ -97,6 +97,7 @@ impl Broker {
         if at.newest.is_some_and(|n| n <= at.upto) {
             return Ok(());
         }
+        let mut target: Option<String> = None;
         loop {
             let query = DeadLetterQuery {
                 after: Some(at.upto),
@@ -109,33 +110,53 @@ impl Broker {
             let Some(last) = page.entries.last().map(|d| d.id) else {
                 return Ok(());
             };
-            // Read the settings only when there is work: another node may
-            // have changed them since this one learned of the group.
-            let target = backend.get_group(topic, group).await?.record.settings;
-            let target = target.dead_letter_topic;
-            if target.is_empty() {
-                self.inner
-                    .watched
-                    .forget_forwarding(&(topic.into(), group.into()));
-                return Ok(());
-            }
-            if !backend.topic_exists(&target).await? {
-                return Err(BrokerError::NotFound(format!(
-                    "dead-letter topic {target:?} of group {group:?} on topic {topic:?} does not exist; dead letters wait for it"
-                )));
-            }
+            let target = match &target {
+                Some(t) => t,
+                None => match self.forward_target(topic, group).await? {
+                    Some(t) => target.insert(t),
+                    None => return Ok(()),
+                },
+            };
             let events: Vec<Event> = page
                 .entries
                 .iter()
                 .map(|d| forwarded_event(topic, group, at.uid, d))
                 .collect();
-            self.publish_all(&target, events).await?;
+            self.publish_all(target, events).await?;
             at = Forwarded { upto: last, ..at };
             backend.set_forwarded(topic, group, at).await?;
             if !page.more {
                 return Ok(());
             }
         }
+    }
+
+    /// The topic the group forwards to, read when there is work (another
+    /// node may have changed the settings since this one learned of the
+    /// group); `None`, and the group forgotten, when it no longer forwards.
+    ///
+    /// # Errors
+    /// `NotFound` (the group, or its target topic), storage errors.
+    async fn forward_target(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Option<String>, BrokerError> {
+        let backend = &self.inner.backend;
+        let target = backend.get_group(topic, group).await?.record.settings;
+        let target = target.dead_letter_topic;
+        if target.is_empty() {
+            self.inner
+                .watched
+                .forget_forwarding(&(topic.into(), group.into()));
+            return Ok(None);
+        }
+        if !backend.topic_exists(&target).await? {
+            return Err(BrokerError::NotFound(format!(
+                "dead-letter topic {target:?} of group {group:?} on topic {topic:?} does not exist; dead letters wait for it"
+            )));
+        }
+        Ok(Some(target))
     }
 
     /// Publishes `events` to `target` in one request; when the request is

@@ -13,7 +13,7 @@ use tokio_stream::Stream;
 use super::error::BrokerError;
 use super::lease::AckIds;
 use super::names::check_name;
-use super::{Broker, GroupPatch};
+use super::{Broker, GroupPatch, GroupSettings};
 use crate::model::results::{Delivery, LeaseOutcome, LeaseResult};
 use crate::storage::backend::{DeliveryStream, Join, LeaseRef, Nack, RawDelivery};
 
@@ -134,8 +134,21 @@ impl Broker {
         consumer: &str,
         join: Join,
     ) -> Result<DeliveryStream, BrokerError> {
-        let config = &self.inner.config;
-        let defaults = self.topic_defaults().map(|t| (&config.group_defaults, t));
+        let new_group = &self.inner.config.group_defaults;
+        self.join_creating(topic, group, consumer, join, new_group)
+            .await
+    }
+
+    /// [`Broker::join`], creating a missing group with `new_group`.
+    async fn join_creating(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        join: Join,
+        new_group: &GroupSettings,
+    ) -> Result<DeliveryStream, BrokerError> {
+        let defaults = self.topic_defaults().map(|t| (new_group, t));
         let backend = &self.inner.backend;
         backend.ensure_group(topic, group, defaults).await?;
         backend.subscribe(topic, group, consumer, join).await
@@ -163,13 +176,14 @@ impl Broker {
             }
             other => other,
         })?;
-        let defaults = self.topic_defaults().map(|t| (&settings, t));
-        let backend = &self.inner.backend;
-        backend.ensure_group(topic, group, defaults).await?;
-        // The reaper reads the stored settings: an existing group that is
-        // not temporary is forgotten at its next tick.
+        let joined = self
+            .join_creating(topic, group, consumer, join, &settings)
+            .await;
+        // Whatever came of it, the reaper reads the stored settings: a
+        // group that is missing or not temporary is forgotten at its next
+        // tick.
         self.inner.watched.note(topic, group, &settings);
-        backend.subscribe(topic, group, consumer, join).await
+        joined
     }
 
     /// Acknowledges deliveries.
