@@ -8,91 +8,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::pubsub::*;
 use common::*;
 use herald::proto::google::pubsub::v1::publisher_client::PublisherClient;
 use herald::proto::google::pubsub::v1::subscriber_client::SubscriberClient;
 use herald::proto::google::pubsub::v1::*;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::Channel;
-
-const TOPIC: &str = "projects/herald/topics/jobs";
-
-fn sub(id: &str) -> String {
-    format!("projects/herald/subscriptions/{id}")
-}
-
-async fn setup(server: &TestServer, subs: &[&str]) -> (PublisherClient<Channel>, SubscriberClient<Channel>) {
-    let channel = connect(server.addr()).await;
-    let mut publisher = PublisherClient::new(channel.clone());
-    let mut subscriber = SubscriberClient::new(channel);
-    publisher
-        .create_topic(Topic {
-            name: TOPIC.into(),
-            ..Topic::default()
-        })
-        .await
-        .expect("create topic");
-    for id in subs {
-        subscriber
-            .create_subscription(Subscription {
-                name: sub(id),
-                topic: TOPIC.into(),
-                ..Subscription::default()
-            })
-            .await
-            .expect("create subscription");
-    }
-    (publisher, subscriber)
-}
-
-async fn publish(publisher: &mut PublisherClient<Channel>, n: usize) {
-    let messages = (0..n)
-        .map(|i| PubsubMessage {
-            data: Bytes::from(format!("job-{i}")),
-            ..PubsubMessage::default()
-        })
-        .collect();
-    publisher
-        .publish(PublishRequest {
-            topic: TOPIC.into(),
-            messages,
-        })
-        .await
-        .expect("publish");
-}
-
-/// Opens a StreamingPull on `id`: the sender for later requests and the
-/// response stream.
-async fn pull(
-    subscriber: &mut SubscriberClient<Channel>,
-    id: &str,
-    deadline: i32,
-) -> Result<(mpsc::Sender<StreamingPullRequest>, tonic::Streaming<StreamingPullResponse>), tonic::Status> {
-    let (tx, rx) = mpsc::channel(8);
-    tx.send(StreamingPullRequest {
-        subscription: sub(id),
-        stream_ack_deadline_seconds: deadline,
-        ..StreamingPullRequest::default()
-    })
-    .await
-    .unwrap();
-    let stream = subscriber
-        .streaming_pull(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    Ok((tx, stream))
-}
-
-async fn next(stream: &mut tonic::Streaming<StreamingPullResponse>) -> Vec<ReceivedMessage> {
-    tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .expect("a batch in time")
-        .expect("stream ok")
-        .expect("stream open")
-        .received_messages
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_pull_acks_and_nacks_with_exact_attempts() {
@@ -626,19 +548,7 @@ async fn snapshots_remember_where_a_subscription_stood() {
 
     // Three more, received and acked; Seek to the snapshot brings back
     // what came after it, and nothing before.
-    let batch2 = (3..6)
-        .map(|i| PubsubMessage {
-            data: Bytes::from(format!("job-{i}")),
-            ..PubsubMessage::default()
-        })
-        .collect();
-    publisher
-        .publish(PublishRequest {
-            topic: TOPIC.into(),
-            messages: batch2,
-        })
-        .await
-        .expect("publish");
+    publish_range(&mut publisher, 3..6).await;
     let after = pull_and_ack(&mut subscriber, "workers", 3).await;
     subscriber
         .seek(SeekRequest {
@@ -832,6 +742,33 @@ async fn what_herald_does_not_offer_answers_unimplemented_saying_so() {
         .expect_err("push");
     assert_eq!(push.code(), Code::Unimplemented, "{push:?}");
     assert!(push.message().contains("Push delivery"), "{push:?}");
+    let export = subscriber
+        .create_subscription(Subscription {
+            name: sub("exported"),
+            topic: TOPIC.into(),
+            bigquery_config: Some(BigQueryConfig {
+                table: "p.d.t".into(),
+                ..BigQueryConfig::default()
+            }),
+            ..Subscription::default()
+        })
+        .await
+        .expect_err("export");
+    assert_eq!(export.code(), Code::Unimplemented, "{export:?}");
+    assert!(export.message().contains("Export subscriptions"), "{export:?}");
+    let schema = PublisherClient::new(connect(server.addr()).await)
+        .create_topic(Topic {
+            name: "projects/herald/topics/typed".into(),
+            schema_settings: Some(SchemaSettings {
+                schema: "projects/herald/schemas/s".into(),
+                ..SchemaSettings::default()
+            }),
+            ..Topic::default()
+        })
+        .await
+        .expect_err("schema");
+    assert_eq!(schema.code(), Code::Unimplemented, "{schema:?}");
+    assert!(schema.message().contains("Schemas"), "{schema:?}");
     let mut raw = common::raw::connect(server.addr()).await;
     for (path, says) in [
         ("/google.iam.v1.IAMPolicy/GetIamPolicy", "IAM policies are not offered"),

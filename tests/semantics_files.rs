@@ -43,5 +43,7 @@ mod stream_endings;
 mod temporary_groups;
 #[path = "pubsub_clients.rs"]
 mod pubsub_clients;
+#[path = "pubsub_exactly_once.rs"]
+mod pubsub_exactly_once;
 #[path = "pubsub_streaming.rs"]
 mod pubsub_streaming;

@@ -246,4 +246,11 @@ impl Broker {
         let lease = self.inner.ack_ids.decode(ack_id)?;
         self.inner.backend.group_name(lease.group)
     }
+
+    /// Whether `ack_id` is an ack id this deployment issued (of any group,
+    /// current or not).
+    #[must_use]
+    pub fn ack_id_issued(&self, ack_id: &str) -> bool {
+        self.inner.ack_ids.decode(ack_id).is_some()
+    }
 }

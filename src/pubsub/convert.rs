@@ -17,7 +17,7 @@ use crate::broker::{Delivery, TopicPatch};
 use crate::event::Event;
 use crate::grpc::convert::{duration as duration_out, from_duration, timestamp};
 use crate::model::results::TopicInfo;
-use crate::proto::google::pubsub::v1::{PubsubMessage, ReceivedMessage, Topic};
+use crate::proto::google::pubsub::v1::{PubsubMessage, ReceivedMessage, Topic, topic};
 
 /// The event type of messages published through Pub/Sub.
 pub const MESSAGE_TYPE: &str = "google.pubsub.v1.PubsubMessage";
@@ -164,6 +164,7 @@ pub fn topic(name: String, info: &TopicInfo) -> Topic {
         name,
         message_retention_duration: info.record.settings.retention_max_age.map(duration_out),
         labels: info.record.settings.labels.clone().into_iter().collect(),
+        state: topic::State::Active.into(),
         ..Topic::default()
     }
 }
@@ -189,12 +190,24 @@ pub fn topic_patch(t: &Topic, fields: &[&str]) -> Result<TopicPatch, Status> {
             "kms_key_name" if t.kms_key_name.is_empty() => {}
             "schema_settings" if t.schema_settings.is_none() => {}
             "message_storage_policy" if t.message_storage_policy.is_none() => {}
-            "kms_key_name" | "schema_settings" | "message_storage_policy" => {
+            "kms_key_name" | "message_storage_policy" => {
                 return Err(Status::invalid_argument(format!(
                     "Topic field {field} is not supported by Herald."
                 )));
             }
-            "satisfies_pzs" | "name" => {}
+            "ingestion_data_source_settings" if t.ingestion_data_source_settings.is_none() => {}
+            "message_transforms" if t.message_transforms.is_empty() => {}
+            "tags" if t.tags.is_empty() => {}
+            "schema_settings" => return Err(Status::unimplemented(NO_SCHEMAS)),
+            "ingestion_data_source_settings" => {
+                return Err(Status::unimplemented(
+                    "Import topics (ingestion_data_source_settings) are not offered by Herald; \
+                     publish to the topic instead.",
+                ));
+            }
+            "message_transforms" => return Err(Status::unimplemented(NO_TRANSFORMS)),
+            "tags" => return Err(Status::unimplemented(NO_TAGS)),
+            "satisfies_pzs" | "name" | "state" => {}
             other => {
                 return Err(Status::invalid_argument(format!(
                     "Invalid update_mask provided in the UpdateTopicRequest: {} is not a known Topic field.",
@@ -232,7 +245,19 @@ pub const TOPIC_FIELDS: &[&str] = &[
     "kms_key_name",
     "schema_settings",
     "message_storage_policy",
+    "ingestion_data_source_settings",
+    "message_transforms",
+    "tags",
 ];
+
+/// Why a schema on a topic is refused.
+const NO_SCHEMAS: &str =
+    "Schemas (schema_settings) are not offered by Herald; validate messages in the publisher.";
+/// Why message transforms on a topic or subscription are refused.
+pub const NO_TRANSFORMS: &str =
+    "Message transforms (message_transforms) are not offered by Herald; transform in the client.";
+/// Why resource tags are refused.
+pub const NO_TAGS: &str = "Resource manager tags (tags) are not offered by Herald; use labels.";
 
 fn retention(d: &prost_types::Duration) -> Result<Duration, Status> {
     let d = duration_in(d).filter(|d| (MIN_RETENTION..=MAX_RETENTION).contains(d));

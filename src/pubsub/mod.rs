@@ -9,14 +9,14 @@
 //! layer runs before these services); each RPC is authorized here on the
 //! Herald topic its name maps to, with one of Herald's actions.
 //!
-//! Built so far: the vendored API (`proto/google/`, compiled by `build.rs`
-//! into [`crate::proto::google`]), the name mapping, and the Publisher
-//! service ([`publisher`]), and the Subscriber service's subscriptions,
-//! acks and StreamingPull ([`subscriber`]; Pull, snapshots and Seek answer
-//! UNIMPLEMENTED).
+//! The vendored API (`proto/google/`, compiled by `build.rs` into
+//! [`crate::proto::google`]), the name mapping ([`names`]), the Publisher
+//! service ([`publisher`]) and the Subscriber service ([`subscriber`]:
+//! subscriptions, acks, Pull, StreamingPull, snapshots and Seek).
 
 pub mod convert;
 mod detach;
+mod exactly_once;
 pub mod filter;
 pub mod names;
 pub mod publisher;

@@ -22,13 +22,17 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::received;
+use super::exactly_once::{self, Settling};
 use super::filter::{self, Expr};
 use super::subscriber::SubscriberApi;
 use super::{Need, status};
 use crate::auth::Action;
-use crate::broker::{Batches, ConsumeOptions, Delivery, GroupInfo, Settler};
+use crate::broker::{Batches, Broker, ConsumeOptions, Delivery, GroupInfo, Settler};
 use crate::grpc::codes::at_edge;
 use crate::grpc::status::to_status;
+use crate::proto::google::pubsub::v1::streaming_pull_response::{
+    AcknowledgeConfirmation, ModifyAckDeadlineConfirmation, SubscriptionProperties,
+};
 use crate::proto::google::pubsub::v1::{StreamingPullRequest, StreamingPullResponse};
 
 const METHOD: &str = "google.pubsub.v1.Subscriber/StreamingPull";
@@ -86,12 +90,37 @@ pub(super) async fn open(
         .consume(&topic, &group.record.name, &consumer, options)
         .await
         .map_err(|e| status(&resource, e))?;
-    settle(&settler, &first).await?;
     tracing::debug!(%topic, group = %group.record.name, %consumer, "consumer joined (StreamingPull)");
+    let pull = Pull {
+        properties: SubscriptionProperties {
+            exactly_once_delivery_enabled: exactly_once::enabled(&group),
+            message_ordering_enabled: group.record.settings.ordered,
+        },
+        broker: front.broker().clone(),
+        group,
+        settler,
+        filter,
+        project: front.default_project.clone(),
+    };
+    let confirmed = pull.settle(&first).await?;
     let (out, rx) = mpsc::channel(OUT_DEPTH);
-    let project = front.default_project.clone();
-    tokio::spawn(run(batches, settler, filter, project, inbound, out));
+    if let Some(response) = confirmed {
+        // The channel is new: there is room.
+        let _ = out.try_send(Ok(response));
+    }
+    tokio::spawn(pull.run(batches, inbound, out));
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+/// One StreamingPull's consumer and what it answers with.
+struct Pull {
+    broker: Broker,
+    group: GroupInfo,
+    settler: Settler,
+    filter: Option<Expr>,
+    project: std::sync::Arc<str>,
+    /// Sent with every batch, as Pub/Sub does.
+    properties: SubscriptionProperties,
 }
 
 /// The deliveries of `batch` the subscription's filter lets through; the
@@ -143,104 +172,166 @@ pub(super) fn consumer_name(client_id: &str) -> String {
 
 type Out = mpsc::Sender<Result<StreamingPullResponse, Status>>;
 
-async fn run(
-    mut batches: Batches,
-    settler: Settler,
-    filter: Option<Expr>,
-    project: std::sync::Arc<str>,
-    mut inbound: Streaming<StreamingPullRequest>,
-    out: Out,
-) {
-    loop {
-        tokio::select! {
-            next = batches.next() => match next {
-                Some(Ok(batch)) => {
-                    let batch = match wanted(filter.as_ref(), batch, &settler).await {
-                        Ok(batch) => batch,
+impl Pull {
+    async fn run(
+        self,
+        mut batches: Batches,
+        mut inbound: Streaming<StreamingPullRequest>,
+        out: Out,
+    ) {
+        loop {
+            tokio::select! {
+                next = batches.next() => match next {
+                    Some(Ok(batch)) => {
+                        let batch = match wanted(self.filter.as_ref(), batch, &self.settler).await {
+                            Ok(batch) => batch,
+                            Err(status) => {
+                                let _ = out.send(Err(status)).await;
+                                break;
+                            }
+                        };
+                        if batch.is_empty() {
+                            continue;
+                        }
+                        let response = StreamingPullResponse {
+                            received_messages: batch
+                                .iter()
+                                .map(|d| received(d, &self.project))
+                                .collect(),
+                            subscription_properties: Some(self.properties),
+                            ..StreamingPullResponse::default()
+                        };
+                        if out.send(Ok(response)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = out.send(Err(to_status(e))).await;
+                        break;
+                    }
+                    None => break,
+                },
+                request = inbound.message() => match request {
+                    Ok(Some(r)) => match self.settle(&r).await {
+                        Ok(None) => {}
+                        Ok(Some(confirmed)) => {
+                            if out.send(Ok(confirmed)).await.is_err() {
+                                break;
+                            }
+                        }
                         Err(status) => {
                             let _ = out.send(Err(status)).await;
                             break;
                         }
-                    };
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    let response = StreamingPullResponse {
-                        received_messages: batch.iter().map(|d| received(d, &project)).collect(),
-                        ..StreamingPullResponse::default()
-                    };
-                    if out.send(Ok(response)).await.is_err() {
+                    },
+                    // The client closed its side: the stream ends OK.
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = out.send(Err(at_edge(e))).await;
                         break;
                     }
-                }
-                Some(Err(e)) => {
-                    let _ = out.send(Err(to_status(e))).await;
-                    break;
-                }
-                None => break,
-            },
-            request = inbound.message() => match request {
-                Ok(Some(r)) => {
-                    if let Err(status) = settle(&settler, &r).await {
-                        let _ = out.send(Err(status)).await;
-                        break;
-                    }
-                }
-                // The client closed its side: the stream ends OK.
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = out.send(Err(at_edge(e))).await;
-                    break;
-                }
-            },
-            () = out.closed() => break,
-        }
-    }
-}
-
-/// Applies one request's acks and deadline changes.
-///
-/// # Errors
-/// INVALID_ARGUMENT for mismatched lists, out-of-range deadlines or ack
-/// ids of another subscription; the broker's failures.
-async fn settle(settler: &Settler, r: &StreamingPullRequest) -> Result<(), Status> {
-    if r.modify_deadline_seconds.len() != r.modify_deadline_ack_ids.len() {
-        return Err(Status::invalid_argument(
-            "modify_deadline_seconds and modify_deadline_ack_ids must have the same length.",
-        ));
-    }
-    if !r.ack_ids.is_empty() {
-        settler.ack(&r.ack_ids).await.map_err(to_status)?;
-    }
-    let mut nacks = Vec::new();
-    let mut extensions: Vec<(i32, Vec<String>)> = Vec::new();
-    for (&seconds, id) in r
-        .modify_deadline_seconds
-        .iter()
-        .zip(&r.modify_deadline_ack_ids)
-    {
-        match seconds {
-            0 => nacks.push(id.clone()),
-            1..=600 => match extensions.iter_mut().find(|(s, _)| *s == seconds) {
-                Some((_, ids)) => ids.push(id.clone()),
-                None => extensions.push((seconds, vec![id.clone()])),
-            },
-            _ => {
-                return Err(Status::invalid_argument(
-                    "Invalid modify_deadline_seconds: each must be between 0 and 600.",
-                ));
+                },
+                () = out.closed() => break,
             }
         }
     }
-    if !nacks.is_empty() {
-        settler
-            .nack(&nacks, Some(Duration::ZERO), "modifyAckDeadline 0", false)
-            .await
-            .map_err(to_status)?;
+
+    /// Applies one request's acks and deadline changes; with exactly-once
+    /// delivery, the confirmations to send for them.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for mismatched lists, out-of-range deadlines or
+    /// (without exactly-once delivery) ack ids of another subscription; the
+    /// broker's failures.
+    async fn settle(
+        &self,
+        r: &StreamingPullRequest,
+    ) -> Result<Option<StreamingPullResponse>, Status> {
+        if r.modify_deadline_seconds.len() != r.modify_deadline_ack_ids.len() {
+            return Err(Status::invalid_argument(
+                "modify_deadline_seconds and modify_deadline_ack_ids must have the same length.",
+            ));
+        }
+        let exactly_once = self.properties.exactly_once_delivery_enabled;
+        let mut nacks = Vec::new();
+        let mut extensions: Vec<(i32, Vec<String>)> = Vec::new();
+        for (&seconds, id) in r
+            .modify_deadline_seconds
+            .iter()
+            .zip(&r.modify_deadline_ack_ids)
+        {
+            match seconds {
+                0 => nacks.push(id.clone()),
+                1..=600 => match extensions.iter_mut().find(|(s, _)| *s == seconds) {
+                    Some((_, ids)) => ids.push(id.clone()),
+                    None => extensions.push((seconds, vec![id.clone()])),
+                },
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "Invalid modify_deadline_seconds: each must be between 0 and 600.",
+                    ));
+                }
+            }
+        }
+        let mut acks = self.settling(&r.ack_ids);
+        if !acks.try_ids.is_empty() {
+            acks.record(self.settler.ack(&acks.try_ids).await.map_err(to_status)?);
+        }
+        let mut modified = Settling::default();
+        let nacks = self.settling(&nacks);
+        if !nacks.try_ids.is_empty() {
+            let results = self
+                .settler
+                .nack(
+                    &nacks.try_ids,
+                    Some(Duration::ZERO),
+                    "modifyAckDeadline 0",
+                    false,
+                )
+                .await;
+            modified.record(results.map_err(to_status)?);
+        }
+        modified.failed.extend(nacks.failed);
+        for (seconds, ids) in extensions {
+            let ids = self.settling(&ids);
+            if !ids.try_ids.is_empty() {
+                let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
+                let results = self.settler.extend(&ids.try_ids, extension).await;
+                modified.record(results.map_err(to_status)?);
+            }
+            modified.failed.extend(ids.failed);
+        }
+        if !exactly_once || (r.ack_ids.is_empty() && r.modify_deadline_ack_ids.is_empty()) {
+            return Ok(None);
+        }
+        Ok(Some(StreamingPullResponse {
+            acknowledge_confirmation: (!r.ack_ids.is_empty()).then(|| AcknowledgeConfirmation {
+                ack_ids: acks.done,
+                invalid_ack_ids: acks.failed,
+                ..AcknowledgeConfirmation::default()
+            }),
+            modify_ack_deadline_confirmation: (!r.modify_deadline_ack_ids.is_empty()).then(|| {
+                ModifyAckDeadlineConfirmation {
+                    ack_ids: modified.done,
+                    invalid_ack_ids: modified.failed,
+                    ..ModifyAckDeadlineConfirmation::default()
+                }
+            }),
+            subscription_properties: Some(self.properties),
+            ..StreamingPullResponse::default()
+        }))
     }
-    for (seconds, ids) in extensions {
-        let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
-        settler.extend(&ids, extension).await.map_err(to_status)?;
+
+    /// Ack ids of a request on their way to the settler: with exactly-once
+    /// delivery, those that cannot be this subscription's fail one by one;
+    /// otherwise all go (the settler refuses one of another group).
+    fn settling(&self, ids: &[String]) -> Settling {
+        if self.properties.exactly_once_delivery_enabled {
+            return exactly_once::split(&self.broker, &self.group, ids);
+        }
+        Settling {
+            try_ids: ids.to_vec(),
+            ..Settling::default()
+        }
     }
-    Ok(())
 }

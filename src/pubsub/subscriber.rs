@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status, Streaming};
 
+use super::exactly_once::{self, Settling};
 use super::names::{self, Kind, Resource};
 use super::subscriptions::{SUBSCRIPTION_FIELDS, group_patch};
 use super::{Front, Need, already_exists, not_found, status, streaming};
@@ -102,8 +103,26 @@ impl SubscriberApi {
         Ok(Response::new(()))
     }
 
+    /// The ack ids of an Acknowledge or ModifyAckDeadline, on their way to
+    /// the broker. With exactly-once delivery, ids that cannot be this
+    /// subscription's fail one by one; otherwise one of another
+    /// subscription fails the call.
+    fn settling(&self, group: &GroupInfo, ids: &[String]) -> Result<Settling, Status> {
+        if ids.is_empty() {
+            return Err(Status::invalid_argument("No ack ids specified."));
+        }
+        if exactly_once::enabled(group) {
+            return Ok(exactly_once::split(self.front.broker(), group, ids));
+        }
+        self.own_ack_ids(group, ids)?;
+        Ok(Settling {
+            try_ids: ids.to_vec(),
+            ..Settling::default()
+        })
+    }
+
     /// Checks that every ack id of `ids` that names a group names this one.
-    fn own_ack_ids(&self, group: &GroupInfo, ids: &[String]) -> Result<(), Status> {
+    pub(super) fn own_ack_ids(&self, group: &GroupInfo, ids: &[String]) -> Result<(), Status> {
         let own = (&group.record.topic, &group.record.name);
         for id in ids {
             if let Some((topic, name)) = self.front.broker().ack_id_group(id)
@@ -251,7 +270,6 @@ impl Subscriber for SubscriberApi {
             Need::Do(Action::Consume),
             &group.record.topic,
         )?;
-        self.own_ack_ids(&group, &r.ack_ids)?;
         let seconds = r.ack_deadline_seconds;
         if !(0..=MAX_MODIFY_DEADLINE).contains(&seconds) {
             return Err(Status::invalid_argument(
@@ -259,21 +277,20 @@ impl Subscriber for SubscriberApi {
             ));
         }
         let broker = self.front.broker();
-        let result = if seconds == 0 {
-            broker
-                .nack(
-                    &r.ack_ids,
-                    Some(Duration::ZERO),
-                    "ModifyAckDeadline 0",
-                    false,
-                )
-                .await
-        } else {
-            let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
-            broker.extend(&r.ack_ids, extension).await
-        };
-        result.map_err(to_status)?;
-        Ok(Response::new(()))
+        let mut settling = self.settling(&group, &r.ack_ids)?;
+        if !settling.try_ids.is_empty() {
+            let ids = &settling.try_ids;
+            let result = if seconds == 0 {
+                broker
+                    .nack(ids, Some(Duration::ZERO), "ModifyAckDeadline 0", false)
+                    .await
+            } else {
+                let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
+                broker.extend(ids, extension).await
+            };
+            settling.record(result.map_err(to_status)?);
+        }
+        answer(&group, settling)
     }
 
     async fn acknowledge(
@@ -289,13 +306,12 @@ impl Subscriber for SubscriberApi {
             Need::Do(Action::Consume),
             &group.record.topic,
         )?;
-        self.own_ack_ids(&group, &r.ack_ids)?;
-        self.front
-            .broker()
-            .ack(&r.ack_ids)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(()))
+        let mut settling = self.settling(&group, &r.ack_ids)?;
+        if !settling.try_ids.is_empty() {
+            let results = self.front.broker().ack(&settling.try_ids).await;
+            settling.record(results.map_err(to_status)?);
+        }
+        answer(&group, settling)
     }
 
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
@@ -387,4 +403,14 @@ impl SubscriberApi {
     pub(crate) fn front(&self) -> &Front {
         &self.front
     }
+}
+
+/// The answer to an Acknowledge or ModifyAckDeadline: with exactly-once
+/// delivery, the failed ack ids; otherwise OK (Pub/Sub's acks are best
+/// effort there).
+fn answer(group: &GroupInfo, settling: Settling) -> Result<Response<()>, Status> {
+    if exactly_once::enabled(group) {
+        settling.into_result()?;
+    }
+    Ok(Response::new(()))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use super::convert::duration_in;
+use super::convert::{NO_TAGS, NO_TRANSFORMS, duration_in};
 use super::detach::DETACHED;
 use super::names::{self, Kind};
 use super::{Front, filter};
@@ -18,8 +18,9 @@ use crate::grpc::convert::duration as duration_out;
 use crate::grpc::guard::Caller;
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
+use crate::model::settings::AckDurability;
 use crate::proto::google::pubsub::v1::{
-    DeadLetterPolicy, ExpirationPolicy, RetryPolicy, Subscription,
+    DeadLetterPolicy, ExpirationPolicy, RetryPolicy, Subscription, subscription,
 };
 
 /// Pub/Sub's bounds of `ack_deadline_seconds`, and its default.
@@ -138,6 +139,8 @@ impl Front {
             }),
             filter: s.attribute_filter.clone(),
             retain_acked_messages: true,
+            enable_exactly_once_delivery: s.ack_durability == AckDurability::Sync,
+            state: subscription::State::Active.into(),
             labels: s.labels.clone().into_iter().collect(),
             dead_letter_policy: self.resource(Kind::Topic, &s.dead_letter_topic).map(|t| {
                 DeadLetterPolicy {
@@ -163,7 +166,17 @@ pub const SUBSCRIPTION_FIELDS: &[&str] = &[
     "labels",
     "retain_acked_messages",
     "message_retention_duration",
+    "enable_exactly_once_delivery",
+    "bigquery_config",
+    "cloud_storage_config",
+    "bigtable_config",
+    "message_transforms",
+    "tags",
 ];
+
+/// Why export subscriptions are refused.
+const NO_EXPORT: &str = "Export subscriptions (BigQuery, Cloud Storage, Bigtable) are not offered \
+                         by Herald; use Pull or StreamingPull.";
 
 /// The group settings `fields` of a Subscription ask for (names under
 /// `default_project`). Fields Herald does not serve yet are refused when
@@ -214,6 +227,21 @@ pub fn group_patch(
                 }
                 true
             }
+            // Exactly-once delivery is Herald's durable acks: an ack is
+            // confirmed once the group's state is synced.
+            "enable_exactly_once_delivery" => {
+                patch.ack_durability = Some(if s.enable_exactly_once_delivery {
+                    AckDurability::Sync
+                } else {
+                    AckDurability::Batched
+                });
+                true
+            }
+            "bigquery_config" => s.bigquery_config.is_none() || refuse(NO_EXPORT)?,
+            "cloud_storage_config" => s.cloud_storage_config.is_none() || refuse(NO_EXPORT)?,
+            "bigtable_config" => s.bigtable_config.is_none() || refuse(NO_EXPORT)?,
+            "message_transforms" => s.message_transforms.is_empty() || refuse(NO_TRANSFORMS)?,
+            "tags" => s.tags.is_empty() || refuse(NO_TAGS)?,
             // Set at creation only, as in Pub/Sub (an update must repeat it).
             "filter" if update => {
                 if s.filter != current_filter {
@@ -240,7 +268,7 @@ pub fn group_patch(
             // (Seek to a time delivers them again): either value is served.
             "retain_acked_messages" => true,
             "message_retention_duration" => s.message_retention_duration.is_none(),
-            "name" | "topic" => true,
+            "name" | "topic" | "state" => true,
             other => {
                 return Err(Status::invalid_argument(format!(
                     "Invalid update_mask: {} is not a Subscription field Herald knows.",
@@ -255,6 +283,11 @@ pub fn group_patch(
         }
     }
     Ok(patch)
+}
+
+/// UNIMPLEMENTED with `why`.
+fn refuse(why: &'static str) -> Result<bool, Status> {
+    Err(Status::unimplemented(why))
 }
 
 fn ack_deadline(seconds: i32) -> Result<Duration, Status> {

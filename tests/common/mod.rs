@@ -5,6 +5,7 @@
 pub mod child;
 pub mod clients;
 pub mod consume;
+pub mod pubsub;
 pub mod raw;
 pub mod redis;
 pub mod secure;

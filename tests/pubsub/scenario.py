@@ -10,7 +10,10 @@ Usage: scenario.py PROJECT. With PUBSUB_EMULATOR_HOST set:
   message is received again;
 - a message nacked on every delivery on a subscription with a dead-letter
   policy (5 attempts) arrives on the dead-letter topic with Pub/Sub's
-  source attributes.
+  source attributes;
+- on a subscription with exactly-once delivery, `ack_with_response()`
+  confirms each ack, and acking a message again fails with the client's
+  INVALID_ACK_ID (the server names the ack id in an ErrorInfo).
 Prints a JSON line with what it saw. Exits non-zero on any mismatch.
 """
 
@@ -31,9 +34,9 @@ FAST_RETRY = {
 }
 
 
-def receive(subscriber, path, callback, done, within):
+def receive(subscriber, path, callback, done, within, flow_control=()):
     """Runs `subscribe(path, callback)` until `done` is set or `within` s."""
-    future = subscriber.subscribe(path, callback)
+    future = subscriber.subscribe(path, callback, flow_control=flow_control)
     ok = done.wait(within)
     future.cancel()
     try:
@@ -50,6 +53,9 @@ def ordered_run(subscriber, path, nack_first):
 
     def callback(message):
         n, key = int(message.attributes["n"]), message.ordering_key
+        if n < 0:  # the message of the unary Pull step, seen after the seek
+            message.ack()
+            return
         assert message.data == f"m-{n}".encode(), message.data
         with lock:
             if nack_first and n % 10 == 0 and message.delivery_attempt == 1:
@@ -128,6 +134,7 @@ def main():
         assert ns == sorted(ns), f"key {key} out of order after seek: {ns}"
 
     dead = dead_letter(publisher, subscriber, project)
+    once = exactly_once(publisher, subscriber, project)
     subscriber.close()
     print(json.dumps({
         "published": len(ids),
@@ -136,6 +143,7 @@ def main():
         "filtered": len(got_filtered),
         "after_seek": len(again),
         "dead_letter": dead,
+        "exactly_once": once,
     }))
 
 
@@ -182,6 +190,54 @@ def dead_letter(publisher, subscriber, project):
     assert moved["CloudPubSubDeadLetterSourceSubscriptionProject"] == project, moved
     assert moved["CloudPubSubDeadLetterSourceTopicPublishTime"], moved
     return moved
+
+
+def exactly_once(publisher, subscriber, project):
+    """Acks confirmed one by one; a second ack of a message is invalid."""
+    from google.api_core import exceptions
+    from google.cloud.pubsub_v1.subscriber import exceptions as sub_exceptions
+
+    topic = publisher.topic_path(project, "once")
+    path = subscriber.subscription_path(project, "once-sub")
+    publisher.create_topic(request={"name": topic})
+    subscriber.create_subscription(request={
+        "name": path, "topic": topic, "enable_exactly_once_delivery": True,
+    })
+    assert subscriber.get_subscription(request={"subscription": path}).enable_exactly_once_delivery
+    for n in range(5):
+        publisher.publish(topic, f"once-{n}".encode()).result(timeout=30)
+
+    results, seconds, done = {}, [], threading.Event()
+
+    def callback(message):
+        results[message.data.decode()] = message.ack_with_response().result(timeout=30).name
+        if len(results) < 5:
+            return
+        # The last message: every other ack is confirmed, so its second ack
+        # travels alone (an ack sent in one call with another message's
+        # would fail that one too: the clients apply the call's
+        # INVALID_ARGUMENT to every ack id its ErrorInfo does not name).
+        try:
+            message.ack_with_response().result(timeout=30)
+            seconds.append("SUCCESS")
+        except sub_exceptions.AcknowledgeError as e:
+            seconds.append(e.error_code.name)
+        seconds.append(message.ack_id)
+        done.set()
+
+    # One message at a time.
+    one = pubsub_v1.types.FlowControl(max_messages=1)
+    assert receive(subscriber, path, callback, done, 60, one), results
+    assert set(results.values()) == {"SUCCESS"} and len(results) == 5, results
+    assert seconds[0] == "INVALID_ACK_ID", seconds
+    ack_id = seconds[1]
+    try:
+        subscriber.acknowledge(request={"subscription": path, "ack_ids": [ack_id]})
+        raise AssertionError("a second ack of a done message succeeded")
+    except exceptions.InvalidArgument as e:
+        assert e.reason == "EXACTLY_ONCE_ACKID_FAILURE", e
+        assert e.metadata == {ack_id: "PERMANENT_FAILURE_INVALID_ACK_ID"}, e.metadata
+    return {"confirmed": len(results), "second_ack": "INVALID_ACK_ID"}
 
 
 if __name__ == "__main__":
