@@ -45,5 +45,7 @@ mod temporary_groups;
 mod pubsub_clients;
 #[path = "pubsub_exactly_once.rs"]
 mod pubsub_exactly_once;
+#[path = "pubsub_flow.rs"]
+mod pubsub_flow;
 #[path = "pubsub_streaming.rs"]
 mod pubsub_streaming;

@@ -81,10 +81,20 @@ pub(super) async fn open(
         .min(limit);
     let filter = stored_filter(&group)?;
     let consumer = consumer_name(&first.client_id);
+    // The window is counted in messages; `max_outstanding_bytes` bounds
+    // each response (a larger message travels alone).
     let options = ConsumeOptions {
         max_in_flight: Some(outstanding),
+        max_batch_bytes: u32::try_from(first.max_outstanding_bytes)
+            .ok()
+            .filter(|n| *n > 0),
         ..ConsumeOptions::default()
     };
+    // Messages of this stream are leased for its deadline, not the
+    // subscription's, as in Pub/Sub.
+    let stream_deadline =
+        Duration::from_secs(u64::from(first.stream_ack_deadline_seconds.unsigned_abs()));
+    let lease = (stream_deadline != group.record.settings.ack_deadline).then_some(stream_deadline);
     let (batches, settler) = front
         .broker()
         .consume(&topic, &group.record.name, &consumer, options)
@@ -97,6 +107,7 @@ pub(super) async fn open(
             message_ordering_enabled: group.record.settings.ordered,
         },
         broker: front.broker().clone(),
+        lease,
         group,
         settler,
         filter,
@@ -121,6 +132,8 @@ struct Pull {
     project: std::sync::Arc<str>,
     /// Sent with every batch, as Pub/Sub does.
     properties: SubscriptionProperties,
+    /// The stream's ack deadline, when it is not the subscription's.
+    lease: Option<Duration>,
 }
 
 /// The deliveries of `batch` the subscription's filter lets through; the
@@ -193,6 +206,10 @@ impl Pull {
                         if batch.is_empty() {
                             continue;
                         }
+                        if let Err(status) = self.lease_for_stream(&batch).await {
+                            let _ = out.send(Err(status)).await;
+                            break;
+                        }
                         let response = StreamingPullResponse {
                             received_messages: batch
                                 .iter()
@@ -234,6 +251,22 @@ impl Pull {
                 () = out.closed() => break,
             }
         }
+    }
+
+    /// Sets the deadlines of a batch about to be sent to the stream's own.
+    ///
+    /// # Errors
+    /// The broker's failures.
+    async fn lease_for_stream(&self, batch: &[Delivery]) -> Result<(), Status> {
+        let Some(deadline) = self.lease else {
+            return Ok(());
+        };
+        let ids: Vec<String> = batch.iter().map(|d| d.ack_id.clone()).collect();
+        self.settler
+            .extend(&ids, deadline)
+            .await
+            .map_err(to_status)?;
+        Ok(())
     }
 
     /// Applies one request's acks and deadline changes; with exactly-once

@@ -55,9 +55,16 @@ pub async fn publish_range(
     publisher: &mut PublisherClient<Channel>,
     range: std::ops::Range<usize>,
 ) {
-    let messages = range
-        .map(|i| PubsubMessage {
-            data: Bytes::from(format!("job-{i}")),
+    let data = range.map(|i| Bytes::from(format!("job-{i}"))).collect();
+    publish_data(publisher, data).await;
+}
+
+/// Publishes one message per payload in one request.
+pub async fn publish_data(publisher: &mut PublisherClient<Channel>, data: Vec<Bytes>) {
+    let messages = data
+        .into_iter()
+        .map(|data| PubsubMessage {
+            data,
             ..PubsubMessage::default()
         })
         .collect();
