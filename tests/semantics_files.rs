@@ -47,5 +47,7 @@ mod pubsub_clients;
 mod pubsub_exactly_once;
 #[path = "pubsub_flow.rs"]
 mod pubsub_flow;
+#[path = "pubsub_races.rs"]
+mod pubsub_races;
 #[path = "pubsub_streaming.rs"]
 mod pubsub_streaming;

@@ -15,6 +15,7 @@ use super::names::{self, Kind, Resource};
 use super::subscriptions::{SUBSCRIPTION_FIELDS, group_patch};
 use super::{Front, Need, already_exists, not_found, status, streaming};
 use crate::auth::Action;
+use crate::broker::GroupPatch;
 use crate::grpc::audit;
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
@@ -121,6 +122,52 @@ impl SubscriberApi {
         })
     }
 
+    /// Creates the group of a new subscription, whose name must be unique
+    /// across topics. Checking first and creating after is not one step, so
+    /// two creators of one name on different topics (maybe on different
+    /// nodes) could both pass the check: each looks again after creating,
+    /// and one that finds another group of the name removes its own. When
+    /// that leaves none (both looked at once), it tries again after a
+    /// random pause.
+    ///
+    /// # Errors
+    /// ALREADY_EXISTS, storage failures.
+    async fn create_unique(
+        &self,
+        sub: &Resource,
+        topic: &str,
+        group: &str,
+        patch: &GroupPatch,
+    ) -> Result<GroupInfo, Status> {
+        let broker = self.front.broker();
+        for _ in 0..CREATE_TRIES {
+            if self.front.find_group(group).await?.is_some() {
+                return Err(already_exists(sub));
+            }
+            let info = broker
+                .create_group(topic, group, patch, None)
+                .await
+                .map_err(|e| status(sub, e))?;
+            let named = self.front.groups_named(group, false).await?;
+            if named.iter().all(|g| g.record.topic == topic) {
+                return Ok(info);
+            }
+            broker
+                .delete_group(topic, group)
+                .await
+                .map_err(|e| status(sub, e))?;
+            if self.front.find_group(group).await?.is_some() {
+                return Err(already_exists(sub));
+            }
+            let mut jitter = [0u8; 1];
+            let _ = getrandom::fill(&mut jitter);
+            tokio::time::sleep(Duration::from_millis(5 + u64::from(jitter[0] % 64))).await;
+        }
+        Err(Status::aborted(
+            "Concurrent CreateSubscription calls of this name kept colliding; retry.",
+        ))
+    }
+
     /// Checks that every ack id of `ids` that names a group names this one.
     pub(super) fn own_ack_ids(&self, group: &GroupInfo, ids: &[String]) -> Result<(), Status> {
         let own = (&group.record.topic, &group.record.name);
@@ -137,6 +184,9 @@ impl SubscriberApi {
         Ok(())
     }
 }
+
+/// Rounds of create-and-look of one CreateSubscription.
+const CREATE_TRIES: usize = 8;
 
 #[tonic::async_trait]
 impl Subscriber for SubscriberApi {
@@ -159,14 +209,9 @@ impl Subscriber for SubscriberApi {
             if !broker.has_topic(&herald_topic).await.map_err(to_status)? {
                 return Err(not_found(&topic));
             }
-            if self.front.find_group(&group).await?.is_some() {
-                return Err(already_exists(&sub));
-            }
             self.dead_letter_topic_exists(s, &patch).await?;
-            broker
-                .create_group(&herald_topic, &group, &patch, None)
+            self.create_unique(&sub, &herald_topic, &group, &patch)
                 .await
-                .map_err(|e| status(&sub, e))
         }
         .await;
         audit::done(&caller, METHOD, &herald_topic, Some(&group), &outcome);

@@ -47,19 +47,31 @@ impl Front {
     /// # Errors
     /// Storage failures.
     pub(crate) async fn find_group(&self, group: &str) -> Result<Option<GroupInfo>, Status> {
+        Ok(self.groups_named(group, true).await?.into_iter().next())
+    }
+
+    /// The groups of Herald name `group` on every topic, in topic order
+    /// (only the first when `first`).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) async fn groups_named(
+        &self,
+        group: &str,
+        first: bool,
+    ) -> Result<Vec<GroupInfo>, Status> {
         let mut after = None;
+        let mut found = Vec::new();
         loop {
             let (page, more) = self
                 .broker()
                 .list_groups(None, after, SCAN_PAGE)
                 .await
                 .map_err(to_status)?;
-            if let Some(found) = page.into_iter().find(|g| g.record.name == group) {
-                return Ok(Some(found));
-            }
+            found.extend(page.into_iter().filter(|g| g.record.name == group));
             match more {
-                Some(next) => after = Some(next),
-                None => return Ok(None),
+                Some(next) if !first || found.is_empty() => after = Some(next),
+                _ => return Ok(found),
             }
         }
     }

@@ -1,0 +1,70 @@
+//! Concurrent Pub/Sub admin calls (issue 12): a subscription name is
+//! unique across topics even when several CreateSubscription calls of
+//! one name race on different topics. Runs on both backends
+//! (`semantics_files.rs`).
+
+mod common;
+
+use common::*;
+use herald::proto::google::pubsub::v1::publisher_client::PublisherClient;
+use herald::proto::google::pubsub::v1::subscriber_client::SubscriberClient;
+use herald::proto::google::pubsub::v1::*;
+use tonic::Code;
+
+const RACERS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_creates_of_one_subscription_name_leave_exactly_one() {
+    let server = TestServer::start().await;
+    let channel = connect(server.addr()).await;
+    let mut publisher = PublisherClient::new(channel.clone());
+    for i in 0..RACERS {
+        publisher
+            .create_topic(Topic {
+                name: format!("projects/herald/topics/race-{i}"),
+                ..Topic::default()
+            })
+            .await
+            .expect("create topic");
+    }
+    for round in 0..3 {
+        let name = format!("projects/herald/subscriptions/contested-{round}");
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..RACERS {
+            let mut subscriber = SubscriberClient::new(channel.clone());
+            let name = name.clone();
+            calls.spawn(async move {
+                subscriber
+                    .create_subscription(Subscription {
+                        name,
+                        topic: format!("projects/herald/topics/race-{i}"),
+                        ..Subscription::default()
+                    })
+                    .await
+            });
+        }
+        let results = calls.join_all().await;
+        let mut created = Vec::new();
+        for r in results {
+            match r {
+                Ok(s) => created.push(s.into_inner().topic),
+                Err(e) => assert_eq!(e.code(), Code::AlreadyExists, "{e:?}"),
+            }
+        }
+        assert_eq!(created.len(), 1, "round {round}: created on {created:?}");
+        let groups = server
+            .broker()
+            .list_groups(None, None, 1000)
+            .await
+            .expect("list groups")
+            .0;
+        let named: Vec<_> = groups
+            .iter()
+            .filter(|g| g.record.name == format!("contested-{round}"))
+            .map(|g| g.record.topic.clone())
+            .collect();
+        assert_eq!(named.len(), 1, "round {round}: groups on {named:?}");
+        assert_eq!(format!("projects/herald/topics/{}", named[0]), created[0]);
+    }
+    server.stop().await;
+}
