@@ -575,6 +575,7 @@ impl Config {
                 attribute_filter: String::new(),
                 dead_letter_topic: String::new(),
                 labels: Default::default(),
+                max_message_age: None,
             },
             default_max_in_flight: self.limits.default_max_in_flight,
             max_in_flight_limit: self.limits.max_in_flight,

@@ -180,3 +180,68 @@ async fn retention_deletes_old_segments_and_groups_skip_forward() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_drops_unacknowledged_events_past_its_max_message_age() {
+    let server = TestServer::start().await;
+    let age = Duration::from_millis(1500);
+    server
+        .admin()
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: "aged".into(),
+                name: "g".into(),
+                start_position: Some(earliest()),
+                max_message_age: Some(dur(age)),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create group");
+    let got = server
+        .admin()
+        .get_group(proto::GetGroupRequest {
+            topic: "aged".into(),
+            group: "g".into(),
+        })
+        .await
+        .expect("get group")
+        .into_inner()
+        .group
+        .expect("group");
+    assert_eq!(got.max_message_age, Some(dur(age)));
+    server.publish_n("aged", "old", 2).await;
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "aged", "g", 10).await;
+    let first = next_batch(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(first.len(), 2, "fresh events are delivered");
+    // One is nacked with a delay that outlives its age, the other released
+    // when the stream ends: both are dropped, not redelivered.
+    let resp = client
+        .nack(proto::NackRequest {
+            ack_ids: vec![first[0].ack_id.clone()],
+            delay: Some(dur(Duration::from_secs(2))),
+            ..Default::default()
+        })
+        .await
+        .expect("nack")
+        .into_inner();
+    assert_eq!(resp.results[0].outcome, proto::LeaseOutcome::Ok as i32);
+    drop(stream);
+    // Published while no consumer is there, then left to age.
+    server.publish_n("aged", "stale", 3).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.publish_n("aged", "fresh", 1).await;
+    let mut stream = subscribe(&mut client, "aged", "g", 10).await;
+    let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    let ids: Vec<&str> = batch
+        .iter()
+        .map(|d| d.event.as_ref().unwrap().id.as_str())
+        .collect();
+    assert_eq!(ids, ["fresh-0"], "only the event within the age is delivered");
+    assert!(maybe_batch(&mut stream, Duration::from_millis(500)).await.is_none());
+    let stats = server.group_stats("aged", "g").await;
+    // The nacked one, the released one and the three stale ones.
+    assert_eq!(stats.expired, 5, "{stats:?}");
+    server.stop().await;
+}

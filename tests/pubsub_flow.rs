@@ -1,7 +1,8 @@
 //! A StreamingPull's own settings (issue 12): `stream_ack_deadline_seconds`
 //! leases the stream's messages for that long whatever the subscription's
-//! ack deadline, and `max_outstanding_bytes` bounds each response. Runs on
-//! both backends (`semantics_files.rs`).
+//! ack deadline, `max_outstanding_bytes` bounds each response; and a
+//! subscription's `message_retention_duration` is its group's max message
+//! age. Runs on both backends (`semantics_files.rs`).
 
 mod common;
 
@@ -75,5 +76,61 @@ async fn max_outstanding_bytes_bounds_each_response() {
         assert_eq!(batch.len(), 1, "one 1000-byte message per 1500-byte response");
         got += batch.len();
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_retention_duration_is_the_groups_max_message_age() {
+    let server = TestServer::start().await;
+    let (_publisher, mut subscriber) = setup(&server, &[]).await;
+    let retention = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+    let created = subscriber
+        .create_subscription(Subscription {
+            name: sub("aged"),
+            topic: TOPIC.into(),
+            message_retention_duration: retention(600),
+            ..Subscription::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.message_retention_duration, retention(600));
+    let group = server
+        .admin()
+        .get_group(herald::proto::GetGroupRequest {
+            topic: "jobs".into(),
+            group: "aged".into(),
+        })
+        .await
+        .expect("get group")
+        .into_inner()
+        .group
+        .expect("group");
+    assert_eq!(group.max_message_age, Some(dur(Duration::from_secs(600))));
+    let short = subscriber
+        .create_subscription(Subscription {
+            name: sub("short"),
+            topic: TOPIC.into(),
+            message_retention_duration: retention(60),
+            ..Subscription::default()
+        })
+        .await
+        .expect_err("under 10 minutes");
+    assert_eq!(short.code(), tonic::Code::InvalidArgument, "{short:?}");
+    // Unset by update mask: the topic's retention again.
+    let updated = subscriber
+        .update_subscription(UpdateSubscriptionRequest {
+            subscription: Some(Subscription {
+                name: sub("aged"),
+                ..Subscription::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["message_retention_duration".into()],
+            }),
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.message_retention_duration, None);
     server.stop().await;
 }

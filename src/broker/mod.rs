@@ -114,6 +114,7 @@ impl Default for BrokerConfig {
                 attribute_filter: String::new(),
                 dead_letter_topic: String::new(),
                 labels: Default::default(),
+                max_message_age: None,
             },
             default_max_in_flight: 1000,
             max_in_flight_limit: 100_000,

@@ -89,6 +89,8 @@ pub struct GroupPatch {
     pub dead_letter_topic: Option<String>,
     /// New labels (all of them).
     pub labels: Option<BTreeMap<String, String>>,
+    /// New message age limit: `Some(None)` none.
+    pub max_message_age: Option<Option<Duration>>,
 }
 
 /// Most labels on a topic or group, and the longest key or value (Pub/Sub's
@@ -197,6 +199,15 @@ impl GroupPatch {
         if let Some(labels) = &self.labels {
             check_labels("group.labels", labels)?;
             next.labels.clone_from(labels);
+        }
+        if let Some(v) = self.max_message_age {
+            if v.is_some_and(|age| age.is_zero()) {
+                return Err(BrokerError::invalid(
+                    "group.max_message_age",
+                    "must be positive (unset: the topic's retention)",
+                ));
+            }
+            next.max_message_age = v;
         }
         *settings = next;
         Ok(())

@@ -246,6 +246,11 @@ pub fn group_patch(g: &proto::Group) -> Result<GroupPatch, Status> {
         attribute_filter: None,
         labels: None,
         dead_letter_topic: g.dead_letter_topic.clone(),
+        max_message_age: g
+            .max_message_age
+            .as_ref()
+            .map(|d| from_duration("group.max_message_age", d).map(|d| (!d.is_zero()).then_some(d)))
+            .transpose()?,
         expire_after: g
             .expiration_policy
             .as_ref()
@@ -325,6 +330,7 @@ pub fn group_out(info: GroupInfo) -> proto::Group {
             ttl: opt_duration(s.expire_after),
         }),
         dead_letter_topic: Some(s.dead_letter_topic),
+        max_message_age: opt_duration(s.max_message_age),
         create_time: Some(timestamp(r.created_us)),
         blocked_keys: info
             .stats

@@ -152,6 +152,7 @@ pub(super) async fn update(
         attribute_filter: None,
         dead_letter_topic: None,
         labels: None,
+        max_message_age: None,
     };
     console
         .broker()

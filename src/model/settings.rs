@@ -96,6 +96,15 @@ pub struct GroupSettings {
     /// Labels (set through the Pub/Sub API). Absent from older records: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Events published longer ago are dropped unacknowledged instead of
+    /// delivered (Pub/Sub's subscription `message_retention_duration`).
+    /// `None` (and older records): kept for the topic's retention.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_message_age: Option<Duration>,
 }
 
 /// When a group answers acks and nacks.

@@ -137,5 +137,6 @@ fn same_settings(s: &GroupSettings) -> GroupPatch {
         attribute_filter: Some(s.attribute_filter.clone()),
         dead_letter_topic: Some(s.dead_letter_topic.clone()),
         labels: Some(s.labels.clone()),
+        max_message_age: Some(s.max_message_age),
     }
 }

@@ -151,6 +151,7 @@ impl Front {
             }),
             filter: s.attribute_filter.clone(),
             retain_acked_messages: true,
+            message_retention_duration: s.max_message_age.map(duration_out),
             enable_exactly_once_delivery: s.ack_durability == AckDurability::Sync,
             state: subscription::State::Active.into(),
             labels: s.labels.clone().into_iter().collect(),
@@ -279,7 +280,17 @@ pub fn group_patch(
             // Herald always keeps acked messages for the topic's retention
             // (Seek to a time delivers them again): either value is served.
             "retain_acked_messages" => true,
-            "message_retention_duration" => s.message_retention_duration.is_none(),
+            // Unacknowledged messages older than this are dropped, not
+            // delivered; unset: the topic's retention.
+            "message_retention_duration" => {
+                patch.max_message_age = Some(
+                    s.message_retention_duration
+                        .as_ref()
+                        .map(super::convert::retention)
+                        .transpose()?,
+                );
+                true
+            }
             "name" | "topic" | "state" => true,
             other => {
                 return Err(Status::invalid_argument(format!(

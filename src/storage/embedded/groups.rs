@@ -201,7 +201,7 @@ impl EmbeddedBackend {
         blocking(move || meta.put_group(&t, &n, &bytes)).await?;
         *lock(&g.record) = record.clone();
         g.send(GroupCmd::Settings {
-            settings: record.settings,
+            settings: Box::new(record.settings),
             matcher,
         })
         .await?;

@@ -18,7 +18,7 @@ use super::events::{out_of_range, position_args};
 use super::topics::{decode, encode};
 use super::{GroupRef, RedisBackend, lock};
 
-/// Script arguments of a group's settings (group_create's ARGV[8..15]).
+/// Script arguments of a group's settings (group_create's ARGV[8..16]).
 fn settings_args(s: &GroupSettings) -> Vec<String> {
     let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX).to_string();
     let (types, patterns) = filter_args(&s.filter);
@@ -31,6 +31,7 @@ fn settings_args(s: &GroupSettings) -> Vec<String> {
         if s.ordered { "1" } else { "0" }.into(),
         types,
         patterns,
+        s.max_message_age.map_or_else(|| "-1".to_string(), us),
     ]
 }
 

@@ -18,7 +18,7 @@
 //! | `P:{T}:b` | zset | append batches for retention: member `<first offset, 20 digits>\|<bytes>`, score publish time |
 //! | `P:{T}:d`, `P:{T}:dz` | hash, zset | dedup window: id → offset, id → publish time |
 //! | `P:{T}:G`, `P:{T}:Gi` | hash | group name → JSON record; name → `<gid>\|<topic generation>` |
-//! | `P:{T}:g:G` | hash | group state: `cursor`, `lseq` (last lease), `lfloor` (first valid lease after a seek), `dlseq`, `dlfwd` (dead letters forwarded up to this id), settings (`ack`, `bmin`, `bmax`, `bmul`, `maxatt`, `ordered`, `ft`, `fp`), counters |
+//! | `P:{T}:g:G` | hash | group state: `cursor`, `lseq` (last lease), `lfloor` (first valid lease after a seek), `dlseq`, `dlfwd` (dead letters forwarded up to this id), settings (`ack`, `bmin`, `bmax`, `bmul`, `maxatt`, `ordered`, `ft`, `fp`, `maxage`: max message age µs, -1 or absent: none), counters |
 //! | `P:{T}:g:G:e` | hash | pending entries: key (offset, or `r<dead-letter id>` for a replay) → `attempts\|lease\|deadline\|consumer\|first failure\|state\|ordering key` |
 //! | `P:{T}:g:G:q` | zset | entries due for delivery, score = when (µs) |
 //! | `P:{T}:g:G:l` | zset | leases out, score = deadline (µs) |

@@ -159,6 +159,9 @@ pub struct Counters {
     pub filtered: u64,
     /// Events moved to the dead-letter queue.
     pub dead_lettered: u64,
+    /// Events dropped unacknowledged for being older than the group's
+    /// `max_message_age`.
+    pub too_old: u64,
 }
 
 /// Size limits of what a group holds and hands out.
@@ -209,6 +212,9 @@ pub struct Dispatcher {
     retry: RetryPolicy,
     /// Deliveries after which a failure dead-letters the event; 0 = never.
     max_attempts: u32,
+    /// Events published longer ago than this (µs) are dropped, not
+    /// delivered; `None`: kept for the topic's retention.
+    max_age_us: Option<i64>,
     /// Events given up on, waiting for the owner task to store them.
     dead: Vec<Dead>,
     /// Replays acknowledged, whose dead-letter records can go.
@@ -245,6 +251,7 @@ impl Dispatcher {
             held_bytes: 0,
             retry: RetryPolicy::default(),
             max_attempts: 0,
+            max_age_us: None,
             dead: Vec::new(),
             acked_replays: Vec::new(),
             ordered: false,
@@ -266,6 +273,12 @@ impl Dispatcher {
     pub fn set_policy(&mut self, retry: RetryPolicy, max_attempts: u32) {
         self.retry = retry;
         self.max_attempts = max_attempts;
+    }
+
+    /// Sets the age past which an unacknowledged event is dropped instead
+    /// of delivered (`None`: never). Replays of dead letters are exempt.
+    pub fn set_max_age(&mut self, max_age: Option<Duration>) {
+        self.max_age_us = max_age.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     }
 
     /// Sets the size limits.
@@ -514,12 +527,15 @@ impl Dispatcher {
         let mut out: Vec<(ConsumerId, Vec<Handout>)> = Vec::new();
         let mut idle_rounds = 0;
         let deadline = now + lease_for;
+        let oldest_us = self
+            .max_age_us
+            .map(|age| crate::event::now_us().saturating_sub(age));
         while !self.ready.is_empty() && idle_rounds < self.order.len() {
             let Some(id) = self.order.pop_front() else {
                 break;
             };
             self.order.push_back(id);
-            let Some(slot) = self.consumers.get_mut(&id) else {
+            let Some(slot) = self.consumers.get(&id) else {
                 continue;
             };
             let room = slot.max_in_flight.saturating_sub(slot.in_flight);
@@ -539,6 +555,13 @@ impl Dispatcher {
                     self.ready.pop_first();
                     continue;
                 };
+                if oldest_us.is_some_and(|oldest| entry.event.publish_time_us < oldest)
+                    && key & REPLAY_BIT == 0
+                {
+                    self.counters.too_old += 1;
+                    self.remove_entry(key);
+                    continue;
+                }
                 let size = entry.event.event.size();
                 if !batch.is_empty() && bytes + size > self.limits.max_batch_bytes {
                     break;
@@ -566,7 +589,9 @@ impl Dispatcher {
                     deadline,
                 });
             }
-            slot.in_flight += batch.len();
+            if let Some(slot) = self.consumers.get_mut(&id) {
+                slot.in_flight += batch.len();
+            }
             if !batch.is_empty() {
                 out.push((id, batch));
             }

@@ -75,7 +75,7 @@ pub(crate) enum GroupCmd {
         reply: oneshot::Sender<GroupStats>,
     },
     Settings {
-        settings: GroupSettings,
+        settings: Box<GroupSettings>,
         matcher: Matcher,
     },
     Replay {

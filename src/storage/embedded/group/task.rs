@@ -88,6 +88,7 @@ impl GroupTask {
         let header = s.state.header;
         let mut d = Dispatcher::restore(&header, s.clean, settings.ordered);
         d.set_policy(settings.retry, settings.max_delivery_attempts);
+        d.set_max_age(settings.max_message_age);
         d.set_limits(s.limits);
         let (replays, rows): (Vec<StoredEntry>, Vec<StoredEntry>) = s
             .state
@@ -486,7 +487,8 @@ impl GroupTask {
             GroupCmd::Settings { settings, matcher } => {
                 self.dispatcher
                     .set_policy(settings.retry, settings.max_delivery_attempts);
-                self.settings = settings;
+                self.dispatcher.set_max_age(settings.max_message_age);
+                self.settings = *settings;
                 self.matcher = matcher;
             }
             GroupCmd::Replay { selection, reply } => self.replay(selection, reply),
@@ -562,7 +564,7 @@ impl GroupTask {
             oldest_unacked_age: oldest_us.map(age),
             ack_floor: self.dispatcher.floor(),
             filtered: c.filtered,
-            expired: self.expired_skipped,
+            expired: self.expired_skipped + c.too_old,
             dead_lettered: c.dead_lettered,
             dead_letter_count: self.dead_count(),
             oldest_dead_letter_age: self

@@ -64,7 +64,7 @@ if not full() then
     else
       local en = unpack_entry(v)
       local offset, t, rec = event_of(G, key)
-      if not offset then
+      if not offset or (not is_replay(key) and too_old(G, t, now)) then
         count(G, 'expired')
         remove_entry(G, key, en, now)
       elseif not fits(#rec) then
@@ -102,7 +102,9 @@ if not full() and out[4] == 0 then
       end
       G.cursor = offset + 1
       scanned = scanned + 1
-      if not wants(filter, f.y) then
+      if too_old(G, f.t, now) then
+        count(G, 'expired')
+      elseif not wants(filter, f.y) then
         count(G, 'filtered')
       else
         local key = int(offset)

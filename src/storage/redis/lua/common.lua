@@ -39,7 +39,7 @@ local function load_group(gid, gen)
   if not m[1] or m[1] ~= gen then return nil end
   local g = base .. 'g:' .. gid
   local s = redis.call('HMGET', g, 'ack', 'bmin', 'bmax', 'bmul', 'maxatt',
-    'ordered', 'lseq', 'lfloor', 'cursor', 'ft', 'fp', 'name')
+    'ordered', 'lseq', 'lfloor', 'cursor', 'ft', 'fp', 'name', 'maxage')
   if not s[1] then return nil end
   return {
     id = gid, k = g, e = g .. ':e', q = g .. ':q', l = g .. ':l', h = g .. ':h',
@@ -48,7 +48,7 @@ local function load_group(gid, gen)
     ack = tonumber(s[1]), bmin = tonumber(s[2]), bmax = tonumber(s[3]),
     bmul = tonumber(s[4]), maxatt = tonumber(s[5]), ordered = s[6] == '1',
     lseq = tonumber(s[7]), lfloor = tonumber(s[8]), cursor = tonumber(s[9]),
-    ft = s[10] or '', fp = s[11] or '', name = s[12],
+    ft = s[10] or '', fp = s[11] or '', name = s[12], maxage = tonumber(s[13] or '-1'),
     start = tonumber(m[2]), stop = tonumber(m[3]),
     n = {}, inflight = {}, woke = false, dead = 0,
   }
@@ -89,6 +89,12 @@ end
 
 local function is_replay(key)
   return string.byte(key, 1) == 114 -- 'r'
+end
+
+-- Whether an event published at `t` (µs, a string) is past the group's
+-- max message age (groups created before the setting have none).
+local function too_old(G, t, now)
+  return G.maxage >= 0 and tonumber(t) < now - G.maxage
 end
 
 -- The event of an entry: offset, publish time and record; nil when
