@@ -139,6 +139,41 @@ pub const MAX_EXPIRE_AFTER: Duration = Duration::from_secs(366 * 24 * 3600);
 pub const MAX_ACK_DEADLINE: Duration = Duration::from_secs(3600);
 
 impl GroupPatch {
+    /// A patch that gives a new group the settings `s` (every field: a
+    /// field added to the settings fails to compile here until it is
+    /// copied).
+    #[must_use]
+    pub fn same_as(s: &GroupSettings) -> GroupPatch {
+        let GroupSettings {
+            filter,
+            ack_deadline,
+            retry,
+            max_delivery_attempts,
+            ordered,
+            ack_durability,
+            expire_after,
+            attribute_filter,
+            dead_letter_topic,
+            labels,
+            max_message_age,
+        } = s;
+        GroupPatch {
+            filter: Some(filter.clone()),
+            ack_deadline: Some(*ack_deadline),
+            min_backoff: Some(retry.min_backoff),
+            max_backoff: Some(retry.max_backoff),
+            multiplier: Some(retry.multiplier),
+            max_delivery_attempts: Some(*max_delivery_attempts),
+            ordered: Some(*ordered),
+            ack_durability: Some(*ack_durability),
+            expire_after: Some(*expire_after),
+            attribute_filter: Some(attribute_filter.clone()),
+            dead_letter_topic: Some(dead_letter_topic.clone()),
+            labels: Some(labels.clone()),
+            max_message_age: Some(*max_message_age),
+        }
+    }
+
     /// Applies the patch to `settings`, validating the result.
     ///
     /// # Errors
@@ -217,6 +252,20 @@ impl GroupPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_patch_made_from_settings_gives_those_settings() {
+        let mut custom = crate::config::Config::default().broker().group_defaults;
+        custom.ordered = true;
+        custom.ack_durability = AckDurability::Sync;
+        custom.expire_after = Some(Duration::from_secs(60));
+        custom.dead_letter_topic = "dlq".into();
+        custom.max_message_age = Some(Duration::from_secs(600));
+        custom.labels.insert("team".into(), "a".into());
+        let mut fresh = crate::config::Config::default().broker().group_defaults;
+        GroupPatch::same_as(&custom).apply(&mut fresh).unwrap();
+        assert_eq!(fresh, custom);
+    }
 
     #[test]
     fn labels_follow_pubsubs_rules() {

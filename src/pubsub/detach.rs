@@ -16,7 +16,7 @@
 use tonic::Status;
 
 use super::{Front, names::Resource, status};
-use crate::broker::{BrokerError, GroupPatch, GroupSettings, TopicPatch};
+use crate::broker::{BrokerError, GroupPatch, TopicPatch};
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
 
@@ -104,7 +104,7 @@ impl Front {
             Ok(_) | Err(BrokerError::AlreadyExists(_)) => {}
             Err(e) => return Err(to_status(e)),
         }
-        let patch = same_settings(&group.record.settings);
+        let patch = GroupPatch::same_as(&group.record.settings);
         match broker
             .create_group(DETACHED, &group.record.name, &patch, None)
             .await
@@ -122,21 +122,3 @@ impl Front {
     }
 }
 
-/// A patch that gives a new group `s`.
-fn same_settings(s: &GroupSettings) -> GroupPatch {
-    GroupPatch {
-        filter: Some(s.filter.clone()),
-        ack_deadline: Some(s.ack_deadline),
-        min_backoff: Some(s.retry.min_backoff),
-        max_backoff: Some(s.retry.max_backoff),
-        multiplier: Some(s.retry.multiplier),
-        max_delivery_attempts: Some(s.max_delivery_attempts),
-        ordered: Some(s.ordered),
-        ack_durability: Some(s.ack_durability),
-        expire_after: Some(s.expire_after),
-        attribute_filter: Some(s.attribute_filter.clone()),
-        dead_letter_topic: Some(s.dead_letter_topic.clone()),
-        labels: Some(s.labels.clone()),
-        max_message_age: Some(s.max_message_age),
-    }
-}
