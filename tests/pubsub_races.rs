@@ -1,7 +1,7 @@
-//! Concurrent Pub/Sub admin calls (issue 12): a subscription name is
-//! unique across topics even when several CreateSubscription calls of
-//! one name race on different topics. Runs on both backends
-//! (`semantics_files.rs`).
+//! Subscription names across topics (issue 12): a name is unique even
+//! when several CreateSubscription calls of it race on different topics,
+//! and a subscription deleted and created again on another topic is found
+//! there. Runs on both backends (`semantics_files.rs`).
 
 mod common;
 
@@ -65,6 +65,60 @@ async fn racing_creates_of_one_subscription_name_leave_exactly_one() {
             .collect();
         assert_eq!(named.len(), 1, "round {round}: groups on {named:?}");
         assert_eq!(format!("projects/herald/topics/{}", named[0]), created[0]);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_recreated_on_another_topic_is_found_there() {
+    let server = TestServer::start().await;
+    let channel = connect(server.addr()).await;
+    let mut publisher = PublisherClient::new(channel.clone());
+    let mut subscriber = SubscriberClient::new(channel);
+    for t in ["first", "second"] {
+        publisher
+            .create_topic(Topic {
+                name: format!("projects/herald/topics/{t}"),
+                ..Topic::default()
+            })
+            .await
+            .expect("create topic");
+    }
+    let name = "projects/herald/subscriptions/moving".to_string();
+    for t in ["first", "second"] {
+        let topic = format!("projects/herald/topics/{t}");
+        subscriber
+            .create_subscription(Subscription {
+                name: name.clone(),
+                topic: topic.clone(),
+                ..Subscription::default()
+            })
+            .await
+            .expect("create subscription");
+        // Looked up twice: the second time through where it was found.
+        for _ in 0..2 {
+            let got = subscriber
+                .get_subscription(GetSubscriptionRequest {
+                    subscription: name.clone(),
+                })
+                .await
+                .expect("get subscription")
+                .into_inner();
+            assert_eq!(got.topic, topic);
+        }
+        subscriber
+            .delete_subscription(DeleteSubscriptionRequest {
+                subscription: name.clone(),
+            })
+            .await
+            .expect("delete subscription");
+        let gone = subscriber
+            .get_subscription(GetSubscriptionRequest {
+                subscription: name.clone(),
+            })
+            .await
+            .expect_err("deleted");
+        assert_eq!(gone.code(), Code::NotFound);
     }
     server.stop().await;
 }

@@ -62,6 +62,8 @@ pub(crate) struct Front {
     broker: Broker,
     guard: Guard,
     default_project: Arc<str>,
+    /// Where each subscription was last found (see [`Front::find_group`]).
+    seen: subscriptions::Seen,
 }
 
 /// What an RPC needs on its topic.
@@ -79,6 +81,7 @@ impl Front {
             broker,
             guard,
             default_project: options.default_project.as_str().into(),
+            seen: subscriptions::Seen::default(),
         }
     }
 

@@ -4,6 +4,8 @@
 //!
 //! Pub/Sub layer.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::Status;
@@ -12,8 +14,8 @@ use super::convert::{NO_TAGS, NO_TRANSFORMS, duration_in};
 use super::detach::DETACHED;
 use super::names::{self, Kind};
 use super::{Front, filter};
-use crate::broker::GroupPatch;
 use crate::broker::settings::MAX_EXPIRE_AFTER;
+use crate::broker::{BrokerError, GroupPatch};
 use crate::grpc::convert::duration as duration_out;
 use crate::grpc::guard::Caller;
 use crate::grpc::status::to_status;
@@ -39,15 +41,47 @@ const MIN_TTL: Duration = Duration::from_secs(86_400);
 
 /// Groups looked at per storage call while searching.
 const SCAN_PAGE: usize = 500;
+/// Most subscriptions whose topic is remembered (then it starts over).
+const SEEN_MAX: usize = 100_000;
+
+/// Herald group name → the topic where it was last found: a hint, checked
+/// on every use.
+pub(crate) type Seen = Arc<Mutex<HashMap<String, String>>>;
+
+fn lock(seen: &Seen) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl Front {
     /// The group of Herald name `group` on any topic (Pub/Sub subscriptions
-    /// are unique by name; the first in topic order otherwise).
+    /// are unique by name; with `herald.v1` groups of one name on several
+    /// topics, one of them). Every ack and pull names its subscription, so
+    /// the topic where it was last found is tried first (one lookup); only
+    /// a miss scans the groups.
     ///
     /// # Errors
     /// Storage failures.
     pub(crate) async fn find_group(&self, group: &str) -> Result<Option<GroupInfo>, Status> {
-        Ok(self.groups_named(group, true).await?.into_iter().next())
+        let hint = lock(&self.seen).get(group).cloned();
+        if let Some(topic) = hint {
+            match self.broker().get_group(&topic, group).await {
+                Ok(info) => return Ok(Some(info)),
+                Err(BrokerError::NotFound(_)) => {
+                    lock(&self.seen).remove(group);
+                }
+                Err(e) => return Err(to_status(e)),
+            }
+        }
+        let found = self.groups_named(group, true).await?.into_iter().next();
+        if let Some(g) = &found {
+            let mut seen = lock(&self.seen);
+            if seen.len() >= SEEN_MAX {
+                seen.clear();
+            }
+            seen.insert(group.to_string(), g.record.topic.clone());
+        }
+        Ok(found)
     }
 
     /// The groups of Herald name `group` on every topic, in topic order
