@@ -239,6 +239,8 @@ async fn groups_create_with_options_and_describe() {
             "--ordered",
             "--ack-durability",
             "sync",
+            "--max-message-age",
+            "1h",
             "--types",
             "A,B",
             "--patterns",
@@ -255,6 +257,7 @@ async fn groups_create_with_options_and_describe() {
     assert_eq!(created["max_delivery_attempts"], 7);
     assert_eq!(created["ordered"], true);
     assert_eq!(created["ack_durability"], "sync");
+    assert_eq!(created["max_message_age"], "3600s");
     assert_eq!(created["filter"]["types"], serde_json::json!(["A", "B"]));
     assert_eq!(
         created["filter"]["patterns"],

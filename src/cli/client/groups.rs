@@ -112,6 +112,10 @@ pub struct CreateArgs {
     /// where it came from [default: none].
     #[arg(long, value_name = "TOPIC")]
     pub dead_letter_topic: Option<String>,
+    /// Drop, instead of deliver, unacknowledged events published longer
+    /// ago than this [default: kept for the topic's retention].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_message_age: Option<Duration>,
     /// Only these event types (comma-separated or repeated).
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub types: Vec<String>,
@@ -243,6 +247,7 @@ pub async fn run(ctx: &Context, command: GroupsCommand) -> Result<()> {
                     ttl: Some(proto_duration(ttl)),
                 }),
                 dead_letter_topic: args.dead_letter_topic,
+                max_message_age: args.max_message_age.map(proto_duration),
                 ..Default::default()
             };
             let created = ctx
@@ -358,6 +363,10 @@ fn show(ctx: &Context, g: &Group, headline: Option<&str>) -> Result<()> {
                 None => "never".into(),
             },
         ),
+        (
+            "max message age",
+            human_opt_duration(g.max_message_age.as_ref(), "the topic's retention"),
+        ),
     ]));
     text.push_str("\n\nstats (counters since the server started)\n");
     text.push_str(&indent(&fields(&[
@@ -423,6 +432,8 @@ struct GroupView {
     expire_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dead_letter_topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_message_age: Option<String>,
     create_time: Option<String>,
     stats: Option<GroupStatsView>,
     blocked_keys: Vec<BlockedKeyView>,
@@ -496,6 +507,7 @@ impl From<&Group> for GroupView {
                 .and_then(|p| p.ttl.as_ref())
                 .map(json_duration),
             dead_letter_topic: g.dead_letter_topic.clone().filter(|t| !t.is_empty()),
+            max_message_age: g.max_message_age.as_ref().map(json_duration),
             create_time: g.create_time.as_ref().map(json_time),
             stats: g.stats.map(|s| GroupStatsView {
                 delivered: s.delivered,
