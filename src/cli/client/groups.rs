@@ -26,7 +26,7 @@ pub enum GroupsCommand {
         topic: Option<String>,
     },
     /// Create a consumer group (subscribing to an unknown group creates it with defaults).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Show a group's settings, stats and blocked keys.
     Describe(GroupRef),
     /// Delete a group with its progress and dead letters.
