@@ -341,3 +341,77 @@ async fn a_dead_letter_listed_on_one_node_is_replayed_on_another() {
     );
     nodes.stop().await;
 }
+
+/// A Consume stream settles deliveries of its own group only, also when an
+/// ack id names a group its node has never touched (a node over Redis knows
+/// the groups it has used, not every group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consume_stream_refuses_another_groups_ack_id_on_any_node() {
+    use common::consume::{ack_of, open, request};
+    use herald::proto::consume_request::Kind;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    let redis = RedisServer::start(&[]);
+    let nodes = Nodes::start(&redis.url(), 2).await;
+    create_group(&nodes, "a", "ga", false).await;
+    create_group(&nodes, "b", "gb", false).await;
+    for (topic, id) in [("a", "a-1"), ("b", "b-1")] {
+        nodes
+            .publisher(0)
+            .publish(proto::PublishRequest {
+                topic: topic.into(),
+                events: vec![event(id)],
+            })
+            .await
+            .unwrap();
+    }
+    // Node 0 hands out a delivery of `ga`.
+    let mut sub0 = nodes.subscriber(0);
+    let mut on_a = subscribe(&mut sub0, "a", "ga", 10).await;
+    let da = next_batch(&mut on_a, Duration::from_secs(5)).await;
+    // A Consume stream of `gb` on node 1 gets its own delivery first.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(request(Kind::Open(open("b", "gb")))).await.unwrap();
+    let mut on_b = nodes
+        .subscriber(1)
+        .consume(ReceiverStream::new(rx))
+        .await
+        .expect("consume opens")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), on_b.message())
+        .await
+        .expect("in time")
+        .expect("stream ok")
+        .expect("stream open");
+    assert_eq!(first.deliveries.len(), 1);
+    // Then it sends `ga`'s ack id: refused, and `ga`'s delivery stays out.
+    tx.send(request(ack_of(vec![da[0].ack_id.clone()], 1, true)))
+        .await
+        .unwrap();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), on_b.message())
+            .await
+            .expect("an answer in time")
+        {
+            Ok(Some(r)) => assert!(r.confirmation.is_none(), "confirmed: {r:?}"),
+            Ok(None) => panic!("the stream ended OK"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), tonic::Code::InvalidArgument, "{end:?}");
+    let stats = nodes
+        .admin(0)
+        .get_group(proto::GetGroupRequest {
+            topic: "a".into(),
+            group: "ga".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .and_then(|g| g.stats)
+        .expect("stats");
+    assert_eq!(stats.acked, 0, "{stats:?}");
+    assert_eq!(stats.in_flight, 1, "{stats:?}");
+    nodes.stop().await;
+}

@@ -138,26 +138,31 @@ pub struct Settler {
 
 impl Settler {
     /// Parses `ack_ids` and checks that each names a delivery of this
-    /// stream's group. An id of a group that no longer runs passes: the
-    /// backend answers it UNKNOWN, as it would to Ack.
+    /// stream's group. Before the stream knows its group's id (no delivery
+    /// and no id of it yet), an id of a group this node does not know
+    /// passes: the backend answers UNKNOWN for a group that no longer runs,
+    /// as it would to Ack. Once the stream knows its group's id, any other
+    /// group's id is refused, known here or not (on Redis, a group this
+    /// node has not touched is unknown to it, though it runs elsewhere).
     fn leases(&self, ack_ids: &[String]) -> Result<Vec<LeaseRef>, BrokerError> {
         let leases = self.broker.parse_ack_ids(ack_ids)?;
         for (i, lease) in leases.iter().enumerate() {
-            if self.group_id.get() == Some(&lease.group) {
+            let own = self.group_id.get();
+            if own == Some(&lease.group) {
                 continue;
             }
             match self.broker.inner.backend.group_name(lease.group) {
                 Some((t, g)) if t == self.topic && g == self.group => {
                     let _ = self.group_id.set(lease.group);
                 }
-                Some(_) => {
+                None if own.is_none() => {}
+                _ => {
                     return Err(BrokerError::invalid(
                         format!("ack_ids[{i}]"),
                         "is a delivery of another group; a Consume stream settles deliveries \
                          of its own group only",
                     ));
                 }
-                None => {}
             }
         }
         Ok(leases)

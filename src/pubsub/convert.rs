@@ -259,12 +259,7 @@ pub const NO_TRANSFORMS: &str =
 /// Why resource tags are refused.
 pub const NO_TAGS: &str = "Resource manager tags (tags) are not offered by Herald; use labels.";
 
-/// A topic's or subscription's `message_retention_duration`, within
-/// Pub/Sub's bounds.
-///
-/// # Errors
-/// INVALID_ARGUMENT.
-pub(super) fn retention(d: &prost_types::Duration) -> Result<Duration, Status> {
+fn retention(d: &prost_types::Duration) -> Result<Duration, Status> {
     let d = duration_in(d).filter(|d| (MIN_RETENTION..=MAX_RETENTION).contains(d));
     d.ok_or_else(|| {
         Status::invalid_argument(

@@ -36,11 +36,13 @@ pub(super) fn enabled(group: &GroupInfo) -> bool {
 /// deployment, of no other group) and those that fail as they are.
 pub(super) fn split(broker: &Broker, group: &GroupInfo, ids: &[String]) -> Settling {
     let own = (&group.record.topic, &group.record.name);
+    // The subscription's own group is known on this node once it was
+    // found (`Front::find_group`), so an id of a group unknown here is not
+    // of this subscription.
     let (try_ids, failed) = ids.iter().cloned().partition(|id| {
-        broker.ack_id_issued(id)
-            && broker
-                .ack_id_group(id)
-                .is_none_or(|(topic, name)| (&topic, &name) == own)
+        broker
+            .ack_id_group(id)
+            .is_some_and(|(topic, name)| (&topic, &name) == own)
     });
     Settling {
         try_ids,

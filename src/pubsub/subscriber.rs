@@ -15,7 +15,7 @@ use super::names::{self, Kind, Resource};
 use super::subscriptions::{SUBSCRIPTION_FIELDS, group_patch};
 use super::{Front, Need, already_exists, not_found, status, streaming};
 use crate::auth::Action;
-use crate::broker::GroupPatch;
+use crate::broker::{BrokerError, GroupPatch};
 use crate::grpc::audit;
 use crate::grpc::status::to_status;
 use crate::model::results::GroupInfo;
@@ -116,8 +116,17 @@ impl SubscriberApi {
             return Ok(exactly_once::split(self.front.broker(), group, ids));
         }
         self.own_ack_ids(group, ids)?;
+        // An issued id of a group unknown here is not this subscription's
+        // (its group is known once found): left out, as Pub/Sub's acks are
+        // best effort. A malformed one goes on, to be refused.
+        let broker = self.front.broker();
+        let try_ids = ids
+            .iter()
+            .filter(|id| !broker.ack_id_issued(id) || broker.ack_id_group(id).is_some())
+            .cloned()
+            .collect();
         Ok(Settling {
-            try_ids: ids.to_vec(),
+            try_ids,
             ..Settling::default()
         })
     }
@@ -152,10 +161,11 @@ impl SubscriberApi {
             if named.iter().all(|g| g.record.topic == topic) {
                 return Ok(info);
             }
-            broker
-                .delete_group(topic, group)
-                .await
-                .map_err(|e| status(sub, e))?;
+            match broker.delete_group(topic, group).await {
+                // Someone else removed it already.
+                Ok(()) | Err(BrokerError::NotFound(_)) => {}
+                Err(e) => return Err(status(sub, e)),
+            }
             if self.front.find_group(group).await?.is_some() {
                 return Err(already_exists(sub));
             }

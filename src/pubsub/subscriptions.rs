@@ -36,6 +36,9 @@ const DEFAULT_MIN_BACKOFF: Duration = Duration::from_secs(10);
 /// and its default.
 const DEAD_LETTER_ATTEMPTS: std::ops::RangeInclusive<i32> = 5..=100;
 const DEFAULT_DEAD_LETTER_ATTEMPTS: u32 = 5;
+/// Pub/Sub's bounds of a subscription's `message_retention_duration`.
+const MIN_RETENTION: Duration = Duration::from_secs(600);
+const MAX_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Pub/Sub's shortest expiration ttl.
 const MIN_TTL: Duration = Duration::from_secs(86_400);
 
@@ -73,7 +76,16 @@ impl Front {
                 Err(e) => return Err(to_status(e)),
             }
         }
-        let found = self.groups_named(group, true).await?.into_iter().next();
+        let Some(scanned) = self.groups_named(group, true).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        // Looked up by name too, so the node knows the group by its id
+        // (ack ids name it by id).
+        let found = match self.broker().get_group(&scanned.record.topic, group).await {
+            Ok(info) => Some(info),
+            Err(BrokerError::NotFound(_)) => None,
+            Err(e) => return Err(to_status(e)),
+        };
         if let Some(g) = &found {
             let mut seen = lock(&self.seen);
             if seen.len() >= SEEN_MAX {
@@ -320,7 +332,7 @@ pub fn group_patch(
                 patch.max_message_age = Some(
                     s.message_retention_duration
                         .as_ref()
-                        .map(super::convert::retention)
+                        .map(subscription_retention)
                         .transpose()?,
                 );
                 true
@@ -340,6 +352,18 @@ pub fn group_patch(
         }
     }
     Ok(patch)
+}
+
+/// A subscription's `message_retention_duration`: 10 minutes to 7 days,
+/// as in Pub/Sub.
+fn subscription_retention(d: &prost_types::Duration) -> Result<Duration, Status> {
+    duration_in(d)
+        .filter(|d| (MIN_RETENTION..=MAX_RETENTION).contains(d))
+        .ok_or_else(|| {
+            Status::invalid_argument(
+                "Invalid message_retention_duration: it must be between 10 minutes and 7 days.",
+            )
+        })
 }
 
 /// UNIMPLEMENTED with `why`.

@@ -281,6 +281,12 @@ impl Dispatcher {
         self.max_age_us = max_age.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     }
 
+    /// Events published before this (µs) are too old; `None`: no limit.
+    fn oldest_us(&self) -> Option<i64> {
+        self.max_age_us
+            .map(|age| crate::event::now_us().saturating_sub(age))
+    }
+
     /// Sets the size limits.
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
@@ -384,17 +390,24 @@ impl Dispatcher {
     }
 
     /// Appends events read from the log at the cursor. Events the group does
-    /// not want (`wants` is false) are done at once and counted as filtered.
+    /// not want (`wants` is false) are done at once and counted as filtered;
+    /// events past the group's max age are done at once too (they take no
+    /// consumer slot, so a backlog of them is passed over quickly).
     pub fn add_events(
         &mut self,
         events: Vec<Arc<StoredEvent>>,
         wants: impl Fn(&StoredEvent) -> bool,
     ) {
+        let oldest_us = self.oldest_us();
         for event in events {
             if event.offset < self.cursor || event.offset >= self.persist.reserved() {
                 continue;
             }
             self.cursor = event.offset + 1;
+            if oldest_us.is_some_and(|oldest| event.publish_time_us < oldest) {
+                self.counters.too_old += 1;
+                continue;
+            }
             if !wants(&event) {
                 self.counters.filtered += 1;
                 continue;
@@ -527,9 +540,7 @@ impl Dispatcher {
         let mut out: Vec<(ConsumerId, Vec<Handout>)> = Vec::new();
         let mut idle_rounds = 0;
         let deadline = now + lease_for;
-        let oldest_us = self
-            .max_age_us
-            .map(|age| crate::event::now_us().saturating_sub(age));
+        let oldest_us = self.oldest_us();
         while !self.ready.is_empty() && idle_rounds < self.order.len() {
             let Some(id) = self.order.pop_front() else {
                 break;
