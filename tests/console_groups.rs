@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::web::Web;
-use common::{TestServer, next_batch, subscribe};
+use common::{TestServer, dur, next_batch, subscribe};
 use herald::broker::DeadLetterFilter;
 use herald::http::Console;
 use herald::proto;
@@ -320,4 +320,27 @@ async fn dead_letters_are_filtered_paged_replayed_and_purged() {
     let body = web.get(url).await.body;
     assert!(body.contains("0 dead letters match."), "{body}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_page_shows_the_max_message_age() {
+    let server = TestServer::start().await;
+    let mut web = console(&server).await;
+    server
+        .admin()
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: "orders".into(),
+                name: "aged".into(),
+                max_message_age: Some(dur(Duration::from_secs(3600))),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create group");
+    let body = web.get("/topics/orders/groups/aged").await.body;
+    assert!(
+        body.contains("Unacknowledged events older than") && body.contains("are dropped."),
+        "{body}"
+    );
 }

@@ -77,7 +77,8 @@ pub(super) async fn page(
             label { "Max delivery attempts (0 = never dead-letter)" input name="max_delivery_attempts" value=(set.max_delivery_attempts) inputmode="numeric" required; }
             label.check { input type="checkbox" name="ack_sync" value="1" checked[set.ack_durability == AckDurability::Sync]; " Answer acks only once they are durable (sync)" }
             p.muted { "Per-key ordering: " (if set.ordered { "on" } else { "off" }) " (fixed at creation). Started at " (position(&info.record.start)) "."
-                @if let Some(ttl) = set.expire_after { " Temporary: deleted after " (layout::duration(ttl)) " without a consumer." } }
+                @if let Some(ttl) = set.expire_after { " Temporary: deleted after " (layout::duration(ttl)) " without a consumer." }
+                @if let Some(age) = set.max_message_age { " Unacknowledged events older than " (layout::duration(age)) " are dropped." } }
             button type="submit" { "Save settings" }
         }
         h2 { "Seek" }
