@@ -56,7 +56,9 @@ local function fits(size)
 end
 
 if not full() then
-  local due = redis.call('ZRANGEBYSCORE', G.q, '-inf', now, 'LIMIT', 0, room)
+  -- A few more than the free slots: entries dropped here (too old, or
+  -- their event gone) take no slot.
+  local due = redis.call('ZRANGEBYSCORE', G.q, '-inf', now, 'LIMIT', 0, room + 64)
   for _, key in ipairs(due) do
     local v = redis.call('HGET', G.e, key)
     if not v then
