@@ -415,3 +415,102 @@ async fn a_consume_stream_refuses_another_groups_ack_id_on_any_node() {
     assert_eq!(stats.in_flight, 1, "{stats:?}");
     nodes.stop().await;
 }
+
+/// Ack, Nack and ExtendDeadline are authorized on the topic of each ack
+/// id's group, also on a node that has never touched that group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ack_id_is_authorized_on_its_topic_on_a_node_that_never_saw_its_group() {
+    use common::secure::{PrincipalSpec, Protection, SecureServer, write_auth_file};
+
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.toml");
+    let tokens = write_auth_file(
+        &file,
+        &[
+            PrincipalSpec {
+                name: "root",
+                admin: true,
+                rules: &[],
+            },
+            PrincipalSpec {
+                name: "alice",
+                admin: false,
+                rules: &[(&["consume"], &["a"])],
+            },
+            PrincipalSpec {
+                name: "bob",
+                admin: false,
+                rules: &[(&["consume"], &["b"])],
+            },
+        ],
+    );
+    let url = redis.url();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let protection = Protection {
+            auth_file: Some(file.clone()),
+            ..Protection::default()
+        };
+        let url = url.clone();
+        nodes.push(
+            SecureServer::start(protection, move |c| {
+                c.storage.backend = herald::config::BackendKind::Redis;
+                c.redis.url = url;
+            })
+            .await,
+        );
+    }
+    let root = nodes[0].channel(None, Some(&tokens["root"])).await.unwrap();
+    AdminServiceClient::new(root.clone())
+        .create_group(proto::CreateGroupRequest {
+            group: Some(proto::Group {
+                topic: "a".into(),
+                name: "ga".into(),
+                start_position: Some(earliest()),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create group");
+    PublisherServiceClient::new(root)
+        .publish(proto::PublishRequest {
+            topic: "a".into(),
+            events: vec![event("a-1")],
+        })
+        .await
+        .expect("publish");
+    let alice = nodes[0]
+        .channel(None, Some(&tokens["alice"]))
+        .await
+        .unwrap();
+    let mut on_a = SubscriberServiceClient::new(alice)
+        .subscribe(proto::SubscribeRequest {
+            topic: "a".into(),
+            group: "ga".into(),
+            consumer: "alice".into(),
+            max_in_flight: Some(10),
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let d = tokio::time::timeout(Duration::from_secs(5), on_a.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("open")
+        .deliveries;
+    // Bob may not consume `a`: his ack of `ga`'s delivery through node 1,
+    // which has never touched `ga`, is refused.
+    let bob = nodes[1].channel(None, Some(&tokens["bob"])).await.unwrap();
+    let refused = SubscriberServiceClient::new(bob)
+        .ack(proto::AckRequest {
+            ack_ids: vec![d[0].ack_id.clone()],
+        })
+        .await
+        .expect_err("bob may not consume a");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -248,6 +248,29 @@ impl Broker {
         self.inner.backend.group_name(lease.group)
     }
 
+    /// Makes this node know the groups of `ack_ids` (issued ones whose group
+    /// it has not seen; over Redis a node knows the groups it has used), so
+    /// that [`Broker::ack_id_group`] answers for them: authorization of
+    /// Ack, Nack and ExtendDeadline checks each id's topic by it.
+    pub async fn learn_ack_id_groups(&self, ack_ids: &[String]) {
+        let mut looked_up: Vec<u64> = Vec::new();
+        for id in ack_ids {
+            let Some(lease) = self.inner.ack_ids.decode(id) else {
+                continue;
+            };
+            if looked_up.contains(&lease.group)
+                || self.inner.backend.group_name(lease.group).is_some()
+            {
+                continue;
+            }
+            looked_up.push(lease.group);
+            if let Err(e) = self.inner.backend.learn_group(lease.group).await {
+                // The call itself will meet the same storage failure.
+                tracing::debug!(error = %e, "could not look up the group of an ack id");
+            }
+        }
+    }
+
     /// Whether `ack_id` is an ack id this deployment issued (of any group,
     /// current or not).
     #[must_use]

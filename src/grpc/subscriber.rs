@@ -236,7 +236,12 @@ impl SubscriberService for SubscriberApi {
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
-        self.guard.check(&request)?;
+        // Authenticated first; the ids' groups known before authorizing.
+        let caller = self.guard.caller(&request)?;
+        self.broker
+            .learn_ack_id_groups(&request.get_ref().ack_ids)
+            .await;
+        self.guard.authorize(&caller, request.get_ref())?;
         let span = settle_span(
             &self.broker,
             request.metadata(),
@@ -259,7 +264,12 @@ impl SubscriberService for SubscriberApi {
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<NackResponse>, Status> {
-        self.guard.check(&request)?;
+        // Authenticated first; the ids' groups known before authorizing.
+        let caller = self.guard.caller(&request)?;
+        self.broker
+            .learn_ack_id_groups(&request.get_ref().ack_ids)
+            .await;
+        self.guard.authorize(&caller, request.get_ref())?;
         let span = settle_span(
             &self.broker,
             request.metadata(),
@@ -285,7 +295,12 @@ impl SubscriberService for SubscriberApi {
         &self,
         request: Request<ExtendDeadlineRequest>,
     ) -> Result<Response<ExtendDeadlineResponse>, Status> {
-        self.guard.check(&request)?;
+        // Authenticated first; the ids' groups known before authorizing.
+        let caller = self.guard.caller(&request)?;
+        self.broker
+            .learn_ack_id_groups(&request.get_ref().ack_ids)
+            .await;
+        self.guard.authorize(&caller, request.get_ref())?;
         let r = request.into_inner();
         let extension = requests::extension(&r)?;
         let results = self

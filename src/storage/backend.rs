@@ -208,8 +208,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Gauges of every group running here, as (topic, group, gauges).
     fn group_gauges(&self) -> Vec<(String, String, Arc<crate::model::results::GroupGauges>)>;
 
-    /// (topic, group) of a group id, if the group exists.
+    /// (topic, group) of a group id, if the group exists and this node
+    /// knows it (a node over Redis knows the groups it has used).
     fn group_name(&self, group: u64) -> Option<(String, String)>;
+
+    /// Makes `group_name` know the group of this id when it exists
+    /// anywhere (a lookup in shared storage); nothing to do when every group
+    /// is known here.
+    async fn learn_group(&self, _group: u64) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Ends every consumer stream (groups save their exact progress);
     /// publishing still works. The first half of a graceful shutdown.

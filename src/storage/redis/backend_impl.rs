@@ -67,6 +67,11 @@ impl Backend for RedisBackend {
             .map(|g| (g.topic.clone(), g.name.clone()))
     }
 
+    async fn learn_group(&self, group: u64) -> Result<(), Error> {
+        // Found groups are remembered by `group_ref`.
+        self.group_by_id(group).await.map(|_| ())
+    }
+
     async fn stop_consumers(&self) {
         self.stop_consumers_impl().await;
     }
