@@ -49,6 +49,23 @@ impl SubscriberApi {
     pub fn new(broker: Broker, guard: Guard) -> Self {
         SubscriberApi { broker, guard }
     }
+
+    /// Checks an Ack, Nack or ExtendDeadline: the caller is authenticated,
+    /// then this node learns the groups of `ack_ids` it does not know yet
+    /// (the topic of each id's group is what is authorized), then the call
+    /// is authorized.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED, PERMISSION_DENIED.
+    async fn check_settling<R: Guarded>(
+        &self,
+        request: &Request<R>,
+        ack_ids: &[String],
+    ) -> Result<(), Status> {
+        let caller = self.guard.caller(request)?;
+        self.broker.learn_ack_id_groups(ack_ids).await;
+        self.guard.authorize(&caller, request.get_ref())
+    }
 }
 
 pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -236,12 +253,8 @@ impl SubscriberService for SubscriberApi {
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
-        // Authenticated first; the ids' groups known before authorizing.
-        let caller = self.guard.caller(&request)?;
-        self.broker
-            .learn_ack_id_groups(&request.get_ref().ack_ids)
-            .await;
-        self.guard.authorize(&caller, request.get_ref())?;
+        self.check_settling(&request, &request.get_ref().ack_ids)
+            .await?;
         let span = settle_span(
             &self.broker,
             request.metadata(),
@@ -264,12 +277,8 @@ impl SubscriberService for SubscriberApi {
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<NackResponse>, Status> {
-        // Authenticated first; the ids' groups known before authorizing.
-        let caller = self.guard.caller(&request)?;
-        self.broker
-            .learn_ack_id_groups(&request.get_ref().ack_ids)
-            .await;
-        self.guard.authorize(&caller, request.get_ref())?;
+        self.check_settling(&request, &request.get_ref().ack_ids)
+            .await?;
         let span = settle_span(
             &self.broker,
             request.metadata(),
@@ -295,12 +304,8 @@ impl SubscriberService for SubscriberApi {
         &self,
         request: Request<ExtendDeadlineRequest>,
     ) -> Result<Response<ExtendDeadlineResponse>, Status> {
-        // Authenticated first; the ids' groups known before authorizing.
-        let caller = self.guard.caller(&request)?;
-        self.broker
-            .learn_ack_id_groups(&request.get_ref().ack_ids)
-            .await;
-        self.guard.authorize(&caller, request.get_ref())?;
+        self.check_settling(&request, &request.get_ref().ack_ids)
+            .await?;
         let r = request.into_inner();
         let extension = requests::extension(&r)?;
         let results = self

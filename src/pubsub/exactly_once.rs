@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError};
+use crate::grpc::status::to_status;
 use crate::model::results::{GroupInfo, LeaseOutcome, LeaseResult};
 use crate::model::settings::AckDurability;
 
@@ -72,6 +73,29 @@ impl Settling {
                 self.failed.push(r.ack_id);
             }
         }
+    }
+
+    /// Hands the ids still to settle to `op` (a broker call; not called
+    /// when there are none, which the broker would refuse) and sorts its
+    /// results.
+    ///
+    /// # Errors
+    /// The broker's failure.
+    pub(super) async fn apply(
+        mut self,
+        op: impl AsyncFnOnce(&[String]) -> Result<Vec<LeaseResult>, BrokerError>,
+    ) -> Result<Settling, Status> {
+        if !self.try_ids.is_empty() {
+            let results = op(&self.try_ids).await.map_err(to_status)?;
+            self.record(results);
+        }
+        Ok(self)
+    }
+
+    /// Adds the outcomes of `other` to these.
+    pub(super) fn absorb(&mut self, other: Settling) {
+        self.done.extend(other.done);
+        self.failed.extend(other.failed);
     }
 
     /// OK when nothing failed, else Pub/Sub's INVALID_ARGUMENT naming each

@@ -306,33 +306,25 @@ impl Pull {
                 }
             }
         }
-        let mut acks = self.settling(&r.ack_ids);
-        if !acks.try_ids.is_empty() {
-            acks.record(self.settler.ack(&acks.try_ids).await.map_err(to_status)?);
-        }
-        let mut modified = Settling::default();
-        let nacks = self.settling(&nacks);
-        if !nacks.try_ids.is_empty() {
-            let results = self
-                .settler
-                .nack(
-                    &nacks.try_ids,
-                    Some(Duration::ZERO),
-                    "modifyAckDeadline 0",
-                    false,
-                )
-                .await;
-            modified.record(results.map_err(to_status)?);
-        }
-        modified.failed.extend(nacks.failed);
+        let settler = &self.settler;
+        let acks = self
+            .settling(&r.ack_ids)
+            .apply(async |ids| settler.ack(ids).await)
+            .await?;
+        let mut modified = self
+            .settling(&nacks)
+            .apply(async |ids| {
+                let nack = settler.nack(ids, Some(Duration::ZERO), "modifyAckDeadline 0", false);
+                nack.await
+            })
+            .await?;
         for (seconds, ids) in extensions {
-            let ids = self.settling(&ids);
-            if !ids.try_ids.is_empty() {
-                let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
-                let results = self.settler.extend(&ids.try_ids, extension).await;
-                modified.record(results.map_err(to_status)?);
-            }
-            modified.failed.extend(ids.failed);
+            let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
+            let extended = self
+                .settling(&ids)
+                .apply(async |ids| settler.extend(ids, extension).await)
+                .await?;
+            modified.absorb(extended);
         }
         if !exactly_once || (r.ack_ids.is_empty() && r.modify_deadline_ack_ids.is_empty()) {
             return Ok(None);

@@ -332,19 +332,19 @@ impl Subscriber for SubscriberApi {
             ));
         }
         let broker = self.front.broker();
-        let mut settling = self.settling(&group, &r.ack_ids)?;
-        if !settling.try_ids.is_empty() {
-            let ids = &settling.try_ids;
-            let result = if seconds == 0 {
-                broker
-                    .nack(ids, Some(Duration::ZERO), "ModifyAckDeadline 0", false)
-                    .await
-            } else {
-                let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
-                broker.extend(ids, extension).await
-            };
-            settling.record(result.map_err(to_status)?);
-        }
+        let settling = self
+            .settling(&group, &r.ack_ids)?
+            .apply(async |ids| {
+                if seconds == 0 {
+                    broker
+                        .nack(ids, Some(Duration::ZERO), "ModifyAckDeadline 0", false)
+                        .await
+                } else {
+                    let extension = Duration::from_secs(u64::from(seconds.unsigned_abs()));
+                    broker.extend(ids, extension).await
+                }
+            })
+            .await?;
         answer(&group, settling)
     }
 
@@ -361,11 +361,11 @@ impl Subscriber for SubscriberApi {
             Need::Do(Action::Consume),
             &group.record.topic,
         )?;
-        let mut settling = self.settling(&group, &r.ack_ids)?;
-        if !settling.try_ids.is_empty() {
-            let results = self.front.broker().ack(&settling.try_ids).await;
-            settling.record(results.map_err(to_status)?);
-        }
+        let broker = self.front.broker();
+        let settling = self
+            .settling(&group, &r.ack_ids)?
+            .apply(async |ids| broker.ack(ids).await)
+            .await?;
         answer(&group, settling)
     }
 

@@ -68,24 +68,17 @@ impl Front {
     pub(crate) async fn find_group(&self, group: &str) -> Result<Option<GroupInfo>, Status> {
         let hint = lock(&self.seen).get(group).cloned();
         if let Some(topic) = hint {
-            match self.broker().get_group(&topic, group).await {
-                Ok(info) => return Ok(Some(info)),
-                Err(BrokerError::NotFound(_)) => {
-                    lock(&self.seen).remove(group);
-                }
-                Err(e) => return Err(to_status(e)),
+            if let Some(info) = self.group_on(&topic, group).await? {
+                return Ok(Some(info));
             }
+            lock(&self.seen).remove(group);
         }
         let Some(scanned) = self.groups_named(group, true).await?.into_iter().next() else {
             return Ok(None);
         };
         // Looked up by name too, so the node knows the group by its id
         // (ack ids name it by id).
-        let found = match self.broker().get_group(&scanned.record.topic, group).await {
-            Ok(info) => Some(info),
-            Err(BrokerError::NotFound(_)) => None,
-            Err(e) => return Err(to_status(e)),
-        };
+        let found = self.group_on(&scanned.record.topic, group).await?;
         if let Some(g) = &found {
             let mut seen = lock(&self.seen);
             if seen.len() >= SEEN_MAX {
@@ -94,6 +87,15 @@ impl Front {
             seen.insert(group.to_string(), g.record.topic.clone());
         }
         Ok(found)
+    }
+
+    /// Group `group` of `topic`; `None` when it does not exist.
+    async fn group_on(&self, topic: &str, group: &str) -> Result<Option<GroupInfo>, Status> {
+        match self.broker().get_group(topic, group).await {
+            Ok(info) => Ok(Some(info)),
+            Err(BrokerError::NotFound(_)) => Ok(None),
+            Err(e) => Err(to_status(e)),
+        }
     }
 
     /// The groups of Herald name `group` on every topic, in topic order
