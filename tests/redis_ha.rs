@@ -6,5 +6,7 @@
 
 #[path = "redis_failures.rs"]
 mod redis_failures;
+#[path = "redis_format.rs"]
+mod redis_format;
 #[path = "redis_nodes.rs"]
 mod redis_nodes;

@@ -21,7 +21,8 @@
 //! | `P:{T}:g:G` | hash | group state: `cursor`, `lseq` (last lease), `lfloor` (first valid lease after a seek), `dlseq`, `dlfwd` (dead letters forwarded up to this id), settings (`ack`, `bmin`, `bmax`, `bmul`, `maxatt`, `ordered`, `ft`, `fp`, `maxage`: max message age µs, -1 or absent: none), counters |
 //! | `P:{T}:g:G:e` | hash | pending entries: key (offset, or `r<dead-letter id>` for a replay) → `attempts\|lease\|deadline\|consumer\|first failure\|state\|ordering key` |
 //! | `P:{T}:g:G:q` | zset | entries due for delivery, score = when (µs) |
-//! | `P:{T}:g:G:l` | zset | leases out, score = deadline (µs) |
+//! | `P:{T}:g:G:l` | zset | leases out, score = deadline (µs): entry keys, and `b<lease>` for a batch |
+//! | `P:{T}:g:G:k` | hash | batch leases: lease → `deadline\|key,key,…\|consumer` (first deliveries without a key hold that one claim handed to one consumer; such keys have no entry until nacked, extended, released or expired). Batch leases are odd, entry leases even |
 //! | `P:{T}:g:G:h`, `P:{T}:g:G:w:<key>` | hash, lists | per-key ordering: key → holding entry; entries waiting behind it |
 //! | `P:{T}:g:G:c` | hash | consumers: id → `max in flight\|in flight\|node` |
 //! | `P:{T}:g:G:x`, `:xe`, `:xt`, `:xz` | hash, hash, hash, zset | dead letters: id → `attempts\|first\|last failure\|dead-lettered at\|reason`; id → `offset\|publish time\|record`; id → type; queued ids |
@@ -64,8 +65,12 @@
 //! a topic is deleted.
 
 /// Version of the layout and record encoding; a Redis holding another
-/// version is refused with a message naming both.
-pub const FORMAT: u32 = 1;
+/// version is refused with a message naming both, except format 1, which
+/// this one reads (2 added batch leases, `:k`) and takes over.
+pub const FORMAT: u32 = 2;
+
+/// The older format this release takes over in place.
+pub const FORMAT_TAKEN_OVER: u32 = 1;
 
 /// Key names of one deployment.
 #[derive(Debug, Clone)]

@@ -259,7 +259,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Refuses a Redis holding another layout; marks an empty one.
+/// Refuses a Redis holding another layout; marks an empty one and takes
+/// over one of the older format this release reads.
 async fn check_format(link: &Link, config: &RedisConfig, keys: &Keys) -> Result<(), Error> {
     let key = keys.registry("format");
     let _: Option<String> = link
@@ -268,7 +269,18 @@ async fn check_format(link: &Link, config: &RedisConfig, keys: &Keys) -> Result<
             redis::cmd("SET").arg(&key).arg(keys::FORMAT).arg("NX"),
         )
         .await?;
-    let found: String = link.cmd(config, redis::cmd("GET").arg(&key)).await?;
+    let mut found: String = link.cmd(config, redis::cmd("GET").arg(&key)).await?;
+    if found == keys::FORMAT_TAKEN_OVER.to_string() {
+        // Format 2 only adds to format 1: mark it, once.
+        let _: Option<String> = link
+            .cmd(
+                config,
+                redis::cmd("SET").arg(&key).arg(keys::FORMAT).arg("XX"),
+            )
+            .await?;
+        tracing::info!(from = %found, to = keys::FORMAT, "Redis storage format taken over");
+        found = keys::FORMAT.to_string();
+    }
     if found != keys::FORMAT.to_string() {
         return Err(Error::FailedPrecondition(format!(
             "Redis holds Herald storage format {found} under prefix {:?}; this Herald \

@@ -19,13 +19,26 @@ local deadline = now + G.ack
 local out = {'OK', now, -1, 0, deadline, 0}
 local bytes = 0
 
+local handed = 0
+local function hand(key, lease, attempt, offset, t, rec)
+  handed = handed + 1
+  local n = #out
+  out[n + 1] = key
+  out[n + 2] = lease
+  out[n + 3] = attempt
+  out[n + 4] = offset
+  out[n + 5] = t
+  out[n + 6] = rec
+  bytes = bytes + #rec
+  room = room - 1
+end
+
 -- Entries and leases written once at the end, in one HSET and one ZADD
 -- (a fresh key is never read again by this script).
 local entries, leases = {}, {}
 local function give(key, en, offset, t, rec)
-  G.lseq = G.lseq + 1
   en.a = en.a + 1
-  en.l = G.lseq
+  en.l = next_lease(G, false)
   en.d = deadline
   en.c = cid
   en.s = 'L'
@@ -33,18 +46,17 @@ local function give(key, en, offset, t, rec)
   entries[#entries + 1] = pack_entry(en)
   leases[#leases + 1] = int(deadline)
   leases[#leases + 1] = key
-  count(G, 'delivered')
   if en.a > 1 then count(G, 'redelivered') end
-  G.inflight[cid] = (G.inflight[cid] or 0) + 1
-  local n = #out
-  out[n + 1] = key
-  out[n + 2] = G.lseq
-  out[n + 3] = en.a
-  out[n + 4] = offset
-  out[n + 5] = t
-  out[n + 6] = rec
-  bytes = bytes + #rec
-  room = room - 1
+  hand(key, en.l, en.a, offset, t, rec)
+end
+
+-- First deliveries without a key hold share one batch lease (see
+-- common.lua), written once at the end.
+local batch, blease = {}, nil
+local function give_fresh(key, offset, t, rec)
+  if not blease then blease = next_lease(G, true) end
+  batch[#batch + 1] = key
+  hand(key, blease, 1, offset, t, rec)
 end
 
 local function full()
@@ -95,31 +107,38 @@ if not full() and out[4] == 0 then
     local r = redis.call('XRANGE', base .. 's', sid(G.cursor), '+', 'COUNT', want)
     if #r == 0 then break end
     for _, item in ipairs(r) do
-      local offset = offset_of(item[1])
-      local f = fields(item[2])
-      if not fits(#f.e) then
+      -- Stream ids are '<offset>-1'; fields in the order append writes
+      -- them: t, y, k, e.
+      local key = string.sub(item[1], 1, -3)
+      local offset = tonumber(key)
+      local kv = item[2]
+      local t, rec = kv[2], kv[8]
+      if not fits(#rec) then
         out[4] = 1
         stop = true
         break
       end
       G.cursor = offset + 1
       scanned = scanned + 1
-      if too_old(G, f.t, now) then
+      if too_old(G, t, now) then
         count(G, 'expired')
-      elseif not wants(filter, f.y) then
+      elseif not wants(filter, kv[4]) then
         count(G, 'filtered')
       else
-        local key = int(offset)
         local okey = ''
-        if G.ordered then okey = f.k end
-        local en = { a = 0, l = 0, d = 0, c = '', f = 0, s = 'R', k = okey }
-        if okey ~= '' and redis.call('HEXISTS', G.h, okey) == 1 then
-          en.s = 'B'
-          redis.call('HSET', G.e, key, pack_entry(en))
-          redis.call('RPUSH', G.w .. okey, key)
+        if G.ordered then okey = kv[6] end
+        if okey == '' then
+          give_fresh(key, offset, t, rec)
         else
-          if okey ~= '' then redis.call('HSET', G.h, okey, key) end
-          give(key, en, offset, f.t, f.e)
+          local en = { a = 0, l = 0, d = 0, c = '', f = 0, s = 'R', k = okey }
+          if redis.call('HEXISTS', G.h, okey) == 1 then
+            en.s = 'B'
+            redis.call('HSET', G.e, key, pack_entry(en))
+            redis.call('RPUSH', G.w .. okey, key)
+          else
+            redis.call('HSET', G.h, okey, key)
+            give(key, en, offset, t, rec)
+          end
         end
       end
       if full() then
@@ -135,6 +154,12 @@ if #entries > 0 then
   redis.call('HSET', G.e, unpack(entries))
   redis.call('ZADD', G.l, unpack(leases))
 end
+if blease then
+  redis.call('HSET', G.k_, int(blease), int(deadline) .. '|' .. table.concat(batch, ',') .. '|' .. cid)
+  redis.call('ZADD', G.l, int(deadline), 'b' .. int(blease))
+end
+count(G, 'delivered', handed)
+G.inflight[cid] = (G.inflight[cid] or 0) + handed
 out[6] = G.dead
 save_group(G, '')
 wake(G)

@@ -44,13 +44,13 @@ local function load_group(gid, gen)
   return {
     id = gid, k = g, e = g .. ':e', q = g .. ':q', l = g .. ':l', h = g .. ':h',
     c = g .. ':c', x = g .. ':x', xe = g .. ':xe', xt = g .. ':xt', xz = g .. ':xz',
-    w = g .. ':w:',
+    w = g .. ':w:', k_ = g .. ':k',
     ack = tonumber(s[1]), bmin = tonumber(s[2]), bmax = tonumber(s[3]),
     bmul = tonumber(s[4]), maxatt = tonumber(s[5]), ordered = s[6] == '1',
     lseq = tonumber(s[7]), lfloor = tonumber(s[8]), cursor = tonumber(s[9]),
     ft = s[10] or '', fp = s[11] or '', name = s[12], maxage = tonumber(s[13] or '-1'),
     start = tonumber(m[2]), stop = tonumber(m[3]),
-    n = {}, inflight = {}, woke = false, dead = 0,
+    n = {}, inflight = {}, woke = false, dead = 0, batches = {},
   }
 end
 
@@ -58,9 +58,69 @@ local function count(G, field, by)
   G.n[field] = (G.n[field] or 0) + (by or 1)
 end
 
+-- Leases: batch leases are odd, entry leases even (so an ack of an entry
+-- lease never looks for a batch; entries of format 1 may hold odd ones).
+local function next_lease(G, batch)
+  G.lseq = G.lseq + 1
+  if (G.lseq % 2 == 1) ~= batch then G.lseq = G.lseq + 1 end
+  return G.lseq
+end
+
+-- Batch leases: the first deliveries without a key hold that one claim
+-- handed to one consumer share one lease and one record,
+-- k: lease -> 'deadline|key,key,...|consumer', and one member 'b<lease>' of
+-- l (score = deadline). Such keys have no entry in e until something other
+-- than an ack happens to them (they are taken out of the batch then).
+-- Batches read by a script are cached in G.batches (false: none) and
+-- written back by flush_batches.
+local function batch_of(G, lease)
+  local b = G.batches[lease]
+  if b == nil then
+    b = false
+    local v = redis.call('HGET', G.k_, int(lease))
+    if v then
+      local d, list, c = string.match(v, '^(%d+)|([%d,]*)|(.*)$')
+      b = { d = tonumber(d), c = c, keys = {}, n = 0, dirty = false }
+      for k in string.gmatch(list, '%d+') do
+        b.keys[k] = true
+        b.n = b.n + 1
+      end
+    end
+    G.batches[lease] = b
+  end
+  return b
+end
+
+-- Takes `key` out of batch `b` (of lease `lease`) as a leased entry of
+-- attempt 1; the entry is not stored anywhere until the caller stores it.
+local function unbatch(b, key, lease)
+  b.keys[key] = nil
+  b.n = b.n - 1
+  b.dirty = true
+  return { a = 1, l = lease, d = b.d, c = b.c, f = 0, s = 'L', k = '', batch = true }
+end
+
+local function flush_batches(G)
+  for lease, b in pairs(G.batches) do
+    if b and b.dirty then
+      local field = int(lease)
+      if b.n <= 0 then
+        redis.call('HDEL', G.k_, field)
+        redis.call('ZREM', G.l, 'b' .. field)
+      else
+        local keys = {}
+        for k in pairs(b.keys) do keys[#keys + 1] = k end
+        redis.call('HSET', G.k_, field, int(b.d) .. '|' .. table.concat(keys, ',') .. '|' .. b.c)
+      end
+      b.dirty = false
+    end
+  end
+end
+
 -- Writes back what a script changed in the group's state hash. A consumer
 -- of another node than `node` that got credit back needs a wake-up.
 local function save_group(G, node)
+  flush_batches(G)
   redis.call('HSET', G.k, 'lseq', int(G.lseq), 'cursor', int(G.cursor))
   for field, by in pairs(G.n) do
     if by ~= 0 then redis.call('HINCRBY', G.k, field, by) end
@@ -215,7 +275,7 @@ end
 -- Ends the lease of a leased entry, freeing its consumer's slot.
 local function drop_lease(G, key, en)
   if en.s == 'L' then
-    redis.call('ZREM', G.l, key)
+    if not en.batch then redis.call('ZREM', G.l, key) end
     G.inflight[en.c] = (G.inflight[en.c] or 0) - 1
     en.s = 'R'
   end
@@ -263,15 +323,27 @@ end
 
 -- Leases running out: retried after backoff, or dead-lettered.
 local function expire(G, now)
+  local function lapse(key, en)
+    drop_lease(G, key, en)
+    count(G, 'expired_leases')
+    fail(G, key, en, nil, 'ack deadline exceeded', false, now)
+  end
   local due = redis.call('ZRANGEBYSCORE', G.l, '-inf', now, 'LIMIT', 0, 256)
   for _, key in ipairs(due) do
-    local v = redis.call('HGET', G.e, key)
-    if v then
-      local en = unpack_entry(v)
-      drop_lease(G, key, en)
-      count(G, 'expired_leases')
-      fail(G, key, en, nil, 'ack deadline exceeded', false, now)
+    local v = nil
+    if string.byte(key, 1) == 98 then -- 'b': a batch
+      local lease = tonumber(string.sub(key, 2))
+      local b = batch_of(G, lease)
+      if b then
+        for k in pairs(b.keys) do lapse(k, unbatch(b, k, lease)) end
+      end
+      redis.call('ZREM', G.l, key)
     else
+      v = redis.call('HGET', G.e, key)
+    end
+    if v then
+      lapse(key, unpack_entry(v))
+    elseif string.byte(key, 1) ~= 98 then
       redis.call('ZREM', G.l, key)
     end
   end
@@ -283,8 +355,13 @@ end
 
 -- Checks the lease `lease` of entry `key`: 'O' (current), 'S' (an older
 -- lease of a pending entry), 'A' (the entry is done), 'U' (not issued, or
--- forgotten by a seek). Returns the entry too when it is pending.
+-- forgotten by a seek). Returns the entry too when it is pending; a current
+-- lease of a batch is taken out of it (en.batch: stored nowhere yet).
 local function current_lease(G, key, lease)
+  if lease % 2 == 1 and lease >= G.lfloor and lease <= G.lseq then
+    local b = batch_of(G, lease)
+    if b and b.keys[key] then return 'O', unbatch(b, key, lease) end
+  end
   local v = redis.call('HGET', G.e, key)
   if not v then
     if is_replay(key) then
@@ -323,7 +400,7 @@ local function drop_group_keys(gid)
   for _, k in ipairs(redis.call('HKEYS', g .. ':h')) do
     redis.call('UNLINK', g .. ':w:' .. k)
   end
-  redis.call('UNLINK', g, g .. ':e', g .. ':q', g .. ':l', g .. ':h', g .. ':c',
+  redis.call('UNLINK', g, g .. ':e', g .. ':q', g .. ':l', g .. ':k', g .. ':h', g .. ':c',
     g .. ':x', g .. ':xe', g .. ':xt', g .. ':xz')
 end
 

@@ -19,4 +19,5 @@ for i = 6, #ARGV, 2 do
     out[#out + 1] = 0
   end
 end
+flush_batches(G)
 return out

@@ -18,6 +18,17 @@ for _, key in ipairs(redis.call('HKEYS', G.e)) do
     if o < floor then floor = o end
   end
 end
+local inflight = redis.call('ZCARD', G.l)
+local batches = redis.call('HVALS', G.k_)
+for _, v in ipairs(batches) do
+  inflight = inflight - 1
+  for k in string.gmatch(string.match(v, '^%d+|([%d,]*)|'), '%d+') do
+    pending = pending + 1
+    inflight = inflight + 1
+    local o = tonumber(k)
+    if o < floor then floor = o end
+  end
+end
 local oldest = -1
 if floor < G.stop and floor >= G.start then
   local r = redis.call('XRANGE', base .. 's', sid(floor), sid(floor))
@@ -41,7 +52,7 @@ for i = 1, #holds, 2 do
   end
 end
 table.sort(blocked, function(a, b) return tonumber(a[2]) < tonumber(b[2]) end)
-local out = {'OK', now, G.stop, G.cursor, floor, pending, redis.call('ZCARD', G.l),
+local out = {'OK', now, G.stop, G.cursor, floor, pending, inflight,
   redis.call('ZCARD', G.xz), redis.call('HLEN', G.c), oldest, oldest_dl, #blocked}
 for _, f in ipairs({'delivered', 'acked', 'nacked', 'redelivered', 'dead_lettered',
     'filtered', 'expired', 'expired_leases'}) do

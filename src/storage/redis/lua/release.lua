@@ -10,15 +10,27 @@ local keep = {}
 for i = 6, #ARGV do keep[ARGV[i]] = true end
 local now = now_us()
 local released = 0
+local function release(key, en)
+  drop_lease(G, key, en)
+  fail(G, key, en, 0, 'consumer disconnected', false, now)
+  released = released + 1
+end
 for _, key in ipairs(redis.call('ZRANGE', G.l, 0, -1)) do
-  local v = redis.call('HGET', G.e, key)
+  local v = nil
+  if string.byte(key, 1) == 98 then -- 'b': a batch
+    local lease = tonumber(string.sub(key, 2))
+    local b = batch_of(G, lease)
+    if b and b.c == cid then
+      for k in pairs(b.keys) do
+        if not keep[k] then release(k, unbatch(b, k, lease)) end
+      end
+    end
+  else
+    v = redis.call('HGET', G.e, key)
+  end
   if v then
     local en = unpack_entry(v)
-    if en.s == 'L' and en.c == cid and not keep[key] then
-      drop_lease(G, key, en)
-      fail(G, key, en, 0, 'consumer disconnected', false, now)
-      released = released + 1
-    end
+    if en.s == 'L' and en.c == cid and not keep[key] then release(key, en) end
   end
 end
 redis.call('HDEL', G.c, cid)

@@ -16,6 +16,14 @@ for _, key in ipairs(redis.call('HKEYS', G.e)) do
     redis.call('ZREM', G.l, key)
   end
 end
+local batches = redis.call('HGETALL', G.k_)
+for i = 1, #batches, 2 do
+  local b = batch_of(G, tonumber(batches[i]))
+  G.inflight[b.c] = (G.inflight[b.c] or 0) - b.n
+  G.batches[tonumber(batches[i])] = nil
+  redis.call('ZREM', G.l, 'b' .. batches[i])
+end
+redis.call('UNLINK', G.k_)
 for _, k in ipairs(redis.call('HKEYS', G.h)) do
   redis.call('UNLINK', G.w .. k)
 end

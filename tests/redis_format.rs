@@ -1,0 +1,87 @@
+//! The Redis layout's format marker: a Redis written by format 1 (one
+//! lease record per delivery) is taken over by this release (format 2 adds
+//! batch leases), and its leases still act; a newer format is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use herald::cli::serve::start;
+
+const MARKER: &str = "herald:{herald}:format";
+
+/// The group id and lease number of an ack id (`group-key-lease-tag`, hex).
+fn group_and_lease(ack_id: &str) -> (u64, u64) {
+    let parts: Vec<u64> = ack_id
+        .split('-')
+        .map(|p| u64::from_str_radix(p, 16).expect("hex"))
+        .collect();
+    (parts[0], parts[2])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
+    let mut server = TestServer::start().await;
+    let redis = server.redis.as_ref().expect("a Redis suite binary");
+    redis.cli(&["SET", MARKER, "1"]);
+    server.restart().await;
+    let redis = server.redis.as_ref().unwrap();
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "2");
+
+    server
+        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
+        .await;
+    server.publish_n("t", "e", 3).await;
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 10).await;
+    let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(batch.len(), 3);
+    let (gid, lease) = group_and_lease(&batch[0].ack_id);
+    assert_eq!(lease % 2, 1, "first deliveries share an odd batch lease");
+
+    // Rewrite the batch as format 1 stored it: one entry and one lease
+    // member per delivery, under the same (odd) lease number.
+    let g = format!("herald:{{t}}:g:{gid}");
+    let record = redis.cli(&["HGET", &format!("{g}:k"), &lease.to_string()]);
+    let mut parts = record.trim().splitn(3, '|');
+    let (deadline, keys, consumer) = (
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().to_string(),
+    );
+    assert_eq!(keys.split(',').count(), 3, "batch record {record:?}");
+    for key in keys.split(',') {
+        let entry = format!("1|{lease}|{deadline}|{consumer}|0|L|");
+        redis.cli(&["HSET", &format!("{g}:e"), key, &entry]);
+        redis.cli(&["ZADD", &format!("{g}:l"), &deadline, key]);
+    }
+    redis.cli(&["HDEL", &format!("{g}:k"), &lease.to_string()]);
+    redis.cli(&["ZREM", &format!("{g}:l"), &format!("b{lease}")]);
+
+    let resp = ack(
+        &mut client,
+        batch.iter().map(|d| d.ack_id.clone()).collect(),
+    )
+    .await;
+    assert_eq!(resp.acked_count, 3, "{resp:?}");
+    let stats = server.group_stats("t", "g").await;
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(redis.cli(&["HLEN", &format!("{g}:e")]).trim(), "0");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_format_is_refused_naming_both() {
+    let server = TestServer::start().await;
+    let config = server.config.clone();
+    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "3"]);
+    let err = match start(config).await {
+        Ok(_) => panic!("a node started on format 3"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("format 3") && err.contains("format 2"),
+        "{err}"
+    );
+}
