@@ -6,7 +6,7 @@
 
 #[path = "redis_failures.rs"]
 mod redis_failures;
-#[path = "redis_format.rs"]
-mod redis_format;
+#[path = "redis_layout.rs"]
+mod redis_layout;
 #[path = "redis_nodes.rs"]
 mod redis_nodes;

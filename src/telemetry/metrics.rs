@@ -119,6 +119,7 @@ impl Metrics {
 /// Instruments bound to one (topic, group): the attributes are built once,
 /// so recording allocates nothing. Used by the group task and by each
 /// consumer stream.
+#[derive(Clone)]
 pub struct GroupMetrics {
     /// `None` when metrics are off.
     attrs: Option<[KeyValue; 2]>,

@@ -437,6 +437,8 @@ macro_rules! scripts {
             $($name: Script::new(concat!(
                 include_str!("lua/common.lua"),
                 "\n",
+                include_str!("lua/claiming.lua"),
+                "\n",
                 include_str!(concat!("lua/", stringify!($name), ".lua"))
             )),)*
             heartbeat: Script::new(HEARTBEAT),

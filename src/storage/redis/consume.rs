@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::OwnedPermit;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -22,6 +23,7 @@ use crate::storage::backend::{DeliveryStream, Join, LeaseRef, RawDelivery};
 use crate::storage::embedded::dispatch::REPLAY_BIT;
 use crate::telemetry::metrics::GroupMetrics;
 
+use super::conn::Reply;
 use super::events::stored_event;
 use super::{GroupRef, RedisBackend, lock};
 
@@ -49,6 +51,30 @@ impl Stream for Recorded {
             lock(&self.taken).extend(batch.iter().map(|d| script_key(d.lease.key)));
         }
         next
+    }
+}
+
+/// What a consumer's stream carries.
+type Item = Result<Vec<RawDelivery>, Error>;
+
+/// A free place in a consumer's stream.
+pub(super) type Slot = OwnedPermit<Item>;
+
+/// A stream consumer of this node, as an ack that claims its next batch
+/// in the same script sees it.
+pub(super) struct Local {
+    pub(super) id: String,
+    /// Deliveries in one claim at most.
+    pub(super) most: String,
+    tx: mpsc::Sender<Item>,
+    pub(super) metrics: GroupMetrics,
+}
+
+impl Local {
+    /// A slot in its stream, when it has one free (the claim's deliveries
+    /// go there without waiting).
+    pub(super) fn reserve(&self) -> Option<Slot> {
+        self.tx.clone().try_reserve_owned().ok()
     }
 }
 
@@ -108,8 +134,25 @@ impl RedisBackend {
         self.inner.connected.fetch_add(1, Ordering::Relaxed);
         self.gauges_of(&c.group);
         let recorded = taken.clone();
+        // A unary pull's consumer records what it takes: it claims alone.
+        let local = taken.is_none().then(|| {
+            let local = Arc::new(Local {
+                id: c.id.clone(),
+                most: c.max_in_flight.min(BATCH_EVENTS).to_string(),
+                tx: tx.clone(),
+                metrics: c.metrics.clone(),
+            });
+            lock(&self.inner.locals)
+                .entry(c.group.gid)
+                .or_default()
+                .push(local.clone());
+            local
+        });
         self.inner.consumers.spawn(async move {
             let end = me.consume_loop(&c, &tx).await;
+            if let Some(local) = local {
+                me.forget_local(c.group.gid, &local);
+            }
             let keep = recorded.map(|t| std::mem::take(&mut *lock(&t))).unwrap_or_default();
             if let Err(e) = me.release(&c, &keep).await {
                 tracing::warn!(error = %e, consumer = %c.id, "could not release a consumer's leases");
@@ -124,6 +167,26 @@ impl RedisBackend {
             None => Box::pin(rx),
             Some(taken) => Box::pin(Recorded { rx, taken }),
         })
+    }
+
+    fn forget_local(&self, gid: u64, local: &Arc<Local>) {
+        let mut locals = lock(&self.inner.locals);
+        if let Some(list) = locals.get_mut(&gid) {
+            list.retain(|l| !Arc::ptr_eq(l, local));
+            if list.is_empty() {
+                locals.remove(&gid);
+            }
+        }
+    }
+
+    /// A stream consumer of group `gid` here with a free slot in its
+    /// stream, and the slot.
+    pub(super) fn claim_candidate(&self, gid: u64) -> Option<(Arc<Local>, Slot)> {
+        let locals = lock(&self.inner.locals);
+        locals
+            .get(&gid)?
+            .iter()
+            .find_map(|l| l.reserve().map(|p| (l.clone(), p)))
     }
 
     /// Registers the consumer in its group and in this node's set.
@@ -291,39 +354,49 @@ impl RedisBackend {
             "NOCONSUMER" => return Ok(Claimed::NoConsumer),
             _ => return Ok(Claimed::Gone),
         }
-        let now = r.int()?;
-        let next = r.int()?;
-        let more = r.int()? == 1;
-        let deadline_us = r.int()?;
-        c.metrics
-            .dead_lettered(usize::try_from(r.int()?).unwrap_or(0));
-        let mut batch = Vec::new();
-        while r.left() >= 6 {
-            let key = r.text()?;
-            let lease = r.uint()?;
-            let attempt = u32::try_from(r.uint()?).unwrap_or(u32::MAX);
-            let event = stored_event(&mut r)?;
-            let Some(key) = entry_key(&key) else {
-                return Err(Error::Internal("bad entry key from Redis".into()));
-            };
-            batch.push(RawDelivery {
-                lease: LeaseRef {
-                    group: c.group.gid,
-                    key,
-                    lease,
-                },
-                event: Arc::new(event),
-                attempt,
-                deadline_us,
-            });
-        }
-        let wait = if next < 0 {
-            POLL
-        } else {
-            Duration::from_micros(u64::try_from(next - now).unwrap_or(0)).min(POLL)
-        };
+        let (batch, more, wait) = read_claim(&mut r, c.group.gid, &c.metrics)?;
         Ok(Claimed::Batch(batch, more, wait))
     }
+}
+
+/// Reads a claim's answer after its 'OK': the deliveries, whether more are
+/// ready, and how long until something falls due.
+pub(super) fn read_claim(
+    r: &mut Reply,
+    gid: u64,
+    metrics: &GroupMetrics,
+) -> Result<(Vec<RawDelivery>, bool, Duration), Error> {
+    let now = r.int()?;
+    let next = r.int()?;
+    let more = r.int()? == 1;
+    let deadline_us = r.int()?;
+    metrics.dead_lettered(usize::try_from(r.int()?).unwrap_or(0));
+    let mut batch = Vec::new();
+    while r.left() >= 6 {
+        let key = r.text()?;
+        let lease = r.uint()?;
+        let attempt = u32::try_from(r.uint()?).unwrap_or(u32::MAX);
+        let event = stored_event(r)?;
+        let Some(key) = entry_key(&key) else {
+            return Err(Error::Internal("bad entry key from Redis".into()));
+        };
+        batch.push(RawDelivery {
+            lease: LeaseRef {
+                group: gid,
+                key,
+                lease,
+            },
+            event: Arc::new(event),
+            attempt,
+            deadline_us,
+        });
+    }
+    let wait = if next < 0 {
+        POLL
+    } else {
+        Duration::from_micros(u64::try_from(next - now).unwrap_or(0)).min(POLL)
+    };
+    Ok((batch, more, wait))
 }
 
 /// What a claim found.

@@ -12,7 +12,7 @@ use crate::storage::backend::{LeaseRef, Nack};
 use crate::telemetry::metrics::GroupMetrics;
 
 use super::conn::Reply;
-use super::consume::script_key;
+use super::consume::{Local, read_claim, script_key};
 use super::{GroupRef, RedisBackend};
 
 /// A script's answer for one lease.
@@ -82,14 +82,23 @@ impl RedisBackend {
                 pairs.push(script_key(leases[i].key));
                 pairs.push(leases[i].lease.to_string());
             }
-            let Some(mut r) = self.lease_script(&g, op, &pairs).await? else {
+            // An ack claims the next batch of a consumer here in the same
+            // script when it gives that consumer credit back.
+            let next = match op {
+                Op::Ack => self.claim_candidate(gid),
+                _ => None,
+            };
+            let claimer = next.as_ref().map(|(l, _)| l.as_ref());
+            let Some(mut r) = self.lease_script(&g, op, claimer, &pairs).await? else {
                 self.group_gone(gid);
                 continue;
             };
             let metrics = GroupMetrics::new(&g.topic, &g.name);
-            let mut dead = 0;
-            if matches!(op, Op::Nack(_)) {
-                dead = usize::try_from(r.int()?).unwrap_or(0);
+            let (mut dead, mut wake) = (0, true);
+            match op {
+                Op::Nack(_) => dead = usize::try_from(r.int()?).unwrap_or(0),
+                Op::Ack => wake = r.int()? == 1,
+                Op::Extend(_) => {}
             }
             let mut done = 0;
             for &i in &idx {
@@ -110,8 +119,18 @@ impl RedisBackend {
                 }
                 Op::Extend(_) => {}
             }
+            if let Some((local, permit)) = next
+                && r.left() > 0
+            {
+                r.text()?; // OK
+                let (batch, _, _) = read_claim(&mut r, gid, &local.metrics)?;
+                if !batch.is_empty() {
+                    local.metrics.delivered(batch.len());
+                    permit.send(Ok(batch));
+                }
+            }
             self.touch(gid);
-            if !matches!(op, Op::Extend(_)) {
+            if wake && !matches!(op, Op::Extend(_)) {
                 // Credit came back: a consumer here may take more.
                 self.group_wake(gid).notify_waiters();
             }
@@ -125,15 +144,23 @@ impl RedisBackend {
         &self,
         g: &GroupRef,
         op: &Op<'_>,
+        claimer: Option<&Local>,
         pairs: &[String],
     ) -> Result<Option<Reply>, Error> {
         let gid = g.gid.to_string();
         let node = self.inner.node.as_bytes();
         let mut args: Vec<&[u8]> = vec![gid.as_bytes(), g.generation.as_bytes()];
         let (delay, extension, reason);
+        let bytes_limit = self.inner.batch_bytes.to_string();
         let script: fn(&super::conn::Scripts) -> &redis::Script = match op {
             Op::Ack => {
                 args.push(node);
+                match claimer {
+                    Some(l) => {
+                        args.extend([l.id.as_bytes(), l.most.as_bytes(), bytes_limit.as_bytes()])
+                    }
+                    None => args.extend([&b""[..], b"0", b"0"]),
+                }
                 |s| &s.ack
             }
             Op::Nack(n) => {

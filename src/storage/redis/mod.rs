@@ -91,6 +91,8 @@ struct Inner {
     /// Wake-ups of local consumers: per topic (new events) and per group.
     topic_wakes: Mutex<HashMap<String, Arc<Notify>>>,
     group_wakes: Mutex<HashMap<u64, Arc<Notify>>>,
+    /// Stream consumers here, per group: an ack may claim their next batch.
+    locals: Mutex<HashMap<u64, Vec<Arc<consume::Local>>>>,
     /// Per-topic append queues.
     appenders: Mutex<HashMap<String, events::Appender>>,
     /// Groups with consumers here whose gauges changed.
@@ -141,6 +143,7 @@ impl RedisBackend {
                 groups: Mutex::default(),
                 topic_wakes: Mutex::default(),
                 group_wakes: Mutex::default(),
+                locals: Mutex::default(),
                 appenders: Mutex::default(),
                 gauges: Mutex::default(),
                 dirty: Mutex::default(),

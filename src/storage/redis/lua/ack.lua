@@ -1,10 +1,15 @@
--- ack: ARGV[3] gid, [4] topic generation, [5] caller node, then pairs of
--- entry key and lease. An older lease of a pending entry is honoured.
--- Returns {'OK', outcome, ...} (O ok, A already done, U unknown) or {'GONE'}.
+-- ack: ARGV[3] gid, [4] topic generation, [5] caller node, [6] a consumer
+-- of the caller to claim for next ('' none), [7] most, [8] bytes, then
+-- pairs of entry key and lease. An older lease of a pending entry is
+-- honoured. When the acks gave the consumer of [6] credit back, claims for
+-- it in the same step (claiming.lua).
+-- Returns {'OK', wake (1: the caller's consumers may have work), outcome,
+-- ... (O ok, A already done, U unknown), then the claim's answer when it
+-- claimed} or {'GONE'}.
 local G = load_group(ARGV[3], ARGV[4])
 if not G then return {'GONE'} end
 local now = now_us()
-local out = {'OK'}
+local out = {'OK', 1}
 -- Entries and leases removed once at the end (a key acked twice in one
 -- call counts once).
 local gone, unleased, undue, seen = {}, {}, {}, {}
@@ -32,7 +37,7 @@ local function ack_entry(key, lease)
 end
 
 local batched = 0
-for i = 6, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local key, lease = ARGV[i], tonumber(ARGV[i + 1])
   -- Fast path: a first delivery still in its batch (as current_lease
   -- would find it, without making an entry of it).
@@ -52,6 +57,22 @@ count(G, 'acked', batched)
 if #gone > 0 then redis.call('HDEL', G.e, unpack(gone)) end
 if #unleased > 0 then redis.call('ZREM', G.l, unpack(unleased)) end
 if #undue > 0 then redis.call('ZREM', G.q, unpack(undue)) end
+local cid = ARGV[6]
+local claimed = nil
+if cid ~= '' and (G.inflight[cid] or 0) < 0 then
+  -- Credit that went to other consumers (or work an ack released behind
+  -- a key) still needs the caller's consumers woken.
+  local others = G.woke
+  for c, delta in pairs(G.inflight) do
+    if c ~= cid and delta < 0 then others = true end
+  end
+  claimed = claim(G, cid, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
+  if claimed and claimed[4] == 0 and not others then out[2] = 0 end
+end
 save_group(G, ARGV[5])
 wake(G)
+if claimed then
+  claim_next_wake(G, claimed)
+  for _, v in ipairs(claimed) do out[#out + 1] = v end
+end
 return out

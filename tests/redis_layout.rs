@@ -1,6 +1,7 @@
-//! The Redis layout's format marker: a Redis written by format 1 (one
+//! The Redis layout and its scripts: a Redis written by format 1 (one
 //! lease record per delivery) is taken over by this release (format 2 adds
-//! batch leases), and its leases still act; a newer format is refused.
+//! batch leases), and its leases still act; a newer format is refused; an
+//! ack claims the acking consumer's next batch in the same script.
 
 mod common;
 
@@ -84,4 +85,44 @@ async fn a_newer_format_is_refused_naming_both() {
         err.contains("format 3") && err.contains("format 2"),
         "{err}"
     );
+}
+
+/// `calls` of a command in Redis's command stats.
+fn calls(redis: &common::redis::RedisServer, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("calls"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_claims_the_consumers_next_batch_in_the_same_script() {
+    let server = TestServer::start().await;
+    server
+        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
+        .await;
+    server.publish_n("t", "e", 600).await;
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 100).await;
+    let mut batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    let redis = server.redis.as_ref().unwrap();
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..5 {
+        assert_eq!(batch.len(), 100);
+        let resp = ack(
+            &mut client,
+            batch.iter().map(|d| d.ack_id.clone()).collect(),
+        )
+        .await;
+        assert_eq!(resp.acked_count, 100);
+        batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    }
+    // One script per cycle (a claim of its own would make it two), and a
+    // little room for the once-a-second poll and heartbeat.
+    let scripts = calls(redis, "evalsha");
+    assert!(scripts <= 7, "{scripts} scripts for 5 ack cycles");
+    assert_eq!(batch.len(), 100);
+    server.stop().await;
 }

@@ -1,0 +1,170 @@
+-- Claiming, shared by the claim script and an ack that claims next (see
+-- their headers): expires leases that ran out, then leases due entries and
+-- fresh events (filtered, held behind their key) to consumer `cid` within
+-- its free slots, at most `most` and about `max_bytes` (a larger event goes
+-- alone). Returns {'OK', now, next wake-up (-1: none; set by
+-- claim_next_wake), more (0/1), lease deadline, dead-lettered by expiry
+-- (set by claim_next_wake), key, lease, attempt, offset, publish time,
+-- record, ...}, or nil when the consumer is not registered. The caller
+-- saves the group, then calls claim_next_wake.
+local function claim(G, cid, most, max_bytes, now)
+  local cv = redis.call('HGET', G.c, cid)
+  if not cv then return nil end
+  expire(G, now)
+  local max, cur = string.match(cv, '^(%d+)|(%d+)|')
+  local room = math.min(most, tonumber(max) - tonumber(cur) - (G.inflight[cid] or 0))
+  local deadline = now + G.ack
+  local out = {'OK', now, -1, 0, deadline, 0}
+  local bytes = 0
+
+  local handed = 0
+  local function hand(key, lease, attempt, offset, t, rec)
+    handed = handed + 1
+    local n = #out
+    out[n + 1] = key
+    out[n + 2] = lease
+    out[n + 3] = attempt
+    out[n + 4] = offset
+    out[n + 5] = t
+    out[n + 6] = rec
+    bytes = bytes + #rec
+    room = room - 1
+  end
+
+  -- Entries and leases written once at the end, in one HSET and one ZADD
+  -- (a fresh key is never read again by this script).
+  local entries, leases = {}, {}
+  local function give(key, en, offset, t, rec)
+    en.a = en.a + 1
+    en.l = next_lease(G, false)
+    en.d = deadline
+    en.c = cid
+    en.s = 'L'
+    entries[#entries + 1] = key
+    entries[#entries + 1] = pack_entry(en)
+    leases[#leases + 1] = int(deadline)
+    leases[#leases + 1] = key
+    if en.a > 1 then count(G, 'redelivered') end
+    hand(key, en.l, en.a, offset, t, rec)
+  end
+
+  -- First deliveries without a key hold share one batch lease (see
+  -- common.lua), written once at the end.
+  local batch, blease = {}, nil
+  local function give_fresh(key, offset, t, rec)
+    if not blease then blease = next_lease(G, true) end
+    batch[#batch + 1] = key
+    hand(key, blease, 1, offset, t, rec)
+  end
+
+  local function full()
+    return room <= 0 or bytes >= max_bytes
+  end
+
+  local function fits(size)
+    return #out == 6 or bytes + size <= max_bytes
+  end
+
+  if not full() then
+    -- A few more than the free slots: entries dropped here (too old, or
+    -- their event gone) take no slot.
+    local due = redis.call('ZRANGEBYSCORE', G.q, '-inf', now, 'LIMIT', 0, room + 64)
+    for _, key in ipairs(due) do
+      local v = redis.call('HGET', G.e, key)
+      if not v then
+        redis.call('ZREM', G.q, key)
+      else
+        local en = unpack_entry(v)
+        local offset, t, rec = event_of(G, key)
+        if not offset or (not is_replay(key) and too_old(G, t, now)) then
+          count(G, 'expired')
+          remove_entry(G, key, en, now)
+        elseif not fits(#rec) then
+          out[4] = 1
+          break
+        else
+          redis.call('ZREM', G.q, key)
+          give(key, en, offset, t, rec)
+        end
+      end
+      if full() then break end
+    end
+  end
+
+  if not full() and out[4] == 0 then
+    if G.cursor < G.start then
+      count(G, 'expired', G.start - G.cursor)
+      G.cursor = G.start
+    end
+    local filter = compile_filter(G)
+    local scanned = 0
+    local stop = false
+    while not stop and not full() and G.cursor < G.stop and scanned < 4096 do
+      local want = room
+      if filter or G.ordered then want = math.min(math.max(room, 32), 256) end
+      local r = redis.call('XRANGE', base .. 's', sid(G.cursor), '+', 'COUNT', want)
+      if #r == 0 then break end
+      for _, item in ipairs(r) do
+        -- Stream ids are '<offset>-1'; fields in the order append writes
+        -- them: t, y, k, e.
+        local key = string.sub(item[1], 1, -3)
+        local offset = tonumber(key)
+        local kv = item[2]
+        local t, rec = kv[2], kv[8]
+        if not fits(#rec) then
+          out[4] = 1
+          stop = true
+          break
+        end
+        G.cursor = offset + 1
+        scanned = scanned + 1
+        if too_old(G, t, now) then
+          count(G, 'expired')
+        elseif not wants(filter, kv[4]) then
+          count(G, 'filtered')
+        else
+          local okey = ''
+          if G.ordered then okey = kv[6] end
+          if okey == '' then
+            give_fresh(key, offset, t, rec)
+          else
+            local en = { a = 0, l = 0, d = 0, c = '', f = 0, s = 'R', k = okey }
+            if redis.call('HEXISTS', G.h, okey) == 1 then
+              en.s = 'B'
+              redis.call('HSET', G.e, key, pack_entry(en))
+              redis.call('RPUSH', G.w .. okey, key)
+            else
+              redis.call('HSET', G.h, okey, key)
+              give(key, en, offset, t, rec)
+            end
+          end
+        end
+        if full() then
+          stop = true
+          break
+        end
+      end
+    end
+    if scanned >= 4096 and G.cursor < G.stop then out[4] = 1 end
+  end
+
+  if #entries > 0 then
+    redis.call('HSET', G.e, unpack(entries))
+    redis.call('ZADD', G.l, unpack(leases))
+  end
+  if blease then
+    redis.call('HSET', G.k_, int(blease), int(deadline) .. '|' .. table.concat(batch, ',') .. '|' .. cid)
+    redis.call('ZADD', G.l, int(deadline), 'b' .. int(blease))
+  end
+  count(G, 'delivered', handed)
+  G.inflight[cid] = (G.inflight[cid] or 0) + handed
+  return out
+end
+
+local function claim_next_wake(G, out)
+  out[6] = G.dead
+  local nl = redis.call('ZRANGE', G.l, 0, 0, 'WITHSCORES')
+  local nq = redis.call('ZRANGE', G.q, 0, 0, 'WITHSCORES')
+  if #nl > 0 then out[3] = tonumber(nl[2]) end
+  if #nq > 0 and (out[3] < 0 or tonumber(nq[2]) < out[3]) then out[3] = tonumber(nq[2]) end
+end
