@@ -126,3 +126,30 @@ async fn an_ack_claims_the_consumers_next_batch_in_the_same_script() {
     assert_eq!(batch.len(), 100);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_lease_that_runs_out_comes_back_whole() {
+    let server = TestServer::start().await;
+    server
+        .create_group("t", "g", Duration::from_secs(1), Duration::ZERO)
+        .await;
+    server.publish_n("t", "e", 600).await;
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 600).await;
+    let mut first = 0;
+    while first < 600 {
+        let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+        assert!(batch.iter().all(|d| d.delivery_attempt == 1));
+        first += batch.len();
+    }
+    // Unacked: the lease of the batch runs out (expired 256 at a time)
+    // and every event comes back once with attempt 2.
+    let mut again = std::collections::HashSet::new();
+    while again.len() < 600 {
+        for d in next_batch(&mut stream, Duration::from_secs(10)).await {
+            assert_eq!(d.delivery_attempt, 2);
+            assert!(again.insert(d.event.unwrap().id), "redelivered twice");
+        }
+    }
+    server.stop().await;
+}

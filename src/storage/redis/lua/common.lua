@@ -323,28 +323,36 @@ end
 
 -- Leases running out: retried after backoff, or dead-lettered.
 local function expire(G, now)
+  -- At most 256 leases per call (a batch may hold many: the rest of it
+  -- stays for the next call).
+  local budget = 256
   local function lapse(key, en)
     drop_lease(G, key, en)
     count(G, 'expired_leases')
     fail(G, key, en, nil, 'ack deadline exceeded', false, now)
+    budget = budget - 1
   end
   local due = redis.call('ZRANGEBYSCORE', G.l, '-inf', now, 'LIMIT', 0, 256)
   for _, key in ipairs(due) do
-    local v = nil
-    if string.byte(key, 1) == 98 then -- 'b': a batch
+    if budget <= 0 then break end
+    if string.byte(key, 1) == 98 then -- 'b': a batch (flush_batches removes it when empty)
       local lease = tonumber(string.sub(key, 2))
       local b = batch_of(G, lease)
       if b then
-        for k in pairs(b.keys) do lapse(k, unbatch(b, k, lease)) end
+        for k in pairs(b.keys) do
+          if budget <= 0 then break end
+          lapse(k, unbatch(b, k, lease))
+        end
+      else
+        redis.call('ZREM', G.l, key)
       end
-      redis.call('ZREM', G.l, key)
     else
-      v = redis.call('HGET', G.e, key)
-    end
-    if v then
-      lapse(key, unpack_entry(v))
-    elseif string.byte(key, 1) ~= 98 then
-      redis.call('ZREM', G.l, key)
+      local v = redis.call('HGET', G.e, key)
+      if v then
+        lapse(key, unpack_entry(v))
+      else
+        redis.call('ZREM', G.l, key)
+      end
     end
   end
 end
