@@ -179,14 +179,17 @@ impl RedisBackend {
         }
     }
 
-    /// A stream consumer of group `gid` here with a free slot in its
-    /// stream, and the slot.
+    /// The stream consumer of group `gid` here, when it is the only one,
+    /// and a free slot in its stream. (With several, an ack does not know
+    /// whose credit it returns, and holding a slot of the wrong one's
+    /// stream during the script stalls that one: a test of 4 consumers
+    /// over 50 ordered keys took 60 s instead of 9.)
     pub(super) fn claim_candidate(&self, gid: u64) -> Option<(Arc<Local>, Slot)> {
         let locals = lock(&self.inner.locals);
-        locals
-            .get(&gid)?
-            .iter()
-            .find_map(|l| l.reserve().map(|p| (l.clone(), p)))
+        match locals.get(&gid)?.as_slice() {
+            [only] => only.reserve().map(|p| (only.clone(), p)),
+            _ => None,
+        }
     }
 
     /// Registers the consumer in its group and in this node's set.
