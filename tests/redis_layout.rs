@@ -26,6 +26,15 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     let mut server = TestServer::start().await;
     let redis = server.redis.as_ref().expect("a Redis suite binary");
     redis.cli(&["SET", MARKER, "1"]);
+    // While a node (of the older release, as far as this one can tell)
+    // heartbeats, the takeover is refused.
+    let err = match start(server.config.clone()).await {
+        Ok(_) => panic!("took format 1 over beside a live node"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("stop them all"), "{err}");
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "1");
+    // A stopped node leaves the registry; then this release takes over.
     server.restart().await;
     let redis = server.redis.as_ref().unwrap();
     assert_eq!(redis.cli(&["GET", MARKER]).trim(), "2");
@@ -151,5 +160,42 @@ async fn a_large_batch_lease_that_runs_out_comes_back_whole() {
             assert!(again.insert(d.event.unwrap().id), "redelivered twice");
         }
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_from_before_a_seek_is_unknown_though_its_key_is_pending_again() {
+    let server = TestServer::start().await;
+    server
+        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
+        .await;
+    server.publish_n("t", "e", 3).await;
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 10).await;
+    let before = next_batch(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(before.len(), 3);
+    server
+        .admin()
+        .seek(herald::proto::SeekRequest {
+            topic: "t".into(),
+            group: "g".into(),
+            position: Some(earliest()),
+        })
+        .await
+        .expect("seek");
+    let after = next_batch(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(after.len(), 3, "pending again after the seek");
+    let resp = ack(&mut client, vec![before[0].ack_id.clone()]).await;
+    assert_eq!(
+        resp.results[0].outcome,
+        herald::proto::LeaseOutcome::Unknown as i32,
+        "{resp:?}"
+    );
+    let resp = ack(
+        &mut client,
+        after.iter().map(|d| d.ack_id.clone()).collect(),
+    )
+    .await;
+    assert_eq!(resp.acked_count, 3);
     server.stop().await;
 }

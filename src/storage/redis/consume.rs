@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::OwnedPermit;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -68,6 +69,18 @@ pub(super) struct Local {
     pub(super) most: String,
     tx: mpsc::Sender<Item>,
     pub(super) metrics: GroupMetrics,
+    /// True once the consumer ends; an ack claiming for it holds a read
+    /// lock, so the consumer's leases are released only after such a claim
+    /// reached its stream (or failed to).
+    closed: Arc<RwLock<bool>>,
+}
+
+/// A consumer an ack may claim for: a free slot in its stream, and the
+/// consumer kept from ending meanwhile.
+pub(super) struct Claimer {
+    pub(super) local: Arc<Local>,
+    pub(super) slot: Slot,
+    _open: OwnedRwLockReadGuard<bool>,
 }
 
 impl Local {
@@ -141,6 +154,7 @@ impl RedisBackend {
                 most: c.max_in_flight.min(BATCH_EVENTS).to_string(),
                 tx: tx.clone(),
                 metrics: c.metrics.clone(),
+                closed: Arc::default(),
             });
             lock(&self.inner.locals)
                 .entry(c.group.gid)
@@ -151,6 +165,7 @@ impl RedisBackend {
         self.inner.consumers.spawn(async move {
             let end = me.consume_loop(&c, &tx).await;
             if let Some(local) = local {
+                *local.closed.write().await = true;
                 me.forget_local(c.group.gid, &local);
             }
             let keep = recorded.map(|t| std::mem::take(&mut *lock(&t))).unwrap_or_default();
@@ -184,12 +199,20 @@ impl RedisBackend {
     /// whose credit it returns, and holding a slot of the wrong one's
     /// stream during the script stalls that one: a test of 4 consumers
     /// over 50 ordered keys took 60 s instead of 9.)
-    pub(super) fn claim_candidate(&self, gid: u64) -> Option<(Arc<Local>, Slot)> {
+    pub(super) fn claim_candidate(&self, gid: u64) -> Option<Claimer> {
         let locals = lock(&self.inner.locals);
-        match locals.get(&gid)?.as_slice() {
-            [only] => only.reserve().map(|p| (only.clone(), p)),
-            _ => None,
+        let [only] = locals.get(&gid)?.as_slice() else {
+            return None;
+        };
+        let open = only.closed.clone().try_read_owned().ok()?;
+        if *open {
+            return None;
         }
+        Some(Claimer {
+            local: only.clone(),
+            slot: only.reserve()?,
+            _open: open,
+        })
     }
 
     /// Registers the consumer in its group and in this node's set.

@@ -88,7 +88,7 @@ impl RedisBackend {
                 Op::Ack => self.claim_candidate(gid),
                 _ => None,
             };
-            let claimer = next.as_ref().map(|(l, _)| l.as_ref());
+            let claimer = next.as_ref().map(|n| n.local.as_ref());
             let Some(mut r) = self.lease_script(&g, op, claimer, &pairs).await? else {
                 self.group_gone(gid);
                 continue;
@@ -119,14 +119,14 @@ impl RedisBackend {
                 }
                 Op::Extend(_) => {}
             }
-            if let Some((local, permit)) = next
+            if let Some(next) = next
                 && r.left() > 0
             {
                 r.text()?; // OK
-                let (batch, _, _) = read_claim(&mut r, gid, &local.metrics)?;
+                let (batch, _, _) = read_claim(&mut r, gid, &next.local.metrics)?;
                 if !batch.is_empty() {
-                    local.metrics.delivered(batch.len());
-                    permit.send(Ok(batch));
+                    next.local.metrics.delivered(batch.len());
+                    next.slot.send(Ok(batch));
                 }
             }
             self.touch(gid);

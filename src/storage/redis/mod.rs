@@ -274,7 +274,29 @@ async fn check_format(link: &Link, config: &RedisConfig, keys: &Keys) -> Result<
         .await?;
     let mut found: String = link.cmd(config, redis::cmd("GET").arg(&key)).await?;
     if found == keys::FORMAT_TAKEN_OVER.to_string() {
-        // Format 2 only adds to format 1: mark it, once.
+        // Format 2 only adds to format 1, but a running node of the older
+        // release would take batch leases for acknowledged: none may be up.
+        let (secs, micros): (u64, u64) = link.cmd(config, &redis::cmd("TIME")).await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let timeout = u64::try_from(config.node_timeout.as_millis()).unwrap_or(u64::MAX);
+        let live: u64 = link
+            .cmd(
+                config,
+                redis::cmd("ZCOUNT")
+                    .arg(keys.registry("nodes"))
+                    .arg(now_ms.saturating_sub(timeout))
+                    .arg("+inf"),
+            )
+            .await?;
+        if live > 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "Redis holds Herald storage format {found} under prefix {:?} and {live} node(s) \
+                 of that release still heartbeat in it: stop them all, then start this release \
+                 (it takes the data over as format {})",
+                config.key_prefix,
+                keys::FORMAT
+            )));
+        }
         let _: Option<String> = link
             .cmd(
                 config,

@@ -60,13 +60,13 @@ if #undue > 0 then redis.call('ZREM', G.q, unpack(undue)) end
 local cid = ARGV[6]
 local claimed = nil
 if cid ~= '' and (G.inflight[cid] or 0) < 0 then
-  -- Credit that went to other consumers (or work an ack released behind
-  -- a key) still needs the caller's consumers woken.
+  claimed = claim(G, cid, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
+  -- Credit that went to other consumers (by the acks or by expiry), or
+  -- work released behind a key, still needs the caller's consumers woken.
   local others = G.woke
   for c, delta in pairs(G.inflight) do
     if c ~= cid and delta < 0 then others = true end
   end
-  claimed = claim(G, cid, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
   if claimed and claimed[4] == 0 and not others then out[2] = 0 end
 end
 save_group(G, ARGV[5])

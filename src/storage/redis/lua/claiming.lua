@@ -48,11 +48,16 @@ local function claim(G, cid, most, max_bytes, now)
     hand(key, en.l, en.a, offset, t, rec)
   end
 
-  -- First deliveries without a key hold share one batch lease (see
-  -- common.lua), written once at the end.
-  local batch, blease = {}, nil
+  -- First deliveries without a key hold share batch leases (see
+  -- common.lua), written once at the end; at most 128 keys each, so that
+  -- an ack of one key (which reads and rewrites its batch) stays cheap.
+  local batches, batch, blease = {}, nil, nil
   local function give_fresh(key, offset, t, rec)
-    if not blease then blease = next_lease(G, true) end
+    if not batch or #batch >= 128 then
+      blease = next_lease(G, true)
+      batch = {}
+      batches[#batches + 1] = { blease, batch }
+    end
     batch[#batch + 1] = key
     hand(key, blease, 1, offset, t, rec)
   end
@@ -152,9 +157,10 @@ local function claim(G, cid, most, max_bytes, now)
     redis.call('HSET', G.e, unpack(entries))
     redis.call('ZADD', G.l, unpack(leases))
   end
-  if blease then
-    redis.call('HSET', G.k_, int(blease), int(deadline) .. '|' .. table.concat(batch, ',') .. '|' .. cid)
-    redis.call('ZADD', G.l, int(deadline), 'b' .. int(blease))
+  for _, lb in ipairs(batches) do
+    local lease = int(lb[1])
+    redis.call('HSET', G.k_, lease, int(deadline) .. '|' .. table.concat(lb[2], ',') .. '|' .. cid)
+    redis.call('ZADD', G.l, int(deadline), 'b' .. lease)
   end
   count(G, 'delivered', handed)
   G.inflight[cid] = (G.inflight[cid] or 0) + handed

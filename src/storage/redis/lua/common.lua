@@ -67,7 +67,7 @@ local function next_lease(G, batch)
 end
 
 -- Batch leases: the first deliveries without a key hold that one claim
--- handed to one consumer share one lease and one record,
+-- handed to one consumer share a lease and a record (up to 128 keys),
 -- k: lease -> 'deadline|key,key,...|consumer', and one member 'b<lease>' of
 -- l (score = deadline). Such keys have no entry in e until something other
 -- than an ack happens to them (they are taken out of the batch then).
@@ -376,6 +376,9 @@ local function current_lease(G, key, lease)
       if lease > 0 and lease <= G.lseq then return 'A' end
       return 'U'
     end
+    -- A lease from before a seek (whose key may be pending again, in a
+    -- batch) is unknown, as for keys with an entry.
+    if lease < G.lfloor then return 'U' end
     if tonumber(key) < G.cursor then return 'A' end
     return 'U'
   end
