@@ -7,8 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::consume::ack_ids;
 use common::*;
 use herald::cli::serve::start;
+use herald::config::Config;
+use herald::proto::{self, SubscribeResponse};
+use tonic::Streaming;
+use tonic::transport::Channel;
 
 const MARKER: &str = "herald:{herald}:format";
 
@@ -21,6 +26,38 @@ fn group_and_lease(ack_id: &str) -> (u64, u64) {
     (parts[0], parts[2])
 }
 
+/// The error a node fails to start with on `config`.
+async fn refused(config: Config) -> String {
+    match start(config).await {
+        Ok(_) => panic!("the node started"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+type Subscriber = proto::subscriber_service_client::SubscriberServiceClient<Channel>;
+
+/// Group `g` of topic `t` (lease `deadline`) over `n` events, a consumer of
+/// it with `max_in_flight`, and its first batch.
+async fn consuming(
+    server: &TestServer,
+    deadline: Duration,
+    n: usize,
+    max_in_flight: u32,
+) -> (
+    Subscriber,
+    Streaming<SubscribeResponse>,
+    Vec<proto::Delivery>,
+) {
+    server
+        .create_group("t", "g", deadline, Duration::ZERO)
+        .await;
+    server.publish_n("t", "e", n).await;
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", max_in_flight).await;
+    let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    (client, stream, batch)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     let mut server = TestServer::start().await;
@@ -28,10 +65,7 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     redis.cli(&["SET", MARKER, "1"]);
     // While a node (of the older release, as far as this one can tell)
     // heartbeats, the takeover is refused.
-    let err = match start(server.config.clone()).await {
-        Ok(_) => panic!("took format 1 over beside a live node"),
-        Err(e) => format!("{e:#}"),
-    };
+    let err = refused(server.config.clone()).await;
     assert!(err.contains("stop them all"), "{err}");
     assert_eq!(redis.cli(&["GET", MARKER]).trim(), "1");
     // A stopped node leaves the registry; then this release takes over.
@@ -39,13 +73,7 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     let redis = server.redis.as_ref().unwrap();
     assert_eq!(redis.cli(&["GET", MARKER]).trim(), "2");
 
-    server
-        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
-        .await;
-    server.publish_n("t", "e", 3).await;
-    let mut client = server.subscriber();
-    let mut stream = subscribe(&mut client, "t", "g", 10).await;
-    let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    let (mut client, _stream, batch) = consuming(&server, Duration::from_secs(30), 3, 10).await;
     assert_eq!(batch.len(), 3);
     let (gid, lease) = group_and_lease(&batch[0].ack_id);
     assert_eq!(lease % 2, 1, "first deliveries share an odd batch lease");
@@ -69,11 +97,7 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     redis.cli(&["HDEL", &format!("{g}:k"), &lease.to_string()]);
     redis.cli(&["ZREM", &format!("{g}:l"), &format!("b{lease}")]);
 
-    let resp = ack(
-        &mut client,
-        batch.iter().map(|d| d.ack_id.clone()).collect(),
-    )
-    .await;
+    let resp = ack(&mut client, ack_ids(&batch)).await;
     assert_eq!(resp.acked_count, 3, "{resp:?}");
     let stats = server.group_stats("t", "g").await;
     assert_eq!(stats.in_flight, 0);
@@ -84,12 +108,8 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_format_is_refused_naming_both() {
     let server = TestServer::start().await;
-    let config = server.config.clone();
     server.redis.as_ref().unwrap().cli(&["SET", MARKER, "3"]);
-    let err = match start(config).await {
-        Ok(_) => panic!("a node started on format 3"),
-        Err(e) => format!("{e:#}"),
-    };
+    let err = refused(server.config.clone()).await;
     assert!(
         err.contains("format 3") && err.contains("format 2"),
         "{err}"
@@ -109,22 +129,13 @@ fn calls(redis: &common::redis::RedisServer, command: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_claims_the_consumers_next_batch_in_the_same_script() {
     let server = TestServer::start().await;
-    server
-        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
-        .await;
-    server.publish_n("t", "e", 600).await;
-    let mut client = server.subscriber();
-    let mut stream = subscribe(&mut client, "t", "g", 100).await;
-    let mut batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    let (mut client, mut stream, mut batch) =
+        consuming(&server, Duration::from_secs(30), 600, 100).await;
     let redis = server.redis.as_ref().unwrap();
     redis.cli(&["CONFIG", "RESETSTAT"]);
     for _ in 0..5 {
         assert_eq!(batch.len(), 100);
-        let resp = ack(
-            &mut client,
-            batch.iter().map(|d| d.ack_id.clone()).collect(),
-        )
-        .await;
+        let resp = ack(&mut client, ack_ids(&batch)).await;
         assert_eq!(resp.acked_count, 100);
         batch = next_batch(&mut stream, Duration::from_secs(5)).await;
     }
@@ -139,17 +150,16 @@ async fn an_ack_claims_the_consumers_next_batch_in_the_same_script() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_batch_lease_that_runs_out_comes_back_whole() {
     let server = TestServer::start().await;
-    server
-        .create_group("t", "g", Duration::from_secs(1), Duration::ZERO)
-        .await;
-    server.publish_n("t", "e", 600).await;
-    let mut client = server.subscriber();
-    let mut stream = subscribe(&mut client, "t", "g", 600).await;
+    let (_client, mut stream, mut batch) =
+        consuming(&server, Duration::from_secs(1), 600, 600).await;
     let mut first = 0;
-    while first < 600 {
-        let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+    loop {
         assert!(batch.iter().all(|d| d.delivery_attempt == 1));
         first += batch.len();
+        if first >= 600 {
+            break;
+        }
+        batch = next_batch(&mut stream, Duration::from_secs(5)).await;
     }
     // Unacked: the lease of the batch runs out (expired 256 at a time)
     // and every event comes back once with attempt 2.
@@ -166,17 +176,11 @@ async fn a_large_batch_lease_that_runs_out_comes_back_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_from_before_a_seek_is_unknown_though_its_key_is_pending_again() {
     let server = TestServer::start().await;
-    server
-        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
-        .await;
-    server.publish_n("t", "e", 3).await;
-    let mut client = server.subscriber();
-    let mut stream = subscribe(&mut client, "t", "g", 10).await;
-    let before = next_batch(&mut stream, Duration::from_secs(5)).await;
+    let (mut client, mut stream, before) = consuming(&server, Duration::from_secs(30), 3, 10).await;
     assert_eq!(before.len(), 3);
     server
         .admin()
-        .seek(herald::proto::SeekRequest {
+        .seek(proto::SeekRequest {
             topic: "t".into(),
             group: "g".into(),
             position: Some(earliest()),
@@ -188,14 +192,10 @@ async fn a_lease_from_before_a_seek_is_unknown_though_its_key_is_pending_again()
     let resp = ack(&mut client, vec![before[0].ack_id.clone()]).await;
     assert_eq!(
         resp.results[0].outcome,
-        herald::proto::LeaseOutcome::Unknown as i32,
+        proto::LeaseOutcome::Unknown as i32,
         "{resp:?}"
     );
-    let resp = ack(
-        &mut client,
-        after.iter().map(|d| d.ack_id.clone()).collect(),
-    )
-    .await;
+    let resp = ack(&mut client, ack_ids(&after)).await;
     assert_eq!(resp.acked_count, 3);
     server.stop().await;
 }

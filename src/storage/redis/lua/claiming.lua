@@ -159,7 +159,7 @@ local function claim(G, cid, most, max_bytes, now)
   end
   for _, lb in ipairs(batches) do
     local lease = int(lb[1])
-    redis.call('HSET', G.k_, lease, int(deadline) .. '|' .. table.concat(lb[2], ',') .. '|' .. cid)
+    redis.call('HSET', G.k_, lease, pack_batch(deadline, lb[2], cid))
     redis.call('ZADD', G.l, int(deadline), 'b' .. lease)
   end
   count(G, 'delivered', handed)

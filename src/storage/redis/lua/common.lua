@@ -73,19 +73,25 @@ end
 -- than an ack happens to them (they are taken out of the batch then).
 -- Batches read by a script are cached in G.batches (false: none) and
 -- written back by flush_batches.
+local function pack_batch(deadline, keys, consumer)
+  return int(deadline) .. '|' .. table.concat(keys, ',') .. '|' .. consumer
+end
+
+local function unpack_batch(v)
+  local d, list, c = string.match(v, '^(%d+)|([%d,]*)|(.*)$')
+  local b = { d = tonumber(d), c = c, keys = {}, n = 0, dirty = false }
+  for k in string.gmatch(list, '%d+') do
+    b.keys[k] = true
+    b.n = b.n + 1
+  end
+  return b
+end
+
 local function batch_of(G, lease)
   local b = G.batches[lease]
   if b == nil then
-    b = false
     local v = redis.call('HGET', G.k_, int(lease))
-    if v then
-      local d, list, c = string.match(v, '^(%d+)|([%d,]*)|(.*)$')
-      b = { d = tonumber(d), c = c, keys = {}, n = 0, dirty = false }
-      for k in string.gmatch(list, '%d+') do
-        b.keys[k] = true
-        b.n = b.n + 1
-      end
-    end
+    b = v and unpack_batch(v) or false
     G.batches[lease] = b
   end
   return b
@@ -110,7 +116,7 @@ local function flush_batches(G)
       else
         local keys = {}
         for k in pairs(b.keys) do keys[#keys + 1] = k end
-        redis.call('HSET', G.k_, field, int(b.d) .. '|' .. table.concat(keys, ',') .. '|' .. b.c)
+        redis.call('HSET', G.k_, field, pack_batch(b.d, keys, b.c))
       end
       b.dirty = false
     end

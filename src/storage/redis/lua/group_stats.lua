@@ -21,10 +21,10 @@ end
 local inflight = redis.call('ZCARD', G.l)
 local batches = redis.call('HVALS', G.k_)
 for _, v in ipairs(batches) do
-  inflight = inflight - 1
-  for k in string.gmatch(string.match(v, '^%d+|([%d,]*)|'), '%d+') do
-    pending = pending + 1
-    inflight = inflight + 1
+  local b = unpack_batch(v)
+  pending = pending + b.n
+  inflight = inflight - 1 + b.n
+  for k in pairs(b.keys) do
     local o = tonumber(k)
     if o < floor then floor = o end
   end

@@ -18,9 +18,8 @@ for _, key in ipairs(redis.call('HKEYS', G.e)) do
 end
 local batches = redis.call('HGETALL', G.k_)
 for i = 1, #batches, 2 do
-  local b = batch_of(G, tonumber(batches[i]))
+  local b = unpack_batch(batches[i + 1])
   G.inflight[b.c] = (G.inflight[b.c] or 0) - b.n
-  G.batches[tonumber(batches[i])] = nil
   redis.call('ZREM', G.l, 'b' .. batches[i])
 end
 redis.call('UNLINK', G.k_)
