@@ -59,6 +59,23 @@ async fn duplicate_ids_within_the_window_are_not_stored_twice_even_across_restar
         "the window survives a restart"
     );
     assert_eq!(server.end_offset("pay").await, 4);
+    // What is stored is each first arrival, in order.
+    let mut read = server
+        .subscriber()
+        .read(proto::ReadRequest {
+            topic: "pay".into(),
+            start: Some(proto::read_request::Start::Offset(0)),
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut stored = Vec::new();
+    while let Some(r) = read.message().await.expect("read") {
+        stored.extend(r.events.into_iter().map(|e| (e.offset, e.id)));
+    }
+    let ids = |v: &[(u64, &str)]| v.iter().map(|(o, i)| (*o, i.to_string())).collect::<Vec<_>>();
+    assert_eq!(stored, ids(&[(0, "a"), (1, "b"), (2, "c"), (3, "d")]));
 
     // Dedup off (window 0) stores duplicates.
     create_topic(&server, "raw", Duration::ZERO, None).await;

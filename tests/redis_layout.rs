@@ -1,7 +1,9 @@
 //! The Redis layout and its scripts: a Redis written by format 1 (one
-//! lease record per delivery) is taken over by this release (format 2 adds
-//! batch leases), and its leases still act; a newer format is refused; an
-//! ack claims the acking consumer's next batch in the same script.
+//! lease record per delivery) or format 2 (one stream entry per event) is
+//! taken over by this release (format 2 adds batch leases, 3 writes stream
+//! entries in chunks), and what they stored still acts; a newer format is
+//! refused; an ack claims the acking consumer's next batch in the same
+//! script.
 
 mod common;
 
@@ -71,7 +73,7 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     // A stopped node leaves the registry; then this release takes over.
     server.restart().await;
     let redis = server.redis.as_ref().unwrap();
-    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "2");
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "3");
 
     let (mut client, _stream, batch) = consuming(&server, Duration::from_secs(30), 3, 10).await;
     assert_eq!(batch.len(), 3);
@@ -105,13 +107,133 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     server.stop().await;
 }
 
+/// A stream entry: id and fields.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// Rewrites every chunk of stream `t` as formats 1 and 2 stored events: one
+/// entry per event with fields t, y, k, e.
+fn unchunk(redis: &common::redis::RedisServer) {
+    let client = ::redis::Client::open(redis.url()).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    let key = "herald:{t}:s";
+    let entries: Vec<StreamEntry> = ::redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .expect("XRANGE");
+    let mut singles = Vec::new();
+    for (id, fields) in entries {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("field {name} of {id}"))
+        };
+        let text = |name: &str| String::from_utf8(field(name)).unwrap();
+        let first: u64 = id.trim_end_matches("-1").parse().unwrap();
+        let (t, records) = (text("t"), field("c"));
+        assert_eq!(text("yz"), "", "one type in the chunk");
+        assert_eq!(text("kz"), "", "no keys in the chunk");
+        let mut at = 0;
+        for (i, size) in text("z").split(',').enumerate() {
+            let size: usize = size.parse().unwrap();
+            let record = records[at..at + size].to_vec();
+            at += size;
+            singles.push((first + i as u64, t.clone(), text("y"), record));
+        }
+    }
+    let _: () = ::redis::cmd("DEL").arg(key).query(&mut con).expect("DEL");
+    for (offset, t, y, record) in singles {
+        let _: String = ::redis::cmd("XADD")
+            .arg(key)
+            .arg(format!("{offset}-1"))
+            .arg("t")
+            .arg(t)
+            .arg("y")
+            .arg(y)
+            .arg("k")
+            .arg("")
+            .arg("e")
+            .arg(record)
+            .query(&mut con)
+            .expect("XADD");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
+    let mut server = TestServer::start().await;
+    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "2"]);
+    server.restart().await;
+    let redis = server.redis.as_ref().unwrap();
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "3");
+    server
+        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
+        .await;
+    server.publish_n("t", "e", 150).await;
+    assert_eq!(
+        redis.cli(&["XLEN", "herald:{t}:s"]).trim(),
+        "2",
+        "two chunks"
+    );
+    unchunk(redis);
+    assert_eq!(redis.cli(&["XLEN", "herald:{t}:s"]).trim(), "150");
+
+    // Read from the middle, consume, nack one and get it back (a retry
+    // reads its event by offset).
+    let read = server
+        .subscriber()
+        .read(proto::ReadRequest {
+            topic: "t".into(),
+            start: Some(proto::read_request::Start::Offset(40)),
+            max_events: 20,
+            ..Default::default()
+        })
+        .await
+        .expect("read");
+    let mut events = Vec::new();
+    let mut read = read.into_inner();
+    while let Some(r) = read.message().await.expect("read") {
+        events.extend(r.events);
+    }
+    let offsets: Vec<u64> = events.iter().map(|e| e.offset).collect();
+    assert_eq!(offsets, (40..60).collect::<Vec<_>>());
+    assert_eq!(events[0].id, "e-40");
+
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 1000).await;
+    let mut got = Vec::new();
+    while got.len() < 150 {
+        got.extend(next_batch(&mut stream, Duration::from_secs(5)).await);
+    }
+    let ids: Vec<String> = got
+        .iter()
+        .map(|d| d.event.as_ref().unwrap().id.clone())
+        .collect();
+    assert_eq!(ids, (0..150).map(|i| format!("e-{i}")).collect::<Vec<_>>());
+    client
+        .nack(proto::NackRequest {
+            ack_ids: vec![got[7].ack_id.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("nack");
+    let again = next_batch(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].event.as_ref().unwrap().id, "e-7");
+    assert_eq!(again[0].delivery_attempt, 2);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_format_is_refused_naming_both() {
     let server = TestServer::start().await;
-    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "3"]);
+    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "4"]);
     let err = refused(server.config.clone()).await;
     assert!(
-        err.contains("format 3") && err.contains("format 2"),
+        err.contains("format 4") && err.contains("format 3"),
         "{err}"
     );
 }

@@ -50,6 +50,78 @@ struct Rec {
     record: Vec<u8>,
 }
 
+/// Records of one stream entry at most, unless one event is larger.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The fields of one chunk entry the append script writes (after `n` and
+/// `t`, which it adds): count, record sizes, records, types and their
+/// sizes, keys and their sizes; a list whose items are all equal is sent
+/// once with empty sizes.
+struct Chunk {
+    count: String,
+    fields: [Vec<u8>; 6],
+}
+
+impl Chunk {
+    fn fields(&self) -> [&[u8]; 7] {
+        let [z, c, y, yz, k, kz] = &self.fields;
+        [self.count.as_bytes(), z, c, y, yz, k, kz]
+    }
+}
+
+/// Packs `items` as one field and its comma-separated sizes.
+fn pack<'a>(items: impl Iterator<Item = &'a [u8]> + Clone, same: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut packed = Vec::new();
+    let mut sizes = Vec::new();
+    if same {
+        packed.extend_from_slice(items.clone().next().unwrap_or_default());
+        return (packed, sizes);
+    }
+    for item in items {
+        if !sizes.is_empty() {
+            sizes.push(b',');
+        }
+        sizes.extend_from_slice(item.len().to_string().as_bytes());
+        packed.extend_from_slice(item);
+    }
+    (packed, sizes)
+}
+
+/// The records split into chunks of about [`CHUNK_BYTES`].
+fn chunks(records: &[&Rec]) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut rest = records;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let take = rest
+            .iter()
+            .position(|r| {
+                bytes += r.record.len();
+                bytes > CHUNK_BYTES
+            })
+            .unwrap_or(rest.len())
+            .max(1);
+        let (part, tail) = rest.split_at(take);
+        rest = tail;
+        let (c, z) = pack(part.iter().map(|r| &r.record[..]), false);
+        let types = part.iter().map(|r| r.event_type.as_bytes());
+        let (y, yz) = pack(
+            types.clone(),
+            types.clone().all(|t| t == part[0].event_type.as_bytes()),
+        );
+        let keys = part.iter().map(|r| r.key.as_bytes());
+        let (k, kz) = pack(
+            keys.clone(),
+            keys.clone().all(|k| k == part[0].key.as_bytes()),
+        );
+        out.push(Chunk {
+            count: part.len().to_string(),
+            fields: [z, c, y, yz, k, kz],
+        });
+    }
+    out
+}
+
 impl RedisBackend {
     pub(super) fn append_impl(
         &self,
@@ -172,15 +244,22 @@ impl RedisBackend {
     /// One append script call for the events of `jobs`, in order.
     async fn append_call(&self, topic: &str, jobs: &[Job]) -> Result<Appended, Error> {
         let n: usize = jobs.iter().map(|j| j.records.len()).sum();
+        let records: Vec<&Rec> = jobs.iter().flat_map(|j| &j.records).collect();
+        let chunks = chunks(&records);
         let count = n.to_string();
-        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + n * 5);
+        let chunk_count = chunks.len().to_string();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(3 + n * 2 + chunks.len() * 7);
         args.push(count.as_bytes());
-        for r in jobs.iter().flat_map(|j| &j.records) {
-            args.push(r.id.as_bytes());
-            args.push(if r.server { b"1" } else { b"0" });
-            args.push(r.event_type.as_bytes());
-            args.push(r.key.as_bytes());
-            args.push(&r.record);
+        for r in &records {
+            if r.server {
+                args.extend([&b""[..], b"1"]);
+            } else {
+                args.extend([r.id.as_bytes(), b"0"]);
+            }
+        }
+        args.push(chunk_count.as_bytes());
+        for c in &chunks {
+            args.extend(c.fields());
         }
         let mut reply = self.run(|s| &s.append, topic, &args).await?;
         if reply.text()? != "OK" {

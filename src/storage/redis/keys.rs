@@ -14,7 +14,7 @@
 //! |-----|------|-------|
 //! | `P:{T}:m` | hash | `gen` (generation), `rec` (JSON record), `start`, `end` (retained offsets), `bytes`, `last` (last publish time), `published`, `dedup` / `maxbytes` / `maxage` (settings for the scripts) |
 //! | `P:{T}:gen` | string | generation counter; outlives the topic so a re-created topic gets a new generation |
-//! | `P:{T}:s` | stream | events: id `<offset>-1`, fields `t` publish time, `y` type, `k` key, `e` record |
+//! | `P:{T}:s` | stream | events in chunks, one per append call or ~256 KiB of it: id `<first offset>-1`, fields `n` count, `t` publish time, `z` record sizes (comma-separated), `c` records (concatenated), `y`/`yz` types and their sizes, `k`/`kz` keys and their sizes (empty sizes: all events have that one value). Formats 1 and 2 wrote one entry per event (`t`, `y`, `k`, `e`); the scripts read both |
 //! | `P:{T}:b` | zset | append batches for retention: member `<first offset, 20 digits>\|<bytes>`, score publish time |
 //! | `P:{T}:d`, `P:{T}:dz` | hash, zset | dedup window: id → offset, id → publish time |
 //! | `P:{T}:G`, `P:{T}:Gi` | hash | group name → JSON record; name → `<gid>\|<topic generation>` |
@@ -65,12 +65,13 @@
 //! a topic is deleted.
 
 /// Version of the layout and record encoding; a Redis holding another
-/// version is refused with a message naming both, except format 1, which
-/// this one reads (2 added batch leases, `:k`) and takes over.
-pub const FORMAT: u32 = 2;
+/// version is refused with a message naming both, except the older ones
+/// this release reads and takes over (2 added batch leases, `:k`; 3 writes
+/// stream entries in chunks).
+pub const FORMAT: u32 = 3;
 
-/// The older format this release takes over in place.
-pub const FORMAT_TAKEN_OVER: u32 = 1;
+/// The older formats this release takes over in place.
+pub const FORMATS_TAKEN_OVER: [u32; 2] = [1, 2];
 
 /// Key names of one deployment.
 #[derive(Debug, Clone)]

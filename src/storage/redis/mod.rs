@@ -273,9 +273,13 @@ async fn check_format(link: &Link, config: &RedisConfig, keys: &Keys) -> Result<
         )
         .await?;
     let mut found: String = link.cmd(config, redis::cmd("GET").arg(&key)).await?;
-    if found == keys::FORMAT_TAKEN_OVER.to_string() {
-        // Format 2 only adds to format 1, but a running node of the older
-        // release would take batch leases for acknowledged: none may be up.
+    if keys::FORMATS_TAKEN_OVER
+        .iter()
+        .any(|f| found == f.to_string())
+    {
+        // The newer formats only add to the older ones, but a running node
+        // of an older release would take batch leases for acknowledged or
+        // misread chunks: none may be up.
         let (secs, micros): (u64, u64) = link.cmd(config, &redis::cmd("TIME")).await?;
         let now_ms = secs * 1000 + micros / 1000;
         let timeout = u64::try_from(config.node_timeout.as_millis()).unwrap_or(u64::MAX);

@@ -103,52 +103,39 @@ local function claim(G, cid, most, max_bytes, now)
     end
     local filter = compile_filter(G)
     local scanned = 0
-    local stop = false
-    while not stop and not full() and G.cursor < G.stop and scanned < 4096 do
-      local want = room
-      if filter or G.ordered then want = math.min(math.max(room, 32), 256) end
-      local r = redis.call('XRANGE', base .. 's', sid(G.cursor), '+', 'COUNT', want)
-      if #r == 0 then break end
-      for _, item in ipairs(r) do
-        -- Stream ids are '<offset>-1'; fields in the order append writes
-        -- them: t, y, k, e.
-        local key = string.sub(item[1], 1, -3)
-        local offset = tonumber(key)
-        local kv = item[2]
-        local t, rec = kv[2], kv[8]
+    if G.cursor < G.stop then
+      each_event(G.cursor, function(offset, t, rec, etype, key)
+        if offset >= G.stop or scanned >= 4096 then return false end
         if not fits(#rec) then
           out[4] = 1
-          stop = true
-          break
+          return false
         end
         G.cursor = offset + 1
         scanned = scanned + 1
         if too_old(G, t, now) then
           count(G, 'expired')
-        elseif not wants(filter, kv[4]) then
+        elseif not wants(filter, etype) then
           count(G, 'filtered')
         else
           local okey = ''
-          if G.ordered then okey = kv[6] end
+          if G.ordered then okey = key end
           if okey == '' then
-            give_fresh(key, offset, t, rec)
+            give_fresh(int(offset), offset, t, rec)
           else
+            local k = int(offset)
             local en = { a = 0, l = 0, d = 0, c = '', f = 0, s = 'R', k = okey }
             if redis.call('HEXISTS', G.h, okey) == 1 then
               en.s = 'B'
-              redis.call('HSET', G.e, key, pack_entry(en))
-              redis.call('RPUSH', G.w .. okey, key)
+              redis.call('HSET', G.e, k, pack_entry(en))
+              redis.call('RPUSH', G.w .. okey, k)
             else
-              redis.call('HSET', G.h, okey, key)
-              give(key, en, offset, t, rec)
+              redis.call('HSET', G.h, okey, k)
+              give(k, en, offset, t, rec)
             end
           end
         end
-        if full() then
-          stop = true
-          break
-        end
-      end
+        return not full()
+      end)
     end
     if scanned >= 4096 and G.cursor < G.stop then out[4] = 1 end
   end

@@ -21,15 +21,90 @@ local function sid(offset)
   return string.format('%d-1', offset)
 end
 
-local function offset_of(id)
-  return tonumber(string.match(id, '^(%d+)-'))
+-- Stream entries (see keys.rs). Since format 3 an entry is a chunk: the
+-- events of one append call (or a run of them up to about 256 KiB), id
+-- '<first offset>-1', fields in this order: n count, t publish time, z
+-- record sizes (comma-separated), c records (concatenated), y types and yz
+-- their sizes, k keys and kz their sizes ('' sizes: every event has that
+-- one type or key). Entries of formats 1 and 2 hold one event: t, y, k, e.
+
+-- The pieces of a packed list; `sizes` '' means `n` times `packed`.
+local function split(packed, sizes, n)
+  local list = {}
+  if sizes == '' then
+    for i = 1, n do list[i] = packed end
+    return list
+  end
+  local at = 1
+  for size in string.gmatch(sizes, '%d+') do
+    local z = tonumber(size)
+    list[#list + 1] = string.sub(packed, at, at + z - 1)
+    at = at + z
+  end
+  return list
 end
 
--- Fields of a stream entry (t: publish time, y: type, k: key, e: record).
-local function fields(kv)
-  local f = {}
-  for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
-  return f
+-- A stream entry as a chunk: first offset, count, publish time, and
+-- records, types and keys by index (1-based), split when first asked for.
+local function chunk_of(item)
+  local kv = item[2]
+  local ch = { first = tonumber(string.sub(item[1], 1, -3)) }
+  if kv[1] == 't' then
+    ch.n, ch.t = 1, kv[2]
+    ch.recs, ch.types, ch.keys = { kv[8] }, { kv[4] }, { kv[6] }
+    return ch
+  end
+  ch.n, ch.t = tonumber(kv[2]), kv[4]
+  ch.recs = split(kv[8], kv[6], ch.n)
+  ch.types = split(kv[10], kv[12], ch.n)
+  ch.keys = split(kv[14], kv[16], ch.n)
+  return ch
+end
+
+-- The chunk holding `offset`; nil when retention deleted it. The last one
+-- found is kept for the rest of the script (retries come in runs).
+local last_chunk = nil
+local function chunk_at(offset)
+  local ch = last_chunk
+  if ch and ch.first <= offset and offset < ch.first + ch.n then return ch end
+  local r = redis.call('XREVRANGE', base .. 's', sid(offset), '-', 'COUNT', 1)
+  if #r == 0 then return nil end
+  ch = chunk_of(r[1])
+  if offset >= ch.first + ch.n then return nil end
+  last_chunk = ch
+  return ch
+end
+
+-- Calls visit(offset, publish time, record, type, key) for the events from
+-- `offset` on, in order, until it returns false or the stream ends.
+local function each_event(offset, visit)
+  local function run(ch)
+    for i = math.max(offset - ch.first, 0) + 1, ch.n do
+      if visit(ch.first + i - 1, ch.t, ch.recs[i], ch.types[i], ch.keys[i]) == false then
+        last_chunk = ch
+        return false
+      end
+    end
+    return true
+  end
+  local ch = last_chunk
+  if not (ch and ch.first <= offset and offset < ch.first + ch.n) then
+    local r = redis.call('XREVRANGE', base .. 's', sid(offset), '-', 'COUNT', 1)
+    ch = #r > 0 and chunk_of(r[1]) or nil
+  end
+  local id = '-'
+  if ch then
+    if not run(ch) then return end
+    id = '(' .. sid(ch.first)
+  end
+  while true do
+    local r = redis.call('XRANGE', base .. 's', id, '+', 'COUNT', 2)
+    if #r == 0 then return end
+    for _, item in ipairs(r) do
+      if not run(chunk_of(item)) then return end
+      id = '(' .. item[1]
+    end
+  end
 end
 
 -- A group's state hash and settings; nil when the group (or the topic
@@ -173,10 +248,10 @@ local function event_of(G, key)
     local b = string.find(v, '|', a + 1, true)
     return tonumber(string.sub(v, 1, a - 1)), string.sub(v, a + 1, b - 1), string.sub(v, b + 1)
   end
-  local r = redis.call('XRANGE', base .. 's', sid(key), sid(key))
-  if #r == 0 then return nil end
-  local f = fields(r[1][2])
-  return tonumber(key), f.t, f.e, f.y
+  local ch = chunk_at(tonumber(key))
+  if not ch then return nil end
+  local i = tonumber(key) - ch.first + 1
+  return tonumber(key), ch.t, ch.recs[i], ch.types[i]
 end
 
 -- Filter: exact types (ft, newline-separated) and patterns (fp, one per

@@ -31,8 +31,8 @@ for _, v in ipairs(batches) do
 end
 local oldest = -1
 if floor < G.stop and floor >= G.start then
-  local r = redis.call('XRANGE', base .. 's', sid(floor), sid(floor))
-  if #r > 0 then oldest = tonumber(fields(r[1][2]).t) end
+  local ch = chunk_at(floor)
+  if ch then oldest = tonumber(ch.t) end
 end
 local oldest_dl = -1
 local first = redis.call('ZRANGE', G.xz, 0, 0)

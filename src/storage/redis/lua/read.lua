@@ -8,19 +8,15 @@ local from = tonumber(ARGV[3])
 if from < start then return {'RANGE', start} end
 local left, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {'OK', start, stop}
-while left > 0 and budget > 0 and from < stop do
-  local r = redis.call('XRANGE', base .. 's', sid(from), '+', 'COUNT', math.min(left, 64))
-  if #r == 0 then break end
-  for _, item in ipairs(r) do
-    local f = fields(item[2])
-    local offset = offset_of(item[1])
+if left > 0 and budget > 0 and from < stop then
+  each_event(from, function(offset, t, rec)
+    if offset >= stop then return false end
     out[#out + 1] = offset
-    out[#out + 1] = f.t
-    out[#out + 1] = f.e
-    from = offset + 1
+    out[#out + 1] = t
+    out[#out + 1] = rec
     left = left - 1
-    budget = budget - #f.e
-    if left <= 0 or budget <= 0 then break end
-  end
+    budget = budget - #rec
+    return left > 0 and budget > 0
+  end)
 end
 return out
