@@ -6,6 +6,7 @@
 //! self-checking record (offset and publish time zero: the stream entry
 //! carries them), so both backends share one event encoding.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -247,15 +248,18 @@ impl RedisBackend {
         let records: Vec<&Rec> = jobs.iter().flat_map(|j| &j.records).collect();
         let chunks = chunks(&records);
         let count = n.to_string();
+        let chosen: Vec<(String, &str)> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.server)
+            .map(|(i, r)| ((i + 1).to_string(), r.id.as_str()))
+            .collect();
+        let chosen_count = chosen.len().to_string();
         let chunk_count = chunks.len().to_string();
-        let mut args: Vec<&[u8]> = Vec::with_capacity(3 + n * 2 + chunks.len() * 7);
-        args.push(count.as_bytes());
-        for r in &records {
-            if r.server {
-                args.extend([&b""[..], b"1"]);
-            } else {
-                args.extend([r.id.as_bytes(), b"0"]);
-            }
+        let mut args: Vec<&[u8]> = Vec::with_capacity(4 + chosen.len() * 2 + chunks.len() * 7);
+        args.extend([count.as_bytes(), chosen_count.as_bytes()]);
+        for (index, id) in &chosen {
+            args.extend([index.as_bytes(), id.as_bytes()]);
         }
         args.push(chunk_count.as_bytes());
         for c in &chunks {
@@ -268,17 +272,25 @@ impl RedisBackend {
             return Err(not_found_topic(topic));
         }
         let publish_time_us = reply.int()?;
+        let mut next = reply.uint()?;
+        let mut duplicates = BTreeMap::new();
+        while reply.left() > 0 {
+            let index = usize::try_from(reply.uint()?).unwrap_or(usize::MAX);
+            duplicates.insert(index, reply.uint()?);
+        }
         let mut offsets = Vec::with_capacity(n);
         let mut duplicate = Vec::with_capacity(n);
         let mut end = None;
-        for _ in 0..n {
-            let offset = reply.uint()?;
-            let dup = reply.int()? == 1;
-            if !dup {
-                end = Some(offset + 1);
+        for index in 1..=n {
+            if let Some(&original) = duplicates.get(&index) {
+                offsets.push(original);
+                duplicate.push(true);
+            } else {
+                offsets.push(next);
+                duplicate.push(false);
+                next += 1;
+                end = Some(next);
             }
-            offsets.push(offset);
-            duplicate.push(dup);
         }
         self.inner
             .link

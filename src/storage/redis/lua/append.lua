@@ -1,11 +1,13 @@
--- append: ARGV[3] event count N, then per event its id and '1' when the
--- server made it (no dedup entry); then the chunk count, then per chunk
--- the fields of its stream entry after n and t (see common.lua): count, z,
--- c, y, yz, k, kz. All or nothing, at consecutive offsets, one publish time
--- (Redis clock, never behind the topic's last). Ids seen within the dedup
--- window (also earlier in the call) return the original's offset and leave
--- their chunk. Trims by retention and wakes every node.
--- Returns {'OK', publish time, offset, duplicate (0/1), ...} or {'GONE'}.
+-- append: ARGV[3] event count N, [4] count K of events with ids the client
+-- chose, then K pairs (event index from 1, id); then the chunk count, then
+-- per chunk the fields of its stream entry after n and t (see common.lua):
+-- count, z, c, y, yz, k, kz. All or nothing, at consecutive offsets, one
+-- publish time (Redis clock, never behind the topic's last). Ids seen
+-- within the dedup window (also earlier in the call) keep the original's
+-- offset and leave their chunk. Trims by retention and wakes every node.
+-- Returns {'OK', publish time, first offset, then per duplicate its event
+-- index and the original's offset} (the others take consecutive offsets
+-- from the first, in order) or {'GONE'}.
 local m = redis.call('HMGET', KEYS[1], 'end', 'last', 'dedup')
 if not m[1] then return {'GONE'} end
 local stop = tonumber(m[1])
@@ -19,14 +21,16 @@ if window > 0 then
     redis.call('ZREM', dz, id)
   end
 end
-local out = {'OK', now}
+local out = {'OK', now, stop}
 local first, size, n = stop, 0, tonumber(ARGV[3])
 local tnow = int(now)
 local dropped = nil -- event index -> true, for duplicates
-for i = 1, n do
-  local id, server = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+local kept = n
+local chosen = tonumber(ARGV[4])
+for j = 1, chosen do
+  local i, id = tonumber(ARGV[3 + 2 * j]), ARGV[4 + 2 * j]
   local dup = nil
-  if window > 0 and server == '0' then
+  if window > 0 then
     dup = redis.call('HGET', d, id)
     if dup then
       local at = redis.call('ZSCORE', dz, id)
@@ -36,18 +40,17 @@ for i = 1, n do
   if dup then
     dropped = dropped or {}
     dropped[i] = true
+    kept = kept - 1
+    out[#out + 1] = i
     out[#out + 1] = tonumber(dup)
-    out[#out + 1] = 1
-  else
-    if window > 0 and server == '0' then
-      redis.call('HSET', d, id, int(stop))
-      redis.call('ZADD', dz, tnow, id)
-    end
-    out[#out + 1] = stop
-    out[#out + 1] = 0
-    stop = stop + 1
+  elseif window > 0 then
+    -- Its offset: the first plus the events before it that are kept
+    -- (pairs come in event order).
+    redis.call('HSET', d, id, int(first + (i - 1) - (n - kept)))
+    redis.call('ZADD', dz, tnow, id)
   end
 end
+stop = first + kept
 
 -- Packs a list of strings as a chunk field and its sizes.
 local function pack(list)
@@ -56,7 +59,7 @@ local function pack(list)
   return table.concat(list), table.concat(sizes, ',')
 end
 
-local at, event, offset = 4 + 2 * n, 0, first
+local at, event, offset = 5 + 2 * chosen, 0, first
 for _ = 1, tonumber(ARGV[at]) do
   local cn, z, c, y, yz, k, kz = tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3],
     ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7]
