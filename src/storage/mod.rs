@@ -9,6 +9,7 @@
 //! policy, storage only keeps bytes safe.
 
 pub mod backend;
+pub mod chunk;
 pub mod embedded;
 #[cfg(feature = "redis")]
 pub mod redis;

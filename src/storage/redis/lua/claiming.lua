@@ -4,9 +4,13 @@
 -- its free slots, at most `most` and about `max_bytes` (a larger event goes
 -- alone). Returns {'OK', now, next wake-up (-1: none; set by
 -- claim_next_wake), more (0/1), lease deadline, dead-lettered by expiry
--- (set by claim_next_wake), key, lease, attempt, offset, publish time,
--- record, ...}, or nil when the consumer is not registered. The caller
--- saves the group, then calls claim_next_wake.
+-- (set by claim_next_wake), then items: 'C', first offset, publish time,
+-- record sizes, records (a chunk whose records the items after it
+-- reference); 'E', key, lease, attempt, offset, publish time, record;
+-- 'R', key, lease, attempt, offset (record in the last chunk); 'F', lease,
+-- offset (a first delivery: key the offset, attempt 1, record in the last
+-- chunk)}, or nil when the consumer is not registered. The caller saves
+-- the group, then calls claim_next_wake.
 local function claim(G, cid, most, max_bytes, now)
   local cv = redis.call('HGET', G.c, cid)
   if not cv then return nil end
@@ -18,23 +22,52 @@ local function claim(G, cid, most, max_bytes, now)
   local bytes = 0
 
   local handed = 0
-  local function hand(key, lease, attempt, offset, t, rec)
-    handed = handed + 1
+  local shown = nil -- first offset of the chunk last put in `out`
+  local function show(ch)
+    if shown == ch.first then return end
+    shown = ch.first
     local n = #out
-    out[n + 1] = key
-    out[n + 2] = lease
-    out[n + 3] = attempt
-    out[n + 4] = offset
-    out[n + 5] = t
-    out[n + 6] = rec
-    bytes = bytes + #rec
+    out[n + 1] = 'C'
+    out[n + 2] = ch.first
+    out[n + 3] = ch.t
+    out[n + 4] = ch.z
+    out[n + 5] = ch.c
+  end
+  -- An event of a chunk (ch) or with its record (rec).
+  local function hand(key, lease, attempt, offset, t, size, rec, ch)
+    handed = handed + 1
+    bytes = bytes + size
     room = room - 1
+    local n = #out
+    if rec then
+      out[n + 1] = 'E'
+      out[n + 2] = key
+      out[n + 3] = lease
+      out[n + 4] = attempt
+      out[n + 5] = offset
+      out[n + 6] = t
+      out[n + 7] = rec
+      return
+    end
+    show(ch)
+    n = #out
+    if attempt == 1 and key == nil then
+      out[n + 1] = 'F'
+      out[n + 2] = lease
+      out[n + 3] = offset
+    else
+      out[n + 1] = 'R'
+      out[n + 2] = key
+      out[n + 3] = lease
+      out[n + 4] = attempt
+      out[n + 5] = offset
+    end
   end
 
   -- Entries and leases written once at the end, in one HSET and one ZADD
   -- (a fresh key is never read again by this script).
   local entries, leases = {}, {}
-  local function give(key, en, offset, t, rec)
+  local function give(key, en, offset, t, size, rec, ch)
     en.a = en.a + 1
     en.l = next_lease(G, false)
     en.d = deadline
@@ -45,21 +78,21 @@ local function claim(G, cid, most, max_bytes, now)
     leases[#leases + 1] = int(deadline)
     leases[#leases + 1] = key
     if en.a > 1 then count(G, 'redelivered') end
-    hand(key, en.l, en.a, offset, t, rec)
+    hand(key, en.l, en.a, offset, t, size, rec, ch)
   end
 
   -- First deliveries without a key hold share batch leases (see
   -- common.lua), written once at the end; at most 128 keys each, so that
   -- an ack of one key (which reads and rewrites its batch) stays cheap.
   local batches, batch, blease = {}, nil, nil
-  local function give_fresh(key, offset, t, rec)
+  local function give_fresh(key, offset, t, size, ch)
     if not batch or #batch >= 128 then
       blease = next_lease(G, true)
       batch = {}
       batches[#batches + 1] = { blease, batch }
     end
     batch[#batch + 1] = key
-    hand(key, blease, 1, offset, t, rec)
+    hand(nil, blease, 1, offset, t, size, nil, ch)
   end
 
   local function full()
@@ -67,7 +100,7 @@ local function claim(G, cid, most, max_bytes, now)
   end
 
   local function fits(size)
-    return #out == 6 or bytes + size <= max_bytes
+    return handed == 0 or bytes + size <= max_bytes
   end
 
   if not full() then
@@ -80,16 +113,16 @@ local function claim(G, cid, most, max_bytes, now)
         redis.call('ZREM', G.q, key)
       else
         local en = unpack_entry(v)
-        local offset, t, rec = event_of(G, key)
+        local offset, t, size, rec, ch = event_at(G, key)
         if not offset or (not is_replay(key) and too_old(G, t, now)) then
           count(G, 'expired')
           remove_entry(G, key, en, now)
-        elseif not fits(#rec) then
+        elseif not fits(size) then
           out[4] = 1
           break
         else
           redis.call('ZREM', G.q, key)
-          give(key, en, offset, t, rec)
+          give(key, en, offset, t, size, rec, ch)
         end
       end
       if full() then break end
@@ -104,9 +137,9 @@ local function claim(G, cid, most, max_bytes, now)
     local filter = compile_filter(G)
     local scanned = 0
     if G.cursor < G.stop then
-      each_event(G.cursor, function(offset, t, rec, etype, key)
+      each_event(G.cursor, function(offset, t, size, etype, key, ch)
         if offset >= G.stop or scanned >= 4096 then return false end
-        if not fits(#rec) then
+        if not fits(size) then
           out[4] = 1
           return false
         end
@@ -120,7 +153,7 @@ local function claim(G, cid, most, max_bytes, now)
           local okey = ''
           if G.ordered then okey = key end
           if okey == '' then
-            give_fresh(int(offset), offset, t, rec)
+            give_fresh(int(offset), offset, t, size, ch)
           else
             local k = int(offset)
             local en = { a = 0, l = 0, d = 0, c = '', f = 0, s = 'R', k = okey }
@@ -130,7 +163,7 @@ local function claim(G, cid, most, max_bytes, now)
               redis.call('RPUSH', G.w .. okey, k)
             else
               redis.call('HSET', G.h, okey, k)
-              give(k, en, offset, t, rec)
+              give(k, en, offset, t, size, nil, ch)
             end
           end
         end

@@ -44,21 +44,37 @@ local function split(packed, sizes, n)
   return list
 end
 
--- A stream entry as a chunk: first offset, count, publish time, and
--- records, types and keys by index (1-based), split when first asked for.
+-- A stream entry as a chunk: first offset, count, publish time, records
+-- (c, sizes z as text and as numbers), types and keys by index (1-based).
+-- Records stay in one string; rec_of cuts one out (every string made in
+-- Lua costs a pass over its bytes).
 local function chunk_of(item)
   local kv = item[2]
   local ch = { first = tonumber(string.sub(item[1], 1, -3)) }
   if kv[1] == 't' then
-    ch.n, ch.t = 1, kv[2]
-    ch.recs, ch.types, ch.keys = { kv[8] }, { kv[4] }, { kv[6] }
+    ch.n, ch.t, ch.c = 1, kv[2], kv[8]
+    ch.z, ch.sizes = tostring(#kv[8]), { #kv[8] }
+    ch.types, ch.keys = { kv[4] }, { kv[6] }
     return ch
   end
-  ch.n, ch.t = tonumber(kv[2]), kv[4]
-  ch.recs = split(kv[8], kv[6], ch.n)
+  ch.n, ch.t, ch.z, ch.c = tonumber(kv[2]), kv[4], kv[6], kv[8]
+  local sizes = {}
+  for size in string.gmatch(ch.z, '%d+') do sizes[#sizes + 1] = tonumber(size) end
+  ch.sizes = sizes
   ch.types = split(kv[10], kv[12], ch.n)
   ch.keys = split(kv[14], kv[16], ch.n)
   return ch
+end
+
+-- The record at index `i` of a chunk.
+local function rec_of(ch, i)
+  local pos = ch.pos
+  if not pos then
+    pos = { 1 }
+    for j, size in ipairs(ch.sizes) do pos[j + 1] = pos[j] + size end
+    ch.pos = pos
+  end
+  return string.sub(ch.c, pos[i], pos[i + 1] - 1)
 end
 
 -- The chunk holding `offset`; nil when retention deleted it. The last one
@@ -75,12 +91,13 @@ local function chunk_at(offset)
   return ch
 end
 
--- Calls visit(offset, publish time, record, type, key) for the events from
--- `offset` on, in order, until it returns false or the stream ends.
+-- Calls visit(offset, publish time, record size, type, key, chunk, index)
+-- for the events from `offset` on, in order, until it returns false or the
+-- stream ends.
 local function each_event(offset, visit)
   local function run(ch)
     for i = math.max(offset - ch.first, 0) + 1, ch.n do
-      if visit(ch.first + i - 1, ch.t, ch.recs[i], ch.types[i], ch.keys[i]) == false then
+      if visit(ch.first + i - 1, ch.t, ch.sizes[i], ch.types[i], ch.keys[i], ch, i) == false then
         last_chunk = ch
         return false
       end
@@ -251,7 +268,23 @@ local function event_of(G, key)
   local ch = chunk_at(tonumber(key))
   if not ch then return nil end
   local i = tonumber(key) - ch.first + 1
-  return tonumber(key), ch.t, ch.recs[i], ch.types[i]
+  return tonumber(key), ch.t, rec_of(ch, i), ch.types[i]
+end
+
+-- Where the event of an entry is, without cutting its record out of a
+-- chunk: offset, publish time, record size, then the record (a replay) or
+-- its chunk and index; nil when retention deleted it.
+local function event_at(G, key)
+  if is_replay(key) then
+    local offset, t, rec = event_of(G, key)
+    if not offset then return nil end
+    return offset, t, #rec, rec
+  end
+  local offset = tonumber(key)
+  local ch = chunk_at(offset)
+  if not ch then return nil end
+  local i = offset - ch.first + 1
+  return offset, ch.t, ch.sizes[i], nil, ch, i
 end
 
 -- Filter: exact types (ft, newline-separated) and patterns (fp, one per

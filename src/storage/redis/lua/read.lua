@@ -9,8 +9,9 @@ if from < start then return {'RANGE', start} end
 local left, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {'OK', start, stop}
 if left > 0 and budget > 0 and from < stop then
-  each_event(from, function(offset, t, rec)
+  each_event(from, function(offset, t, _, _, _, ch, i)
     if offset >= stop then return false end
+    local rec = rec_of(ch, i)
     out[#out + 1] = offset
     out[#out + 1] = t
     out[#out + 1] = rec
