@@ -101,15 +101,28 @@ impl RedisBackend {
                 Op::Extend(_) => {}
             }
             let mut done = 0;
-            for &i in &idx {
-                let code = r.text()?;
+            // An ack answers with one letter per lease, the others with one
+            // value (and an extend's deadline) each.
+            let letters = match op {
+                Op::Ack => r.text()?,
+                _ => String::new(),
+            };
+            for (j, &i) in idx.iter().enumerate() {
+                let read;
+                let code = match op {
+                    Op::Ack => letters.get(j..=j).unwrap_or_default(),
+                    _ => {
+                        read = r.text()?;
+                        read.as_str()
+                    }
+                };
                 done += usize::from(code == "O");
                 let deadline = if matches!(op, Op::Extend(_)) {
                     Some(r.int()?).filter(|d| *d > 0)
                 } else {
                     None
                 };
-                out[i] = (outcome(&code), deadline);
+                out[i] = (outcome(code), deadline);
             }
             match op {
                 Op::Ack => metrics.acked(done),

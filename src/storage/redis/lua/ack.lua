@@ -3,13 +3,13 @@
 -- pairs of entry key and lease. An older lease of a pending entry is
 -- honoured. When the acks gave the consumer of [6] credit back, claims for
 -- it in the same step (claiming.lua).
--- Returns {'OK', wake (1: the caller's consumers may have work), outcome,
--- ... (O ok, A already done, U unknown), then the claim's answer when it
--- claimed} or {'GONE'}.
+-- Returns {'OK', wake (1: the caller's consumers may have work), outcomes
+-- (one letter per pair: O ok, A already done, S stale, U unknown), then
+-- the claim's answer when it claimed} or {'GONE'}.
 local G = load_group(ARGV[3], ARGV[4])
 if not G then return {'GONE'} end
 local now = now_us()
-local out = {'OK', 1}
+local codes = {}
 -- Entries and leases removed once at the end (a key acked twice in one
 -- call counts once).
 local gone, unleased, undue, seen = {}, {}, {}, {}
@@ -48,9 +48,9 @@ for i = 9, #ARGV, 2 do
     b.dirty = true
     G.inflight[b.c] = (G.inflight[b.c] or 0) - 1
     batched = batched + 1
-    out[#out + 1] = 'O'
+    codes[#codes + 1] = 'O'
   else
-    out[#out + 1] = ack_entry(key, lease)
+    codes[#codes + 1] = ack_entry(key, lease)
   end
 end
 count(G, 'acked', batched)
@@ -58,6 +58,7 @@ if #gone > 0 then redis.call('HDEL', G.e, unpack(gone)) end
 if #unleased > 0 then redis.call('ZREM', G.l, unpack(unleased)) end
 if #undue > 0 then redis.call('ZREM', G.q, unpack(undue)) end
 local cid = ARGV[6]
+local wake_caller = 1
 local claimed = nil
 if cid ~= '' and (G.inflight[cid] or 0) < 0 then
   claimed = claim(G, cid, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
@@ -67,12 +68,13 @@ if cid ~= '' and (G.inflight[cid] or 0) < 0 then
   for c, delta in pairs(G.inflight) do
     if c ~= cid and delta < 0 then others = true end
   end
-  if claimed and claimed[4] == 0 and not others then out[2] = 0 end
+  if claimed and claimed[4] == 0 and not others then wake_caller = 0 end
 end
 save_group(G, ARGV[5])
 wake(G)
-if claimed then
-  claim_next_wake(G, claimed)
-  for _, v in ipairs(claimed) do out[#out + 1] = v end
-end
-return out
+if not claimed then return {'OK', wake_caller, table.concat(codes)} end
+claim_next_wake(G, claimed)
+table.insert(claimed, 1, table.concat(codes))
+table.insert(claimed, 1, wake_caller)
+table.insert(claimed, 1, 'OK')
+return claimed

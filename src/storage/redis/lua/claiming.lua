@@ -135,17 +135,21 @@ local function claim(G, cid, most, max_bytes, now)
       G.cursor = G.start
     end
     local filter = compile_filter(G)
+    -- Nothing to check per event: no age limit, filter or key order.
+    local plain = G.maxage < 0 and not filter and not G.ordered
     local scanned = 0
     if G.cursor < G.stop then
       each_event(G.cursor, function(offset, t, size, etype, key, ch)
         if offset >= G.stop or scanned >= 4096 then return false end
-        if not fits(size) then
+        if handed > 0 and bytes + size > max_bytes then
           out[4] = 1
           return false
         end
         G.cursor = offset + 1
         scanned = scanned + 1
-        if too_old(G, t, now) then
+        if plain then
+          give_fresh(int(offset), offset, t, size, ch)
+        elseif too_old(G, t, now) then
           count(G, 'expired')
         elseif not wants(filter, etype) then
           count(G, 'filtered')
@@ -167,7 +171,7 @@ local function claim(G, cid, most, max_bytes, now)
             end
           end
         end
-        return not full()
+        return room > 0 and bytes < max_bytes
       end)
     end
     if scanned >= 4096 and G.cursor < G.stop then out[4] = 1 end
