@@ -227,6 +227,62 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
     server.stop().await;
 }
 
+/// Bytes Redis has sent to its clients.
+fn net_output(redis: &common::redis::RedisServer) -> u64 {
+    redis
+        .cli(&["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_net_output_bytes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_ships_a_large_chunk_only_within_its_byte_budget() {
+    // Batches of about 2 KiB from one 100 KiB chunk: each claim carries
+    // its two events' records, not the whole chunk (about 5 MB in all).
+    let server = TestServer::start_with(|c| c.limits.max_batch_bytes = 2048).await;
+    server
+        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
+        .await;
+    let events = (0..100)
+        .map(|i| proto::Event {
+            data: vec![7u8; 1000].into(),
+            ..event(&format!("e-{i}"))
+        })
+        .collect();
+    server
+        .publisher()
+        .publish(proto::PublishRequest {
+            topic: "t".into(),
+            events,
+        })
+        .await
+        .expect("publish");
+    let redis = server.redis.as_ref().unwrap();
+    let before = net_output(redis);
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 1000).await;
+    let mut got = 0;
+    while got < 100 {
+        let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
+        assert!(batch.len() <= 3, "{} events in a 2 KiB batch", batch.len());
+        assert!(
+            batch
+                .iter()
+                .all(|d| d.event.as_ref().unwrap().data.len() == 1000)
+        );
+        got += batch.len();
+        ack(&mut client, ack_ids(&batch)).await;
+    }
+    let sent = net_output(redis) - before;
+    assert!(
+        sent < 1_000_000,
+        "Redis sent {sent} bytes for 100 KB of events"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_format_is_refused_naming_both() {
     let server = TestServer::start().await;

@@ -23,6 +23,7 @@ local function claim(G, cid, most, max_bytes, now)
 
   local handed = 0
   local shown = nil -- first offset of the chunk last put in `out`
+  local shipped = 0 -- bytes of the chunks put in `out`
   local function show(ch)
     if shown == ch.first then return end
     shown = ch.first
@@ -33,24 +34,33 @@ local function claim(G, cid, most, max_bytes, now)
     out[n + 4] = ch.z
     out[n + 5] = ch.c
   end
-  -- An event of a chunk (ch) or with its record (rec).
+  local function explicit(key, lease, attempt, offset, t, rec)
+    local n = #out
+    out[n + 1] = 'E'
+    out[n + 2] = key
+    out[n + 3] = lease
+    out[n + 4] = attempt
+    out[n + 5] = offset
+    out[n + 6] = t
+    out[n + 7] = rec
+  end
+  -- An event with its record (rec) or in a chunk (ch).
   local function hand(key, lease, attempt, offset, t, size, rec, ch)
     handed = handed + 1
     bytes = bytes + size
     room = room - 1
-    local n = #out
-    if rec then
-      out[n + 1] = 'E'
-      out[n + 2] = key
-      out[n + 3] = lease
-      out[n + 4] = attempt
-      out[n + 5] = offset
-      out[n + 6] = t
-      out[n + 7] = rec
-      return
+    if rec then return explicit(key, lease, attempt, offset, t, rec) end
+    if shown ~= ch.first then
+      if shipped + #ch.c > 2 * max_bytes then
+        -- A large chunk for a few of its events: their records alone, so
+        -- that an answer stays within about three times its byte budget.
+        return explicit(key or int(offset), lease, attempt, offset, t,
+          rec_of(ch, offset - ch.first + 1))
+      end
+      shipped = shipped + #ch.c
     end
     show(ch)
-    n = #out
+    local n = #out
     if attempt == 1 and key == nil then
       out[n + 1] = 'F'
       out[n + 2] = lease
