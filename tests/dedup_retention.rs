@@ -60,22 +60,12 @@ async fn duplicate_ids_within_the_window_are_not_stored_twice_even_across_restar
     );
     assert_eq!(server.end_offset("pay").await, 4);
     // What is stored is each first arrival, in order.
-    let mut read = server
-        .subscriber()
-        .read(proto::ReadRequest {
-            topic: "pay".into(),
-            start: Some(proto::read_request::Start::Offset(0)),
-            ..Default::default()
-        })
-        .await
-        .expect("read")
-        .into_inner();
-    let mut stored = Vec::new();
-    while let Some(r) = read.message().await.expect("read") {
-        stored.extend(r.events.into_iter().map(|e| (e.offset, e.id)));
-    }
-    let ids = |v: &[(u64, &str)]| v.iter().map(|(o, i)| (*o, i.to_string())).collect::<Vec<_>>();
-    assert_eq!(stored, ids(&[(0, "a"), (1, "b"), (2, "c"), (3, "d")]));
+    let want: Vec<(u64, String)> = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(o, id)| (o as u64, id.to_string()))
+        .collect();
+    assert_eq!(stored(&server, "pay").await, want);
 
     // Dedup off (window 0) stores duplicates.
     create_topic(&server, "raw", Duration::ZERO, None).await;
@@ -83,6 +73,58 @@ async fn duplicate_ids_within_the_window_are_not_stored_twice_even_across_restar
         publish(&server, "raw", &["a", "a"]).await,
         vec![(0, false), (1, false)]
     );
+    server.stop().await;
+}
+
+/// Every event of `topic` from offset 0: (offset, id).
+async fn stored(server: &TestServer, topic: &str) -> Vec<(u64, String)> {
+    let mut read = server
+        .subscriber()
+        .read(proto::ReadRequest {
+            topic: topic.into(),
+            start: Some(proto::read_request::Start::Offset(0)),
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = read.message().await.expect("read") {
+        out.extend(r.events.into_iter().map(|e| (e.offset, e.id)));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_spread_over_a_large_call_keep_the_others_in_order() {
+    // 300 events in one call (stored in several pieces by the Redis
+    // backend), every tenth a repeat of an earlier call's id.
+    let server = TestServer::start().await;
+    create_topic(&server, "big", Duration::from_secs(120), None).await;
+    let first: Vec<String> = (0..200).map(|i| format!("a-{i}")).collect();
+    let refs: Vec<&str> = first.iter().map(String::as_str).collect();
+    publish(&server, "big", &refs).await;
+    let second: Vec<String> = (0..300)
+        .map(|i| if i % 10 == 0 { format!("a-{}", i / 2) } else { format!("b-{i}") })
+        .collect();
+    let refs: Vec<&str> = second.iter().map(String::as_str).collect();
+    let results = publish(&server, "big", &refs).await;
+    let mut next = 200;
+    for (i, (offset, duplicate)) in results.iter().enumerate() {
+        if i % 10 == 0 {
+            assert_eq!((*offset, *duplicate), ((i / 2) as u64, true), "event {i}");
+        } else {
+            assert_eq!((*offset, *duplicate), (next, false), "event {i}");
+            next += 1;
+        }
+    }
+    let want: Vec<(u64, String)> = first
+        .iter()
+        .chain(second.iter().filter(|id| id.starts_with('b')))
+        .enumerate()
+        .map(|(o, id)| (o as u64, id.clone()))
+        .collect();
+    assert_eq!(stored(&server, "big").await, want);
     server.stop().await;
 }
 

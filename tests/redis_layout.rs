@@ -180,6 +180,9 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
     );
     unchunk(redis);
     assert_eq!(redis.cli(&["XLEN", "herald:{t}:s"]).trim(), "150");
+    // Chunks after the one-event entries.
+    server.publish_n("t", "f", 10).await;
+    assert_eq!(redis.cli(&["XLEN", "herald:{t}:s"]).trim(), "151");
 
     // Read from the middle, consume, nack one and get it back (a retry
     // reads its event by offset).
@@ -205,14 +208,18 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
     let mut client = server.subscriber();
     let mut stream = subscribe(&mut client, "t", "g", 1000).await;
     let mut got = Vec::new();
-    while got.len() < 150 {
+    while got.len() < 160 {
         got.extend(next_batch(&mut stream, Duration::from_secs(5)).await);
     }
     let ids: Vec<String> = got
         .iter()
         .map(|d| d.event.as_ref().unwrap().id.clone())
         .collect();
-    assert_eq!(ids, (0..150).map(|i| format!("e-{i}")).collect::<Vec<_>>());
+    let want: Vec<String> = (0..150)
+        .map(|i| format!("e-{i}"))
+        .chain((0..10).map(|i| format!("f-{i}")))
+        .collect();
+    assert_eq!(ids, want);
     client
         .nack(proto::NackRequest {
             ack_ids: vec![got[7].ack_id.clone()],

@@ -51,8 +51,12 @@ struct Rec {
     record: Vec<u8>,
 }
 
-/// Records of one stream entry at most, unless one event is larger.
-const CHUNK_BYTES: usize = 256 * 1024;
+/// Records of one stream entry at most, unless one event is larger: a
+/// script that needs one event of a chunk reads (and Lua hashes) all of it.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Events of one stream entry at most.
+const CHUNK_EVENTS: usize = 128;
 
 /// The fields of one chunk entry the append script writes (after `n` and
 /// `t`, which it adds): count, record sizes, records, types and their
@@ -88,7 +92,8 @@ fn pack<'a>(items: impl Iterator<Item = &'a [u8]> + Clone, same: bool) -> (Vec<u
     (packed, sizes)
 }
 
-/// The records split into chunks of about [`CHUNK_BYTES`].
+/// The records split into chunks of at most [`CHUNK_EVENTS`] and about
+/// [`CHUNK_BYTES`].
 fn chunks(records: &[&Rec]) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut rest = records;
@@ -96,11 +101,12 @@ fn chunks(records: &[&Rec]) -> Vec<Chunk> {
         let mut bytes = 0;
         let take = rest
             .iter()
+            .take(CHUNK_EVENTS)
             .position(|r| {
                 bytes += r.record.len();
                 bytes > CHUNK_BYTES
             })
-            .unwrap_or(rest.len())
+            .unwrap_or(rest.len().min(CHUNK_EVENTS))
             .max(1);
         let (part, tail) = rest.split_at(take);
         rest = tail;

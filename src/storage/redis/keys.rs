@@ -14,7 +14,7 @@
 //! |-----|------|-------|
 //! | `P:{T}:m` | hash | `gen` (generation), `rec` (JSON record), `start`, `end` (retained offsets), `bytes`, `last` (last publish time), `published`, `dedup` / `maxbytes` / `maxage` (settings for the scripts) |
 //! | `P:{T}:gen` | string | generation counter; outlives the topic so a re-created topic gets a new generation |
-//! | `P:{T}:s` | stream | events in chunks, one per append call or ~256 KiB of it: id `<first offset>-1`, fields `n` count, `t` publish time, `z` record sizes (comma-separated), `c` records (concatenated), `y`/`yz` types and their sizes, `k`/`kz` keys and their sizes (empty sizes: all events have that one value). Formats 1 and 2 wrote one entry per event (`t`, `y`, `k`, `e`); the scripts read both |
+//! | `P:{T}:s` | stream | events in chunks, one per append call or per run of it of at most 128 events and ~64 KiB: id `<first offset>-1`, fields `n` count, `t` publish time, `z` record sizes (comma-separated), `c` records (concatenated), `y`/`yz` types and their sizes, `k`/`kz` keys and their sizes (empty sizes: all events have that one value). Formats 1 and 2 wrote one entry per event (`t`, `y`, `k`, `e`); the scripts read both |
 //! | `P:{T}:b` | zset | append batches for retention: member `<first offset, 20 digits>\|<bytes>`, score publish time |
 //! | `P:{T}:d`, `P:{T}:dz` | hash, zset | dedup window: id → offset, id → publish time |
 //! | `P:{T}:G`, `P:{T}:Gi` | hash | group name → JSON record; name → `<gid>\|<topic generation>` |

@@ -64,7 +64,15 @@ for _ = 1, tonumber(ARGV[at]) do
   local cn, z, c, y, yz, k, kz = tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3],
     ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7]
   at = at + 7
+  local hit = false
   if dropped then
+    for i = event + 1, event + cn do
+      if dropped[i] then hit = true break end
+    end
+  end
+  if not hit then
+    event = event + cn
+  else
     local recs, types, keys = split(c, z, cn), split(y, yz, cn), split(k, kz, cn)
     local r, t, kk = {}, {}, {}
     for i = 1, cn do

@@ -5,7 +5,7 @@
 -- alone). Returns {'OK', now, next wake-up (-1: none; set by
 -- claim_next_wake), more (0/1), lease deadline, dead-lettered by expiry
 -- (set by claim_next_wake), then items: 'C', first offset, publish time,
--- record sizes, records (a chunk whose records the items after it
+-- record sizes, records (a run of a chunk whose records the items after it
 -- reference); 'E', key, lease, attempt, offset, publish time, record;
 -- 'R', key, lease, attempt, offset (record in the last chunk); 'F', lease,
 -- offset (a first delivery: key the offset, attempt 1, record in the last
@@ -22,18 +22,6 @@ local function claim(G, cid, most, max_bytes, now)
   local bytes = 0
 
   local handed = 0
-  local shown = nil -- first offset of the chunk last put in `out`
-  local shipped = 0 -- bytes of the chunks put in `out`
-  local function show(ch)
-    if shown == ch.first then return end
-    shown = ch.first
-    local n = #out
-    out[n + 1] = 'C'
-    out[n + 2] = ch.first
-    out[n + 3] = ch.t
-    out[n + 4] = ch.z
-    out[n + 5] = ch.c
-  end
   local function explicit(key, lease, attempt, offset, t, rec)
     local n = #out
     out[n + 1] = 'E'
@@ -44,34 +32,62 @@ local function claim(G, cid, most, max_bytes, now)
     out[n + 6] = t
     out[n + 7] = rec
   end
-  -- An event with its record (rec) or in a chunk (ch).
+  -- Events handed from one chunk in a row go out after one 'C' item with
+  -- the part of the chunk from the first to the last of them (the whole
+  -- chunk as stored when that is all of it).
+  local run_ch, run = nil, {}
+  local function flush()
+    local ch = run_ch
+    if not ch then return end
+    local lo, hi = ch.n, 1
+    for _, it in ipairs(run) do
+      local i = it[4] - ch.first + 1
+      if i < lo then lo = i end
+      if i > hi then hi = i end
+    end
+    local n = #out
+    out[n + 1] = 'C'
+    if lo == 1 and hi == ch.n then
+      out[n + 2] = ch.first
+      out[n + 3] = ch.t
+      out[n + 4] = ch.z
+      out[n + 5] = ch.c
+    else
+      local pos = positions(ch)
+      out[n + 2] = ch.first + lo - 1
+      out[n + 3] = ch.t
+      out[n + 4] = table.concat(ch.sizes, ',', lo, hi)
+      out[n + 5] = string.sub(ch.c, pos[lo], pos[hi + 1] - 1)
+    end
+    for _, it in ipairs(run) do
+      n = #out
+      if it[1] == nil then
+        out[n + 1] = 'F'
+        out[n + 2] = it[2]
+        out[n + 3] = it[4]
+      else
+        out[n + 1] = 'R'
+        out[n + 2] = it[1]
+        out[n + 3] = it[2]
+        out[n + 4] = it[3]
+        out[n + 5] = it[4]
+      end
+    end
+    run_ch, run = nil, {}
+  end
+  -- An event with its record (rec) or in a chunk (ch); a first delivery
+  -- of a batch has no key (its key is its offset).
   local function hand(key, lease, attempt, offset, t, size, rec, ch)
     handed = handed + 1
     bytes = bytes + size
     room = room - 1
-    if rec then return explicit(key, lease, attempt, offset, t, rec) end
-    if shown ~= ch.first then
-      if shipped + #ch.c > 2 * max_bytes then
-        -- A large chunk for a few of its events: their records alone, so
-        -- that an answer stays within about three times its byte budget.
-        return explicit(key or int(offset), lease, attempt, offset, t,
-          rec_of(ch, offset - ch.first + 1))
-      end
-      shipped = shipped + #ch.c
+    if rec then
+      flush()
+      return explicit(key, lease, attempt, offset, t, rec)
     end
-    show(ch)
-    local n = #out
-    if attempt == 1 and key == nil then
-      out[n + 1] = 'F'
-      out[n + 2] = lease
-      out[n + 3] = offset
-    else
-      out[n + 1] = 'R'
-      out[n + 2] = key
-      out[n + 3] = lease
-      out[n + 4] = attempt
-      out[n + 5] = offset
-    end
+    if run_ch and run_ch.first ~= ch.first then flush() end
+    run_ch = ch
+    run[#run + 1] = { key, lease, attempt, offset }
   end
 
   -- Entries and leases written once at the end, in one HSET and one ZADD
@@ -196,6 +212,7 @@ local function claim(G, cid, most, max_bytes, now)
     redis.call('HSET', G.k_, lease, pack_batch(deadline, lb[2], cid))
     redis.call('ZADD', G.l, int(deadline), 'b' .. lease)
   end
+  flush()
   count(G, 'delivered', handed)
   G.inflight[cid] = (G.inflight[cid] or 0) + handed
   return out

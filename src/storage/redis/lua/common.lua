@@ -22,7 +22,7 @@ local function sid(offset)
 end
 
 -- Stream entries (see keys.rs). Since format 3 an entry is a chunk: the
--- events of one append call (or a run of them up to about 256 KiB), id
+-- events of one append call (in runs of at most 128 events and about 64 KiB), id
 -- '<first offset>-1', fields in this order: n count, t publish time, z
 -- record sizes (comma-separated), c records (concatenated), y types and yz
 -- their sizes, k keys and kz their sizes ('' sizes: every event has that
@@ -66,28 +66,45 @@ local function chunk_of(item)
   return ch
 end
 
--- The record at index `i` of a chunk.
-local function rec_of(ch, i)
+-- Where each record of a chunk starts in c, then its end.
+local function positions(ch)
   local pos = ch.pos
   if not pos then
     pos = { 1 }
     for j, size in ipairs(ch.sizes) do pos[j + 1] = pos[j] + size end
     ch.pos = pos
   end
+  return pos
+end
+
+-- The record at index `i` of a chunk.
+local function rec_of(ch, i)
+  local pos = positions(ch)
   return string.sub(ch.c, pos[i], pos[i + 1] - 1)
 end
 
--- The chunk holding `offset`; nil when retention deleted it. The last one
--- found is kept for the rest of the script (retries come in runs).
-local last_chunk = nil
+-- Chunks read in this script, the last 8 (retries come in runs).
+local chunk_cache = {}
+local function cached(offset)
+  for _, ch in ipairs(chunk_cache) do
+    if ch.first <= offset and offset < ch.first + ch.n then return ch end
+  end
+  return nil
+end
+local function remember(ch)
+  if #chunk_cache >= 8 then table.remove(chunk_cache, 1) end
+  chunk_cache[#chunk_cache + 1] = ch
+end
+
+-- The chunk holding `offset`; nil when retention deleted it.
 local function chunk_at(offset)
-  local ch = last_chunk
-  if ch and ch.first <= offset and offset < ch.first + ch.n then return ch end
+  local ch = cached(offset)
+  if ch then return ch end
   local r = redis.call('XREVRANGE', base .. 's', sid(offset), '-', 'COUNT', 1)
   if #r == 0 then return nil end
   ch = chunk_of(r[1])
   if offset >= ch.first + ch.n then return nil end
-  last_chunk = ch
+  remember(ch)
   return ch
 end
 
@@ -98,14 +115,14 @@ local function each_event(offset, visit)
   local function run(ch)
     for i = math.max(offset - ch.first, 0) + 1, ch.n do
       if visit(ch.first + i - 1, ch.t, ch.sizes[i], ch.types[i], ch.keys[i], ch, i) == false then
-        last_chunk = ch
+        if not cached(ch.first) then remember(ch) end
         return false
       end
     end
     return true
   end
-  local ch = last_chunk
-  if not (ch and ch.first <= offset and offset < ch.first + ch.n) then
+  local ch = cached(offset)
+  if not ch then
     local r = redis.call('XREVRANGE', base .. 's', sid(offset), '-', 'COUNT', 1)
     ch = #r > 0 and chunk_of(r[1]) or nil
   end
@@ -556,6 +573,7 @@ local function trim(now)
   end
   if newstart ~= start then
     redis.call('XTRIM', base .. 's', 'MINID', sid(newstart))
+    chunk_cache = {}
     redis.call('HSET', KEYS[1], 'start', int(newstart), 'bytes', int(math.max(bytes, 0)))
   end
 end
