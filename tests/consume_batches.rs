@@ -83,14 +83,7 @@ async fn batches_honour_max_batch_bytes_and_a_larger_event_travels_alone() {
     };
     let mut events: Vec<proto::Event> = (0..12).map(|i| sized(format!("s{i:02}"), 1000)).collect();
     events.insert(5, sized("big".into(), 5000));
-    server
-        .publisher()
-        .publish(proto::PublishRequest {
-            topic: "t".into(),
-            events,
-        })
-        .await
-        .unwrap();
+    server.publish_events("t", events).await;
     let limit = 3100;
     let mut c = consume(
         &server,

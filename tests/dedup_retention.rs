@@ -78,21 +78,11 @@ async fn duplicate_ids_within_the_window_are_not_stored_twice_even_across_restar
 
 /// Every event of `topic` from offset 0: (offset, id).
 async fn stored(server: &TestServer, topic: &str) -> Vec<(u64, String)> {
-    let mut read = server
-        .subscriber()
-        .read(proto::ReadRequest {
-            topic: topic.into(),
-            start: Some(proto::read_request::Start::Offset(0)),
-            ..Default::default()
-        })
+    read_events(server.channel.clone(), topic, 0, 0)
         .await
-        .expect("read")
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(r) = read.message().await.expect("read") {
-        out.extend(r.events.into_iter().map(|e| (e.offset, e.id)));
-    }
-    out
+        .into_iter()
+        .map(|e| (e.offset, e.id))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

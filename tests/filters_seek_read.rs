@@ -74,14 +74,7 @@ async fn every_filter_form_delivers_only_what_matches() {
         typed("6", "Payment.Failed"),
         typed("7", "Nobody.Wants.This"),
     ];
-    server
-        .publisher()
-        .publish(proto::PublishRequest {
-            topic: "events".into(),
-            events,
-        })
-        .await
-        .unwrap();
+    server.publish_events("events", events).await;
     assert_eq!(drain_ids(&server, "exact", 1).await, vec!["1"]);
     assert_eq!(drain_ids(&server, "star", 1).await, vec!["2"]);
     assert_eq!(drain_ids(&server, "hash", 3).await, vec!["2", "3", "4"]);
@@ -222,14 +215,7 @@ async fn read_history_with_filter_and_follow() {
         typed("b", "User.Created"),
         typed("c", "Order.Shipped"),
     ];
-    server
-        .publisher()
-        .publish(proto::PublishRequest {
-            topic: "events".into(),
-            events,
-        })
-        .await
-        .unwrap();
+    server.publish_events("events", events).await;
     let mut client = server.subscriber();
     let read = |start: Option<proto::read_request::Start>, types: Vec<&str>, follow: bool| {
         proto::ReadRequest {

@@ -157,14 +157,7 @@ async fn a_stuck_key_is_findable_and_other_keys_flow() {
             ..event(&format!("e{i}"))
         })
         .collect();
-    server
-        .publisher()
-        .publish(proto::PublishRequest {
-            topic: "t".into(),
-            events,
-        })
-        .await
-        .unwrap();
+    server.publish_events("t", events).await;
     let mut client = server.subscriber();
     let mut stream = subscribe(&mut client, "t", "g", 10).await;
     let first = next_batch(&mut stream, Duration::from_secs(5)).await;

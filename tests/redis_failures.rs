@@ -47,21 +47,9 @@ async fn create_group(channel: Channel, topic: &str, group: &str) {
 
 /// Every event of `topic` read from the start: id → times stored.
 async fn stored_ids(channel: Channel, topic: &str) -> HashMap<String, usize> {
-    let mut sub = SubscriberServiceClient::new(channel);
-    let mut read = sub
-        .read(proto::ReadRequest {
-            topic: topic.into(),
-            start: Some(proto::read_request::Start::Offset(0)),
-            ..Default::default()
-        })
-        .await
-        .expect("read")
-        .into_inner();
     let mut ids: HashMap<String, usize> = HashMap::new();
-    while let Some(r) = read.message().await.expect("read stream") {
-        for e in r.events {
-            *ids.entry(e.id).or_default() += 1;
-        }
+    for e in read_events(channel, topic, 0, 0).await {
+        *ids.entry(e.id).or_default() += 1;
     }
     ids
 }

@@ -186,21 +186,7 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
 
     // Read from the middle, consume, nack one and get it back (a retry
     // reads its event by offset).
-    let read = server
-        .subscriber()
-        .read(proto::ReadRequest {
-            topic: "t".into(),
-            start: Some(proto::read_request::Start::Offset(40)),
-            max_events: 20,
-            ..Default::default()
-        })
-        .await
-        .expect("read");
-    let mut events = Vec::new();
-    let mut read = read.into_inner();
-    while let Some(r) = read.message().await.expect("read") {
-        events.extend(r.events);
-    }
+    let events = read_events(server.channel.clone(), "t", 40, 20).await;
     let offsets: Vec<u64> = events.iter().map(|e| e.offset).collect();
     assert_eq!(offsets, (40..60).collect::<Vec<_>>());
     assert_eq!(events[0].id, "e-40");
@@ -211,15 +197,11 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
     while got.len() < 160 {
         got.extend(next_batch(&mut stream, Duration::from_secs(5)).await);
     }
-    let ids: Vec<String> = got
-        .iter()
-        .map(|d| d.event.as_ref().unwrap().id.clone())
-        .collect();
     let want: Vec<String> = (0..150)
         .map(|i| format!("e-{i}"))
         .chain((0..10).map(|i| format!("f-{i}")))
         .collect();
-    assert_eq!(ids, want);
+    assert_eq!(ids(&got), want);
     client
         .nack(proto::NackRequest {
             ack_ids: vec![got[7].ack_id.clone()],
@@ -258,14 +240,7 @@ async fn a_claim_ships_a_large_chunk_only_within_its_byte_budget() {
             ..event(&format!("e-{i}"))
         })
         .collect();
-    server
-        .publisher()
-        .publish(proto::PublishRequest {
-            topic: "t".into(),
-            events,
-        })
-        .await
-        .expect("publish");
+    server.publish_events("t", events).await;
     let redis = server.redis.as_ref().unwrap();
     let before = net_output(redis);
     let mut client = server.subscriber();

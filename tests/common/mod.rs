@@ -156,20 +156,28 @@ impl TestServer {
     /// Publishes `n` events of type `T` with ids `{prefix}-{i}`, in batches of 100.
     pub async fn publish_n(&self, topic: &str, prefix: &str, n: usize) -> Vec<u64> {
         let mut offsets = Vec::with_capacity(n);
-        let mut client = self.publisher();
         let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
         for chunk in ids.chunks(100) {
-            let resp = client
-                .publish(proto::PublishRequest {
-                    topic: topic.into(),
-                    events: chunk.iter().map(|id| event(id)).collect(),
-                })
-                .await
-                .expect("publish")
-                .into_inner();
-            offsets.extend(resp.results.iter().map(|r| r.offset));
+            let events = chunk.iter().map(|id| event(id)).collect();
+            offsets.extend(self.publish_events(topic, events).await);
         }
         offsets
+    }
+
+    /// Publishes `events` in one call; their offsets.
+    pub async fn publish_events(&self, topic: &str, events: Vec<proto::Event>) -> Vec<u64> {
+        self.publisher()
+            .publish(proto::PublishRequest {
+                topic: topic.into(),
+                events,
+            })
+            .await
+            .expect("publish")
+            .into_inner()
+            .results
+            .iter()
+            .map(|r| r.offset)
+            .collect()
     }
 
     /// Creates a group at `earliest` with the given lease and retry delay.
@@ -283,6 +291,31 @@ pub async fn ack(
         .await
         .expect("ack")
         .into_inner()
+}
+
+/// The events of `topic` from `offset` to its end (at most `max_events`,
+/// 0 for no limit), read through `channel`.
+pub async fn read_events(
+    channel: Channel,
+    topic: &str,
+    offset: u64,
+    max_events: u64,
+) -> Vec<proto::Event> {
+    let mut read = SubscriberServiceClient::new(channel)
+        .read(proto::ReadRequest {
+            topic: topic.into(),
+            start: Some(proto::read_request::Start::Offset(offset)),
+            max_events,
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(r) = read.message().await.expect("read stream") {
+        events.extend(r.events);
+    }
+    events
 }
 
 pub fn ids(batch: &[proto::Delivery]) -> Vec<String> {
