@@ -412,23 +412,16 @@ pub(super) fn read_claim(
                 chunk = Some(ClaimChunk::new(first, publish_time_us, &sizes, records)?);
                 continue;
             }
-            b"E" => {
-                let key = r.text()?;
+            b"E" | b"R" => {
+                let key = entry_key(&r.text()?);
                 let lease = r.uint()?;
                 let attempt = r.uint()?;
-                (entry_key(&key), lease, attempt, stored_event(r)?)
-            }
-            b"R" => {
-                let key = r.text()?;
-                let lease = r.uint()?;
-                let attempt = r.uint()?;
-                let offset = r.uint()?;
-                (
-                    entry_key(&key),
-                    lease,
-                    attempt,
-                    chunk_event(&chunk, offset)?,
-                )
+                let event = if tag == b"E" {
+                    stored_event(r)?
+                } else {
+                    chunk_event(&chunk, r.uint()?)?
+                };
+                (key, lease, attempt, event)
             }
             b"F" => {
                 let lease = r.uint()?;

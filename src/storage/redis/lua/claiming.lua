@@ -161,23 +161,21 @@ local function claim(G, cid, most, max_bytes, now)
       G.cursor = G.start
     end
     local filter = compile_filter(G)
-    -- Nothing to check per event: no age limit, filter or key order.
-    local plain = G.maxage < 0 and not filter and not G.ordered
+    -- Checks a group without an age limit or filter needs not make.
+    local aged = G.maxage >= 0
     local scanned = 0
     if G.cursor < G.stop then
       each_event(G.cursor, function(offset, t, size, etype, key, ch)
         if offset >= G.stop or scanned >= 4096 then return false end
-        if handed > 0 and bytes + size > max_bytes then
+        if not fits(size) then
           out[4] = 1
           return false
         end
         G.cursor = offset + 1
         scanned = scanned + 1
-        if plain then
-          give_fresh(int(offset), offset, t, size, ch)
-        elseif too_old(G, t, now) then
+        if aged and too_old(G, t, now) then
           count(G, 'expired')
-        elseif not wants(filter, etype) then
+        elseif filter and not wants(filter, etype) then
           count(G, 'filtered')
         else
           local okey = ''
@@ -197,7 +195,7 @@ local function claim(G, cid, most, max_bytes, now)
             end
           end
         end
-        return room > 0 and bytes < max_bytes
+        return not full()
       end)
     end
     if scanned >= 4096 and G.cursor < G.stop then out[4] = 1 end

@@ -96,16 +96,23 @@ local function remember(ch)
   chunk_cache[#chunk_cache + 1] = ch
 end
 
--- The chunk holding `offset`; nil when retention deleted it.
-local function chunk_at(offset)
+-- The chunk holding `offset`, else the last one before it; nil when there
+-- is none (retention deleted what came before).
+local function chunk_from(offset)
   local ch = cached(offset)
   if ch then return ch end
   local r = redis.call('XREVRANGE', base .. 's', sid(offset), '-', 'COUNT', 1)
   if #r == 0 then return nil end
   ch = chunk_of(r[1])
-  if offset >= ch.first + ch.n then return nil end
   remember(ch)
   return ch
+end
+
+-- The chunk holding `offset`; nil when retention deleted it.
+local function chunk_at(offset)
+  local ch = chunk_from(offset)
+  if ch and offset < ch.first + ch.n then return ch end
+  return nil
 end
 
 -- Calls visit(offset, publish time, record size, type, key, chunk, index)
@@ -121,11 +128,7 @@ local function each_event(offset, visit)
     end
     return true
   end
-  local ch = cached(offset)
-  if not ch then
-    local r = redis.call('XREVRANGE', base .. 's', sid(offset), '-', 'COUNT', 1)
-    ch = #r > 0 and chunk_of(r[1]) or nil
-  end
+  local ch = chunk_from(offset)
   local id = '-'
   if ch then
     if not run(ch) then return end
