@@ -1,7 +1,7 @@
 //! The Redis layout and its scripts: a Redis written by format 1 (one
 //! lease record per delivery) or format 2 (one stream entry per event) is
 //! taken over by this release (format 2 adds batch leases, 3 writes stream
-//! entries in chunks), and what they stored still acts; a newer format is
+//! entries in chunks, 4 batch leases' keys as ranges), and what they stored still acts; a newer format is
 //! refused; an ack claims the acking consumer's next batch in the same
 //! script.
 
@@ -73,7 +73,7 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     // A stopped node leaves the registry; then this release takes over.
     server.restart().await;
     let redis = server.redis.as_ref().unwrap();
-    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "3");
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "4");
 
     let (mut client, _stream, batch) = consuming(&server, Duration::from_secs(30), 3, 10).await;
     assert_eq!(batch.len(), 3);
@@ -90,11 +90,12 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
         parts.next().unwrap().to_string(),
         parts.next().unwrap().to_string(),
     );
-    assert_eq!(keys.split(',').count(), 3, "batch record {record:?}");
-    for key in keys.split(',') {
+    let keys = batch_keys(&keys);
+    assert_eq!(keys.len(), 3, "batch record {record:?}");
+    for key in &keys {
         let entry = format!("1|{lease}|{deadline}|{consumer}|0|L|");
-        redis.cli(&["HSET", &format!("{g}:e"), key, &entry]);
-        redis.cli(&["ZADD", &format!("{g}:l"), &deadline, key]);
+        redis.cli(&["HSET", &format!("{g}:e"), key.as_str(), &entry]);
+        redis.cli(&["ZADD", &format!("{g}:l"), &deadline, key.as_str()]);
     }
     redis.cli(&["HDEL", &format!("{g}:k"), &lease.to_string()]);
     redis.cli(&["ZREM", &format!("{g}:l"), &format!("b{lease}")]);
@@ -105,6 +106,56 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     assert_eq!(stats.in_flight, 0);
     assert_eq!(redis.cli(&["HLEN", &format!("{g}:e")]).trim(), "0");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_of_format_3_is_taken_over_and_its_listed_batch_keys_ack() {
+    let mut server = TestServer::start().await;
+    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "3"]);
+    server.restart().await;
+    let redis = server.redis.as_ref().unwrap();
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "4");
+
+    let (mut client, _stream, batch) = consuming(&server, Duration::from_secs(30), 6, 10).await;
+    assert_eq!(batch.len(), 6);
+    let (gid, lease) = group_and_lease(&batch[0].ack_id);
+    // Format 4 writes the batch's keys as one range; rewrite it as format 3
+    // listed them.
+    let g = format!("herald:{{t}}:g:{gid}");
+    let field = lease.to_string();
+    let record = redis.cli(&["HGET", &format!("{g}:k"), &field]);
+    let parts: Vec<&str> = record.trim().splitn(3, '|').collect();
+    assert!(parts[1].contains('-'), "batch record {record:?}");
+    let listed = batch_keys(parts[1]).join(",");
+    let old = format!("{}|{listed}|{}", parts[0], parts[2]);
+    redis.cli(&["HSET", &format!("{g}:k"), &field, &old]);
+
+    // Two, then the rest with one of them again: key by key either way.
+    let ids = ack_ids(&batch);
+    let resp = ack(&mut client, ids[..2].to_vec()).await;
+    assert_eq!(resp.acked_count, 2, "{resp:?}");
+    assert_eq!(server.group_stats("t", "g").await.in_flight, 4);
+    let resp = ack(&mut client, ids[1..].to_vec()).await;
+    assert_eq!(resp.acked_count, 4, "{resp:?}");
+    assert_eq!(server.group_stats("t", "g").await.in_flight, 0);
+    assert_eq!(redis.cli(&["HLEN", &format!("{g}:k")]).trim(), "0");
+    server.stop().await;
+}
+
+/// The keys of a batch record's key list: comma-separated keys or ranges
+/// `first-last`.
+fn batch_keys(list: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for item in list.split(',') {
+        match item.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
+                keys.extend((a..=b).map(|k| k.to_string()));
+            }
+            None => keys.push(item.to_string()),
+        }
+    }
+    keys
 }
 
 /// A stream entry: id and fields.
@@ -168,7 +219,7 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
     server.redis.as_ref().unwrap().cli(&["SET", MARKER, "2"]);
     server.restart().await;
     let redis = server.redis.as_ref().unwrap();
-    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "3");
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "4");
     server
         .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
         .await;
@@ -268,10 +319,10 @@ async fn a_claim_ships_a_large_chunk_only_within_its_byte_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_format_is_refused_naming_both() {
     let server = TestServer::start().await;
-    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "4"]);
+    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "5"]);
     let err = refused(server.config.clone()).await;
     assert!(
-        err.contains("format 4") && err.contains("format 3"),
+        err.contains("format 5") && err.contains("format 4"),
         "{err}"
     );
 }

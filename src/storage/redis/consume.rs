@@ -428,6 +428,24 @@ pub(super) fn read_claim(
                 let offset = r.uint()?;
                 (Some(offset), lease, 1, chunk_event(&chunk, offset)?)
             }
+            b"G" => {
+                let lease = r.uint()?;
+                let first = r.uint()?;
+                let count = r.uint()?;
+                for offset in first..first.saturating_add(count) {
+                    batch.push(RawDelivery {
+                        lease: LeaseRef {
+                            group: gid,
+                            key: offset,
+                            lease,
+                        },
+                        event: Arc::new(chunk_event(&chunk, offset)?),
+                        attempt: 1,
+                        deadline_us,
+                    });
+                }
+                continue;
+            }
             _ => return Err(Error::Internal("bad claim item from Redis".into())),
         };
         let Some(key) = key else {

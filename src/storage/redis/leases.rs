@@ -14,6 +14,7 @@ use crate::telemetry::metrics::GroupMetrics;
 use super::conn::Reply;
 use super::consume::{Local, read_claim, script_key};
 use super::{GroupRef, RedisBackend};
+use crate::storage::embedded::dispatch::REPLAY_BIT;
 
 /// A script's answer for one lease.
 fn outcome(code: &str) -> LeaseOutcome {
@@ -23,6 +24,37 @@ fn outcome(code: &str) -> LeaseOutcome {
         "S" => LeaseOutcome::Stale,
         _ => LeaseOutcome::Unknown,
     }
+}
+
+/// The (entry key, lease) pairs of an ack script for the leases at `idx`,
+/// and those indices in the order of the keys the script answers for:
+/// first deliveries of one batch lease at consecutive offsets go as one
+/// range `first-last` (the whole batch is then one step in Redis).
+fn ack_pairs(leases: &[LeaseRef], mut idx: Vec<usize>) -> (Vec<usize>, Vec<String>) {
+    idx.sort_by_key(|&i| (leases[i].lease, leases[i].key));
+    let mut pairs = Vec::new();
+    let mut at = 0;
+    while at < idx.len() {
+        let l = &leases[idx[at]];
+        let mut end = at + 1;
+        if l.lease % 2 == 1 && l.key & REPLAY_BIT == 0 {
+            while end < idx.len() {
+                let n = &leases[idx[end]];
+                if n.lease != l.lease || Some(n.key) != l.key.checked_add((end - at) as u64) {
+                    break;
+                }
+                end += 1;
+            }
+        }
+        pairs.push(if end - at > 1 {
+            format!("{}-{}", l.key, leases[idx[end - 1]].key)
+        } else {
+            script_key(l.key)
+        });
+        pairs.push(l.lease.to_string());
+        at = end;
+    }
+    (idx, pairs)
 }
 
 /// What one lease operation does to one group's leases.
@@ -77,11 +109,16 @@ impl RedisBackend {
             let Some(g) = self.group_by_id(gid).await? else {
                 continue;
             };
-            let mut pairs = Vec::with_capacity(idx.len() * 2);
-            for &i in &idx {
-                pairs.push(script_key(leases[i].key));
-                pairs.push(leases[i].lease.to_string());
-            }
+            let (idx, pairs) = match op {
+                Op::Ack => ack_pairs(leases, idx),
+                _ => {
+                    let pairs = idx
+                        .iter()
+                        .flat_map(|&i| [script_key(leases[i].key), leases[i].lease.to_string()])
+                        .collect();
+                    (idx, pairs)
+                }
+            };
             // An ack claims the next batch of a consumer here in the same
             // script when it gives that consumer credit back.
             let next = match op {
@@ -213,5 +250,44 @@ impl RedisBackend {
                 .await?;
         }
         Ok(Some(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(key: u64, lease: u64) -> LeaseRef {
+        LeaseRef {
+            group: 1,
+            key,
+            lease,
+        }
+    }
+
+    #[test]
+    fn ack_pairs_send_consecutive_first_deliveries_of_a_batch_as_ranges() {
+        let leases = [
+            lease(12, 7),
+            lease(10, 7),
+            lease(11, 7),
+            lease(11, 7), // acked twice: the range ends there
+            lease(13, 8), // an entry lease (even)
+            lease(14, 8),
+            lease(REPLAY_BIT | 3, 9), // a replay
+            lease(REPLAY_BIT | 4, 9),
+            lease(20, 9),
+            lease(22, 9), // a gap
+        ];
+        let (order, pairs) = ack_pairs(&leases, (0..leases.len()).collect());
+        assert_eq!(
+            pairs,
+            [
+                "10-11", "7", "11-12", "7", "13", "8", "14", "8", "20", "9", "22", "9", "r3", "9",
+                "r4", "9"
+            ]
+        );
+        // One index per key the script answers for, ranges expanded.
+        assert_eq!(order, [1, 2, 3, 0, 4, 5, 8, 9, 6, 7]);
     }
 }

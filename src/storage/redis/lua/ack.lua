@@ -1,10 +1,11 @@
 -- ack: ARGV[3] gid, [4] topic generation, [5] caller node, [6] a consumer
 -- of the caller to claim for next ('' none), [7] most, [8] bytes, then
--- pairs of entry key and lease. An older lease of a pending entry is
--- honoured. When the acks gave the consumer of [6] credit back, claims for
--- it in the same step (claiming.lua).
+-- pairs of entry key and lease; the key may be a range 'first-last' of
+-- offsets under one lease (as many pairs, in that order). An older lease
+-- of a pending entry is honoured. When the acks gave the consumer of [6]
+-- credit back, claims for it in the same step (claiming.lua).
 -- Returns {'OK', wake (1: the caller's consumers may have work), outcomes
--- (one letter per pair: O ok, A already done, S stale, U unknown), then
+-- (one letter per key: O ok, A already done, S stale, U unknown), then
 -- the claim's answer when it claimed} or {'GONE'}.
 local G = load_group(ARGV[3], ARGV[4])
 if not G then return {'GONE'} end
@@ -37,12 +38,11 @@ local function ack_entry(key, lease)
 end
 
 local batched = 0
-for i = 9, #ARGV, 2 do
-  local key, lease = ARGV[i], tonumber(ARGV[i + 1])
-  -- Fast path: a first delivery still in its batch (as current_lease
-  -- would find it, without making an entry of it).
-  local b = lease % 2 == 1 and lease >= G.lfloor and lease <= G.lseq and batch_of(G, lease)
-  if b and b.keys[key] then
+-- A first delivery still in its batch (as current_lease would find it,
+-- without making an entry of it); else any entry.
+local function ack_key(key, lease, odd)
+  local b = odd and batch_of(G, lease)
+  if b and batch_keys(b)[key] then
     b.keys[key] = nil
     b.n = b.n - 1
     b.dirty = true
@@ -51,6 +51,28 @@ for i = 9, #ARGV, 2 do
     codes[#codes + 1] = 'O'
   else
     codes[#codes + 1] = ack_entry(key, lease)
+  end
+end
+
+for i = 9, #ARGV, 2 do
+  local key, lease = ARGV[i], tonumber(ARGV[i + 1])
+  local odd = lease % 2 == 1 and lease >= G.lfloor and lease <= G.lseq
+  local lo, hi = string.match(key, '^(%d+)-(%d+)$')
+  if not lo then
+    ack_key(key, lease, odd)
+  else
+    -- A range of keys under one batch lease: the whole batch as one step
+    -- when it is exactly that batch, untouched; else key by key.
+    lo, hi = tonumber(lo), tonumber(hi)
+    local b = odd and batch_of(G, lease)
+    if b and b.range and b.range[1] == lo and b.range[2] == hi then
+      G.inflight[b.c] = (G.inflight[b.c] or 0) - b.n
+      batched = batched + b.n
+      codes[#codes + 1] = string.rep('O', b.n)
+      b.range, b.keys, b.n, b.dirty = nil, {}, 0, true
+    else
+      for k = lo, hi do ack_key(int(k), lease, odd) end
+    end
   end
 end
 count(G, 'acked', batched)

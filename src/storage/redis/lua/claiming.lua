@@ -9,7 +9,9 @@
 -- reference); 'E', key, lease, attempt, offset, publish time, record;
 -- 'R', key, lease, attempt, offset (record in the last chunk); 'F', lease,
 -- offset (a first delivery: key the offset, attempt 1, record in the last
--- chunk)}, or nil when the consumer is not registered. The caller saves
+-- chunk); 'G', lease, first offset, count (that many first deliveries in a
+-- row under one batch lease)}, or nil when the consumer is not
+-- registered. The caller saves
 -- the group, then calls claim_next_wake.
 local function claim(G, cid, most, max_bytes, now)
   local cv = redis.call('HGET', G.c, cid)
@@ -35,6 +37,8 @@ local function claim(G, cid, most, max_bytes, now)
   -- Events handed from one chunk in a row go out after one 'C' item with
   -- the part of the chunk from the first to the last of them (the whole
   -- chunk as stored when that is all of it).
+  -- Run items: {key (nil: a first delivery, keyed by its offset), lease,
+  -- attempt, offset, count (a range of first deliveries)}.
   local run_ch, run = nil, {}
   local function flush()
     local ch = run_ch
@@ -43,6 +47,7 @@ local function claim(G, cid, most, max_bytes, now)
     for _, it in ipairs(run) do
       local i = it[4] - ch.first + 1
       if i < lo then lo = i end
+      i = i + (it[5] or 1) - 1
       if i > hi then hi = i end
     end
     local n = #out
@@ -61,7 +66,12 @@ local function claim(G, cid, most, max_bytes, now)
     end
     for _, it in ipairs(run) do
       n = #out
-      if it[1] == nil then
+      if it[5] then
+        out[n + 1] = 'G'
+        out[n + 2] = it[2]
+        out[n + 3] = it[4]
+        out[n + 4] = it[5]
+      elseif it[1] == nil then
         out[n + 1] = 'F'
         out[n + 2] = it[2]
         out[n + 3] = it[4]
@@ -75,6 +85,11 @@ local function claim(G, cid, most, max_bytes, now)
     end
     run_ch, run = nil, {}
   end
+  local function join(ch, item)
+    if run_ch and run_ch.first ~= ch.first then flush() end
+    run_ch = ch
+    run[#run + 1] = item
+  end
   -- An event with its record (rec) or in a chunk (ch); a first delivery
   -- of a batch has no key (its key is its offset).
   local function hand(key, lease, attempt, offset, t, size, rec, ch)
@@ -85,9 +100,7 @@ local function claim(G, cid, most, max_bytes, now)
       flush()
       return explicit(key, lease, attempt, offset, t, rec)
     end
-    if run_ch and run_ch.first ~= ch.first then flush() end
-    run_ch = ch
-    run[#run + 1] = { key, lease, attempt, offset }
+    join(ch, { key, lease, attempt, offset })
   end
 
   -- Entries and leases written once at the end, in one HSET and one ZADD
@@ -119,6 +132,20 @@ local function claim(G, cid, most, max_bytes, now)
     end
     batch[#batch + 1] = key
     hand(nil, blease, 1, offset, t, size, nil, ch)
+  end
+
+  -- Events i..j of chunk ch as first deliveries, in batches of at most
+  -- 128 keys written as one range each.
+  local ranges = {}
+  local function give_range(ch, i, j)
+    while i <= j do
+      local k = math.min(j, i + 127)
+      local first = ch.first + i - 1
+      local lease = next_lease(G, true)
+      ranges[#ranges + 1] = { lease, first, first + k - i }
+      join(ch, { nil, lease, 1, first, k - i + 1 })
+      i = k + 1
+    end
   end
 
   local function full()
@@ -164,7 +191,29 @@ local function claim(G, cid, most, max_bytes, now)
     -- Checks a group without an age limit or filter needs not make.
     local aged = G.maxage >= 0
     local scanned = 0
-    if G.cursor < G.stop then
+    if G.cursor < G.stop and not aged and not filter and not G.ordered then
+      -- Every event goes: whole runs of a chunk at once.
+      each_chunk(G.cursor, function(ch, i)
+        local sizes, last = ch.sizes, math.min(ch.n, G.stop - ch.first)
+        local j = i
+        while j <= last and not full() do
+          local size = sizes[j]
+          if not fits(size) then
+            out[4] = 1
+            break
+          end
+          bytes = bytes + size
+          room = room - 1
+          handed = handed + 1
+          j = j + 1
+        end
+        if j > i then
+          give_range(ch, i, j - 1)
+          G.cursor = ch.first + j - 1
+        end
+        return j > ch.n and not full() and out[4] == 0
+      end)
+    elseif G.cursor < G.stop then
       each_event(G.cursor, function(offset, t, size, etype, key, ch)
         if offset >= G.stop or scanned >= 4096 then return false end
         if not fits(size) then
@@ -207,7 +256,12 @@ local function claim(G, cid, most, max_bytes, now)
   end
   for _, lb in ipairs(batches) do
     local lease = int(lb[1])
-    redis.call('HSET', G.k_, lease, pack_batch(deadline, lb[2], cid))
+    redis.call('HSET', G.k_, lease, pack_batch(deadline, table.concat(lb[2], ','), cid))
+    redis.call('ZADD', G.l, int(deadline), 'b' .. lease)
+  end
+  for _, r in ipairs(ranges) do
+    local lease = int(r[1])
+    redis.call('HSET', G.k_, lease, pack_batch(deadline, int(r[2]) .. '-' .. int(r[3]), cid))
     redis.call('ZADD', G.l, int(deadline), 'b' .. lease)
   end
   flush()

@@ -115,16 +115,14 @@ local function chunk_at(offset)
   return nil
 end
 
--- Calls visit(offset, publish time, record size, type, key, chunk, index)
--- for the events from `offset` on, in order, until it returns false or the
--- stream ends.
-local function each_event(offset, visit)
+-- Calls visit(chunk, index) for the chunks from the one holding `offset`
+-- on, in order, with the index of `offset` in the first of them (1 in the
+-- others), until it returns false or the stream ends.
+local function each_chunk(offset, visit)
   local function run(ch)
-    for i = math.max(offset - ch.first, 0) + 1, ch.n do
-      if visit(ch.first + i - 1, ch.t, ch.sizes[i], ch.types[i], ch.keys[i], ch, i) == false then
-        if not cached(ch.first) then remember(ch) end
-        return false
-      end
+    if visit(ch, math.max(offset - ch.first, 0) + 1) == false then
+      if not cached(ch.first) then remember(ch) end
+      return false
     end
     return true
   end
@@ -142,6 +140,20 @@ local function each_event(offset, visit)
       id = '(' .. item[1]
     end
   end
+end
+
+-- Calls visit(offset, publish time, record size, type, key, chunk, index)
+-- for the events from `offset` on, in order, until it returns false or the
+-- stream ends.
+local function each_event(offset, visit)
+  each_chunk(offset, function(ch, from)
+    for i = from, ch.n do
+      if visit(ch.first + i - 1, ch.t, ch.sizes[i], ch.types[i], ch.keys[i], ch, i) == false then
+        return false
+      end
+    end
+    return true
+  end)
 end
 
 -- A group's state hash and settings; nil when the group (or the topic
@@ -180,23 +192,51 @@ end
 
 -- Batch leases: the first deliveries without a key hold that one claim
 -- handed to one consumer share a lease and a record (up to 128 keys),
--- k: lease -> 'deadline|key,key,...|consumer', and one member 'b<lease>' of
--- l (score = deadline). Such keys have no entry in e until something other
--- than an ack happens to them (they are taken out of the batch then).
--- Batches read by a script are cached in G.batches (false: none) and
--- written back by flush_batches.
+-- k: lease -> 'deadline|keys|consumer', and one member 'b<lease>' of l
+-- (score = deadline). keys is comma-separated, each item a key or a range
+-- 'first-last' of keys (since format 4; a fresh claim writes one range).
+-- Such keys have no entry in e until something other than an ack happens
+-- to them (they are taken out of the batch then). Batches read by a script
+-- are cached in G.batches (false: none) and written back by flush_batches.
 local function pack_batch(deadline, keys, consumer)
-  return int(deadline) .. '|' .. table.concat(keys, ',') .. '|' .. consumer
+  return int(deadline) .. '|' .. keys .. '|' .. consumer
 end
 
+-- A batch record; a single range stays unexpanded (b.range: {first, last})
+-- until batch_keys needs its keys one by one.
 local function unpack_batch(v)
-  local d, list, c = string.match(v, '^(%d+)|([%d,]*)|(.*)$')
-  local b = { d = tonumber(d), c = c, keys = {}, n = 0, dirty = false }
-  for k in string.gmatch(list, '%d+') do
-    b.keys[k] = true
-    b.n = b.n + 1
+  local d, list, c = string.match(v, '^(%d+)|([%d,-]*)|(.*)$')
+  local b = { d = tonumber(d), c = c, n = 0, dirty = false }
+  local lo, hi = string.match(list, '^(%d+)-(%d+)$')
+  if lo then
+    b.range = { tonumber(lo), tonumber(hi) }
+    b.n = b.range[2] - b.range[1] + 1
+    return b
+  end
+  b.keys = {}
+  for item in string.gmatch(list, '[^,]+') do
+    local first, last = string.match(item, '^(%d+)-(%d+)$')
+    if first then
+      for k = tonumber(first), tonumber(last) do
+        b.keys[int(k)] = true
+        b.n = b.n + 1
+      end
+    else
+      b.keys[item] = true
+      b.n = b.n + 1
+    end
   end
   return b
+end
+
+-- The keys of a batch as a set (key -> true).
+local function batch_keys(b)
+  if not b.keys then
+    b.keys = {}
+    for k = b.range[1], b.range[2] do b.keys[int(k)] = true end
+    b.range = nil
+  end
+  return b.keys
 end
 
 local function batch_of(G, lease)
@@ -212,7 +252,7 @@ end
 -- Takes `key` out of batch `b` (of lease `lease`) as a leased entry of
 -- attempt 1; the entry is not stored anywhere until the caller stores it.
 local function unbatch(b, key, lease)
-  b.keys[key] = nil
+  batch_keys(b)[key] = nil
   b.n = b.n - 1
   b.dirty = true
   return { a = 1, l = lease, d = b.d, c = b.c, f = 0, s = 'L', k = '', batch = true }
@@ -227,8 +267,8 @@ local function flush_batches(G)
         redis.call('ZREM', G.l, 'b' .. field)
       else
         local keys = {}
-        for k in pairs(b.keys) do keys[#keys + 1] = k end
-        redis.call('HSET', G.k_, field, pack_batch(b.d, keys, b.c))
+        for k in pairs(batch_keys(b)) do keys[#keys + 1] = k end
+        redis.call('HSET', G.k_, field, pack_batch(b.d, table.concat(keys, ','), b.c))
       end
       b.dirty = false
     end
@@ -473,7 +513,7 @@ local function expire(G, now)
       local lease = tonumber(string.sub(key, 2))
       local b = batch_of(G, lease)
       if b then
-        for k in pairs(b.keys) do
+        for k in pairs(batch_keys(b)) do
           if budget <= 0 then break end
           lapse(k, unbatch(b, k, lease))
         end
@@ -502,7 +542,7 @@ end
 local function current_lease(G, key, lease)
   if lease % 2 == 1 and lease >= G.lfloor and lease <= G.lseq then
     local b = batch_of(G, lease)
-    if b and b.keys[key] then return 'O', unbatch(b, key, lease) end
+    if b and batch_keys(b)[key] then return 'O', unbatch(b, key, lease) end
   end
   local v = redis.call('HGET', G.e, key)
   if not v then

@@ -24,7 +24,7 @@ for _, v in ipairs(batches) do
   local b = unpack_batch(v)
   pending = pending + b.n
   inflight = inflight - 1 + b.n
-  for k in pairs(b.keys) do
+  for k in pairs(batch_keys(b)) do
     local o = tonumber(k)
     if o < floor then floor = o end
   end

@@ -21,7 +21,7 @@ for _, key in ipairs(redis.call('ZRANGE', G.l, 0, -1)) do
     local lease = tonumber(string.sub(key, 2))
     local b = batch_of(G, lease)
     if b and b.c == cid then
-      for k in pairs(b.keys) do
+      for k in pairs(batch_keys(b)) do
         if not keep[k] then release(k, unbatch(b, k, lease)) end
       end
     end
