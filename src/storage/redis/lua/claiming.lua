@@ -194,10 +194,17 @@ local function claim(G, cid, most, max_bytes, now)
     if G.cursor < G.stop and not aged and not filter and not G.ordered then
       -- Every event goes: whole runs of a chunk at once.
       each_chunk(G.cursor, function(ch, i)
-        local sizes, last = ch.sizes, math.min(ch.n, G.stop - ch.first)
+        local last = math.min(ch.n, G.stop - ch.first)
         local j = i
+        -- All of a chunk in one step when it fits (no sizes to read).
+        if i == 1 and last == ch.n and room >= ch.n and bytes + #ch.c <= max_bytes then
+          bytes = bytes + #ch.c
+          room = room - ch.n
+          handed = handed + ch.n
+          j = ch.n + 1
+        end
         while j <= last and not full() do
-          local size = sizes[j]
+          local size = ch.sizes[j]
           if not fits(size) then
             out[4] = 1
             break

@@ -44,10 +44,31 @@ local function split(packed, sizes, n)
   return list
 end
 
--- A stream entry as a chunk: first offset, count, publish time, records
--- (c, sizes z as text and as numbers), types and keys by index (1-based).
--- Records stay in one string; rec_of cuts one out (every string made in
--- Lua costs a pass over its bytes).
+-- A chunk's lists, made on first use (a claim that takes whole chunks
+-- never needs them): sizes (numbers), types and keys, by index (1-based).
+local chunk_lists = {
+  __index = function(ch, field)
+    local v
+    if field == 'sizes' then
+      v = {}
+      for size in string.gmatch(ch.z, '%d+') do v[#v + 1] = tonumber(size) end
+    elseif field == 'types' then
+      v = split(ch.y, ch.yz, ch.n)
+    elseif field == 'keys' then
+      v = split(ch.k, ch.kz, ch.n)
+    else
+      return nil
+    end
+    rawset(ch, field, v)
+    return v
+  end,
+}
+
+-- A stream entry as a chunk: first offset, count n, publish time t,
+-- records c (concatenated) and their sizes z (as text), types y and keys k
+-- packed (their sizes yz, kz), and the lists above. Records stay in one
+-- string; rec_of cuts one out (every string made in Lua costs a pass over
+-- its bytes).
 local function chunk_of(item)
   local kv = item[2]
   local ch = { first = tonumber(string.sub(item[1], 1, -3)) }
@@ -58,12 +79,8 @@ local function chunk_of(item)
     return ch
   end
   ch.n, ch.t, ch.z, ch.c = tonumber(kv[2]), kv[4], kv[6], kv[8]
-  local sizes = {}
-  for size in string.gmatch(ch.z, '%d+') do sizes[#sizes + 1] = tonumber(size) end
-  ch.sizes = sizes
-  ch.types = split(kv[10], kv[12], ch.n)
-  ch.keys = split(kv[14], kv[16], ch.n)
-  return ch
+  ch.y, ch.yz, ch.k, ch.kz = kv[10], kv[12], kv[14], kv[16]
+  return setmetatable(ch, chunk_lists)
 end
 
 -- Where each record of a chunk starts in c, then its end.
