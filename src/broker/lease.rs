@@ -38,15 +38,17 @@ impl AckIds {
     }
 
     /// Printable form: four lowercase hex numbers joined by '-', the last
-    /// the tag.
+    /// the tag (16 digits).
     pub fn encode(&self, lease: &LeaseRef) -> String {
-        format!(
-            "{:x}-{:x}-{:x}-{:016x}",
-            lease.group,
-            lease.key,
-            lease.lease,
-            self.tag(lease)
-        )
+        let mut out = String::with_capacity(68);
+        push_hex(&mut out, lease.group, 1);
+        out.push('-');
+        push_hex(&mut out, lease.key, 1);
+        out.push('-');
+        push_hex(&mut out, lease.lease, 1);
+        out.push('-');
+        push_hex(&mut out, self.tag(lease), 16);
+        out
     }
 
     /// Parses and verifies an ack id.
@@ -66,16 +68,10 @@ impl AckIds {
     /// Parses and verifies; `None` when it is not an ack id this deployment
     /// issued. Allocates nothing (acks are a hot path).
     pub fn decode(&self, text: &str) -> Option<LeaseRef> {
-        fn hex(s: &str) -> Option<u64> {
-            if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            u64::from_str_radix(s, 16).ok()
-        }
         if text.len() > 68 {
             return None;
         }
-        let mut parts = text.split('-');
+        let mut parts = text.as_bytes().split(|&b| b == b'-');
         let lease = LeaseRef {
             group: hex(parts.next()?)?,
             key: hex(parts.next()?)?,
@@ -87,6 +83,33 @@ impl AckIds {
         }
         (hex(tag)? == self.tag(&lease)).then_some(lease)
     }
+}
+
+/// Appends `v` in lowercase hex, at least `width` digits.
+fn push_hex(out: &mut String, v: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (16 - v.leading_zeros() as usize / 4).max(width);
+    for i in (0..digits).rev() {
+        out.push(char::from(DIGITS[((v >> (i * 4)) & 0xf) as usize]));
+    }
+}
+
+/// A hex number of 1 to 16 digits (either case), nothing else.
+fn hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &b in s {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        v = v << 4 | u64::from(d);
+    }
+    Some(v)
 }
 
 #[cfg(test)]
@@ -103,6 +126,24 @@ mod tests {
         };
         let text = ids.encode(&lease);
         assert!(text.len() <= 68, "{text}");
+        for l in [
+            lease,
+            LeaseRef {
+                group: 0,
+                key: 0x10,
+                lease: 0xf,
+            },
+        ] {
+            let expected = format!(
+                "{:x}-{:x}-{:x}-{:016x}",
+                l.group,
+                l.key,
+                l.lease,
+                ids.tag(&l)
+            );
+            assert_eq!(ids.encode(&l), expected);
+            assert_eq!(ids.decode(&expected.to_uppercase()), Some(l));
+        }
         assert_eq!(ids.parse("ack_ids[0]", &text).unwrap(), lease);
         // Another key (another deployment) does not verify it.
         assert!(AckIds::new([8; 16]).decode(&text).is_none());
