@@ -168,7 +168,7 @@ async fn pump(mut batches: Batches, outbound: Outbound, out: Out, done: Cancella
         };
         let item = match next {
             Some(Ok(batch)) => Ok(ConsumeResponse {
-                deliveries: outbound.deliveries(&batch),
+                deliveries: outbound.deliveries(batch),
                 confirmation: None,
             }),
             Some(Err(e)) => Err(to_status(e)),

@@ -2,6 +2,7 @@
 //!
 //! gRPC layer. Errors name the request field, like the broker's.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tonic::Status;
@@ -114,13 +115,41 @@ pub fn event_out(topic: &str, s: &StoredEvent) -> proto::Event {
     }
 }
 
-/// A delivery → proto delivery.
-pub fn delivery_out(topic: &str, d: &Delivery) -> proto::Delivery {
+/// A delivery → proto delivery. The event is moved out when this delivery
+/// holds the only reference to it (the Redis backend's), else copied.
+pub fn delivery_out(topic: &str, d: Delivery) -> proto::Delivery {
+    let event = match Arc::try_unwrap(d.event) {
+        Ok(owned) => event_into(topic, owned),
+        Err(shared) => event_out(topic, &shared),
+    };
     proto::Delivery {
-        ack_id: d.ack_id.clone(),
-        event: Some(event_out(topic, &d.event)),
+        ack_id: d.ack_id,
+        event: Some(event),
         delivery_attempt: d.attempt,
         deadline: Some(timestamp(d.deadline_us)),
+    }
+}
+
+/// A stored event → proto event, taking its fields.
+fn event_into(topic: &str, s: StoredEvent) -> proto::Event {
+    let e = s.event;
+    proto::Event {
+        id: e.id,
+        r#type: e.event_type,
+        source: e.source,
+        key: e.key,
+        time: Some(timestamp(if e.time_us == 0 {
+            s.publish_time_us
+        } else {
+            e.time_us
+        })),
+        content_type: e.content_type,
+        schema_version: e.schema_version,
+        data: e.data,
+        attributes: e.attributes.into_iter().collect(),
+        topic: topic.to_string(),
+        offset: s.offset,
+        publish_time: Some(timestamp(s.publish_time_us)),
     }
 }
 

@@ -121,12 +121,12 @@ impl Outbound {
     }
 
     /// The wire form of `batch`.
-    pub(super) fn deliveries(&self, batch: &[Delivery]) -> Vec<crate::proto::Delivery> {
+    pub(super) fn deliveries(&self, batch: Vec<Delivery>) -> Vec<crate::proto::Delivery> {
         let now = self.metrics.enabled().then(now_us);
         batch
-            .iter()
+            .into_iter()
             .map(|d| {
-                deliver_span(&self.topic, &self.group, &self.consumer, d);
+                deliver_span(&self.topic, &self.group, &self.consumer, &d);
                 // First deliveries only: a redelivery's wait is the
                 // consumer's nack delay or deadline, not Herald's.
                 if let Some(now) = now
@@ -246,7 +246,7 @@ impl SubscriberService for SubscriberApi {
         let stream = subscription.map(move |batch| {
             let batch = batch.map_err(to_status)?;
             Ok(SubscribeResponse {
-                deliveries: outbound.deliveries(&batch),
+                deliveries: outbound.deliveries(batch),
             })
         });
         Ok(Response::new(Box::pin(stream)))
