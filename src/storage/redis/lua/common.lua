@@ -301,8 +301,8 @@ local function save_group(G, node)
     if by ~= 0 then redis.call('HINCRBY', G.k, field, by) end
   end
   for cid, delta in pairs(G.inflight) do
-    local v = redis.call('HGET', G.c, cid)
-    if v and delta ~= 0 then
+    local v = delta ~= 0 and redis.call('HGET', G.c, cid)
+    if v then
       local max, cur, owner = string.match(v, '^(%d+)|(%d+)|(.*)$')
       cur = math.max(0, tonumber(cur) + delta)
       redis.call('HSET', G.c, cid, max .. '|' .. int(cur) .. '|' .. owner)
