@@ -142,6 +142,46 @@ async fn a_redis_of_format_3_is_taken_over_and_its_listed_batch_keys_ack() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_publishes_share_batch_leases_of_up_to_128_as_ranges() {
+    let server = TestServer::start().await;
+    server
+        .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
+        .await;
+    // One stream entry per call.
+    for i in 0..130 {
+        server
+            .publish_events("t", vec![event(&format!("e-{i}"))])
+            .await;
+    }
+    let mut client = server.subscriber();
+    let mut stream = subscribe(&mut client, "t", "g", 200).await;
+    let mut batch = Vec::new();
+    while batch.len() < 130 {
+        batch.extend(next_batch(&mut stream, Duration::from_secs(5)).await);
+    }
+    let leases: Vec<u64> = batch.iter().map(|d| group_and_lease(&d.ack_id).1).collect();
+    assert!(leases[..128].iter().all(|&l| l == leases[0]), "{leases:?}");
+    assert!(
+        leases[128..]
+            .iter()
+            .all(|&l| l == leases[128] && l != leases[0])
+    );
+    let (gid, _) = group_and_lease(&batch[0].ack_id);
+    let redis = server.redis.as_ref().unwrap();
+    let k = format!("herald:{{t}}:g:{gid}:k");
+    for (lease, range) in [(leases[0], "0-127"), (leases[128], "128-129")] {
+        let record = redis.cli(&["HGET", &k, &lease.to_string()]);
+        assert_eq!(record.trim().split('|').nth(1), Some(range), "{record:?}");
+    }
+
+    let resp = ack(&mut client, ack_ids(&batch)).await;
+    assert_eq!(resp.acked_count, 130, "{resp:?}");
+    assert_eq!(redis.cli(&["HLEN", &k]).trim(), "0");
+    assert_eq!(server.group_stats("t", "g").await.in_flight, 0);
+    server.stop().await;
+}
+
 /// The keys of a batch record's key list: comma-separated keys or ranges
 /// `first-last`.
 fn batch_keys(list: &str) -> Vec<String> {

@@ -135,15 +135,23 @@ local function claim(G, cid, most, max_bytes, now)
   end
 
   -- Events i..j of chunk ch as first deliveries, in batches of at most
-  -- 128 keys written as one range each.
+  -- 128 keys written as one range each; a batch goes on into the next
+  -- chunk while the offsets follow on (one-event chunks share batches).
   local ranges = {}
   local function give_range(ch, i, j)
     while i <= j do
-      local k = math.min(j, i + 127)
       local first = ch.first + i - 1
-      local lease = next_lease(G, true)
-      ranges[#ranges + 1] = { lease, first, first + k - i }
-      join(ch, { nil, lease, 1, first, k - i + 1 })
+      local open = ranges[#ranges]
+      local k
+      if open and open[3] + 1 == first and open[3] - open[2] + 1 < 128 then
+        k = math.min(j, i + 127 - (open[3] - open[2] + 1))
+        open[3] = first + k - i
+      else
+        k = math.min(j, i + 127)
+        open = { next_lease(G, true), first, first + k - i }
+        ranges[#ranges + 1] = open
+      end
+      join(ch, { nil, open[1], 1, first, k - i + 1 })
       i = k + 1
     end
   end

@@ -24,9 +24,13 @@ for _, v in ipairs(batches) do
   local b = unpack_batch(v)
   pending = pending + b.n
   inflight = inflight - 1 + b.n
-  for k in pairs(batch_keys(b)) do
-    local o = tonumber(k)
-    if o < floor then floor = o end
+  if b.range then
+    if b.range[1] < floor then floor = b.range[1] end
+  else
+    for k in pairs(b.keys) do
+      local o = tonumber(k)
+      if o < floor then floor = o end
+    end
   end
 end
 local oldest = -1
