@@ -75,7 +75,6 @@ impl Broker {
                 server_ids.push(false);
             }
         }
-        unpin_payloads(&mut events);
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         let appended = self.inner.backend.append(topic, events, server_ids)?;
         Ok(Box::pin(async move {
@@ -93,18 +92,5 @@ impl Broker {
                 publish_time_us: appended.publish_time_us,
             })
         }))
-    }
-}
-
-/// Gives each event of a multi-event batch a payload of its own. Decoded
-/// payloads are slices of the request's buffer; an event kept in memory
-/// (tail cache, a group's pending entries) would otherwise keep the whole
-/// request alive while memory budgets count only the event. A one-event
-/// request keeps its zero-copy payload: its buffer is the event.
-fn unpin_payloads(events: &mut [Event]) {
-    if events.len() > 1 {
-        for event in events {
-            event.data = bytes::Bytes::copy_from_slice(&event.data);
-        }
     }
 }

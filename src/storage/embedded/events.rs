@@ -17,10 +17,11 @@ impl EmbeddedBackend {
     pub(super) fn append_impl(
         &self,
         topic: &str,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         server_ids: Vec<bool>,
     ) -> Result<BoxFuture<Result<Appended, Error>>, Error> {
         let t = self.topic(topic).ok_or_else(|| not_found_topic(topic))?;
+        unpin_payloads(&mut events);
         // The log orders the batch now (its writer's queue), so batches
         // handed in one after another get offsets in that order.
         let appended = t.log.append_with_server_ids(events, server_ids);
@@ -68,5 +69,19 @@ impl EmbeddedBackend {
             end: t.log.watch_end(),
             deleted: t.deleted.clone(),
         })
+    }
+}
+
+/// Gives each event of a multi-event batch a payload of its own. Decoded
+/// payloads are slices of the request's buffer; an event this backend keeps
+/// in memory (tail cache, a group's pending entries) would otherwise keep
+/// the whole request alive while memory budgets count only the event. A
+/// one-event request keeps its zero-copy payload: its buffer is the event.
+/// (The Redis backend encodes the events at once and keeps none.)
+fn unpin_payloads(events: &mut [Event]) {
+    if events.len() > 1 {
+        for event in events {
+            event.data = bytes::Bytes::copy_from_slice(&event.data);
+        }
     }
 }

@@ -142,16 +142,21 @@ impl RedisBackend {
             .into_iter()
             .enumerate()
             .map(|(i, event)| {
+                let stored = StoredEvent {
+                    offset: 0,
+                    publish_time_us: 0,
+                    event,
+                };
+                let record = encode_event(&stored);
+                let e = stored.event;
+                let server = server_ids.get(i).copied().unwrap_or(false);
                 let rec = Rec {
-                    id: event.id.clone(),
-                    server: server_ids.get(i).copied().unwrap_or(false),
-                    event_type: event.event_type.clone(),
-                    key: event.key.clone(),
-                    record: encode_event(&StoredEvent {
-                        offset: 0,
-                        publish_time_us: 0,
-                        event,
-                    }),
+                    // Only ids the client chose go to the dedup window.
+                    id: if server { String::new() } else { e.id },
+                    server,
+                    event_type: e.event_type,
+                    key: e.key,
+                    record,
                 };
                 bytes += rec.record.len();
                 rec
