@@ -435,6 +435,10 @@ macro_rules! scripts {
     ($($name:ident),*) => {
         Scripts {
             $($name: Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "\n",
+                include_str!("lua/chunks.lua"),
+                "\n",
                 include_str!("lua/common.lua"),
                 "\n",
                 include_str!("lua/claiming.lua"),

@@ -11,8 +11,9 @@ use crate::model::results::LeaseOutcome;
 use crate::storage::backend::{LeaseRef, Nack};
 use crate::telemetry::metrics::GroupMetrics;
 
+use super::claim_answer::read_claim;
 use super::conn::Reply;
-use super::consume::{Local, read_claim, script_key};
+use super::consume::{Local, script_key};
 use super::{GroupRef, RedisBackend};
 use crate::storage::embedded::dispatch::REPLAY_BIT;
 

@@ -17,6 +17,7 @@
 //! The trait methods are implemented in `topics.rs`, `events.rs`,
 //! `groups.rs`, `consume.rs`, `leases.rs` and `dead_letters.rs`.
 
+mod claim_answer;
 pub mod config;
 mod conn;
 mod consume;

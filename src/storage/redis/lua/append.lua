@@ -1,6 +1,6 @@
 -- append: ARGV[3] event count N, [4] count K of events with ids the client
 -- chose, then K pairs (event index from 1, id); then the chunk count, then
--- per chunk the fields of its stream entry after n and t (see common.lua):
+-- per chunk the fields of its stream entry after n and t (see chunks.lua):
 -- count, z, c, y, yz, k, kz. All or nothing, at consecutive offsets, one
 -- publish time (Redis clock, never behind the topic's last). Ids seen
 -- within the dedup window (also earlier in the call) keep the original's
