@@ -1,6 +1,6 @@
 //! A claim script's answer (claiming.lua): deliveries whose records come
 //! either with them ('E') or as slices of a stream chunk carried once ('C',
-//! then 'F', 'G' and 'R' items referring to it).
+//! then 'G' and 'R' items referring to it).
 //!
 //! Storage layer (Redis backend). Record sizes are checked against the
 //! records they describe (`record_bounds`, fuzzed).
@@ -53,11 +53,6 @@ pub(super) fn read_claim(
                     chunk_event(&chunk, r.uint()?)?
                 };
                 (key, lease, attempt, event)
-            }
-            b"F" => {
-                let lease = r.uint()?;
-                let offset = r.uint()?;
-                (Some(offset), lease, 1, chunk_event(&chunk, offset)?)
             }
             b"G" => {
                 let lease = r.uint()?;

@@ -22,7 +22,7 @@
 //! | `P:{T}:g:G:e` | hash | pending entries: key (offset, or `r<dead-letter id>` for a replay) → `attempts\|lease\|deadline\|consumer\|first failure\|state\|ordering key` |
 //! | `P:{T}:g:G:q` | zset | entries due for delivery, score = when (µs) |
 //! | `P:{T}:g:G:l` | zset | leases out, score = deadline (µs): entry keys, and `b<lease>` for a batch |
-//! | `P:{T}:g:G:k` | hash | batch leases: lease → `deadline\|keys\|consumer`, keys comma-separated, each a key or a range `first-last` (a claim for a group without filter, age limit or key order writes one range; others list the keys) (first deliveries without a key hold that one claim handed to one consumer, at most 128 per batch; such keys have no entry until nacked, extended, released or expired). Batch leases are odd, entry leases even |
+//! | `P:{T}:g:G:k` | hash | batch leases: lease → `deadline\|keys\|consumer`, keys comma-separated, each a key or a range `first-last` (since format 4 a claim writes runs of consecutive keys as ranges: one range when it hands every event in a row) (first deliveries without a key hold that one claim handed to one consumer, at most 128 per batch; such keys have no entry until nacked, extended, released or expired). Batch leases are odd, entry leases even |
 //! | `P:{T}:g:G:h`, `P:{T}:g:G:w:<key>` | hash, lists | per-key ordering: key → holding entry; entries waiting behind it |
 //! | `P:{T}:g:G:c` | hash | consumers: id → `max in flight\|in flight\|node` |
 //! | `P:{T}:g:G:x`, `:xe`, `:xt`, `:xz` | hash, hash, hash, zset | dead letters: id → `attempts\|first\|last failure\|dead-lettered at\|reason`; id → `offset\|publish time\|record`; id → type; queued ids |

@@ -7,12 +7,11 @@
 -- (set by claim_next_wake), then items: 'C', first offset, publish time,
 -- record sizes, records (a run of a chunk whose records the items after it
 -- reference); 'E', key, lease, attempt, offset, publish time, record;
--- 'R', key, lease, attempt, offset (record in the last chunk); 'F', lease,
--- offset (a first delivery: key the offset, attempt 1, record in the last
--- chunk); 'G', lease, first offset, count (that many first deliveries in a
--- row under one batch lease)}, or nil when the consumer is not
--- registered. The caller saves
--- the group, then calls claim_next_wake.
+-- 'R', key, lease, attempt, offset (record in the last chunk); 'G', lease,
+-- first offset, count (that many first deliveries in a row under one batch
+-- lease, keyed by their offsets, attempt 1, records in the last chunk)},
+-- or nil when the consumer is not registered. The caller saves the group,
+-- then calls claim_next_wake.
 local function claim(G, cid, most, max_bytes, now)
   local cv = redis.call('HGET', G.c, cid)
   if not cv then return nil end
@@ -37,8 +36,8 @@ local function claim(G, cid, most, max_bytes, now)
   -- Events handed from one chunk in a row go out after one 'C' item with
   -- the part of the chunk from the first to the last of them (the whole
   -- chunk as stored when that is all of it).
-  -- Run items: {key (nil: a first delivery, keyed by its offset), lease,
-  -- attempt, offset, count (a range of first deliveries)}.
+  -- Run items: {key (nil: first deliveries, keyed by their offsets),
+  -- lease, attempt, offset, count (of first deliveries)}.
   local run_ch, run = nil, {}
   local function flush()
     local ch = run_ch
@@ -66,15 +65,11 @@ local function claim(G, cid, most, max_bytes, now)
     end
     for _, it in ipairs(run) do
       n = #out
-      if it[5] then
+      if it[1] == nil then
         out[n + 1] = 'G'
         out[n + 2] = it[2]
         out[n + 3] = it[4]
         out[n + 4] = it[5]
-      elseif it[1] == nil then
-        out[n + 1] = 'F'
-        out[n + 2] = it[2]
-        out[n + 3] = it[4]
       else
         out[n + 1] = 'R'
         out[n + 2] = it[1]
@@ -90,12 +85,15 @@ local function claim(G, cid, most, max_bytes, now)
     run_ch = ch
     run[#run + 1] = item
   end
-  -- An event with its record (rec) or in a chunk (ch); a first delivery
-  -- of a batch has no key (its key is its offset).
-  local function hand(key, lease, attempt, offset, t, size, rec, ch)
-    handed = handed + 1
+  -- Counts n events of `size` bytes in all as handed.
+  local function take(n, size)
+    handed = handed + n
     bytes = bytes + size
-    room = room - 1
+    room = room - n
+  end
+  -- An entry's event with its record (rec) or in a chunk (ch).
+  local function hand(key, lease, attempt, offset, t, size, rec, ch)
+    take(1, size)
     if rec then
       flush()
       return explicit(key, lease, attempt, offset, t, rec)
@@ -120,38 +118,36 @@ local function claim(G, cid, most, max_bytes, now)
     hand(key, en.l, en.a, offset, t, size, rec, ch)
   end
 
-  -- First deliveries without a key hold share batch leases (see
-  -- common.lua), written once at the end; at most 128 keys each, so that
-  -- an ack of one key (which reads and rewrites its batch) stays cheap.
-  local batches, batch, blease = {}, nil, nil
-  local function give_fresh(key, offset, t, size, ch)
-    if not batch or #batch >= 128 then
-      blease = next_lease(G, true)
-      batch = {}
-      batches[#batches + 1] = { blease, batch }
-    end
-    batch[#batch + 1] = key
-    hand(nil, blease, 1, offset, t, size, nil, ch)
-  end
-
-  -- Events i..j of chunk ch as first deliveries, in batches of at most
-  -- 128 keys written as one range each; a batch goes on into the next
-  -- chunk while the offsets follow on (one-event chunks share batches).
-  local ranges = {}
+  -- Events i..j of chunk ch as first deliveries (already taken). They
+  -- share batch leases (see common.lua) of at most 128 keys each, so that
+  -- an ack of one key (which reads and rewrites its batch) stays cheap; a
+  -- batch is a list of ranges {first, last}, one range when the offsets
+  -- follow on (a claim of every event, also across chunks), written once
+  -- at the end.
+  local batches = {}
   local function give_range(ch, i, j)
     while i <= j do
       local first = ch.first + i - 1
-      local open = ranges[#ranges]
-      local k
-      if open and open[3] + 1 == first and open[3] - open[2] + 1 < 128 then
-        k = math.min(j, i + 127 - (open[3] - open[2] + 1))
-        open[3] = first + k - i
-      else
-        k = math.min(j, i + 127)
-        open = { next_lease(G, true), first, first + k - i }
-        ranges[#ranges + 1] = open
+      local b = batches[#batches]
+      if not b or b.n >= 128 then
+        b = { lease = next_lease(G, true), n = 0, ranges = {} }
+        batches[#batches + 1] = b
       end
-      join(ch, { nil, open[1], 1, first, k - i + 1 })
+      local k = math.min(j, i + 127 - b.n)
+      local last = first + k - i
+      local r = b.ranges[#b.ranges]
+      if r and r[2] + 1 == first then
+        r[2] = last
+      else
+        b.ranges[#b.ranges + 1] = { first, last }
+      end
+      b.n = b.n + k - i + 1
+      local it = run[#run]
+      if run_ch == ch and it and it[1] == nil and it[2] == b.lease and it[4] + it[5] == first then
+        it[5] = it[5] + k - i + 1
+      else
+        join(ch, { nil, b.lease, 1, first, k - i + 1 })
+      end
       i = k + 1
     end
   end
@@ -206,9 +202,7 @@ local function claim(G, cid, most, max_bytes, now)
         local j = i
         -- All of a chunk in one step when it fits (no sizes to read).
         if i == 1 and last == ch.n and room >= ch.n and bytes + #ch.c <= max_bytes then
-          bytes = bytes + #ch.c
-          room = room - ch.n
-          handed = handed + ch.n
+          take(ch.n, #ch.c)
           j = ch.n + 1
         end
         while j <= last and not full() do
@@ -217,9 +211,7 @@ local function claim(G, cid, most, max_bytes, now)
             out[4] = 1
             break
           end
-          bytes = bytes + size
-          room = room - 1
-          handed = handed + 1
+          take(1, size)
           j = j + 1
         end
         if j > i then
@@ -229,7 +221,7 @@ local function claim(G, cid, most, max_bytes, now)
         return j > ch.n and not full() and out[4] == 0
       end)
     elseif G.cursor < G.stop then
-      each_event(G.cursor, function(offset, t, size, etype, key, ch)
+      each_event(G.cursor, function(offset, t, size, etype, key, ch, i)
         if offset >= G.stop or scanned >= 4096 then return false end
         if not fits(size) then
           out[4] = 1
@@ -245,7 +237,8 @@ local function claim(G, cid, most, max_bytes, now)
           local okey = ''
           if G.ordered then okey = key end
           if okey == '' then
-            give_fresh(int(offset), offset, t, size, ch)
+            take(1, size)
+            give_range(ch, i, i)
           else
             local k = int(offset)
             local en = { a = 0, l = 0, d = 0, c = '', f = 0, s = 'R', k = okey }
@@ -269,14 +262,12 @@ local function claim(G, cid, most, max_bytes, now)
     redis.call('HSET', G.e, unpack(entries))
     redis.call('ZADD', G.l, unpack(leases))
   end
-  for _, lb in ipairs(batches) do
-    local lease = int(lb[1])
-    redis.call('HSET', G.k_, lease, pack_batch(deadline, table.concat(lb[2], ','), cid))
-    redis.call('ZADD', G.l, int(deadline), 'b' .. lease)
-  end
-  for _, r in ipairs(ranges) do
-    local lease = int(r[1])
-    redis.call('HSET', G.k_, lease, pack_batch(deadline, int(r[2]) .. '-' .. int(r[3]), cid))
+  for _, b in ipairs(batches) do
+    local lease, items = int(b.lease), {}
+    for x, r in ipairs(b.ranges) do
+      items[x] = r[1] == r[2] and int(r[1]) or int(r[1]) .. '-' .. int(r[2])
+    end
+    redis.call('HSET', G.k_, lease, pack_batch(deadline, table.concat(items, ','), cid))
     redis.call('ZADD', G.l, int(deadline), 'b' .. lease)
   end
   flush()

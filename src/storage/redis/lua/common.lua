@@ -39,10 +39,11 @@ end
 -- handed to one consumer share a lease and a record (up to 128 keys),
 -- k: lease -> 'deadline|keys|consumer', and one member 'b<lease>' of l
 -- (score = deadline). keys is comma-separated, each item a key or a range
--- 'first-last' of keys (since format 4; a fresh claim writes one range).
--- Such keys have no entry in e until something other than an ack happens
--- to them (they are taken out of the batch then). Batches read by a script
--- are cached in G.batches (false: none) and written back by flush_batches.
+-- 'first-last' of keys (since format 4 a claim writes runs of consecutive
+-- keys as ranges). Such keys have no entry in e until something other than
+-- an ack happens to them (they are taken out of the batch then). Batches
+-- read by a script are cached in G.batches (false: none) and written back
+-- by flush_batches.
 local function pack_batch(deadline, keys, consumer)
   return int(deadline) .. '|' .. keys .. '|' .. consumer
 end
