@@ -463,3 +463,60 @@ async fn a_bad_message_mid_publish_stream_answers_the_earlier_requests_then_ends
     assert_eq!(server.end_offset("s").await, 2 * REQUESTS);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_stream_answers_every_request_in_order_and_a_refused_one_alone() {
+    let server = TestServer::start().await;
+    // More requests than may wait for their answer at once, over three
+    // topics, sent without waiting; every 97th names no valid topic.
+    const REQUESTS: u64 = 700;
+    let requests: Vec<proto::PublishStreamRequest> = (0..REQUESTS)
+        .map(|id| proto::PublishStreamRequest {
+            topic: if id % 97 == 50 {
+                "not a name!".into()
+            } else {
+                format!("p{}", id % 3)
+            },
+            events: vec![event(&format!("{id}-a")), event(&format!("{id}-b"))],
+            request_id: id,
+        })
+        .collect();
+    let mut responses = server
+        .publisher()
+        .publish_stream(tokio_stream::iter(requests))
+        .await
+        .expect("publish stream")
+        .into_inner();
+    let mut next = [0u64; 3];
+    let mut answered = 0;
+    while let Some(r) = tokio::time::timeout(Duration::from_secs(30), responses.message())
+        .await
+        .expect("answers in time")
+        .expect("the stream ends OK")
+    {
+        assert_eq!(r.request_id, answered, "answers come in request order");
+        if r.request_id % 97 == 50 {
+            assert_eq!(r.error_code, Code::InvalidArgument as i32, "{}", r.error_message);
+            assert!(r.results.is_empty());
+        } else {
+            assert_eq!(r.error_code, 0, "{}", r.error_message);
+            let topic = (r.request_id % 3) as usize;
+            let offsets: Vec<u64> = r.results.iter().map(|x| x.offset).collect();
+            assert_eq!(offsets, [next[topic], next[topic] + 1], "offsets follow requests");
+            next[topic] += 2;
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, REQUESTS);
+    for (topic, end) in next.iter().enumerate() {
+        assert_eq!(server.end_offset(&format!("p{topic}")).await, *end);
+        let events = read_events(server.channel.clone(), &format!("p{topic}"), 0, 0).await;
+        let ids: Vec<String> = events.into_iter().map(|e| e.id).collect();
+        let sent: Vec<String> = (0..REQUESTS)
+            .filter(|id| id % 3 == topic as u64 && id % 97 != 50)
+            .flat_map(|id| [format!("{id}-a"), format!("{id}-b")])
+            .collect();
+        assert_eq!(ids, sent, "p{topic} holds its requests' events in order");
+    }
+    server.stop().await;
+}

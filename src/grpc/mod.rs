@@ -22,6 +22,7 @@ mod consume;
 pub mod convert;
 pub mod dead_letter;
 pub mod guard;
+mod publish_stream;
 pub mod publisher;
 pub mod requests;
 pub mod status;

@@ -12,20 +12,18 @@
 use std::pin::Pin;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::codes::at_edge;
 use super::convert::timestamp;
-use super::guard::{Caller, Guard, Guarded};
+use super::guard::{Guard, Guarded};
+use super::publish_stream::PublishFlow;
 use super::requests::events as events_in;
 use super::status::to_status;
-use crate::broker::{Broker, PublishTicket, Published};
+use crate::broker::{Broker, Published};
 use crate::event::Event;
 use crate::proto::publisher_service_server::PublisherService;
 use crate::proto::{
@@ -34,10 +32,6 @@ use crate::proto::{
 use crate::telemetry::MESSAGING_SYSTEM;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::propagation::TraceHeaders;
-
-/// Requests of one PublishStream that may be in flight (enqueued, awaiting
-/// their durable append) at once; the reader waits when it is reached.
-const PIPELINE_DEPTH: usize = 256;
 
 /// Serves PublisherService.
 pub struct PublisherApi {
@@ -52,22 +46,11 @@ impl PublisherApi {
     }
 }
 
-/// Authorizes one request of a PublishStream; logs an implicit creation
-/// once the request succeeded (`created` true).
-async fn authorize_request(
-    guard: &Guard,
-    caller: &Caller,
-    req: &PublishStreamRequest,
-) -> Result<bool, Status> {
-    guard.authorize(caller, req)?;
-    guard.check_create(caller, &req.topic, None).await
-}
-
 /// The `publish` span of one request of `events` to `topic`: a child of the
 /// request's trace context when it has one. Returns the span and the trace
 /// context to store in the events: the request's, or else the span's own
 /// when it is exported, or none.
-fn publish_span(
+pub(super) fn publish_span(
     topic: &str,
     events: &[Event],
     request: Option<&TraceHeaders>,
@@ -102,7 +85,7 @@ fn publish_span(
 }
 
 /// Stores `trace` in every event that has no `traceparent` of its own.
-fn stamp(events: &mut [Event], trace: Option<&TraceHeaders>) {
+pub(super) fn stamp(events: &mut [Event], trace: Option<&TraceHeaders>) {
     if let Some(trace) = trace {
         for event in events {
             trace.stamp(&mut event.attributes);
@@ -111,7 +94,12 @@ fn stamp(events: &mut [Event], trace: Option<&TraceHeaders>) {
 }
 
 /// Records the outcome of a publish on its span and in the metrics.
-fn finish(span: &tracing::Span, topic: &str, started: Instant, result: &Result<Published, Status>) {
+pub(super) fn finish(
+    span: &tracing::Span,
+    topic: &str,
+    started: Instant,
+    result: &Result<Published, Status>,
+) {
     match result {
         Ok(p) => {
             if let [single] = p.events.as_slice() {
@@ -131,7 +119,7 @@ fn finish(span: &tracing::Span, topic: &str, started: Instant, result: &Result<P
     }
 }
 
-fn results_out(p: &Published) -> Vec<PublishResult> {
+pub(super) fn results_out(p: &Published) -> Vec<PublishResult> {
     p.events
         .iter()
         .map(|e| PublishResult {
@@ -143,24 +131,10 @@ fn results_out(p: &Published) -> Vec<PublishResult> {
 }
 
 /// What the PublishStream responder needs to close a request's span.
-struct Done {
-    span: tracing::Span,
-    topic: String,
-    started: Instant,
-}
-
-/// What the PublishStream reader hands the responder, in order.
-enum Next {
-    /// A request, its append enqueued (or refused).
-    Request {
-        request_id: u64,
-        done: Done,
-        ticket: Result<PublishTicket, Status>,
-    },
-    /// The request stream failed (a message over the size limit, or one
-    /// that does not decode): after answering every earlier request, the
-    /// call ends with this status.
-    Failed(Status),
+pub(super) struct Done {
+    pub(super) span: tracing::Span,
+    pub(super) topic: String,
+    pub(super) started: Instant,
 }
 
 #[tonic::async_trait]
@@ -202,107 +176,15 @@ impl PublisherService for PublisherApi {
         request: Request<Streaming<PublishStreamRequest>>,
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
         let caller = self.guard.caller(&request)?;
-        let guard = self.guard.clone();
         // The stream's metadata is the trace context of each of its requests.
         let trace = TraceHeaders::from_metadata(request.metadata());
-        let mut inbound = request.into_inner();
-        let broker = self.broker.clone();
-        // Reader: enqueue each request's append in arrival order (so offsets
-        // follow request order), hand its ticket to the responder.
-        let (tickets, mut pending) = mpsc::channel(PIPELINE_DEPTH);
-        tokio::spawn(async move {
-            while let Some(next) = inbound.next().await {
-                let req = match next {
-                    Ok(req) => req,
-                    Err(status) => {
-                        // Nothing after a bad message can be trusted to be
-                        // framed right: stop reading, and end the call once
-                        // the requests before it are answered.
-                        let _ = tickets.send(Next::Failed(at_edge(status))).await;
-                        break;
-                    }
-                };
-                let started = Instant::now();
-                let allowed = authorize_request(&guard, &caller, &req).await;
-                let (span, ticket) = match allowed
-                    .and_then(|creates| events_in(req.events).map(|events| (creates, events)))
-                {
-                    Ok((creates, mut events)) => {
-                        let (span, stored) = publish_span(&req.topic, &events, trace.as_ref());
-                        stamp(&mut events, stored.as_ref());
-                        let ticket = broker
-                            .submit(&req.topic, events)
-                            .instrument(span.clone())
-                            .await
-                            .map_err(to_status);
-                        if creates && ticket.is_ok() {
-                            let method = PublishStreamRequest::RPC.method;
-                            super::audit::implicit_create(&caller, method, &req.topic, None);
-                        }
-                        (span, ticket)
-                    }
-                    Err(status) => (tracing::Span::none(), Err(status)),
-                };
-                let done = Done {
-                    span,
-                    topic: req.topic,
-                    started,
-                };
-                let next = Next::Request {
-                    request_id: req.request_id,
-                    done,
-                    ticket,
-                };
-                if tickets.send(next).await.is_err() {
-                    break;
-                }
-            }
-        });
-        // Responder: await tickets in order, one response per request.
-        let (out, rx) = mpsc::channel(PIPELINE_DEPTH);
-        tokio::spawn(async move {
-            while let Some(next) = pending.recv().await {
-                let (request_id, done, ticket) = match next {
-                    Next::Request {
-                        request_id,
-                        done,
-                        ticket,
-                    } => (request_id, done, ticket),
-                    Next::Failed(status) => {
-                        let _ = out.send(Err(status)).await;
-                        break;
-                    }
-                };
-                let result = match ticket {
-                    Ok(ticket) => ticket
-                        .instrument(done.span.clone())
-                        .await
-                        .map_err(to_status),
-                    Err(status) => Err(status),
-                };
-                finish(&done.span, &done.topic, done.started, &result);
-                drop(done);
-                let response = match result {
-                    Ok(p) => PublishStreamResponse {
-                        request_id,
-                        results: results_out(&p),
-                        error_code: 0,
-                        error_message: String::new(),
-                        publish_time: Some(timestamp(p.publish_time_us)),
-                    },
-                    Err(status) => PublishStreamResponse {
-                        request_id,
-                        results: Vec::new(),
-                        error_code: status.code() as i32,
-                        error_message: status.message().to_string(),
-                        publish_time: None,
-                    },
-                };
-                if out.send(Ok(response)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let flow = PublishFlow::new(
+            self.broker.clone(),
+            self.guard.clone(),
+            caller,
+            trace,
+            request.into_inner(),
+        );
+        Ok(Response::new(Box::pin(flow)))
     }
 }
