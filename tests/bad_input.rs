@@ -520,3 +520,35 @@ async fn a_publish_stream_answers_every_request_in_order_and_a_refused_one_alone
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_stream_whose_answers_are_not_read_does_not_hold_up_its_topic() {
+    let server = TestServer::start().await;
+    // A flow control window smaller than one answer: once the server has
+    // answered a request, it may send (and polls) the call no more.
+    let mut conn = raw::connect_with_window(server.addr(), 64).await;
+    let (mut requests, _unread) = conn.start(PUBLISH_STREAM).await;
+    let mut publisher = server.publisher();
+    for round in 0..40u64 {
+        for id in 0..4u64 {
+            let request = proto::PublishStreamRequest {
+                topic: "shared".into(),
+                events: (0..1000).map(|n| event(&format!("{round}-{id}-{n}"))).collect(),
+                request_id: round * 4 + id,
+            };
+            requests.send_data(raw::encode(&request), false).unwrap();
+        }
+        let publish = publisher.publish(proto::PublishRequest {
+            topic: "shared".into(),
+            events: vec![event(&format!("unary-{round}"))],
+        });
+        tokio::time::timeout(Duration::from_secs(5), publish)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: a publish to the topic was held up"))
+            .expect("publish");
+    }
+    // The stream was held up by its unread answers, its topic was not.
+    assert!(server.end_offset("shared").await < 40 * 4 * 1000);
+    drop((requests, conn));
+    server.stop().await;
+}

@@ -19,8 +19,18 @@ pub struct RawConn {
 
 /// Connects and completes the HTTP/2 handshake.
 pub async fn connect(addr: SocketAddr) -> RawConn {
+    connect_with_window(addr, 65_535).await
+}
+
+/// Connects with a flow control window of `window` bytes per stream: the
+/// server may send a call no more until the test reads its answers.
+pub async fn connect_with_window(addr: SocketAddr, window: u32) -> RawConn {
     let tcp = TcpStream::connect(addr).await.expect("tcp connect");
-    let (send, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(window)
+        .handshake(tcp)
+        .await
+        .expect("h2 handshake");
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -17,6 +17,7 @@
 //! The trait methods are implemented in `topics.rs`, `events.rs`,
 //! `groups.rs`, `consume.rs`, `leases.rs` and `dead_letters.rs`.
 
+mod append;
 mod claim_answer;
 pub mod config;
 mod conn;
@@ -95,7 +96,7 @@ struct Inner {
     /// Stream consumers here, per group: an ack may claim their next batch.
     locals: Mutex<HashMap<u64, Vec<Arc<consume::Local>>>>,
     /// Per-topic append queues.
-    appenders: Mutex<HashMap<String, events::Appender>>,
+    appenders: Mutex<HashMap<String, append::Appending>>,
     /// Groups with consumers here whose gauges changed.
     dirty: Mutex<std::collections::HashSet<u64>>,
     /// Gauges of groups with consumers here.

@@ -1,0 +1,375 @@
+//! Appends of the Redis backend: one queue per topic while it writes, one
+//! script call in flight per topic, concurrent publishes group-committed
+//! into it (at most [`CALL_BYTES`] a call, [`QUEUED_BYTES`] queued per
+//! node).
+//!
+//! Storage layer (Redis backend). An event is stored as the embedded log's
+//! self-checking record (offset and publish time zero: the stream entry
+//! carries them), so both backends share one event encoding.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use futures_util::FutureExt;
+use futures_util::future::Shared;
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
+
+use crate::event::{Event, StoredEvent};
+use crate::model::Error;
+use crate::storage::backend::{Appended, BoxFuture};
+use crate::storage::embedded::log::encode_event;
+use crate::storage::not_found_topic;
+
+use super::{RedisBackend, lock};
+
+/// Bytes of events one script call carries at most (more wait for the next).
+const CALL_BYTES: usize = 4 << 20;
+/// Bytes of events waiting in all append queues of a node at most.
+const QUEUED_BYTES: usize = 256 << 20;
+
+/// The append queue of a topic while its appends are being written: the
+/// jobs not yet taken and the writing itself, which every waiting append
+/// drives (see [`AppendTicket`]). A topic has one only while it writes.
+pub(super) struct Appending {
+    jobs: VecDeque<Job>,
+    driver: Driver,
+}
+
+struct Job {
+    records: Vec<Rec>,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Appended, Error>>,
+}
+
+/// One event as the append script takes it.
+struct Rec {
+    id: String,
+    server: bool,
+    event_type: String,
+    key: String,
+    record: Vec<u8>,
+}
+
+/// Records of one stream entry at most, unless one event is larger: a
+/// script that needs one event of a chunk reads (and Lua hashes) all of it.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Events of one stream entry at most.
+const CHUNK_EVENTS: usize = 128;
+
+/// The fields of one chunk entry the append script writes (after `n` and
+/// `t`, which it adds): count, record sizes, records, types and their
+/// sizes, keys and their sizes; a list whose items are all equal is sent
+/// once with empty sizes.
+struct Chunk {
+    count: String,
+    fields: [Vec<u8>; 6],
+}
+
+impl Chunk {
+    fn fields(&self) -> [&[u8]; 7] {
+        let [z, c, y, yz, k, kz] = &self.fields;
+        [self.count.as_bytes(), z, c, y, yz, k, kz]
+    }
+}
+
+/// Packs `items` as one field and its comma-separated sizes.
+fn pack<'a>(items: impl Iterator<Item = &'a [u8]> + Clone, same: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut packed = Vec::new();
+    let mut sizes = Vec::new();
+    if same {
+        packed.extend_from_slice(items.clone().next().unwrap_or_default());
+        return (packed, sizes);
+    }
+    for item in items {
+        if !sizes.is_empty() {
+            sizes.push(b',');
+        }
+        sizes.extend_from_slice(item.len().to_string().as_bytes());
+        packed.extend_from_slice(item);
+    }
+    (packed, sizes)
+}
+
+/// The records split into chunks of at most [`CHUNK_EVENTS`] and about
+/// [`CHUNK_BYTES`].
+fn chunks(records: &[&Rec]) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut rest = records;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let take = rest
+            .iter()
+            .take(CHUNK_EVENTS)
+            .position(|r| {
+                bytes += r.record.len();
+                bytes > CHUNK_BYTES
+            })
+            .unwrap_or(rest.len().min(CHUNK_EVENTS))
+            .max(1);
+        let (part, tail) = rest.split_at(take);
+        rest = tail;
+        let (c, z) = pack(part.iter().map(|r| &r.record[..]), false);
+        let types = part.iter().map(|r| r.event_type.as_bytes());
+        let (y, yz) = pack(
+            types.clone(),
+            types.clone().all(|t| t == part[0].event_type.as_bytes()),
+        );
+        let keys = part.iter().map(|r| r.key.as_bytes());
+        let (k, kz) = pack(
+            keys.clone(),
+            keys.clone().all(|k| k == part[0].key.as_bytes()),
+        );
+        out.push(Chunk {
+            count: part.len().to_string(),
+            fields: [z, c, y, yz, k, kz],
+        });
+    }
+    out
+}
+
+/// The writing of a topic's queued appends (see [`RedisBackend::drive`]),
+/// shared by the appends waiting for it.
+type Driver = Shared<Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+/// The answer to one append. Every waiting append drives the writing of
+/// its topic's queue, so an append costs no hand-over to a task of its
+/// own and the writing goes on as long as any of them is polled (a
+/// PublishStream whose client reads no answers is not). Writing never
+/// stops halfway: an append that is dropped, or answered while later ones
+/// still wait, hands the driver to a task.
+struct AppendTicket {
+    rx: oneshot::Receiver<Result<Appended, Error>>,
+    driver: Option<Driver>,
+    tasks: TaskTracker,
+}
+
+impl AppendTicket {
+    fn hand_over(&mut self) {
+        if let Some(driver) = self.driver.take()
+            && driver.peek().is_none()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.tasks.spawn(driver);
+        }
+    }
+}
+
+impl Future for AppendTicket {
+    type Output = Result<Appended, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(driver) = &mut self.driver
+            && Pin::new(driver).poll(cx).is_ready()
+        {
+            self.driver = None;
+        }
+        let answer = ready!(Pin::new(&mut self.rx).poll(cx));
+        self.hand_over();
+        Poll::Ready(answer.unwrap_or_else(|_| Err(Error::shutting_down())))
+    }
+}
+
+impl Drop for AppendTicket {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+impl RedisBackend {
+    pub(super) fn append_impl(
+        &self,
+        topic: &str,
+        events: Vec<Event>,
+        server_ids: Vec<bool>,
+    ) -> Result<BoxFuture<Result<Appended, Error>>, Error> {
+        self.check_open()?;
+        let mut bytes = 0;
+        let records: Vec<Rec> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let stored = StoredEvent {
+                    offset: 0,
+                    publish_time_us: 0,
+                    event,
+                };
+                let record = encode_event(&stored);
+                let e = stored.event;
+                let server = server_ids.get(i).copied().unwrap_or(false);
+                let rec = Rec {
+                    // Only ids the client chose go to the dedup window.
+                    id: if server { String::new() } else { e.id },
+                    server,
+                    event_type: e.event_type,
+                    key: e.key,
+                    record,
+                };
+                bytes += rec.record.len();
+                rec
+            })
+            .collect();
+        let queued = self.inner.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if queued + bytes > QUEUED_BYTES && queued > 0 {
+            self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(Error::ResourceExhausted(
+                "too many events are waiting to be written to Redis; retry later".into(),
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            records,
+            bytes,
+            reply,
+        };
+        let driver = {
+            let mut appending = lock(&self.inner.appenders);
+            match appending.entry(topic.to_string()) {
+                Entry::Occupied(mut queue) => {
+                    queue.get_mut().jobs.push_back(job);
+                    queue.get().driver.clone()
+                }
+                Entry::Vacant(slot) => {
+                    let me = self.clone();
+                    let topic = topic.to_string();
+                    let drive: Pin<Box<dyn Future<Output = ()> + Send>> =
+                        Box::pin(async move { me.drive(&topic).await });
+                    let driver = drive.shared();
+                    slot.insert(Appending {
+                        jobs: VecDeque::from([job]),
+                        driver: driver.clone(),
+                    });
+                    driver
+                }
+            }
+        };
+        Ok(Box::pin(AppendTicket {
+            rx,
+            driver: Some(driver),
+            tasks: self.inner.tasks.clone(),
+        }))
+    }
+
+    /// Writes the topic's queued jobs, a script call at a time, until its
+    /// queue is empty; then the topic has no queue until the next append.
+    async fn drive(&self, topic: &str) {
+        loop {
+            let jobs = {
+                let mut appending = lock(&self.inner.appenders);
+                let Some(queue) = appending.get_mut(topic) else {
+                    return;
+                };
+                if queue.jobs.is_empty() {
+                    appending.remove(topic);
+                    return;
+                }
+                let mut bytes = 0;
+                let mut jobs = Vec::new();
+                while let Some(job) = queue.jobs.pop_front() {
+                    bytes += job.bytes;
+                    jobs.push(job);
+                    if bytes >= CALL_BYTES {
+                        break;
+                    }
+                }
+                jobs
+            };
+            let bytes: usize = jobs.iter().map(|j| j.bytes).sum();
+            let result = self.append_call(topic, &jobs).await;
+            self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            match result {
+                Ok(mut appended) => {
+                    for job in jobs.into_iter().rev() {
+                        let at = appended.offsets.len() - job.records.len();
+                        let part = Appended {
+                            publish_time_us: appended.publish_time_us,
+                            offsets: appended.offsets.split_off(at),
+                            duplicate: appended.duplicate.split_off(at),
+                        };
+                        let _ = job.reply.send(Ok(part));
+                    }
+                }
+                Err(e) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One append script call for the events of `jobs`, in order.
+    async fn append_call(&self, topic: &str, jobs: &[Job]) -> Result<Appended, Error> {
+        let n: usize = jobs.iter().map(|j| j.records.len()).sum();
+        let records: Vec<&Rec> = jobs.iter().flat_map(|j| &j.records).collect();
+        let chunks = chunks(&records);
+        let count = n.to_string();
+        let chosen: Vec<(String, &str)> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.server)
+            .map(|(i, r)| ((i + 1).to_string(), r.id.as_str()))
+            .collect();
+        let chosen_count = chosen.len().to_string();
+        let chunk_count = chunks.len().to_string();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(4 + chosen.len() * 2 + chunks.len() * 7);
+        args.extend([count.as_bytes(), chosen_count.as_bytes()]);
+        for (index, id) in &chosen {
+            args.extend([index.as_bytes(), id.as_bytes()]);
+        }
+        args.push(chunk_count.as_bytes());
+        for c in &chunks {
+            args.extend(c.fields());
+        }
+        let mut reply = self.run(|s| &s.append, topic, &args).await?;
+        if reply.text()? != "OK" {
+            // Deleted through another node: the next publish may create it.
+            lock(&self.inner.known).remove(topic);
+            return Err(not_found_topic(topic));
+        }
+        let publish_time_us = reply.int()?;
+        let mut next = reply.uint()?;
+        let mut duplicates = BTreeMap::new();
+        while reply.left() > 0 {
+            let index = usize::try_from(reply.uint()?).unwrap_or(usize::MAX);
+            duplicates.insert(index, reply.uint()?);
+        }
+        let mut offsets = Vec::with_capacity(n);
+        let mut duplicate = Vec::with_capacity(n);
+        let mut end = None;
+        for index in 1..=n {
+            if let Some(&original) = duplicates.get(&index) {
+                offsets.push(original);
+                duplicate.push(true);
+            } else {
+                offsets.push(next);
+                duplicate.push(false);
+                next += 1;
+                end = Some(next);
+            }
+        }
+        self.inner
+            .link
+            .wait_replicas(
+                self.cfg(),
+                &self.inner.keys.meta(topic),
+                self.cfg().wait_replicas,
+            )
+            .await?;
+        if let Some(end) = end {
+            let stored = duplicate.iter().filter(|d| !**d).count() as u64;
+            self.inner.published.fetch_add(stored, Ordering::Relaxed);
+            self.topic_end(topic, end);
+        }
+        Ok(Appended {
+            publish_time_us,
+            offsets,
+            duplicate,
+        })
+    }
+}
