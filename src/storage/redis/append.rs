@@ -1,23 +1,17 @@
-//! Appends of the Redis backend: one queue per topic while it writes, one
-//! script call in flight per topic, concurrent publishes group-committed
-//! into it (at most [`CALL_BYTES`] a call, [`QUEUED_BYTES`] queued per
-//! node).
+//! Appends of the Redis backend: one queue per topic (a task, ended after
+//! 30 s idle), one script call in flight per topic, concurrent publishes
+//! group-committed into it (at most [`CALL_BYTES`] a call, [`QUEUED_BYTES`]
+//! queued per node).
 //!
 //! Storage layer (Redis backend). An event is stored as the embedded log's
 //! self-checking record (offset and publish time zero: the stream entry
 //! carries them), so both backends share one event encoding.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
-use futures_util::FutureExt;
-use futures_util::future::Shared;
-use tokio::sync::oneshot;
-use tokio_util::task::TaskTracker;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{Event, StoredEvent};
 use crate::model::Error;
@@ -32,12 +26,13 @@ const CALL_BYTES: usize = 4 << 20;
 /// Bytes of events waiting in all append queues of a node at most.
 const QUEUED_BYTES: usize = 256 << 20;
 
-/// The append queue of a topic while its appends are being written: the
-/// jobs not yet taken and the writing itself, which every waiting append
-/// drives (see [`AppendTicket`]). A topic has one only while it writes.
-pub(super) struct Appending {
-    jobs: VecDeque<Job>,
-    driver: Driver,
+/// An idle append queue ends after this.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// The append queue of a topic: a task that writes its jobs, one script
+/// call at a time, group-committing the jobs that wait.
+pub(super) struct Appender {
+    tx: mpsc::UnboundedSender<Job>,
 }
 
 struct Job {
@@ -133,54 +128,6 @@ fn chunks(records: &[&Rec]) -> Vec<Chunk> {
     out
 }
 
-/// The writing of a topic's queued appends (see [`RedisBackend::drive`]),
-/// shared by the appends waiting for it.
-type Driver = Shared<Pin<Box<dyn Future<Output = ()> + Send>>>;
-
-/// The answer to one append. Every waiting append drives the writing of
-/// its topic's queue, so an append costs no hand-over to a task of its
-/// own and the writing goes on as long as any of them is polled (a
-/// PublishStream whose client reads no answers is not). Writing never
-/// stops halfway: an append that is dropped, or answered while later ones
-/// still wait, hands the driver to a task.
-struct AppendTicket {
-    rx: oneshot::Receiver<Result<Appended, Error>>,
-    driver: Option<Driver>,
-    tasks: TaskTracker,
-}
-
-impl AppendTicket {
-    fn hand_over(&mut self) {
-        if let Some(driver) = self.driver.take()
-            && driver.peek().is_none()
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            self.tasks.spawn(driver);
-        }
-    }
-}
-
-impl Future for AppendTicket {
-    type Output = Result<Appended, Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(driver) = &mut self.driver
-            && Pin::new(driver).poll(cx).is_ready()
-        {
-            self.driver = None;
-        }
-        let answer = ready!(Pin::new(&mut self.rx).poll(cx));
-        self.hand_over();
-        Poll::Ready(answer.unwrap_or_else(|_| Err(Error::shutting_down())))
-    }
-}
-
-impl Drop for AppendTicket {
-    fn drop(&mut self) {
-        self.hand_over();
-    }
-}
-
 impl RedisBackend {
     pub(super) fn append_impl(
         &self,
@@ -222,64 +169,66 @@ impl RedisBackend {
             ));
         }
         let (reply, rx) = oneshot::channel();
-        let job = Job {
+        let mut job = Job {
             records,
             bytes,
             reply,
         };
-        let driver = {
-            let mut appending = lock(&self.inner.appenders);
-            match appending.entry(topic.to_string()) {
-                Entry::Occupied(mut queue) => {
-                    queue.get_mut().jobs.push_back(job);
-                    queue.get().driver.clone()
-                }
-                Entry::Vacant(slot) => {
-                    let me = self.clone();
-                    let topic = topic.to_string();
-                    let drive: Pin<Box<dyn Future<Output = ()> + Send>> =
-                        Box::pin(async move { me.drive(&topic).await });
-                    let driver = drive.shared();
-                    slot.insert(Appending {
-                        jobs: VecDeque::from([job]),
-                        driver: driver.clone(),
-                    });
-                    driver
+        {
+            let mut appenders = lock(&self.inner.appenders);
+            loop {
+                let a = appenders
+                    .entry(topic.to_string())
+                    .or_insert_with(|| self.spawn_appender(topic));
+                match a.tx.send(job) {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendError(back)) => {
+                        job = back;
+                        appenders.remove(topic);
+                    }
                 }
             }
-        };
-        Ok(Box::pin(AppendTicket {
-            rx,
-            driver: Some(driver),
-            tasks: self.inner.tasks.clone(),
+        }
+        Ok(Box::pin(async move {
+            rx.await.unwrap_or_else(|_| Err(Error::shutting_down()))
         }))
     }
 
-    /// Writes the topic's queued jobs, a script call at a time, until its
-    /// queue is empty; then the topic has no queue until the next append.
-    async fn drive(&self, topic: &str) {
+    fn spawn_appender(&self, topic: &str) -> Appender {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = self.clone();
+        let topic = topic.to_string();
+        self.inner
+            .tasks
+            .spawn(async move { me.append_loop(&topic, rx).await });
+        Appender { tx }
+    }
+
+    async fn append_loop(&self, topic: &str, mut rx: mpsc::UnboundedReceiver<Job>) {
         loop {
-            let jobs = {
-                let mut appending = lock(&self.inner.appenders);
-                let Some(queue) = appending.get_mut(topic) else {
-                    return;
-                };
-                if queue.jobs.is_empty() {
-                    appending.remove(topic);
-                    return;
-                }
-                let mut bytes = 0;
-                let mut jobs = Vec::new();
-                while let Some(job) = queue.jobs.pop_front() {
-                    bytes += job.bytes;
-                    jobs.push(job);
-                    if bytes >= CALL_BYTES {
-                        break;
+            let first = match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(_) => {
+                    let mut appenders = lock(&self.inner.appenders);
+                    if rx.is_empty() {
+                        appenders.remove(topic);
+                        return;
                     }
+                    continue;
                 }
-                jobs
             };
-            let bytes: usize = jobs.iter().map(|j| j.bytes).sum();
+            let mut bytes = first.bytes;
+            let mut jobs = vec![first];
+            while bytes < CALL_BYTES {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        bytes += job.bytes;
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
             let result = self.append_call(topic, &jobs).await;
             self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             match result {

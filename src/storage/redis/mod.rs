@@ -6,7 +6,7 @@
 //! (layout and contracts: [`keys`] and each script's header). What a node
 //! keeps in memory is only for speed or for this node's clients: a cache of
 //! group ids, the end offsets that readers follow, wake-ups of its
-//! consumers, and an append queue per topic while it writes (`append.rs`) that
+//! consumers, and one append queue per topic (`append.rs`) that
 //! group-commits concurrent publishes into one script call.
 //!
 //! Nodes find out about each other's changes on a Pub/Sub channel
@@ -95,8 +95,8 @@ struct Inner {
     group_wakes: Mutex<HashMap<u64, Arc<Notify>>>,
     /// Stream consumers here, per group: an ack may claim their next batch.
     locals: Mutex<HashMap<u64, Vec<Arc<consume::Local>>>>,
-    /// The append queues of the topics being written.
-    appenders: Mutex<HashMap<String, append::Appending>>,
+    /// Per-topic append queues.
+    appenders: Mutex<HashMap<String, append::Appender>>,
     /// Groups with consumers here whose gauges changed.
     dirty: Mutex<std::collections::HashSet<u64>>,
     /// Gauges of groups with consumers here.
