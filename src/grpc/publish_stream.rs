@@ -23,7 +23,7 @@ use tracing::Instrument;
 use super::codes::at_edge;
 use super::convert::timestamp;
 use super::guard::{Caller, Guard, Guarded};
-use super::publisher::{Done, finish, publish_span, results_out, stamp};
+use super::publisher::{finish, publish_span, results_out, stamp};
 use super::requests::events as events_in;
 use super::status::to_status;
 use crate::broker::{Broker, PublishTicket};
@@ -41,6 +41,13 @@ struct Call {
     caller: Caller,
     /// The stream's metadata is the trace context of each of its requests.
     trace: Option<TraceHeaders>,
+}
+
+/// What answering a request needs to close its span.
+struct Done {
+    span: tracing::Span,
+    topic: String,
+    started: Instant,
 }
 
 /// A request on its way: its append enqueued (or refused), or the status

@@ -130,13 +130,6 @@ pub(super) fn results_out(p: &Published) -> Vec<PublishResult> {
         .collect()
 }
 
-/// What the PublishStream responder needs to close a request's span.
-pub(super) struct Done {
-    pub(super) span: tracing::Span,
-    pub(super) topic: String,
-    pub(super) started: Instant,
-}
-
 #[tonic::async_trait]
 impl PublisherService for PublisherApi {
     async fn publish(

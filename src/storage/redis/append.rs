@@ -302,14 +302,7 @@ impl RedisBackend {
                 end = Some(next);
             }
         }
-        self.inner
-            .link
-            .wait_replicas(
-                self.cfg(),
-                &self.inner.keys.meta(topic),
-                self.cfg().wait_replicas,
-            )
-            .await?;
+        self.wait_replicas(topic).await?;
         if let Some(end) = end {
             let stored = duplicate.iter().filter(|d| !**d).count() as u64;
             self.inner.published.fetch_add(stored, Ordering::Relaxed);

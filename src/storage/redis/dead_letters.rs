@@ -155,14 +155,7 @@ impl RedisBackend {
                 }
             }
         }
-        self.inner
-            .link
-            .wait_replicas(
-                self.cfg(),
-                &self.inner.keys.meta(topic),
-                self.cfg().wait_replicas,
-            )
-            .await?;
+        self.wait_replicas(topic).await?;
         if replay && counts.changed > 0 {
             self.group_wake(g.gid).notify_waiters();
         }

@@ -241,14 +241,7 @@ impl RedisBackend {
         }
         if matches!(op, Op::Nack(_)) {
             // A dead letter is on the replicas before the nack returns.
-            self.inner
-                .link
-                .wait_replicas(
-                    self.cfg(),
-                    &self.inner.keys.meta(&g.topic),
-                    self.cfg().wait_replicas,
-                )
-                .await?;
+            self.wait_replicas(&g.topic).await?;
         }
         Ok(Some(r))
     }

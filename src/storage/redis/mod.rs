@@ -201,6 +201,22 @@ impl RedisBackend {
         r.map(conn::Reply::new)
     }
 
+    /// Waits until `redis.wait_replicas` replicas of the topic's master
+    /// have every write made so far (nothing when it is 0).
+    async fn wait_replicas(&self, topic: &str) -> Result<(), Error> {
+        if self.cfg().wait_replicas == 0 {
+            return Ok(());
+        }
+        self.inner
+            .link
+            .wait_replicas(
+                self.cfg(),
+                &self.inner.keys.meta(topic),
+                self.cfg().wait_replicas,
+            )
+            .await
+    }
+
     /// Counts topics and groups again (after a create or delete).
     async fn recount(&self) {
         if let Err(e) = self.refresh_totals().await {
