@@ -226,32 +226,15 @@ impl Link {
         key: &str,
         args: &[&[u8]],
     ) -> Result<Value, Error> {
-        // EVALSHA built here rather than through `Script::invoke_async`,
-        // which copies every argument once more; a Redis that does not
-        // know the script yet (NOSCRIPT) gets it through the invocation.
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash()).arg(1).arg(key);
+        let mut inv = script.prepare_invoke();
+        inv.key(key);
         for a in args {
-            evalsha.arg(*a);
+            inv.arg(*a);
         }
         let run = async {
-            let first = match self {
-                Link::Single(p) => evalsha.query_async::<Value>(&mut p.pick()).await,
-                Link::Cluster(c) => evalsha.query_async::<Value>(&mut c.clone()).await,
-            };
-            match first {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    let mut inv = script.prepare_invoke();
-                    inv.key(key);
-                    for a in args {
-                        inv.arg(*a);
-                    }
-                    match self {
-                        Link::Single(p) => inv.invoke_async::<Value>(&mut p.pick()).await,
-                        Link::Cluster(c) => inv.invoke_async::<Value>(&mut c.clone()).await,
-                    }
-                }
-                other => other,
+            match self {
+                Link::Single(p) => inv.invoke_async::<Value>(&mut p.pick()).await,
+                Link::Cluster(c) => inv.invoke_async::<Value>(&mut c.clone()).await,
             }
         };
         tokio::time::timeout(config.timeout, run)
