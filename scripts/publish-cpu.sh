@@ -3,9 +3,14 @@
 # serve` (embedded, fsync always unless FSYNC is set) takes N unary Publish
 # calls of one 256-byte event from peerbench's pub-conc scenario (16
 # concurrent callers, one event per call), and this prints the server
-# process's CPU time (user + system, from /proc) divided by N.
+# process's CPU time (user + system, from /proc) divided by N. Before the
+# publishes, the same server takes N health checks from
+# `examples/rpc_floor.rs` (same client shape): its CPU per health check is
+# the floor under any unary RPC here (tonic, HTTP/2, loopback TCP,
+# scheduling), printed beside the Publish figure.
 #
 #   cargo build --release
+#   cargo build --release --example rpc_floor
 #   cargo build --release --locked --manifest-path ../shared/peers/Cargo.toml --target-dir target/peerbench
 #   scripts/publish-cpu.sh                  # N=100000 FSYNC=always
 #   HERALD_BIN=/path/to/other/herald scripts/publish-cpu.sh
@@ -15,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${HERALD_BIN:-target/release/herald}"
 PB=target/peerbench/release/peerbench
+FLOOR="${FLOOR_BIN:-target/release/examples/rpc_floor}"
 N="${N:-100000}" FSYNC="${FSYNC:-always}" PORT="${PORT:-50091}"
 work="$(mktemp -d)"
 pid=""
@@ -28,6 +34,13 @@ for _ in $(seq 100); do
 done
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)
+before=$(ticks)
+"$FLOOR" "127.0.0.1:$PORT" "$N" 16 >"$work/floor.log"
+after=$(ticks)
+cat "$work/floor.log"
+awk -v t=$((after - before)) -v hz="$hz" -v n="$N" 'BEGIN {
+  printf "server CPU: %.2f s for %d health checks: %.1f µs per call (the floor)\n", t / hz, n, t / hz / n * 1e6
+}'
 before=$(ticks)
 started=$(date +%s.%N)
 "$PB" suite --target "herald|herald|fsync $FSYNC|127.0.0.1:$PORT" --scenarios pub-conc \
