@@ -119,6 +119,9 @@ pub struct StorageConfig {
     /// How often the retention task looks for segments to delete.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// Bytes a topic's newest segment file is allocated ahead of its data
+    /// (0: none).
+    pub runway_bytes: u64,
 }
 
 /// `storage.backend`.
@@ -288,6 +291,7 @@ impl Default for StorageConfig {
             dedup_max_ids: log.dedup_max_ids,
             meta_cache_bytes: crate::storage::embedded::meta::DEFAULT_CACHE_BYTES,
             retention_interval: log.retention_interval,
+            runway_bytes: log.runway_bytes,
         }
     }
 }
@@ -529,6 +533,7 @@ impl Config {
                 tail_cache_memory: TailCacheMemory::new(self.storage.tail_cache_total_bytes),
                 dedup_max_ids: self.storage.dedup_max_ids,
                 retention_interval: self.storage.retention_interval,
+                runway_bytes: self.storage.runway_bytes,
                 ..LogOptions::default()
             },
             state_flush_interval: self.groups.state_flush_interval,

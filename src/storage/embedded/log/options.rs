@@ -156,6 +156,13 @@ pub struct LogOptions {
     /// ([`enforce_retention`](super::TopicLog::enforce_retention) still
     /// works). Default 30 s.
     pub retention_interval: Duration,
+    /// The active segment's file is allocated this many bytes at a time
+    /// ahead of its writes (`fallocate`), so that a sync does not also
+    /// write the file's new size; the unused part is cut off when the
+    /// segment is sealed or the log closes, and by recovery after a crash
+    /// (`writer/runway.rs`). Zero allocates nothing ahead: the file is
+    /// always exactly its records. Default 1 MiB.
+    pub runway_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -172,6 +179,7 @@ impl Default for LogOptions {
             writer_idle: Duration::from_secs(30),
             recovery_backoff: Duration::from_secs(1),
             retention_interval: Duration::from_secs(30),
+            runway_bytes: 1 << 20,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! inconsistent. The last segment is scanned record by record, and the first
 //! damaged record (torn header, impossible length, CRC mismatch, undecodable
 //! payload or non-consecutive offset) and everything after it is truncated
-//! away, with a warning naming the file, the position and the bytes dropped.
+//! away, with a warning naming the file, the position and the bytes dropped
+//! (a note at `INFO` when they are all zeros, as the writer's runway leaves
+//! them: `writer/runway.rs`).
 
 use std::fs::{self, OpenOptions};
 use std::path::Path;
@@ -175,6 +177,8 @@ fn open_active(dir: &Path, base: u64, opts: &LogOptions) -> Result<(Segment, Sca
     let scan = scan(&segment, opts)?;
     if let Some((position, damage)) = &scan.damage {
         let position = *position;
+        // Only what is logged depends on it: a read error here warns.
+        let zeros_only = only_zeros(&segment.file, position, len).unwrap_or(false);
         segment.file.set_len(position).map_err(|e| {
             StorageError::io(
                 format!("truncate {} to {position} bytes", segment.path.display()),
@@ -184,13 +188,24 @@ fn open_active(dir: &Path, base: u64, opts: &LogOptions) -> Result<(Segment, Sca
         segment.file.sync_all().map_err(|e| {
             StorageError::io(format!("sync truncated {}", segment.path.display()), e)
         })?;
-        warn!(
-            file = %segment.path.display(),
-            position,
-            dropped_bytes = len - position,
-            %damage,
-            "truncated damaged tail of the log"
-        );
+        if zeros_only {
+            // The unused runway of a writer that did not close (or space
+            // whose data never reached the disk): nothing to warn about.
+            info!(
+                file = %segment.path.display(),
+                position,
+                dropped_bytes = len - position,
+                "cut the zeros after the last record of the log"
+            );
+        } else {
+            warn!(
+                file = %segment.path.display(),
+                position,
+                dropped_bytes = len - position,
+                %damage,
+                "truncated damaged tail of the log"
+            );
+        }
     }
     segment.set_len(scan.valid_len);
     segment.extend_index(&scan.entries);
@@ -260,6 +275,25 @@ fn scan(segment: &Segment, opts: &LogOptions) -> Result<Scan, StorageError> {
         out.valid_len = reader.position();
     }
     Ok(out)
+}
+
+/// Whether bytes `[from, to)` of `file` are all zero.
+fn only_zeros(file: &std::fs::File, from: u64, to: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let want = buf.len().min((to - at) as usize);
+        let read = file.read_at(&mut buf[..want], at)?;
+        if read == 0 {
+            break;
+        }
+        if buf[..read].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += read as u64;
+    }
+    Ok(true)
 }
 
 fn file_len(file: &std::fs::File, path: &Path) -> Result<u64, StorageError> {

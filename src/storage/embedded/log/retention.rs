@@ -4,7 +4,9 @@
 //!
 //! Storage layer. The active segment is never deleted, so a log can stay
 //! above its byte limit by up to one segment and keep events older than its
-//! age limit until their segment is sealed. A pass deletes the files first
+//! age limit until their segment is sealed. Limits count records; the
+//! active segment's file also holds up to `runway_bytes` allocated ahead
+//! while it is written to (`writer/runway.rs`). A pass deletes the files first
 //! (the index, then the log) and then drops the segments from the log's
 //! list, moving the start offset; readers that already hold a segment keep
 //! reading it through its open file handle, later ones get `OutOfRange`.

@@ -1,7 +1,9 @@
 //! Behaviour tests of [`TopicLog`] against real files in temp directories.
-//! Memory and thread limits are tested in `tests/limits.rs`.
+//! Memory and thread limits are tested in `tests/limits.rs`, the space
+//! allocated ahead of writes in `tests/runway.rs`.
 
 mod limits;
+mod runway;
 
 use std::collections::HashSet;
 use std::sync::Arc;

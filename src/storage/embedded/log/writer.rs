@@ -44,6 +44,9 @@ const KEEP_BUFFER_BYTES: usize = 4 << 20;
 
 mod idempotence;
 mod recover;
+mod runway;
+
+use runway::Runway;
 
 pub type AppendReply = oneshot::Sender<Result<Appended, StorageError>>;
 
@@ -117,6 +120,8 @@ pub struct Writer {
     /// A dedup window set while parked: applied (index rebuilt) when the
     /// writer next runs, so opening a log starts no thread.
     pub pending_window: Option<std::time::Duration>,
+    /// Space allocated ahead of the active segment's writes.
+    runway: Runway,
 }
 
 impl Writer {
@@ -134,6 +139,8 @@ impl Writer {
             len: active.len(),
             next_offset,
         };
+        // Recovery cut the file to its records.
+        let runway = Runway::new(shared.opts.runway_bytes, active.len());
         Writer {
             shared,
             active,
@@ -152,6 +159,7 @@ impl Writer {
             id_hasher: IdHasher::random(),
             dedup_cap_warned: None,
             pending_window: None,
+            runway,
         }
     }
 
@@ -208,10 +216,16 @@ impl Writer {
     }
 
     /// Gets ready to be parked without a thread: nothing staged, everything
-    /// written synced (so a parked writer never needs the flusher), and the
+    /// written synced (so a parked writer never needs the flusher), the
+    /// runway cut off (an idle topic holds no disk space ahead), and the
     /// commit buffer's memory released.
     pub fn prepare_to_park(&mut self) {
         self.sync_now();
+        if self.shared.poisoned().is_none()
+            && let Err(e) = self.trim_runway()
+        {
+            tracing::warn!(error = %e, "an idle log kept its allocated tail; the next seal or open cuts it");
+        }
         self.staged = Staged::default();
     }
 
@@ -320,7 +334,9 @@ impl Writer {
             Err(e) => {
                 // Best effort: keep the refused bytes out of the file so a
                 // restart does not resurrect them.
-                let _ = self.active.file.set_len(position);
+                if self.active.file.set_len(position).is_ok() {
+                    self.runway.cut_to(position);
+                }
                 let reason = self.poison(e);
                 for (reply, _) in self.staged.replies.drain(..) {
                     let _ = reply.send(Err(self.shared.poisoned_error(reason.clone())));
@@ -336,6 +352,9 @@ impl Writer {
 
     fn write_staged(&mut self, position: u64) -> Result<(), StorageError> {
         let buf = &self.staged.buf;
+        let end = position + buf.len() as u64;
+        self.runway
+            .extend(&self.active.file, end, self.shared.opts.segment_bytes);
         let written = self.shared.faults.write();
         written
             .and_then(|()| self.active.file.write_all_at(buf, position))
@@ -349,9 +368,10 @@ impl Writer {
                     e,
                 )
             })?;
+        self.runway.wrote(end);
         self.dirty = true;
         self.written = Extent {
-            len: position + buf.len() as u64,
+            len: end,
             next_offset: self.next_offset,
         };
         if self.shared.opts.fsync == FsyncPolicy::Always {
@@ -374,12 +394,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the active segment (synced, index written) and starts a new one
-    /// at the next offset.
+    /// Seals the active segment (synced, its runway cut off, index written)
+    /// and starts a new one at the next offset.
     fn roll(&mut self) -> Result<(), StorageError> {
         if self.dirty {
             self.sync_active()?;
         }
+        self.trim_runway()?;
         let dir = &self.shared.dir;
         let idx = segment::index_path(dir, self.active.base_offset);
         index::write_file(&idx, &self.active.index_snapshot())?;
@@ -392,8 +413,21 @@ impl Writer {
             next_offset: self.next_offset,
         };
         self.synced = self.written;
+        self.runway.cut_to(0);
         self.index = IndexBuilder::new(self.shared.opts.index_interval_bytes, None);
         Ok(())
+    }
+
+    /// Cuts the active segment's file back to its records, durably.
+    fn trim_runway(&mut self) -> Result<(), StorageError> {
+        self.runway
+            .trim(&self.active.file, self.active.len())
+            .map_err(|e| {
+                StorageError::io(
+                    format!("cut the allocated tail of {}", self.active.path.display()),
+                    e,
+                )
+            })
     }
 
     /// The interval flusher's tick.
@@ -418,6 +452,11 @@ impl Writer {
         {
             let reason = self.poison(e);
             return Err(self.shared.poisoned_error(reason));
+        }
+        // Everything is synced: a runway left by a failure here is cut by
+        // the next open.
+        if let Err(e) = self.trim_runway() {
+            tracing::warn!(error = %e, "closing the log left its allocated tail; the next open cuts it");
         }
         Ok(())
     }

@@ -123,6 +123,7 @@ impl Writer {
             next_offset: end,
         };
         self.synced = self.written;
+        self.runway.cut_to(committed_len);
         self.dirty = false;
         Ok(unsynced.len() as u64)
     }
