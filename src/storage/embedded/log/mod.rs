@@ -17,7 +17,8 @@
 //! - **Recovery** on open truncates a torn or garbage tail of the last segment
 //!   and logs what it dropped (`recovery.rs`), including the zeros of the
 //!   space the writer allocates ahead of its writes (`writer/runway.rs`),
-//!   which it cuts itself when a segment is sealed or the log closes.
+//!   which it cuts itself when a segment is sealed, the writer parks idle or
+//!   the log closes.
 //! - **Idempotent appends**: with a dedup window set
 //!   ([`TopicLog::set_dedup_window`]), the writer skips events whose id it
 //!   stored within the window and reports the original offset (`dedup.rs`).

@@ -159,7 +159,8 @@ pub struct LogOptions {
     /// The active segment's file is allocated this many bytes at a time
     /// ahead of its writes (`fallocate`), so that a sync does not also
     /// write the file's new size; the unused part is cut off when the
-    /// segment is sealed or the log closes, and by recovery after a crash
+    /// segment is sealed, the writer parks idle or the log closes, and by
+    /// recovery after a crash
     /// (`writer/runway.rs`). Zero allocates nothing ahead: the file is
     /// always exactly its records. Default 1 MiB.
     pub runway_bytes: u64,

@@ -1,6 +1,7 @@
 //! The runway (`writer/runway.rs`): space allocated ahead of the active
-//! segment's writes is never part of a sealed segment, is cut at close, and
-//! is cut quietly by the next open after a crash.
+//! segment's writes is never part of a sealed segment, is cut when the
+//! writer parks idle and at close, and is cut by the next open after a
+//! crash.
 
 use std::path::PathBuf;
 

@@ -7,7 +7,7 @@
 //! space.
 //!
 //! The runway is cut off when the segment is sealed (and synced, before the
-//! next segment exists) and when the log closes. After a crash, recovery
+//! next segment exists), when the writer parks idle and when the log closes. After a crash, recovery
 //! finds zeros after the last record and cuts them as it cuts a torn tail
 //! (`recovery.rs`). Without `fallocate` support or free space there is no
 //! runway: the writes extend the file as before.
