@@ -367,16 +367,6 @@ async fn a_newer_format_is_refused_naming_both() {
     );
 }
 
-/// `calls` of a command in Redis's command stats.
-fn calls(redis: &common::redis::RedisServer, command: &str) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("calls"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_claims_the_consumers_next_batch_in_the_same_script() {
     const CYCLES: u64 = 20;
@@ -399,7 +389,7 @@ async fn an_ack_claims_the_consumers_next_batch_in_the_same_script() {
     // One script per cycle (a claim of its own would make it two per
     // cycle), plus the node's background scripts (heartbeat, the
     // consumer's poll, group stats): a few per second while the cycles ran.
-    let scripts = calls(redis, "evalsha");
+    let scripts = redis.calls("evalsha");
     let background = 4 * (started.elapsed().as_secs() + 1);
     assert!(
         CYCLES + background < 2 * CYCLES,

@@ -514,3 +514,100 @@ async fn an_ack_id_is_authorized_on_its_topic_on_a_node_that_never_saw_its_group
         n.stop().await;
     }
 }
+
+/// Publishes one event through node `i` and returns its offset.
+async fn publish_one(nodes: &Nodes, i: usize, topic: &str, id: &str) -> u64 {
+    nodes
+        .publisher(i)
+        .publish(proto::PublishRequest {
+            topic: topic.into(),
+            events: vec![event(id)],
+        })
+        .await
+        .expect("publish")
+        .into_inner()
+        .results[0]
+        .offset
+}
+
+/// A Read that follows `topic` from `offset` through node `i`.
+async fn follow(
+    nodes: &Nodes,
+    i: usize,
+    topic: &str,
+    offset: u64,
+) -> tonic::Streaming<proto::ReadResponse> {
+    nodes
+        .subscriber(i)
+        .read(proto::ReadRequest {
+            topic: topic.into(),
+            start: Some(proto::read_request::Start::Offset(offset)),
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner()
+}
+
+/// The id of the next event a follower gets (a reader has no poll to fall
+/// back on: it sees an event only when its node is told of it).
+async fn followed(read: &mut tonic::Streaming<proto::ReadResponse>) -> String {
+    let r = tokio::time::timeout(Duration::from_secs(5), read.message())
+        .await
+        .expect("the follower sees the event in time")
+        .expect("read ok")
+        .expect("read open");
+    assert_eq!(r.events.len(), 1);
+    r.events[0].id.clone()
+}
+
+/// An append wakes the other nodes that wait for its topic and nobody
+/// else: no wake-up goes out while no node has consumers or readers of
+/// the topic, none when only the appending node has (it wakes its own), one
+/// per append when another node has a reader (who sees every event), and
+/// a node's registration past its time is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_wakes_only_the_other_nodes_that_watch_its_topic() {
+    let redis = RedisServer::start(&[]);
+    let nodes = Nodes::start(&redis.url(), 2).await;
+    let mut next = publish_one(&nodes, 0, "watched", "first").await + 1;
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    for i in 0..10 {
+        next = publish_one(&nodes, 0, "watched", &format!("alone-{i}")).await + 1;
+    }
+    assert_eq!(redis.calls("publish"), 0, "nobody waits: no wake-up");
+
+    let mut here = follow(&nodes, 0, "watched", next).await;
+    for i in 0..5 {
+        let id = format!("here-{i}");
+        next = publish_one(&nodes, 0, "watched", &id).await + 1;
+        assert_eq!(followed(&mut here).await, id);
+    }
+    assert_eq!(
+        redis.calls("publish"),
+        0,
+        "the appending node wakes its own reader"
+    );
+
+    let mut there = follow(&nodes, 1, "watched", next).await;
+    for i in 0..5 {
+        let id = format!("there-{i}");
+        publish_one(&nodes, 0, "watched", &id).await;
+        assert_eq!(followed(&mut there).await, id);
+        assert_eq!(followed(&mut here).await, id);
+    }
+    assert_eq!(redis.calls("publish"), 5, "one wake-up per append");
+
+    redis.cli(&["HSET", "herald:{watched}:w", "gone-node", "1"]);
+    publish_one(&nodes, 0, "watched", "last").await;
+    assert_eq!(
+        redis
+            .cli(&["HEXISTS", "herald:{watched}:w", "gone-node"])
+            .trim(),
+        "0",
+        "a registration past its time is dropped"
+    );
+    drop((here, there));
+    nodes.stop().await;
+}

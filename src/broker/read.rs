@@ -89,7 +89,11 @@ impl Broker {
                     .await?
             }
         };
-        let TopicWatch { mut end, deleted } = backend.watch(topic).await?;
+        let TopicWatch {
+            mut end,
+            deleted,
+            hold,
+        } = backend.watch(topic).await?;
         // One batch waits in the channel while the transport sends the
         // previous one: a reader holds at most two batches.
         let (tx, rx) = mpsc::channel(1);
@@ -102,6 +106,7 @@ impl Broker {
             req.max_events
         };
         self.inner.readers.spawn(async move {
+            let _hold = hold;
             while left > 0 {
                 if deleted.is_cancelled() {
                     let _ = tx

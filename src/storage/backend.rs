@@ -114,6 +114,9 @@ pub struct TopicWatch {
     pub end: watch::Receiver<u64>,
     /// Cancelled when the topic is deleted.
     pub deleted: CancellationToken,
+    /// Keeps the backend following the topic for this watch (the Redis
+    /// backend lists the node as waiting for the topic's appends).
+    pub hold: Option<Box<dyn Send + Sync>>,
 }
 
 /// A page of dead letters a backend read.

@@ -132,6 +132,16 @@ impl RedisServer {
             .expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Calls of a command in its command stats (`CONFIG RESETSTAT` clears them).
+    pub fn calls(&self, command: &str) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("calls"))
+    }
 }
 
 impl Drop for RedisServer {

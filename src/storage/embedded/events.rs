@@ -68,6 +68,7 @@ impl EmbeddedBackend {
         Ok(TopicWatch {
             end: t.log.watch_end(),
             deleted: t.deleted.clone(),
+            hold: None,
         })
     }
 }

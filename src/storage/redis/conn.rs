@@ -428,6 +428,7 @@ pub(super) struct Scripts {
     pub dl_page: Script,
     pub dl_change: Script,
     pub forward: Script,
+    pub watch: Script,
     pub heartbeat: Script,
 }
 
@@ -479,7 +480,8 @@ impl Scripts {
             group_stats,
             dl_page,
             dl_change,
-            forward
+            forward,
+            watch
         )
     }
 }

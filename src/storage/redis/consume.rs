@@ -302,6 +302,9 @@ impl RedisBackend {
         c: &Consumer,
         tx: &mpsc::Sender<Result<Vec<RawDelivery>, Error>>,
     ) -> Option<Error> {
+        // Listed before the first claim: whatever is appended after it
+        // wakes this node.
+        let _watching = self.watch_topic(&c.group.topic).await;
         let topic_wake = self.topic_wake(&c.group.topic);
         let group_wake = self.group_wake(c.group.gid);
         let stop = self.inner.consumers_stop.clone();

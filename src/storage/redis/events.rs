@@ -81,10 +81,14 @@ impl RedisBackend {
     }
 
     pub(super) async fn watch_impl(&self, topic: &str) -> Result<TopicWatch, Error> {
+        // Listed before the reader reads: whatever is appended after it
+        // moves the end here.
+        let hold: Option<Box<dyn Send + Sync>> = Some(Box::new(self.watch_topic(topic).await));
         if let Some(t) = lock(&self.inner.topics).get(topic) {
             return Ok(TopicWatch {
                 end: t.end.subscribe(),
                 deleted: t.deleted.clone(),
+                hold,
             });
         }
         let end: Option<u64> = self
@@ -105,6 +109,7 @@ impl RedisBackend {
         Ok(TopicWatch {
             end: t.end.subscribe(),
             deleted: t.deleted.clone(),
+            hold,
         })
     }
 }

@@ -10,7 +10,8 @@
 //! group-commits concurrent publishes into one script call.
 //!
 //! Nodes find out about each other's changes on a Pub/Sub channel
-//! (`node.rs`), and every consumer also polls once a second, so a lost
+//! (`node.rs`; an append wakes only the nodes that watch its topic,
+//! `watchers.rs`), and every consumer also polls once a second, so a lost
 //! message only delays a delivery. A node that stops heartbeating is dead
 //! after `redis.node_timeout`: another node releases its consumers' leases.
 //!
@@ -30,6 +31,7 @@ mod leases;
 mod node;
 mod sentinel;
 mod topics;
+mod watchers;
 
 mod backend_impl;
 
@@ -95,6 +97,8 @@ struct Inner {
     group_wakes: Mutex<HashMap<u64, Arc<Notify>>>,
     /// Stream consumers here, per group: an ack may claim their next batch.
     locals: Mutex<HashMap<u64, Vec<Arc<consume::Local>>>>,
+    /// Topics with consumers or readers here (`watchers.rs`).
+    watched: Mutex<watchers::Watched>,
     /// Per-topic append queues.
     appenders: Mutex<HashMap<String, append::Appender>>,
     /// Groups with consumers here whose gauges changed.
@@ -146,6 +150,7 @@ impl RedisBackend {
                 topic_wakes: Mutex::default(),
                 group_wakes: Mutex::default(),
                 locals: Mutex::default(),
+                watched: Mutex::default(),
                 appenders: Mutex::default(),
                 gauges: Mutex::default(),
                 dirty: Mutex::default(),

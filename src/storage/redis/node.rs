@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::model::Error;
 
-use super::{RedisBackend, lock};
+use super::{RedisBackend, lock, watchers};
 
 impl RedisBackend {
     /// Tells Redis this node is alive; Redis's time in ms.
@@ -65,7 +65,10 @@ impl RedisBackend {
                         .send_if_modified(|h| !std::mem::replace(h, true))
                     {
                         tracing::info!("Redis reachable again");
-                        // Wake-ups may have been missed: every consumer re-polls.
+                        // Wake-ups may have been missed, and registrations
+                        // lapsed: list this node again, then every
+                        // consumer and reader looks again.
+                        self.rewatch().await;
                         self.wake_all();
                     }
                     if let Err(e) = self.reap(now_ms).await {
@@ -105,12 +108,13 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Retention by age, totals and gauges.
+    /// Retention by age, totals, gauges and renewing watches.
     async fn housekeeping_loop(&self) {
         let mut totals = tokio::time::interval(Duration::from_secs(2));
         let mut retention = tokio::time::interval(self.cfg().retention_interval);
         let mut gauges = tokio::time::interval(Duration::from_millis(100));
-        for t in [&mut totals, &mut retention, &mut gauges] {
+        let mut watches = tokio::time::interval(watchers::RENEW);
+        for t in [&mut totals, &mut retention, &mut gauges, &mut watches] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -121,6 +125,7 @@ impl RedisBackend {
                 },
                 _ = retention.tick() => self.apply_retention().await,
                 _ = gauges.tick() => self.refresh_dirty().await,
+                _ = watches.tick() => self.renew_watches().await,
                 () = self.inner.stop.cancelled() => return,
             };
             if let Err(e) = r {
@@ -210,7 +215,9 @@ impl RedisBackend {
                             }
                             Err(e) => tracing::warn!(error = %e, "wake-ups: subscribing on the new master failed; consumers poll until the next move"),
                         }
-                        // Wake every consumer: events may have come meanwhile.
+                        // The new master may lack this node's registrations,
+                        // and events may have come meanwhile.
+                        me.rewatch().await;
                         me.wake_all();
                         continue;
                     }
@@ -246,8 +253,12 @@ impl RedisBackend {
         }
     }
 
-    /// Every local consumer claims again (after missed wake-ups).
+    /// Every local consumer claims again and every reader reads again
+    /// (after missed wake-ups).
     fn wake_all(&self) {
+        for t in lock(&self.inner.topics).values() {
+            t.end.send_modify(|_| {});
+        }
         for n in lock(&self.inner.topic_wakes).values() {
             n.notify_waiters();
         }

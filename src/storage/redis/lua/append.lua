@@ -4,7 +4,9 @@
 -- count, z, c, y, yz, k, kz. All or nothing, at consecutive offsets, one
 -- publish time (Redis clock, never behind the topic's last). Ids seen
 -- within the dedup window (also earlier in the call) keep the original's
--- offset and leave their chunk. Trims by retention and wakes every node.
+-- offset and leave their chunk. Trims by retention and wakes the other
+-- nodes that watch the topic (watch.lua); after the chunks comes the
+-- caller's node id, which wakes its own consumers and readers itself.
 -- Returns {'OK', publish time, first offset, then per duplicate its event
 -- index and the original's offset} (the others take consecutive offsets
 -- from the first, in order) or {'GONE'}.
@@ -99,6 +101,19 @@ if stop > first then
   redis.call('HINCRBY', KEYS[1], 'bytes', size)
   redis.call('HINCRBY', KEYS[1], 'published', stop - first)
   trim(now)
-  redis.call('PUBLISH', chan, 't\n' .. topic .. '\n' .. int(stop))
+  -- Registrations past their time are dropped; a node that lists itself
+  -- only is not sent its own wake-up.
+  local w, caller, nowms, others = base .. 'w', ARGV[at + 1], math.floor(now / 1000), false
+  local ws = redis.call('HGETALL', w)
+  for i = 1, #ws, 2 do
+    if tonumber(ws[i + 1]) < nowms then
+      redis.call('HDEL', w, ws[i])
+    elseif ws[i] ~= caller then
+      others = true
+    end
+  end
+  if others then
+    redis.call('PUBLISH', chan, 't\n' .. topic .. '\n' .. int(stop))
+  end
 end
 return out
