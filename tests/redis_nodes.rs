@@ -563,19 +563,28 @@ async fn followed(read: &mut tonic::Streaming<proto::ReadResponse>) -> String {
 }
 
 /// An append wakes the other nodes that wait for its topic and nobody
-/// else: no wake-up goes out while no node has consumers or readers of
-/// the topic, none when only the appending node has (it wakes its own), one
-/// per append when another node has a reader (who sees every event), and
-/// a node's registration past its time is dropped.
+/// else: no wake-up goes out while no node has consumers or followers of
+/// the topic (a read that does not follow waits for nothing), none when
+/// only the appending node has (it wakes its own), one per append when
+/// another node has a follower (who sees every event); a follower whose
+/// node's registration was lost still sees the next event (followers read
+/// again every second), and a registration past its time is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_append_wakes_only_the_other_nodes_that_watch_its_topic() {
     let redis = RedisServer::start(&[]);
     let nodes = Nodes::start(&redis.url(), 2).await;
-    let mut next = publish_one(&nodes, 0, "watched", "first").await + 1;
+    publish_one(&nodes, 0, "watched", "first").await;
     redis.cli(&["CONFIG", "RESETSTAT"]);
     for i in 0..10 {
-        next = publish_one(&nodes, 0, "watched", &format!("alone-{i}")).await + 1;
+        publish_one(&nodes, 0, "watched", &format!("alone-{i}")).await;
     }
+    assert_eq!(
+        read_events(nodes.channels[1].clone(), "watched", 0, 0)
+            .await
+            .len(),
+        11
+    );
+    let mut next = publish_one(&nodes, 0, "watched", "read").await + 1;
     assert_eq!(redis.calls("publish"), 0, "nobody waits: no wake-up");
 
     let mut here = follow(&nodes, 0, "watched", next).await;
@@ -599,8 +608,15 @@ async fn an_append_wakes_only_the_other_nodes_that_watch_its_topic() {
     }
     assert_eq!(redis.calls("publish"), 5, "one wake-up per append");
 
+    redis.cli(&["DEL", "herald:{watched}:w"]);
+    publish_one(&nodes, 0, "watched", "unannounced").await;
+    assert_eq!(followed(&mut there).await, "unannounced");
+    assert_eq!(followed(&mut here).await, "unannounced");
+    assert_eq!(redis.calls("publish"), 5, "no node was listed");
+
     redis.cli(&["HSET", "herald:{watched}:w", "gone-node", "1"]);
     publish_one(&nodes, 0, "watched", "last").await;
+    assert_eq!(followed(&mut there).await, "last");
     assert_eq!(
         redis
             .cli(&["HEXISTS", "herald:{watched}:w", "gone-node"])

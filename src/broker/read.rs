@@ -93,7 +93,7 @@ impl Broker {
             mut end,
             deleted,
             hold,
-        } = backend.watch(topic).await?;
+        } = backend.watch(topic, req.follow).await?;
         // One batch waits in the channel while the transport sends the
         // previous one: a reader holds at most two batches.
         let (tx, rx) = mpsc::channel(1);

@@ -325,11 +325,13 @@ pub trait Backend: Send + Sync + 'static {
     /// `NotFound`, `OutOfRange`.
     async fn resolve(&self, topic: &str, position: Position) -> Result<u64, Error>;
 
-    /// Follows a topic's end.
+    /// Follows a topic's end; `follow`: the caller waits for new events
+    /// (not only for the topic's deletion), which a backend may have to
+    /// arrange for (see [`TopicWatch::hold`]).
     ///
     /// # Errors
     /// `NotFound`.
-    async fn watch(&self, topic: &str) -> Result<TopicWatch, Error>;
+    async fn watch(&self, topic: &str, follow: bool) -> Result<TopicWatch, Error>;
 
     /// Creates a group at its record's start position, creating the topic
     /// with `topic_defaults` when it is missing and they are given (a bad

@@ -125,7 +125,7 @@ impl Backend for EmbeddedBackend {
         self.resolve_impl(topic, position)
     }
 
-    async fn watch(&self, topic: &str) -> Result<TopicWatch, Error> {
+    async fn watch(&self, topic: &str, _follow: bool) -> Result<TopicWatch, Error> {
         self.watch_impl(topic)
     }
 

@@ -303,12 +303,14 @@ impl RedisBackend {
                 end = Some(next);
             }
         }
-        self.wait_replicas(topic).await?;
+        // Stored whatever WAIT says: this node's waiters look at once, as
+        // the other nodes' do.
         if let Some(end) = end {
             let stored = duplicate.iter().filter(|d| !**d).count() as u64;
             self.inner.published.fetch_add(stored, Ordering::Relaxed);
             self.topic_end(topic, end);
         }
+        self.wait_replicas(topic).await?;
         Ok(Appended {
             publish_time_us,
             offsets,

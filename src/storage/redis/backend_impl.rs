@@ -143,8 +143,8 @@ impl Backend for RedisBackend {
         self.resolve_impl(topic, position).await
     }
 
-    async fn watch(&self, topic: &str) -> Result<TopicWatch, Error> {
-        self.watch_impl(topic).await
+    async fn watch(&self, topic: &str, follow: bool) -> Result<TopicWatch, Error> {
+        self.watch_impl(topic, follow).await
     }
 
     async fn create_group(

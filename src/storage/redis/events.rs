@@ -80,10 +80,14 @@ impl RedisBackend {
         }
     }
 
-    pub(super) async fn watch_impl(&self, topic: &str) -> Result<TopicWatch, Error> {
-        // Listed before the reader reads: whatever is appended after it
-        // moves the end here.
-        let hold: Option<Box<dyn Send + Sync>> = Some(Box::new(self.watch_topic(topic).await));
+    pub(super) async fn watch_impl(&self, topic: &str, follow: bool) -> Result<TopicWatch, Error> {
+        // A follower is listed before it reads: whatever is appended after
+        // that moves the end here.
+        let hold: Option<Box<dyn Send + Sync>> = if follow {
+            Some(Box::new(self.watch_topic(topic).await))
+        } else {
+            None
+        };
         if let Some(t) = lock(&self.inner.topics).get(topic) {
             return Ok(TopicWatch {
                 end: t.end.subscribe(),

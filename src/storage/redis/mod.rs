@@ -97,8 +97,10 @@ struct Inner {
     group_wakes: Mutex<HashMap<u64, Arc<Notify>>>,
     /// Stream consumers here, per group: an ack may claim their next batch.
     locals: Mutex<HashMap<u64, Vec<Arc<consume::Local>>>>,
-    /// Topics with consumers or readers here (`watchers.rs`).
+    /// Topics with consumers or followers here (`watchers.rs`).
     watched: Mutex<watchers::Watched>,
+    /// Asks the watch task to send every registration again.
+    rewatch: Notify,
     /// Per-topic append queues.
     appenders: Mutex<HashMap<String, append::Appender>>,
     /// Groups with consumers here whose gauges changed.
@@ -151,6 +153,7 @@ impl RedisBackend {
                 group_wakes: Mutex::default(),
                 locals: Mutex::default(),
                 watched: Mutex::default(),
+                rewatch: Notify::new(),
                 appenders: Mutex::default(),
                 gauges: Mutex::default(),
                 dirty: Mutex::default(),

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::model::Error;
 
-use super::{RedisBackend, lock, watchers};
+use super::{RedisBackend, lock};
 
 impl RedisBackend {
     /// Tells Redis this node is alive; Redis's time in ms.
@@ -45,6 +45,8 @@ impl RedisBackend {
         self.inner
             .tasks
             .spawn(async move { me.housekeeping_loop().await });
+        let me = self.clone();
+        self.inner.tasks.spawn(async move { me.watch_loop().await });
         Ok(())
     }
 
@@ -67,9 +69,8 @@ impl RedisBackend {
                         tracing::info!("Redis reachable again");
                         // Wake-ups may have been missed, and registrations
                         // lapsed: list this node again, then every
-                        // consumer and reader looks again.
-                        self.rewatch().await;
-                        self.wake_all();
+                        // consumer and follower looks again.
+                        self.rewatch();
                     }
                     if let Err(e) = self.reap(now_ms).await {
                         tracing::warn!(error = %e, "could not release dead nodes' consumers");
@@ -108,13 +109,12 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Retention by age, totals, gauges and renewing watches.
+    /// Retention by age, totals and gauges.
     async fn housekeeping_loop(&self) {
         let mut totals = tokio::time::interval(Duration::from_secs(2));
         let mut retention = tokio::time::interval(self.cfg().retention_interval);
         let mut gauges = tokio::time::interval(Duration::from_millis(100));
-        let mut watches = tokio::time::interval(watchers::RENEW);
-        for t in [&mut totals, &mut retention, &mut gauges, &mut watches] {
+        for t in [&mut totals, &mut retention, &mut gauges] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -125,7 +125,6 @@ impl RedisBackend {
                 },
                 _ = retention.tick() => self.apply_retention().await,
                 _ = gauges.tick() => self.refresh_dirty().await,
-                _ = watches.tick() => self.renew_watches().await,
                 () = self.inner.stop.cancelled() => return,
             };
             if let Err(e) = r {
@@ -217,8 +216,7 @@ impl RedisBackend {
                         }
                         // The new master may lack this node's registrations,
                         // and events may have come meanwhile.
-                        me.rewatch().await;
-                        me.wake_all();
+                        me.rewatch();
                         continue;
                     }
                     () = me.inner.stop.cancelled() => return,
@@ -253,12 +251,10 @@ impl RedisBackend {
         }
     }
 
-    /// Every local consumer claims again and every reader reads again
+    /// Every local consumer claims again and every follower reads again
     /// (after missed wake-ups).
-    fn wake_all(&self) {
-        for t in lock(&self.inner.topics).values() {
-            t.end.send_modify(|_| {});
-        }
+    pub(super) fn wake_all(&self) {
+        self.poke_followers();
         for n in lock(&self.inner.topic_wakes).values() {
             n.notify_waiters();
         }

@@ -1,4 +1,4 @@
-//! Which nodes watch a topic: a node whose consumers or readers wait for a
+//! Which nodes watch a topic: a node whose consumers or followers wait for a
 //! topic's appends is listed in the topic's watchers (`P:{T}:w`,
 //! `lua/watch.lua`), and an append wakes only the other nodes listed
 //! (`lua/append.lua`); the node that appended wakes its own waiters. So a
@@ -6,8 +6,12 @@
 //!
 //! Storage layer (Redis backend). A registration holds for [`HOLD`] of
 //! Redis time; this node renews it every [`RENEW`] while it has waiters and
-//! lets it lapse after. A registration that cannot be made is retried at
-//! the next renewal; meanwhile consumers still poll once a second.
+//! lets it lapse after. When a registration finds the node was not listed
+//! (Redis was unreachable for longer, lost the write, or a new master took
+//! over without it), the topic's waiters here look again: appends in
+//! between did not wake them. Besides, consumers poll every second and
+//! followers read again every second ([`POKE`]), so a lost wake-up only
+//! delays.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,10 +23,12 @@ use super::{RedisBackend, lock};
 /// How long a registration holds (Redis time).
 const HOLD: Duration = Duration::from_secs(60);
 /// How often registrations of watched topics are renewed.
-pub(super) const RENEW: Duration = Duration::from_secs(15);
+const RENEW: Duration = Duration::from_secs(15);
 /// A registration sent this recently still holds long enough for a new
 /// waiter (it is renewed before it lapses).
 const FRESH: Duration = Duration::from_secs(30);
+/// How often followers here read again, whether woken or not.
+const POKE: Duration = Duration::from_secs(1);
 
 /// Topics this node watches.
 pub(super) type Watched = HashMap<String, Watch>;
@@ -70,43 +76,86 @@ impl RedisBackend {
         held
     }
 
+    /// Sends a registration; when the node was not listed, the topic's
+    /// waiters here look again.
     async fn register(&self, topic: &str) -> Result<(), Error> {
         let sent = Instant::now();
         let hold = HOLD.as_millis().to_string();
-        self.run(
-            |s| &s.watch,
-            topic,
-            &[self.inner.node.as_bytes(), hold.as_bytes()],
-        )
-        .await?;
+        let mut r = self
+            .run(
+                |s| &s.watch,
+                topic,
+                &[self.inner.node.as_bytes(), hold.as_bytes()],
+            )
+            .await?;
         if let Some(w) = lock(&self.inner.watched).get_mut(topic) {
             w.sent = Some(sent);
+        }
+        if r.int()? == 1 {
+            self.wake_topic(topic);
         }
         Ok(())
     }
 
-    /// Renews the registrations of the topics with waiters here and forgets
+    /// Renews the registrations of the topics with waiters here (each on
+    /// its own: one failing shard does not hold up the others) and forgets
     /// the others.
-    pub(super) async fn renew_watches(&self) -> Result<(), Error> {
+    async fn renew_watches(&self) {
         let topics: Vec<String> = {
             let mut watched = lock(&self.inner.watched);
             watched.retain(|_, w| w.waiters > 0);
             watched.keys().cloned().collect()
         };
         for topic in topics {
-            self.register(&topic).await?;
+            if let Err(e) = self.register(&topic).await {
+                tracing::debug!(topic, error = %e, "could not renew this node's watch of a topic");
+            }
         }
-        Ok(())
     }
 
     /// Redis may have lost the registrations (it was unreachable, or its
-    /// master changed): they are all sent again, then waiters look again.
-    pub(super) async fn rewatch(&self) {
+    /// master changed): the watch task sends them all again, then every
+    /// consumer and follower here looks again.
+    pub(super) fn rewatch(&self) {
         for w in lock(&self.inner.watched).values_mut() {
             w.sent = None;
         }
-        if let Err(e) = self.renew_watches().await {
-            tracing::debug!(error = %e, "could not renew this node's watches");
+        self.inner.rewatch.notify_one();
+    }
+
+    /// Renews registrations, sends them again when asked, and makes
+    /// followers read again every [`POKE`].
+    pub(super) async fn watch_loop(&self) {
+        let mut renew = tokio::time::interval(RENEW);
+        let mut poke = tokio::time::interval(POKE);
+        for t in [&mut renew, &mut poke] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
+        loop {
+            tokio::select! {
+                _ = renew.tick() => self.renew_watches().await,
+                _ = poke.tick() => self.poke_followers(),
+                () = self.inner.rewatch.notified() => {
+                    self.renew_watches().await;
+                    self.wake_all();
+                }
+                () = self.inner.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Followers here read again.
+    pub(super) fn poke_followers(&self) {
+        for t in lock(&self.inner.topics).values() {
+            t.end.send_modify(|_| {});
+        }
+    }
+
+    /// The topic's consumers and followers here look again.
+    fn wake_topic(&self, topic: &str) {
+        if let Some(t) = lock(&self.inner.topics).get(topic) {
+            t.end.send_modify(|_| {});
+        }
+        self.topic_wake(topic).notify_waiters();
     }
 }

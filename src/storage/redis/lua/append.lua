@@ -13,7 +13,8 @@
 local m = redis.call('HMGET', KEYS[1], 'end', 'last', 'dedup')
 if not m[1] then return {'GONE'} end
 local stop = tonumber(m[1])
-local now = math.max(now_us(), tonumber(m[2]))
+local clock = now_us()
+local now = math.max(clock, tonumber(m[2]))
 local window = tonumber(m[3])
 local d, dz, s = base .. 'd', base .. 'dz', base .. 's'
 if window > 0 then
@@ -103,7 +104,7 @@ if stop > first then
   trim(now)
   -- Registrations past their time are dropped; a node that lists itself
   -- only is not sent its own wake-up.
-  local w, caller, nowms, others = base .. 'w', ARGV[at + 1], math.floor(now / 1000), false
+  local w, caller, nowms, others = base .. 'w', ARGV[at + 1], math.floor(clock / 1000), false
   local ws = redis.call('HGETALL', w)
   for i = 1, #ws, 2 do
     if tonumber(ws[i + 1]) < nowms then

@@ -2,8 +2,14 @@
 -- node in the topic's watchers (key w: node -> until when, ms of Redis
 -- time) as having consumers or readers that wait for the topic's appends;
 -- an append wakes the other nodes listed (append.lua). The list outlives
--- the topic, so a re-created topic keeps it. Returns 'OK'.
+-- the topic (a re-created topic keeps it) and lapses with its last entry.
+-- Returns {1} when the node was not listed (or its entry had lapsed):
+-- appends since may not have woken it. Else {0}.
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', base .. 'w', ARGV[3], int(ms + tonumber(ARGV[4])))
-return 'OK'
+local w, hold = base .. 'w', tonumber(ARGV[4])
+local was = tonumber(redis.call('HGET', w, ARGV[3]) or '0')
+redis.call('HSET', w, ARGV[3], int(ms + hold))
+redis.call('PEXPIRE', w, hold)
+if was < ms then return {1} end
+return {0}
