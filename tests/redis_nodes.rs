@@ -625,5 +625,49 @@ async fn an_append_wakes_only_the_other_nodes_that_watch_its_topic() {
         "a registration past its time is dropped"
     );
     drop((here, there));
+
+    // A live node of an older release (its id lacks the mark) does not list
+    // itself: while one heartbeats, every append is announced.
+    publish_one(&nodes, 0, "unwatched", "0").await;
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    publish_one(&nodes, 0, "unwatched", "1").await;
+    assert_eq!(redis.calls("publish"), 0);
+    let secs: u64 = redis
+        .cli(&["TIME"])
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let live = ((secs + 600) * 1000).to_string();
+    redis.cli(&["ZADD", "herald:{herald}:nodes", &live, "older-node"]);
+    assert!(
+        announces(&redis, &nodes, true).await,
+        "an older node is live: appends are announced"
+    );
+    redis.cli(&["ZREM", "herald:{herald}:nodes", "older-node"]);
+    assert!(
+        announces(&redis, &nodes, false).await,
+        "it left: appends are not announced"
+    );
     nodes.stop().await;
+}
+
+/// Whether appends to an unwatched topic through node 0 come to be
+/// announced (`want`) or not within 5 s (the nodes learn it from their
+/// heartbeats, every second).
+async fn announces(redis: &RedisServer, nodes: &Nodes, want: bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut probe = 0;
+    while std::time::Instant::now() < deadline {
+        let before = redis.calls("publish");
+        probe += 1;
+        publish_one(nodes, 0, "unwatched", &format!("probe-{want}-{probe}")).await;
+        if (redis.calls("publish") > before) == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }

@@ -266,7 +266,7 @@ impl RedisBackend {
             .collect();
         let chosen_count = chosen.len().to_string();
         let chunk_count = chunks.len().to_string();
-        let mut args: Vec<&[u8]> = Vec::with_capacity(5 + chosen.len() * 2 + chunks.len() * 7);
+        let mut args: Vec<&[u8]> = Vec::with_capacity(6 + chosen.len() * 2 + chunks.len() * 7);
         args.extend([count.as_bytes(), chosen_count.as_bytes()]);
         for (index, id) in &chosen {
             args.extend([index.as_bytes(), id.as_bytes()]);
@@ -276,6 +276,11 @@ impl RedisBackend {
             args.extend(c.fields());
         }
         args.push(self.inner.node.as_bytes());
+        args.push(if self.inner.older_nodes.load(Ordering::Relaxed) {
+            b"1"
+        } else {
+            b"0"
+        });
         let mut reply = self.run(|s| &s.append, topic, &args).await?;
         if reply.text()? != "OK" {
             // Deleted through another node: the next publish may create it.

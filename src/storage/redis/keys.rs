@@ -37,7 +37,7 @@
 //! | `P:{P}:groups` | zset | `<topic>\n<group>` (listed by topic, name) |
 //! | `P:{P}:gids` | hash | group id → `<topic>\n<group>` (routes ack ids) |
 //! | `P:{P}:gid` | string | group id counter |
-//! | `P:{P}:nodes` | zset | node id → last heartbeat (ms, Redis clock) |
+//! | `P:{P}:nodes` | zset | node id → last heartbeat (ms, Redis clock); ids of nodes that list themselves as watchers begin with `w-` |
 //! | `P:{P}:node:<id>` | set | the node's consumers: `<topic>\n<gid>\n<generation>\n<consumer>` |
 //! | `P:{P}:secret` | string | the deployment's key for ack ids and page tokens |
 //! | `P:{P}:format` | string | storage format version ([`FORMAT`]) |

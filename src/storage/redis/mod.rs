@@ -101,6 +101,9 @@ struct Inner {
     watched: Mutex<watchers::Watched>,
     /// Asks the watch task to send every registration again.
     rewatch: Notify,
+    /// A live node runs a release from before watchers: every append
+    /// announces its events to every node (as that release expects).
+    older_nodes: AtomicBool,
     /// Per-topic append queues.
     appenders: Mutex<HashMap<String, append::Appender>>,
     /// Groups with consumers here whose gauges changed.
@@ -137,7 +140,9 @@ impl RedisBackend {
         let keys = Keys::new(&config.key_prefix);
         check_format(&link, &config, &keys).await?;
         let secret = load_secret(&link, &config, &keys).await?;
-        let node = uuid::Uuid::new_v4().simple().to_string();
+        // The marker tells nodes of this release from older ones, which do
+        // not list themselves as watchers (`watchers.rs`).
+        let node = format!("{}{}", watchers::NODE_MARK, uuid::Uuid::new_v4().simple());
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 keys,
@@ -154,6 +159,7 @@ impl RedisBackend {
                 locals: Mutex::default(),
                 watched: Mutex::default(),
                 rewatch: Notify::new(),
+                older_nodes: AtomicBool::new(false),
                 appenders: Mutex::default(),
                 gauges: Mutex::default(),
                 dirty: Mutex::default(),

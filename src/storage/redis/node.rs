@@ -18,6 +18,7 @@ impl RedisBackend {
     /// Tells Redis this node is alive; Redis's time in ms.
     pub(super) async fn heartbeat(&self) -> Result<i64, Error> {
         let key = self.inner.keys.registry("nodes");
+        let live = self.cfg().node_timeout.as_millis().to_string();
         let r = self
             .inner
             .link
@@ -25,14 +26,17 @@ impl RedisBackend {
                 self.cfg(),
                 &self.inner.scripts.heartbeat,
                 &key,
-                &[self.inner.node.as_bytes()],
+                &[self.inner.node.as_bytes(), live.as_bytes()],
             )
             .await;
         self.note_health(&r);
-        match r? {
-            Value::Int(ms) => Ok(ms),
-            _ => Err(Error::Internal("unexpected heartbeat reply".into())),
+        if let Value::Array(v) = r?
+            && let [Value::Int(ms), Value::Int(older)] = v.as_slice()
+        {
+            self.inner.older_nodes.store(*older == 1, Ordering::Relaxed);
+            return Ok(*ms);
         }
+        Err(Error::Internal("unexpected heartbeat reply".into()))
     }
 
     pub(super) async fn start_tasks(&self) -> Result<(), Error> {

@@ -20,6 +20,12 @@ use crate::model::Error;
 
 use super::{RedisBackend, lock};
 
+/// How ids of nodes that list themselves as watchers begin (the heartbeat
+/// script in `conn.rs` looks for it). While a live node's id lacks it (a
+/// node of an older release during a rolling upgrade), every append
+/// announces its events to every node, as before watchers.
+pub(super) const NODE_MARK: &str = "w-";
+
 /// How long a registration holds (Redis time).
 const HOLD: Duration = Duration::from_secs(60);
 /// How often registrations of watched topics are renewed.

@@ -5,8 +5,10 @@
 -- publish time (Redis clock, never behind the topic's last). Ids seen
 -- within the dedup window (also earlier in the call) keep the original's
 -- offset and leave their chunk. Trims by retention and wakes the other
--- nodes that watch the topic (watch.lua); after the chunks comes the
--- caller's node id, which wakes its own consumers and readers itself.
+-- nodes that watch the topic (watch.lua); after the chunks come the
+-- caller's node id (it wakes its own consumers and readers itself) and '1'
+-- when nodes of an older release, which do not watch, are live: then
+-- every append is announced.
 -- Returns {'OK', publish time, first offset, then per duplicate its event
 -- index and the original's offset} (the others take consecutive offsets
 -- from the first, in order) or {'GONE'}.
@@ -104,7 +106,7 @@ if stop > first then
   trim(now)
   -- Registrations past their time are dropped; a node that lists itself
   -- only is not sent its own wake-up.
-  local w, caller, nowms, others = base .. 'w', ARGV[at + 1], math.floor(clock / 1000), false
+  local w, caller, nowms, others = base .. 'w', ARGV[at + 1], math.floor(clock / 1000), ARGV[at + 2] == '1'
   local ws = redis.call('HGETALL', w)
   for i = 1, #ws, 2 do
     if tonumber(ws[i + 1]) < nowms then
