@@ -19,6 +19,12 @@ use super::{RedisBackend, TopicLocal, lock};
 impl RedisBackend {
     /// The topic's end moved (here or on another node).
     pub(super) fn topic_end(&self, topic: &str, end: u64) {
+        self.follow_end(topic, end);
+        self.topic_wake(topic).notify_waiters();
+    }
+
+    /// Moves the end the topic's followers here see, if `end` is newer.
+    pub(super) fn follow_end(&self, topic: &str, end: u64) {
         if let Some(t) = lock(&self.inner.topics).get(topic) {
             t.end.send_if_modified(|e| {
                 let newer = end > *e;
@@ -28,7 +34,6 @@ impl RedisBackend {
                 newer
             });
         }
-        self.topic_wake(topic).notify_waiters();
     }
 
     pub(super) async fn read_impl(

@@ -51,6 +51,10 @@ impl RedisBackend {
             .spawn(async move { me.housekeeping_loop().await });
         let me = self.clone();
         self.inner.tasks.spawn(async move { me.watch_loop().await });
+        let me = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { me.follow_loop().await });
         Ok(())
     }
 

@@ -9,12 +9,14 @@
 //! lets it lapse after. When a registration finds the node was not listed
 //! (Redis was unreachable for longer, lost the write, or a new master took
 //! over without it), the topic's waiters here look again: appends in
-//! between did not wake them. Besides, consumers poll every second and
-//! followers read again every second ([`POKE`]), so a lost wake-up only
-//! delays.
+//! between did not wake them. Besides, consumers poll every second, and
+//! every second ([`POKE`]) this node reads the end of each topic it has
+//! followers of, so a lost wake-up only delays.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
 
 use crate::model::Error;
 
@@ -33,8 +35,11 @@ const RENEW: Duration = Duration::from_secs(15);
 /// A registration sent this recently still holds long enough for a new
 /// waiter (it is renewed before it lapses).
 const FRESH: Duration = Duration::from_secs(30);
-/// How often followers here read again, whether woken or not.
+/// How often the ends of followed topics are read, woken or not.
 const POKE: Duration = Duration::from_secs(1);
+/// Registrations or end reads in flight at once (a shard that does not
+/// answer holds up only its own topics).
+const AT_ONCE: usize = 32;
 
 /// Topics this node watches.
 pub(super) type Watched = HashMap<String, Watch>;
@@ -103,20 +108,21 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Renews the registrations of the topics with waiters here (each on
-    /// its own: one failing shard does not hold up the others) and forgets
-    /// the others.
+    /// Renews the registrations of the topics with waiters here (several
+    /// at once, each on its own) and forgets the others.
     async fn renew_watches(&self) {
         let topics: Vec<String> = {
             let mut watched = lock(&self.inner.watched);
             watched.retain(|_, w| w.waiters > 0);
             watched.keys().cloned().collect()
         };
-        for topic in topics {
-            if let Err(e) = self.register(&topic).await {
-                tracing::debug!(topic, error = %e, "could not renew this node's watch of a topic");
-            }
-        }
+        stream::iter(topics)
+            .for_each_concurrent(AT_ONCE, |topic| async move {
+                if let Err(e) = self.register(&topic).await {
+                    tracing::debug!(topic, error = %e, "could not renew this node's watch of a topic");
+                }
+            })
+            .await;
     }
 
     /// Redis may have lost the registrations (it was unreachable, or its
@@ -129,24 +135,51 @@ impl RedisBackend {
         self.inner.rewatch.notify_one();
     }
 
-    /// Renews registrations, sends them again when asked, and makes
-    /// followers read again every [`POKE`].
+    /// Renews registrations and sends them again when asked.
     pub(super) async fn watch_loop(&self) {
         let mut renew = tokio::time::interval(RENEW);
-        let mut poke = tokio::time::interval(POKE);
-        for t in [&mut renew, &mut poke] {
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        }
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = renew.tick() => self.renew_watches().await,
-                _ = poke.tick() => self.poke_followers(),
                 () = self.inner.rewatch.notified() => {
                     self.renew_watches().await;
                     self.wake_all();
                 }
                 () = self.inner.stop.cancelled() => return,
             }
+        }
+    }
+
+    /// Every [`POKE`], reads the end of each topic with followers here
+    /// (their safety net: a wake-up may be lost; consumers poll instead).
+    pub(super) async fn follow_loop(&self) {
+        let mut poke = tokio::time::interval(POKE);
+        poke.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = poke.tick() => {}
+                () = self.inner.stop.cancelled() => return,
+            }
+            let followed: Vec<String> = lock(&self.inner.topics)
+                .iter()
+                .filter(|(_, t)| t.end.receiver_count() > 0)
+                .map(|(name, _)| name.clone())
+                .collect();
+            stream::iter(followed)
+                .for_each_concurrent(AT_ONCE, |topic| async move {
+                    let end: Result<Option<u64>, Error> = self
+                        .cmd(
+                            redis::cmd("HGET")
+                                .arg(self.inner.keys.meta(&topic))
+                                .arg("end"),
+                        )
+                        .await;
+                    if let Ok(Some(end)) = end {
+                        self.follow_end(&topic, end);
+                    }
+                })
+                .await;
         }
     }
 

@@ -1,6 +1,6 @@
 -- watch: ARGV[3] node, [4] how long the registration holds (ms). Lists the
 -- node in the topic's watchers (key w: node -> until when, ms of Redis
--- time) as having consumers or readers that wait for the topic's appends;
+-- time) as having consumers or followers that wait for the topic's appends;
 -- an append wakes the other nodes listed (append.lua). The list outlives
 -- the topic (a re-created topic keeps it) and lapses with its last entry.
 -- Returns {1} when the node was not listed (or its entry had lapsed):
