@@ -453,14 +453,15 @@ macro_rules! scripts {
 
 /// Records a node's heartbeat in Redis time (ms): `KEYS[1]` the node set,
 /// `ARGV[1]` the node id, `ARGV[2]` how long a silent node still counts as
-/// live (ms). Returns `{time, 1 if a live node's id lacks the watchers
-/// marker (a release from before watchers, see `watchers.rs`) else 0}`.
+/// live (ms), `ARGV[3]` the watchers mark. Returns `{time, 1 if a live
+/// node's id does not begin with the mark (a release from before watchers,
+/// see `watchers.rs`) else 0}`.
 const HEARTBEAT: &str = "local t = redis.call('TIME') \
     local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
     redis.call('ZADD', KEYS[1], ms, ARGV[1]) \
     local older = 0 \
     for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ms - tonumber(ARGV[2]), '+inf')) do \
-      if string.sub(n, 1, 2) ~= 'w-' then older = 1 end \
+      if string.sub(n, 1, #ARGV[3]) ~= ARGV[3] then older = 1 end \
     end \
     return {ms, older}";
 

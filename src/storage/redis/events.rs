@@ -85,6 +85,17 @@ impl RedisBackend {
         }
     }
 
+    /// The topic's end offset as Redis holds it; `None` when the topic
+    /// does not exist.
+    pub(super) async fn stored_end(&self, topic: &str) -> Result<Option<u64>, Error> {
+        self.cmd(
+            redis::cmd("HGET")
+                .arg(self.inner.keys.meta(topic))
+                .arg("end"),
+        )
+        .await
+    }
+
     pub(super) async fn watch_impl(&self, topic: &str, follow: bool) -> Result<TopicWatch, Error> {
         // A follower is listed before it reads: whatever is appended after
         // that moves the end here.
@@ -100,14 +111,10 @@ impl RedisBackend {
                 hold,
             });
         }
-        let end: Option<u64> = self
-            .cmd(
-                redis::cmd("HGET")
-                    .arg(self.inner.keys.meta(topic))
-                    .arg("end"),
-            )
-            .await?;
-        let end = end.ok_or_else(|| not_found_topic(topic))?;
+        let end = self
+            .stored_end(topic)
+            .await?
+            .ok_or_else(|| not_found_topic(topic))?;
         let mut topics = lock(&self.inner.topics);
         let t = topics
             .entry(topic.to_string())

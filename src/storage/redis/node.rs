@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::model::Error;
 
-use super::{RedisBackend, lock};
+use super::{RedisBackend, lock, watchers};
 
 impl RedisBackend {
     /// Tells Redis this node is alive; Redis's time in ms.
@@ -26,7 +26,11 @@ impl RedisBackend {
                 self.cfg(),
                 &self.inner.scripts.heartbeat,
                 &key,
-                &[self.inner.node.as_bytes(), live.as_bytes()],
+                &[
+                    self.inner.node.as_bytes(),
+                    live.as_bytes(),
+                    watchers::NODE_MARK.as_bytes(),
+                ],
             )
             .await;
         self.note_health(&r);

@@ -23,7 +23,7 @@ use crate::model::Error;
 use super::{RedisBackend, lock};
 
 /// How ids of nodes that list themselves as watchers begin (the heartbeat
-/// script in `conn.rs` looks for it). While a live node's id lacks it (a
+/// script in `conn.rs` is given it). While a live node's id lacks it (a
 /// node of an older release during a rolling upgrade), every append
 /// announces its events to every node, as before watchers.
 pub(super) const NODE_MARK: &str = "w-";
@@ -168,14 +168,7 @@ impl RedisBackend {
                 .collect();
             stream::iter(followed)
                 .for_each_concurrent(AT_ONCE, |topic| async move {
-                    let end: Result<Option<u64>, Error> = self
-                        .cmd(
-                            redis::cmd("HGET")
-                                .arg(self.inner.keys.meta(&topic))
-                                .arg("end"),
-                        )
-                        .await;
-                    if let Ok(Some(end)) = end {
+                    if let Ok(Some(end)) = self.stored_end(&topic).await {
                         self.follow_end(&topic, end);
                     }
                 })
