@@ -8,6 +8,7 @@
 //! carries them), so both backends share one event encoding.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::storage::backend::{Appended, BoxFuture};
 use crate::storage::embedded::log::encode_event;
 use crate::storage::not_found_topic;
 
+use super::chunk_cache::{CachedChunk, batch_member};
 use super::{RedisBackend, lock};
 
 /// Bytes of events one script call carries at most (more wait for the next).
@@ -41,12 +43,12 @@ struct Job {
     reply: oneshot::Sender<Result<Appended, Error>>,
 }
 
-/// One event as the append script takes it.
+/// One event as the append script takes it, and the event (for the
+/// chunk cache).
 struct Rec {
-    id: String,
+    event: Event,
+    /// The server chose its id: it stays out of the dedup window.
     server: bool,
-    event_type: String,
-    key: String,
     record: Vec<u8>,
 }
 
@@ -64,6 +66,8 @@ const CHUNK_EVENTS: usize = 128;
 struct Chunk {
     count: String,
     fields: [Vec<u8>; 6],
+    /// Events and bytes of records.
+    size: (usize, usize),
 }
 
 impl Chunk {
@@ -110,18 +114,21 @@ fn chunks(records: &[&Rec]) -> Vec<Chunk> {
         let (part, tail) = rest.split_at(take);
         rest = tail;
         let (c, z) = pack(part.iter().map(|r| &r.record[..]), false);
-        let types = part.iter().map(|r| r.event_type.as_bytes());
+        let types = part.iter().map(|r| r.event.event_type.as_bytes());
         let (y, yz) = pack(
             types.clone(),
-            types.clone().all(|t| t == part[0].event_type.as_bytes()),
+            types
+                .clone()
+                .all(|t| t == part[0].event.event_type.as_bytes()),
         );
-        let keys = part.iter().map(|r| r.key.as_bytes());
+        let keys = part.iter().map(|r| r.event.key.as_bytes());
         let (k, kz) = pack(
             keys.clone(),
-            keys.clone().all(|k| k == part[0].key.as_bytes()),
+            keys.clone().all(|k| k == part[0].event.key.as_bytes()),
         );
         out.push(Chunk {
             count: part.len().to_string(),
+            size: (part.len(), c.len()),
             fields: [z, c, y, yz, k, kz],
         });
     }
@@ -147,14 +154,9 @@ impl RedisBackend {
                     event,
                 };
                 let record = encode_event(&stored);
-                let e = stored.event;
-                let server = server_ids.get(i).copied().unwrap_or(false);
                 let rec = Rec {
-                    // Only ids the client chose go to the dedup window.
-                    id: if server { String::new() } else { e.id },
-                    server,
-                    event_type: e.event_type,
-                    key: e.key,
+                    event: stored.event,
+                    server: server_ids.get(i).copied().unwrap_or(false),
                     record,
                 };
                 bytes += rec.record.len();
@@ -231,29 +233,47 @@ impl RedisBackend {
             }
             let result = self.append_call(topic, &jobs).await;
             self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            match result {
-                Ok(mut appended) => {
-                    for job in jobs.into_iter().rev() {
-                        let at = appended.offsets.len() - job.records.len();
-                        let part = Appended {
-                            publish_time_us: appended.publish_time_us,
-                            offsets: appended.offsets.split_off(at),
-                            duplicate: appended.duplicate.split_off(at),
-                        };
-                        let _ = job.reply.send(Ok(part));
-                    }
-                }
+            let (mut appended, sizes) = match result {
+                Ok(r) => r,
                 Err(e) => {
                     for job in jobs {
                         let _ = job.reply.send(Err(e.clone()));
                     }
+                    continue;
                 }
+            };
+            let mut records = Vec::new();
+            let mut replies = Vec::new();
+            for job in jobs {
+                replies.push((job.records.len(), job.reply));
+                records.extend(job.records);
+            }
+            self.appended(topic, &appended, &sizes, records);
+            if let Err(e) = self.wait_replicas(topic).await {
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+            for (len, reply) in replies.into_iter().rev() {
+                let at = appended.offsets.len() - len;
+                let part = Appended {
+                    publish_time_us: appended.publish_time_us,
+                    offsets: appended.offsets.split_off(at),
+                    duplicate: appended.duplicate.split_off(at),
+                };
+                let _ = reply.send(Ok(part));
             }
         }
     }
 
-    /// One append script call for the events of `jobs`, in order.
-    async fn append_call(&self, topic: &str, jobs: &[Job]) -> Result<Appended, Error> {
+    /// One append script call for the events of `jobs`, in order; with the
+    /// sizes (events, bytes) of the chunks it stored.
+    async fn append_call(
+        &self,
+        topic: &str,
+        jobs: &[Job],
+    ) -> Result<(Appended, Vec<(usize, usize)>), Error> {
         let n: usize = jobs.iter().map(|j| j.records.len()).sum();
         let records: Vec<&Rec> = jobs.iter().flat_map(|j| &j.records).collect();
         let chunks = chunks(&records);
@@ -262,7 +282,7 @@ impl RedisBackend {
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.server)
-            .map(|(i, r)| ((i + 1).to_string(), r.id.as_str()))
+            .map(|(i, r)| ((i + 1).to_string(), r.event.id.as_str()))
             .collect();
         let chosen_count = chosen.len().to_string();
         let chunk_count = chunks.len().to_string();
@@ -296,7 +316,6 @@ impl RedisBackend {
         }
         let mut offsets = Vec::with_capacity(n);
         let mut duplicate = Vec::with_capacity(n);
-        let mut end = None;
         for index in 1..=n {
             if let Some(&original) = duplicates.get(&index) {
                 offsets.push(original);
@@ -305,21 +324,83 @@ impl RedisBackend {
                 offsets.push(next);
                 duplicate.push(false);
                 next += 1;
-                end = Some(next);
             }
         }
-        // Stored whatever WAIT says: this node's waiters look at once, as
-        // the other nodes' do.
-        if let Some(end) = end {
-            let stored = duplicate.iter().filter(|d| !**d).count() as u64;
-            self.inner.published.fetch_add(stored, Ordering::Relaxed);
+        let sizes = chunks.iter().map(|c| c.size).collect();
+        Ok((
+            Appended {
+                publish_time_us,
+                offsets,
+                duplicate,
+            },
+            sizes,
+        ))
+    }
+
+    /// After an append call: its chunks go to the chunk cache (when no
+    /// event was a duplicate: then the stored chunks are the ones sent),
+    /// and this node's waiters look at once, as the other nodes' do, before
+    /// `WAIT` (the events are stored whatever it says).
+    fn appended(
+        &self,
+        topic: &str,
+        appended: &Appended,
+        sizes: &[(usize, usize)],
+        records: Vec<Rec>,
+    ) {
+        let stored = appended.duplicate.iter().filter(|d| !**d).count();
+        let Some(&first) = appended.offsets.first() else {
+            return;
+        };
+        if stored == appended.offsets.len() && self.inner.chunks.enabled() {
+            let total = sizes.iter().map(|s| s.1).sum();
+            let batch = batch_member(first, total);
+            let mut events = records.into_iter();
+            let mut at = first;
+            let chunks = sizes
+                .iter()
+                .map(|&(count, bytes)| {
+                    let chunk = CachedChunk {
+                        first: at,
+                        bytes,
+                        publish_time_us: appended.publish_time_us,
+                        batch: batch.clone(),
+                        events: events
+                            .by_ref()
+                            .take(count)
+                            .enumerate()
+                            .map(|(i, r)| {
+                                let mut event = r.event;
+                                // Not a slice of the request buffer, which
+                                // the cache would keep alive uncounted.
+                                event.data = bytes::Bytes::copy_from_slice(&event.data);
+                                Arc::new(StoredEvent {
+                                    offset: at + i as u64,
+                                    publish_time_us: appended.publish_time_us,
+                                    event,
+                                })
+                            })
+                            .collect(),
+                    };
+                    at += count as u64;
+                    chunk
+                })
+                .collect();
+            self.inner.chunks.insert(topic, chunks);
+        }
+        if stored > 0 {
+            self.inner
+                .published
+                .fetch_add(stored as u64, Ordering::Relaxed);
+            let end = appended
+                .offsets
+                .iter()
+                .zip(&appended.duplicate)
+                .filter(|(_, d)| !**d)
+                .map(|(o, _)| o + 1)
+                .max()
+                .unwrap_or(first);
             self.topic_end(topic, end);
         }
-        self.wait_replicas(topic).await?;
-        Ok(Appended {
-            publish_time_us,
-            offsets,
-            duplicate,
-        })
     }
 }

@@ -45,6 +45,9 @@ pub struct RedisConfig {
     /// How often a node applies topics' retention by age.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// Bytes of events this node published that it keeps, so that a claim
+    /// of them needs not read them back from Redis; 0 turns it off.
+    pub chunk_cache_bytes: usize,
 }
 
 impl Default for RedisConfig {
@@ -61,6 +64,7 @@ impl Default for RedisConfig {
             node_heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
             retention_interval: Duration::from_secs(30),
+            chunk_cache_bytes: 64 << 20,
         }
     }
 }

@@ -362,7 +362,12 @@ impl RedisBackend {
     /// One claim script call.
     async fn claim(&self, c: &Consumer) -> Result<Claimed, Error> {
         let gid = c.group.gid.to_string();
-        let most = c.max_in_flight.min(BATCH_EVENTS).to_string();
+        let most = c.max_in_flight.min(BATCH_EVENTS);
+        let hints =
+            self.inner
+                .chunks
+                .hints(&c.group.topic, c.group.gid, most, self.inner.batch_bytes);
+        let most = most.to_string();
         let bytes = self.inner.batch_bytes.to_string();
         let mut r = self
             .run(
@@ -374,6 +379,7 @@ impl RedisBackend {
                     c.id.as_bytes(),
                     most.as_bytes(),
                     bytes.as_bytes(),
+                    hints.arg.as_bytes(),
                 ],
             )
             .await?;
@@ -382,8 +388,11 @@ impl RedisBackend {
             "NOCONSUMER" => return Ok(Claimed::NoConsumer),
             _ => return Ok(Claimed::Gone),
         }
-        let (batch, more, wait) = read_claim(&mut r, c.group.gid, &c.metrics)?;
-        Ok(Claimed::Batch(batch, more, wait))
+        let claim = read_claim(&mut r, c.group.gid, &c.metrics, &hints)?;
+        if let Some(next) = claim.cursor {
+            self.inner.chunks.claimed(c.group.gid, next);
+        }
+        Ok(Claimed::Batch(claim.batch, claim.more, claim.wait))
     }
 }
 

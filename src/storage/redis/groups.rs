@@ -104,6 +104,7 @@ impl RedisBackend {
     pub(super) fn group_gone(&self, gid: u64) {
         lock(&self.inner.groups).remove(&gid);
         lock(&self.inner.gauges).remove(&gid);
+        self.inner.chunks.forget_group(gid);
         self.group_wake(gid).notify_waiters();
     }
 

@@ -11,6 +11,7 @@ use crate::model::results::LeaseOutcome;
 use crate::storage::backend::{LeaseRef, Nack};
 use crate::telemetry::metrics::GroupMetrics;
 
+use super::chunk_cache::Hints;
 use super::claim_answer::read_claim;
 use super::conn::Reply;
 use super::consume::{Local, script_key};
@@ -127,7 +128,16 @@ impl RedisBackend {
                 _ => None,
             };
             let claimer = next.as_ref().map(|n| n.local.as_ref());
-            let Some(mut r) = self.lease_script(&g, op, claimer, &pairs).await? else {
+            let hints = match claimer {
+                Some(l) => self.inner.chunks.hints(
+                    &g.topic,
+                    gid,
+                    l.most.parse().unwrap_or(0),
+                    self.inner.batch_bytes,
+                ),
+                None => Hints::default(),
+            };
+            let Some(mut r) = self.lease_script(&g, op, claimer, &hints, &pairs).await? else {
                 self.group_gone(gid);
                 continue;
             };
@@ -174,7 +184,11 @@ impl RedisBackend {
                 && r.left() > 0
             {
                 r.text()?; // OK
-                let (batch, _, _) = read_claim(&mut r, gid, &next.local.metrics)?;
+                let claim = read_claim(&mut r, gid, &next.local.metrics, &hints)?;
+                if let Some(cursor) = claim.cursor {
+                    self.inner.chunks.claimed(gid, cursor);
+                }
+                let batch = claim.batch;
                 if !batch.is_empty() {
                     next.local.metrics.delivered(batch.len());
                     next.slot.send(Ok(batch));
@@ -196,6 +210,7 @@ impl RedisBackend {
         g: &GroupRef,
         op: &Op<'_>,
         claimer: Option<&Local>,
+        hints: &Hints,
         pairs: &[String],
     ) -> Result<Option<Reply>, Error> {
         let gid = g.gid.to_string();
@@ -212,6 +227,7 @@ impl RedisBackend {
                     }
                     None => args.extend([&b""[..], b"0", b"0"]),
                 }
+                args.push(hints.arg.as_bytes());
                 |s| &s.ack
             }
             Op::Nack(n) => {

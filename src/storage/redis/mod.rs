@@ -19,6 +19,7 @@
 //! `groups.rs`, `consume.rs`, `leases.rs` and `dead_letters.rs`.
 
 mod append;
+mod chunk_cache;
 mod claim_answer;
 pub mod config;
 mod conn;
@@ -114,6 +115,8 @@ struct Inner {
     batch_bytes: usize,
     /// Bytes of events waiting in append queues.
     queued_bytes: AtomicUsize,
+    /// Chunks this node appended (claims of them need not read them).
+    chunks: chunk_cache::ChunkCache,
     published: AtomicU64,
     connected: AtomicU64,
     topic_count: AtomicU64,
@@ -164,6 +167,7 @@ impl RedisBackend {
                 gauges: Mutex::default(),
                 dirty: Mutex::default(),
                 queued_bytes: AtomicUsize::new(0),
+                chunks: chunk_cache::ChunkCache::new(config.chunk_cache_bytes),
                 published: AtomicU64::new(0),
                 connected: AtomicU64::new(0),
                 topic_count: AtomicU64::new(0),

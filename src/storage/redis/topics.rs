@@ -283,7 +283,14 @@ impl RedisBackend {
         if let Some(t) = lock(&self.inner.topics).remove(name) {
             t.deleted.cancel();
         }
-        lock(&self.inner.groups).retain(|_, g| g.topic != name);
+        lock(&self.inner.groups).retain(|gid, g| {
+            let keep = g.topic != name;
+            if !keep {
+                self.inner.chunks.forget_group(*gid);
+            }
+            keep
+        });
+        self.inner.chunks.forget_topic(name);
         self.topic_wake(name).notify_waiters();
     }
 

@@ -1,6 +1,6 @@
 -- ack: ARGV[3] gid, [4] topic generation, [5] caller node, [6] a consumer
--- of the caller to claim for next ('' none), [7] most, [8] bytes, then
--- pairs of entry key and lease; the key may be a range 'first-last' of
+-- of the caller to claim for next ('' none), [7] most, [8] bytes, [9]
+-- hints (see parse_hints), then pairs of entry key and lease; the key may be a range 'first-last' of
 -- offsets under one lease (as many pairs, in that order). An older lease
 -- of a pending entry is honoured. When the acks gave the consumer of [6]
 -- credit back, claims for it in the same step (claiming.lua).
@@ -54,7 +54,7 @@ local function ack_key(key, lease, odd)
   end
 end
 
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   local key, lease = ARGV[i], tonumber(ARGV[i + 1])
   local odd = lease % 2 == 1 and lease >= G.lfloor and lease <= G.lseq
   local lo, hi = string.match(key, '^(%d+)-(%d+)$')
@@ -83,7 +83,7 @@ local cid = ARGV[6]
 local wake_caller = 1
 local claimed = nil
 if cid ~= '' and (G.inflight[cid] or 0) < 0 then
-  claimed = claim(G, cid, tonumber(ARGV[7]), tonumber(ARGV[8]), now)
+  claimed = claim(G, cid, tonumber(ARGV[7]), tonumber(ARGV[8]), now, parse_hints(ARGV[9]))
   -- Credit that went to other consumers (by the acks or by expiry), or
   -- work released behind a key, still needs the caller's consumers woken.
   local others = G.woke

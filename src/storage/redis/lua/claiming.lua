@@ -1,3 +1,24 @@
+-- Chunks the caller holds (chunk_cache.rs), by first offset, from a
+-- hint argument: 'first,count,bytes,publish time,append batch' items
+-- separated by ';' ('' none).
+local function parse_hints(arg)
+  local hints = {}
+  for first, n, size, t, batch in string.gmatch(arg, '(%d+),(%d+),(%d+),(%d+),([^;]+)') do
+    first = tonumber(first)
+    hints[first] = { first = first, n = tonumber(n), bytes = tonumber(size), t = t,
+      batch = batch, hinted = true }
+  end
+  return hints
+end
+
+-- True when a hinted chunk is the one stored: its append batch is still
+-- in b (not trimmed) with the publish time the caller saw (not lost and
+-- stored anew at the same offsets).
+local function proven(h)
+  local score = redis.call('ZSCORE', base .. 'b', h.batch)
+  return score and tonumber(score) == tonumber(h.t)
+end
+
 -- Claiming, shared by the claim script and an ack that claims next (see
 -- their headers): expires leases that ran out, then leases due entries and
 -- fresh events (filtered, held behind their key) to consumer `cid` within
@@ -7,12 +28,14 @@
 -- (set by claim_next_wake), then items: 'C', first offset, publish time,
 -- record sizes, records (a run of a chunk whose records the items after it
 -- reference); 'E', key, lease, attempt, offset, publish time, record;
+-- 'H', first offset (a hinted chunk, whole: records with the caller);
 -- 'R', key, lease, attempt, offset (record in the last chunk); 'G', lease,
 -- first offset, count (that many first deliveries in a row under one batch
 -- lease, keyed by their offsets, attempt 1, records in the last chunk)},
--- or nil when the consumer is not registered. The caller saves the group,
--- then calls claim_next_wake.
-local function claim(G, cid, most, max_bytes, now)
+-- or nil when the consumer is not registered. A chunk of `hints` (see
+-- parse_hints) that the claim takes whole is not read. The caller saves
+-- the group, then calls claim_next_wake.
+local function claim(G, cid, most, max_bytes, now, hints)
   local cv = redis.call('HGET', G.c, cid)
   if not cv then return nil end
   expire(G, now)
@@ -50,14 +73,18 @@ local function claim(G, cid, most, max_bytes, now)
       if i > hi then hi = i end
     end
     local n = #out
-    out[n + 1] = 'C'
-    if lo == 1 and hi == ch.n then
+    if ch.hinted then
+      out[n + 1] = 'H'
+      out[n + 2] = ch.first
+    elseif lo == 1 and hi == ch.n then
+      out[n + 1] = 'C'
       out[n + 2] = ch.first
       out[n + 3] = ch.t
       out[n + 4] = ch.z
       out[n + 5] = ch.c
     else
       local pos = positions(ch)
+      out[n + 1] = 'C'
       out[n + 2] = ch.first + lo - 1
       out[n + 3] = ch.t
       out[n + 4] = table.concat(ch.sizes, ',', lo, hi)
@@ -196,30 +223,41 @@ local function claim(G, cid, most, max_bytes, now)
     local aged = G.maxage >= 0
     local scanned = 0
     if G.cursor < G.stop and not aged and not filter and not G.ordered then
-      -- Every event goes: whole runs of a chunk at once.
-      each_chunk(G.cursor, function(ch, i)
-        local last = math.min(ch.n, G.stop - ch.first)
-        local j = i
-        -- All of a chunk in one step when it fits (no sizes to read).
-        if i == 1 and last == ch.n and room >= ch.n and bytes + #ch.c <= max_bytes then
-          take(ch.n, #ch.c)
-          j = ch.n + 1
-        end
-        while j <= last and not full() do
-          local size = ch.sizes[j]
-          if not fits(size) then
-            out[4] = 1
-            break
+      -- Every event goes: whole hinted chunks first, then whole runs of a
+      -- chunk at once.
+      local h = hints[G.cursor]
+      while h and room >= h.n and bytes + h.bytes <= max_bytes and G.cursor + h.n <= G.stop
+          and proven(h) do
+        take(h.n, h.bytes)
+        give_range(h, 1, h.n)
+        G.cursor = G.cursor + h.n
+        h = hints[G.cursor]
+      end
+      if not full() and G.cursor < G.stop then
+        each_chunk(G.cursor, function(ch, i)
+          local last = math.min(ch.n, G.stop - ch.first)
+          local j = i
+          -- All of a chunk in one step when it fits (no sizes to read).
+          if i == 1 and last == ch.n and room >= ch.n and bytes + #ch.c <= max_bytes then
+            take(ch.n, #ch.c)
+            j = ch.n + 1
           end
-          take(1, size)
-          j = j + 1
-        end
-        if j > i then
-          give_range(ch, i, j - 1)
-          G.cursor = ch.first + j - 1
-        end
-        return j > ch.n and not full() and out[4] == 0
-      end)
+          while j <= last and not full() do
+            local size = ch.sizes[j]
+            if not fits(size) then
+              out[4] = 1
+              break
+            end
+            take(1, size)
+            j = j + 1
+          end
+          if j > i then
+            give_range(ch, i, j - 1)
+            G.cursor = ch.first + j - 1
+          end
+          return j > ch.n and not full() and out[4] == 0
+        end)
+      end
     elseif G.cursor < G.stop then
       each_event(G.cursor, function(offset, t, size, etype, key, ch, i)
         if offset >= G.stop or scanned >= 4096 then return false end

@@ -1,0 +1,316 @@
+//! Stream chunks this node appended, kept (bounded in bytes) so that a
+//! claim of them needs not read them back: the node names the chunks it
+//! holds from where a group's cursor is expected to be ("hints"), and a
+//! claim that takes one of them whole answers with its first offset only
+//! ('H' in claiming.lua). Redis 7's Lua hashes every byte of every string a
+//! script reads, so a chunk read back costs the script more than all its
+//! other work in a plain consume.
+//!
+//! A hint is checked in the script against the append batch it came from
+//! (member `<first, 20 digits>|<bytes>` of the topic's `b` set, scored with
+//! the publish time): a chunk that retention deleted, or that Redis lost
+//! (a failover, a restart that lost the last writes) and then stored anew
+//! at the same offsets, is not taken from the hint but read.
+//!
+//! Storage layer (Redis backend).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::event::StoredEvent;
+
+use super::lock;
+
+/// Hints sent with one claim at most.
+const MOST_HINTS: usize = 8;
+
+/// What an event costs the cache beyond its record (the decoded event and
+/// its place in the maps).
+const EVENT_OVERHEAD: usize = 160;
+
+/// One stream chunk as this node appended it.
+#[derive(Debug)]
+pub(super) struct CachedChunk {
+    pub(super) first: u64,
+    /// Bytes of its records, as the stream entry holds them.
+    pub(super) bytes: usize,
+    /// The publish time of its append batch (the score of `batch`).
+    pub(super) publish_time_us: i64,
+    /// Its append batch as the topic's `b` set names it.
+    pub(super) batch: String,
+    pub(super) events: Vec<Arc<StoredEvent>>,
+}
+
+impl CachedChunk {
+    /// The chunk's hint argument: `first,count,bytes,publish time,batch`.
+    fn hint(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.first,
+            self.events.len(),
+            self.bytes,
+            self.publish_time_us,
+            self.batch
+        )
+    }
+
+    fn cost(&self) -> usize {
+        self.bytes + self.events.len() * EVENT_OVERHEAD
+    }
+
+    /// The event at `offset`, when the chunk holds it.
+    pub(super) fn event(&self, offset: u64) -> Option<&Arc<StoredEvent>> {
+        let i = usize::try_from(offset.checked_sub(self.first)?).ok()?;
+        self.events.get(i)
+    }
+}
+
+/// The member of the topic's `b` set for an append batch.
+pub(super) fn batch_member(first: u64, bytes: usize) -> String {
+    format!("{first:020}|{bytes}")
+}
+
+/// Chunks to offer one claim, and their hint argument ('' none).
+#[derive(Debug, Default)]
+pub(super) struct Hints {
+    pub(super) chunks: Vec<Arc<CachedChunk>>,
+    pub(super) arg: String,
+}
+
+impl Hints {
+    /// The offered chunk that starts at `first`.
+    pub(super) fn chunk(&self, first: u64) -> Option<&Arc<CachedChunk>> {
+        self.chunks.iter().find(|c| c.first == first)
+    }
+}
+
+/// The cache: chunks by topic and first offset, evicted oldest first.
+pub(super) struct ChunkCache {
+    max_bytes: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<String, BTreeMap<u64, Arc<CachedChunk>>>,
+    /// Insertion order, for eviction (entries of forgotten chunks are
+    /// skipped).
+    order: VecDeque<(String, u64)>,
+    bytes: usize,
+    /// Where each group's next claim is expected to start.
+    cursors: HashMap<u64, u64>,
+}
+
+impl ChunkCache {
+    /// A cache of at most `max_bytes` (0: off).
+    pub(super) fn new(max_bytes: usize) -> ChunkCache {
+        ChunkCache {
+            max_bytes,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(super) fn enabled(&self) -> bool {
+        self.max_bytes > 0
+    }
+
+    /// Keeps the chunks of one append of `topic`, evicting the oldest.
+    pub(super) fn insert(&self, topic: &str, chunks: Vec<CachedChunk>) {
+        if !self.enabled() {
+            return;
+        }
+        let mut s = lock(&self.state);
+        for chunk in chunks {
+            let cost = chunk.cost();
+            if cost > self.max_bytes {
+                continue;
+            }
+            while s.bytes + cost > self.max_bytes {
+                let Some((t, first)) = s.order.pop_front() else {
+                    break;
+                };
+                s.remove(&t, first);
+            }
+            let first = chunk.first;
+            let map = s.topics.entry(topic.to_string()).or_default();
+            let old = map.insert(first, Arc::new(chunk)).map(|c| c.cost());
+            s.bytes = s.bytes + cost - old.unwrap_or(0);
+            if old.is_none() {
+                s.order.push_back((topic.to_string(), first));
+            }
+        }
+    }
+
+    /// Forgets a topic's chunks (deleted through this node).
+    pub(super) fn forget_topic(&self, topic: &str) {
+        let mut s = lock(&self.state);
+        if let Some(map) = s.topics.remove(topic) {
+            let freed: usize = map.values().map(|c| c.cost()).sum();
+            s.bytes -= freed;
+            s.order.retain(|(t, _)| t != topic);
+        }
+    }
+
+    /// Notes where group `gid`'s next claim should start.
+    pub(super) fn claimed(&self, gid: u64, next: u64) {
+        if self.enabled() {
+            lock(&self.state).cursors.insert(gid, next);
+        }
+    }
+
+    /// Forgets group `gid`'s expected cursor (the group is gone).
+    pub(super) fn forget_group(&self, gid: u64) {
+        lock(&self.state).cursors.remove(&gid);
+    }
+
+    /// The chunks of `topic` that follow on from group `gid`'s expected
+    /// cursor, up to `most` events and `max_bytes` of records.
+    pub(super) fn hints(&self, topic: &str, gid: u64, most: usize, max_bytes: usize) -> Hints {
+        if !self.enabled() {
+            return Hints::default();
+        }
+        let s = lock(&self.state);
+        let (Some(&cursor), Some(map)) = (s.cursors.get(&gid), s.topics.get(topic)) else {
+            return Hints::default();
+        };
+        let mut chunks = Vec::new();
+        let (mut next, mut events, mut bytes) = (cursor, 0, 0);
+        while let Some(c) = map.get(&next) {
+            events += c.events.len();
+            bytes += c.bytes;
+            if chunks.len() == MOST_HINTS || events > most || bytes > max_bytes {
+                break;
+            }
+            next += c.events.len() as u64;
+            chunks.push(Arc::clone(c));
+        }
+        let arg = chunks
+            .iter()
+            .map(|c| c.hint())
+            .collect::<Vec<_>>()
+            .join(";");
+        Hints { chunks, arg }
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        lock(&self.state).bytes
+    }
+}
+
+impl State {
+    fn remove(&mut self, topic: &str, first: u64) {
+        let Some(map) = self.topics.get_mut(topic) else {
+            return;
+        };
+        if let Some(c) = map.remove(&first) {
+            self.bytes -= c.cost();
+        }
+        if map.is_empty() {
+            self.topics.remove(topic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn chunk(first: u64, n: usize, bytes: usize) -> CachedChunk {
+        let events = (0..n)
+            .map(|i| {
+                Arc::new(StoredEvent {
+                    offset: first + i as u64,
+                    publish_time_us: 7,
+                    event: Event::default(),
+                })
+            })
+            .collect();
+        CachedChunk {
+            first,
+            bytes,
+            publish_time_us: 7,
+            batch: batch_member(first, bytes),
+            events,
+        }
+    }
+
+    #[test]
+    fn hints_follow_on_from_the_expected_cursor_within_the_limits() {
+        let cache = ChunkCache::new(1 << 20);
+        cache.insert(
+            "t",
+            vec![chunk(0, 10, 100), chunk(10, 10, 100), chunk(30, 10, 100)],
+        );
+        assert!(
+            cache.hints("t", 1, 100, 1000).chunks.is_empty(),
+            "no cursor yet"
+        );
+        cache.claimed(1, 0);
+        let h = cache.hints("t", 1, 100, 1000);
+        assert_eq!(h.chunks.len(), 2, "a gap at 20 ends the run");
+        assert_eq!(
+            h.arg,
+            format!(
+                "0,10,100,7,{};10,10,100,7,{}",
+                batch_member(0, 100),
+                batch_member(10, 100)
+            )
+        );
+        assert_eq!(h.chunk(10).map(|c| c.first), Some(10));
+        assert_eq!(
+            h.chunk(10).and_then(|c| c.event(19)).map(|e| e.offset),
+            Some(19)
+        );
+        assert!(h.chunk(10).and_then(|c| c.event(20)).is_none());
+        assert_eq!(cache.hints("t", 1, 15, 1000).chunks.len(), 1, "events");
+        assert_eq!(cache.hints("t", 1, 100, 150).chunks.len(), 1, "bytes");
+        cache.claimed(1, 5);
+        assert!(
+            cache.hints("t", 1, 100, 1000).chunks.is_empty(),
+            "mid-chunk"
+        );
+        assert!(
+            cache.hints("u", 1, 100, 1000).chunks.is_empty(),
+            "other topic"
+        );
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bytes_evicting_the_oldest_chunks() {
+        let cost = chunk(0, 10, 1000).cost();
+        let cache = ChunkCache::new(cost * 3);
+        for i in 0..5 {
+            cache.insert("t", vec![chunk(i * 10, 10, 1000)]);
+            assert!(cache.bytes() <= cost * 3);
+        }
+        assert_eq!(cache.bytes(), cost * 3);
+        cache.claimed(1, 0);
+        assert!(
+            cache.hints("t", 1, 100, 1 << 20).chunks.is_empty(),
+            "evicted"
+        );
+        cache.claimed(1, 20);
+        assert_eq!(cache.hints("t", 1, 100, 1 << 20).chunks.len(), 3);
+        cache.insert("t", vec![chunk(100, 10, cost * 4)]);
+        assert_eq!(
+            cache.bytes(),
+            cost * 3,
+            "a chunk larger than the cache is not kept"
+        );
+        cache.forget_topic("t");
+        assert_eq!(cache.bytes(), 0);
+        cache.insert("t", vec![chunk(50, 10, 1000)]);
+        assert_eq!(cache.bytes(), cost);
+    }
+
+    #[test]
+    fn a_cache_of_zero_bytes_keeps_nothing() {
+        let cache = ChunkCache::new(0);
+        cache.insert("t", vec![chunk(0, 1, 1)]);
+        cache.claimed(1, 0);
+        assert!(cache.hints("t", 1, 100, 1000).arg.is_empty());
+        assert_eq!(cache.bytes(), 0);
+    }
+}
