@@ -128,6 +128,14 @@ async fn a_cached_chunk_that_redis_lost_and_stored_anew_is_read_not_served() {
         assert_eq!(ack(&mut client, ack_ids(&batch)).await.acked_count, 10);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A topic's last publish time ahead of the Redis clock (a promoted
+    // replica whose clock is behind): every append gets that same time.
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+        + 3_600_000_000;
+    redis.cli(&["HSET", "herald:{t}:m", "last", &ahead.to_string()]);
     let before = dump_topic(&mut con);
     // Cached by the node, then lost by Redis.
     assert_eq!(server.publish_events("t", events("was", 10)).await[0], 10);
@@ -153,6 +161,14 @@ async fn a_cached_chunk_that_redis_lost_and_stored_anew_is_read_not_served() {
     let batch = next_batch(&mut stream, Duration::from_secs(5)).await;
     let want: Vec<String> = (0..10).map(|i| format!("new-{i}")).collect();
     assert_eq!(ids(&batch), want);
+    let times: Vec<_> = batch
+        .iter()
+        .map(|d| d.event.as_ref().unwrap().publish_time.unwrap().seconds)
+        .collect();
+    assert!(
+        times.iter().all(|&t| t == i64::try_from(ahead / 1_000_000).unwrap()),
+        "published at the topic's last time, as the lost events were: {times:?}"
+    );
     other.stop().await.unwrap();
     server.stop().await;
 }

@@ -20,7 +20,7 @@ use crate::storage::backend::{Appended, BoxFuture};
 use crate::storage::embedded::log::encode_event;
 use crate::storage::not_found_topic;
 
-use super::chunk_cache::{CachedChunk, batch_member};
+use super::chunk_cache::{CachedChunk, nonce};
 use super::{RedisBackend, lock};
 
 /// Bytes of events one script call carries at most (more wait for the next).
@@ -233,7 +233,7 @@ impl RedisBackend {
             }
             let result = self.append_call(topic, &jobs).await;
             self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            let (mut appended, sizes) = match result {
+            let (mut appended, sizes, nonce) = match result {
                 Ok(r) => r,
                 Err(e) => {
                     for job in jobs {
@@ -248,7 +248,7 @@ impl RedisBackend {
                 replies.push((job.records.len(), job.reply));
                 records.extend(job.records);
             }
-            self.appended(topic, &appended, &sizes, records);
+            self.appended(topic, &appended, &sizes, &nonce, records);
             if let Err(e) = self.wait_replicas(topic).await {
                 for (_, reply) in replies {
                     let _ = reply.send(Err(e.clone()));
@@ -268,12 +268,12 @@ impl RedisBackend {
     }
 
     /// One append script call for the events of `jobs`, in order; with the
-    /// sizes (events, bytes) of the chunks it stored.
+    /// sizes (events, bytes) of the chunks it stored and the call's nonce.
     async fn append_call(
         &self,
         topic: &str,
         jobs: &[Job],
-    ) -> Result<(Appended, Vec<(usize, usize)>), Error> {
+    ) -> Result<(Appended, Vec<(usize, usize)>, String), Error> {
         let n: usize = jobs.iter().map(|j| j.records.len()).sum();
         let records: Vec<&Rec> = jobs.iter().flat_map(|j| &j.records).collect();
         let chunks = chunks(&records);
@@ -301,6 +301,8 @@ impl RedisBackend {
         } else {
             b"0"
         });
+        let nonce = nonce();
+        args.push(nonce.as_bytes());
         let mut reply = self.run(|s| &s.append, topic, &args).await?;
         if reply.text()? != "OK" {
             // Deleted through another node: the next publish may create it.
@@ -334,6 +336,7 @@ impl RedisBackend {
                 duplicate,
             },
             sizes,
+            nonce,
         ))
     }
 
@@ -346,6 +349,7 @@ impl RedisBackend {
         topic: &str,
         appended: &Appended,
         sizes: &[(usize, usize)],
+        nonce: &str,
         records: Vec<Rec>,
     ) {
         let stored = appended.duplicate.iter().filter(|d| !**d).count();
@@ -353,8 +357,7 @@ impl RedisBackend {
             return;
         };
         if stored == appended.offsets.len() && self.inner.chunks.enabled() {
-            let total = sizes.iter().map(|s| s.1).sum();
-            let batch = batch_member(first, total);
+            let nonce: Arc<str> = nonce.into();
             let mut events = records.into_iter();
             let mut at = first;
             let chunks = sizes
@@ -363,8 +366,8 @@ impl RedisBackend {
                     let chunk = CachedChunk {
                         first: at,
                         bytes,
-                        publish_time_us: appended.publish_time_us,
-                        batch: batch.clone(),
+                        call: first,
+                        nonce: Arc::clone(&nonce),
                         events: events
                             .by_ref()
                             .take(count)

@@ -6,11 +6,14 @@
 //! script reads, so a chunk read back costs the script more than all its
 //! other work in a plain consume.
 //!
-//! A hint is checked in the script against the append batch it came from
-//! (member `<first, 20 digits>|<bytes>` of the topic's `b` set, scored with
-//! the publish time): a chunk that retention deleted, or that Redis lost
-//! (a failover, a restart that lost the last writes) and then stored anew
-//! at the same offsets, is not taken from the hint but read.
+//! A hint is checked in the script against the append call it came from:
+//! each call sends a random nonce, which the script keeps under the call's
+//! first offset in the topic's `bn` hash (trimmed with the events). A chunk
+//! that retention deleted, or that Redis lost (a failover, a restart that
+//! lost the last writes) and then stored anew at the same offsets, has no
+//! or another nonce there, so it is read, not taken from the hint. (The
+//! publish time would not do: while the Redis clock is behind the topic's
+//! last publish, every append gets that same time.)
 //!
 //! Storage layer (Redis backend).
 
@@ -24,9 +27,9 @@ use super::lock;
 /// Hints sent with one claim at most.
 const MOST_HINTS: usize = 8;
 
-/// What an event costs the cache beyond its record (the decoded event and
-/// its place in the maps).
-const EVENT_OVERHEAD: usize = 160;
+/// What an event costs the cache beyond its record bytes: the decoded
+/// event (about 250 bytes, a few allocations) and its share of the maps.
+const EVENT_OVERHEAD: usize = 384;
 
 /// One stream chunk as this node appended it.
 #[derive(Debug)]
@@ -34,23 +37,22 @@ pub(super) struct CachedChunk {
     pub(super) first: u64,
     /// Bytes of its records, as the stream entry holds them.
     pub(super) bytes: usize,
-    /// The publish time of its append batch (the score of `batch`).
-    pub(super) publish_time_us: i64,
-    /// Its append batch as the topic's `b` set names it.
-    pub(super) batch: String,
+    /// The first offset of its append call, and the call's nonce.
+    pub(super) call: u64,
+    pub(super) nonce: Arc<str>,
     pub(super) events: Vec<Arc<StoredEvent>>,
 }
 
 impl CachedChunk {
-    /// The chunk's hint argument: `first,count,bytes,publish time,batch`.
+    /// The chunk's hint argument: `first,count,bytes,call,nonce`.
     fn hint(&self) -> String {
         format!(
             "{},{},{},{},{}",
             self.first,
             self.events.len(),
             self.bytes,
-            self.publish_time_us,
-            self.batch
+            self.call,
+            self.nonce
         )
     }
 
@@ -65,9 +67,9 @@ impl CachedChunk {
     }
 }
 
-/// The member of the topic's `b` set for an append batch.
-pub(super) fn batch_member(first: u64, bytes: usize) -> String {
-    format!("{first:020}|{bytes}")
+/// A fresh nonce for an append call (hex).
+pub(super) fn nonce() -> String {
+    format!("{:x}", uuid::Uuid::new_v4().as_u64_pair().0)
 }
 
 /// Chunks to offer one claim, and their hint argument ('' none).
@@ -230,8 +232,8 @@ mod tests {
         CachedChunk {
             first,
             bytes,
-            publish_time_us: 7,
-            batch: batch_member(first, bytes),
+            call: first,
+            nonce: "9f".into(),
             events,
         }
     }
@@ -250,14 +252,7 @@ mod tests {
         cache.claimed(1, 0);
         let h = cache.hints("t", 1, 100, 1000);
         assert_eq!(h.chunks.len(), 2, "a gap at 20 ends the run");
-        assert_eq!(
-            h.arg,
-            format!(
-                "0,10,100,7,{};10,10,100,7,{}",
-                batch_member(0, 100),
-                batch_member(10, 100)
-            )
-        );
+        assert_eq!(h.arg, "0,10,100,0,9f;10,10,100,10,9f");
         assert_eq!(h.chunk(10).map(|c| c.first), Some(10));
         assert_eq!(
             h.chunk(10).and_then(|c| c.event(19)).map(|e| e.offset),

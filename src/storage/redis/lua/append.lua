@@ -6,9 +6,11 @@
 -- within the dedup window (also earlier in the call) keep the original's
 -- offset and leave their chunk. Trims by retention and wakes the other
 -- nodes that watch the topic (watch.lua); after the chunks come the
--- caller's node id (it wakes its own consumers and readers itself) and '1'
--- when nodes of an older release, which do not watch, are live: then
--- every append is announced.
+-- caller's node id (it wakes its own consumers and readers itself), '1'
+-- when nodes of an older release, which do not watch, are live (then
+-- every append is announced), and the call's nonce (kept in bn under the
+-- first offset: a node's chunk cache proves with it that the chunks it
+-- sent are the ones stored, see chunk_cache.rs).
 -- Returns {'OK', publish time, first offset, then per duplicate its event
 -- index and the original's offset} (the others take consecutive offsets
 -- from the first, in order) or {'GONE'}.
@@ -100,6 +102,7 @@ for _ = 1, tonumber(ARGV[at]) do
 end
 if stop > first then
   redis.call('ZADD', base .. 'b', tnow, string.format('%020d|%d', first, size))
+  redis.call('HSET', base .. 'bn', int(first), ARGV[at + 3])
   redis.call('HSET', KEYS[1], 'end', int(stop), 'last', tnow)
   redis.call('HINCRBY', KEYS[1], 'bytes', size)
   redis.call('HINCRBY', KEYS[1], 'published', stop - first)

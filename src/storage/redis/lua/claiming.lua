@@ -1,22 +1,21 @@
 -- Chunks the caller holds (chunk_cache.rs), by first offset, from a
--- hint argument: 'first,count,bytes,publish time,append batch' items
--- separated by ';' ('' none).
+-- hint argument: 'first,count,bytes,first offset of its append call,the
+-- call's nonce' items separated by ';' ('' none).
 local function parse_hints(arg)
   local hints = {}
-  for first, n, size, t, batch in string.gmatch(arg, '(%d+),(%d+),(%d+),(%d+),([^;]+)') do
+  for first, n, size, call, nonce in string.gmatch(arg, '(%d+),(%d+),(%d+),(%d+),(%x+)') do
     first = tonumber(first)
-    hints[first] = { first = first, n = tonumber(n), bytes = tonumber(size), t = t,
-      batch = batch, hinted = true }
+    hints[first] = { first = first, n = tonumber(n), bytes = tonumber(size), call = call,
+      nonce = nonce, hinted = true }
   end
   return hints
 end
 
--- True when a hinted chunk is the one stored: its append batch is still
--- in b (not trimmed) with the publish time the caller saw (not lost and
--- stored anew at the same offsets).
+-- True when a hinted chunk is the one stored: its append call's nonce is
+-- in bn (not trimmed, not lost and stored anew at the same offsets). The
+-- caller checks that the chunk lies within the retained offsets.
 local function proven(h)
-  local score = redis.call('ZSCORE', base .. 'b', h.batch)
-  return score and tonumber(score) == tonumber(h.t)
+  return redis.call('HGET', base .. 'bn', h.call) == h.nonce
 end
 
 -- Claiming, shared by the claim script and an ack that claims next (see

@@ -453,6 +453,7 @@ local function trim(now)
     local big = maxbytes >= 0 and bytes > maxbytes and #first > 2
     if not (old or big) then break end
     redis.call('ZREM', b, first[1])
+    redis.call('HDEL', base .. 'bn', int(tonumber(off)))
     bytes = bytes - tonumber(size)
     if #first > 2 then
       newstart = tonumber(string.match(first[3], '^(%d+)'))

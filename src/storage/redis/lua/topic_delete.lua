@@ -5,7 +5,7 @@ local ids = redis.call('HVALS', base .. 'Gi')
 for _, v in ipairs(ids) do
   drop_group_keys(string.match(v, '^(%d+)'))
 end
-redis.call('UNLINK', KEYS[1], base .. 's', base .. 'b', base .. 'd', base .. 'dz',
+redis.call('UNLINK', KEYS[1], base .. 's', base .. 'b', base .. 'bn', base .. 'd', base .. 'dz',
   base .. 'G', base .. 'Gi')
 redis.call('PUBLISH', chan, 'd\n' .. topic)
 return {'OK'}
