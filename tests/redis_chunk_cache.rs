@@ -166,7 +166,9 @@ async fn a_cached_chunk_that_redis_lost_and_stored_anew_is_read_not_served() {
         .map(|d| d.event.as_ref().unwrap().publish_time.unwrap().seconds)
         .collect();
     assert!(
-        times.iter().all(|&t| t == i64::try_from(ahead / 1_000_000).unwrap()),
+        times
+            .iter()
+            .all(|&t| t == i64::try_from(ahead / 1_000_000).unwrap()),
         "published at the topic's last time, as the lost events were: {times:?}"
     );
     other.stop().await.unwrap();

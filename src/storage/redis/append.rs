@@ -43,12 +43,12 @@ struct Job {
     reply: oneshot::Sender<Result<Appended, Error>>,
 }
 
-/// One event as the append script takes it, and the event (for the
-/// chunk cache).
+/// One event as the append script takes it.
 struct Rec {
-    event: Event,
-    /// The server chose its id: it stays out of the dedup window.
+    id: String,
     server: bool,
+    event_type: String,
+    key: String,
     record: Vec<u8>,
 }
 
@@ -68,6 +68,8 @@ struct Chunk {
     fields: [Vec<u8>; 6],
     /// Events and bytes of records.
     size: (usize, usize),
+    /// Where each record starts in the records field, then their end.
+    bounds: Vec<usize>,
 }
 
 impl Chunk {
@@ -114,21 +116,25 @@ fn chunks(records: &[&Rec]) -> Vec<Chunk> {
         let (part, tail) = rest.split_at(take);
         rest = tail;
         let (c, z) = pack(part.iter().map(|r| &r.record[..]), false);
-        let types = part.iter().map(|r| r.event.event_type.as_bytes());
+        let types = part.iter().map(|r| r.event_type.as_bytes());
         let (y, yz) = pack(
             types.clone(),
-            types
-                .clone()
-                .all(|t| t == part[0].event.event_type.as_bytes()),
+            types.clone().all(|t| t == part[0].event_type.as_bytes()),
         );
-        let keys = part.iter().map(|r| r.event.key.as_bytes());
+        let keys = part.iter().map(|r| r.key.as_bytes());
         let (k, kz) = pack(
             keys.clone(),
-            keys.clone().all(|k| k == part[0].event.key.as_bytes()),
+            keys.clone().all(|k| k == part[0].key.as_bytes()),
         );
+        let mut bounds = Vec::with_capacity(part.len() + 1);
+        bounds.push(0);
+        for r in part {
+            bounds.push(bounds[bounds.len() - 1] + r.record.len());
+        }
         out.push(Chunk {
             count: part.len().to_string(),
             size: (part.len(), c.len()),
+            bounds,
             fields: [z, c, y, yz, k, kz],
         });
     }
@@ -154,9 +160,14 @@ impl RedisBackend {
                     event,
                 };
                 let record = encode_event(&stored);
+                let e = stored.event;
+                let server = server_ids.get(i).copied().unwrap_or(false);
                 let rec = Rec {
-                    event: stored.event,
-                    server: server_ids.get(i).copied().unwrap_or(false),
+                    // Only ids the client chose go to the dedup window.
+                    id: if server { String::new() } else { e.id },
+                    server,
+                    event_type: e.event_type,
+                    key: e.key,
                     record,
                 };
                 bytes += rec.record.len();
@@ -233,7 +244,7 @@ impl RedisBackend {
             }
             let result = self.append_call(topic, &jobs).await;
             self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            let (mut appended, sizes, nonce) = match result {
+            let (mut appended, chunks, nonce) = match result {
                 Ok(r) => r,
                 Err(e) => {
                     for job in jobs {
@@ -242,13 +253,11 @@ impl RedisBackend {
                     continue;
                 }
             };
-            let mut records = Vec::new();
-            let mut replies = Vec::new();
-            for job in jobs {
-                replies.push((job.records.len(), job.reply));
-                records.extend(job.records);
-            }
-            self.appended(topic, &appended, &sizes, &nonce, records);
+            self.appended(topic, &appended, chunks, &nonce);
+            let replies: Vec<_> = jobs
+                .into_iter()
+                .map(|job| (job.records.len(), job.reply))
+                .collect();
             if let Err(e) = self.wait_replicas(topic).await {
                 for (_, reply) in replies {
                     let _ = reply.send(Err(e.clone()));
@@ -268,12 +277,12 @@ impl RedisBackend {
     }
 
     /// One append script call for the events of `jobs`, in order; with the
-    /// sizes (events, bytes) of the chunks it stored and the call's nonce.
+    /// chunks it sent and the call's nonce.
     async fn append_call(
         &self,
         topic: &str,
         jobs: &[Job],
-    ) -> Result<(Appended, Vec<(usize, usize)>, String), Error> {
+    ) -> Result<(Appended, Vec<Chunk>, String), Error> {
         let n: usize = jobs.iter().map(|j| j.records.len()).sum();
         let records: Vec<&Rec> = jobs.iter().flat_map(|j| &j.records).collect();
         let chunks = chunks(&records);
@@ -282,7 +291,7 @@ impl RedisBackend {
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.server)
-            .map(|(i, r)| ((i + 1).to_string(), r.event.id.as_str()))
+            .map(|(i, r)| ((i + 1).to_string(), r.id.as_str()))
             .collect();
         let chosen_count = chosen.len().to_string();
         let chunk_count = chunks.len().to_string();
@@ -328,14 +337,13 @@ impl RedisBackend {
                 next += 1;
             }
         }
-        let sizes = chunks.iter().map(|c| c.size).collect();
         Ok((
             Appended {
                 publish_time_us,
                 offsets,
                 duplicate,
             },
-            sizes,
+            chunks,
             nonce,
         ))
     }
@@ -344,52 +352,31 @@ impl RedisBackend {
     /// event was a duplicate: then the stored chunks are the ones sent),
     /// and this node's waiters look at once, as the other nodes' do, before
     /// `WAIT` (the events are stored whatever it says).
-    fn appended(
-        &self,
-        topic: &str,
-        appended: &Appended,
-        sizes: &[(usize, usize)],
-        nonce: &str,
-        records: Vec<Rec>,
-    ) {
+    fn appended(&self, topic: &str, appended: &Appended, chunks: Vec<Chunk>, nonce: &str) {
         let stored = appended.duplicate.iter().filter(|d| !**d).count();
         let Some(&first) = appended.offsets.first() else {
             return;
         };
         if stored == appended.offsets.len() && self.inner.chunks.enabled() {
             let nonce: Arc<str> = nonce.into();
-            let mut events = records.into_iter();
             let mut at = first;
-            let chunks = sizes
-                .iter()
-                .map(|&(count, bytes)| {
-                    let chunk = CachedChunk {
+            let cached = chunks
+                .into_iter()
+                .map(|chunk| {
+                    let [_, records, ..] = chunk.fields;
+                    let cached = CachedChunk {
                         first: at,
-                        bytes,
+                        publish_time_us: appended.publish_time_us,
+                        bounds: chunk.bounds,
+                        records,
                         call: first,
                         nonce: Arc::clone(&nonce),
-                        events: events
-                            .by_ref()
-                            .take(count)
-                            .enumerate()
-                            .map(|(i, r)| {
-                                let mut event = r.event;
-                                // Not a slice of the request buffer, which
-                                // the cache would keep alive uncounted.
-                                event.data = bytes::Bytes::copy_from_slice(&event.data);
-                                Arc::new(StoredEvent {
-                                    offset: at + i as u64,
-                                    publish_time_us: appended.publish_time_us,
-                                    event,
-                                })
-                            })
-                            .collect(),
                     };
-                    at += count as u64;
-                    chunk
+                    at += chunk.size.0 as u64;
+                    cached
                 })
                 .collect();
-            self.inner.chunks.insert(topic, chunks);
+            self.inner.chunks.insert(topic, cached);
         }
         if stored > 0 {
             self.inner

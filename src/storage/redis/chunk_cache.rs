@@ -21,49 +21,62 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::event::StoredEvent;
+use crate::model::Error;
 
+use super::events::event_from_record;
 use super::lock;
 
 /// Hints sent with one claim at most.
 const MOST_HINTS: usize = 8;
 
-/// What an event costs the cache beyond its record bytes: the decoded
-/// event (about 250 bytes, a few allocations) and its share of the maps.
-const EVENT_OVERHEAD: usize = 384;
+/// What a chunk costs the cache beyond its records (its bounds and its
+/// place in the maps), and each of its events.
+const CHUNK_OVERHEAD: usize = 256;
+const EVENT_OVERHEAD: usize = 8;
 
-/// One stream chunk as this node appended it.
+/// One stream chunk as this node appended it: its records as the stream
+/// entry holds them (the bytes this node sent), decoded when claimed.
 #[derive(Debug)]
 pub(super) struct CachedChunk {
     pub(super) first: u64,
-    /// Bytes of its records, as the stream entry holds them.
-    pub(super) bytes: usize,
+    pub(super) publish_time_us: i64,
+    /// Where each record starts in `records`, then their end.
+    pub(super) bounds: Vec<usize>,
+    pub(super) records: Vec<u8>,
     /// The first offset of its append call, and the call's nonce.
     pub(super) call: u64,
     pub(super) nonce: Arc<str>,
-    pub(super) events: Vec<Arc<StoredEvent>>,
 }
 
 impl CachedChunk {
+    /// Its events.
+    fn len(&self) -> usize {
+        self.bounds.len().saturating_sub(1)
+    }
+
     /// The chunk's hint argument: `first,count,bytes,call,nonce`.
     fn hint(&self) -> String {
         format!(
             "{},{},{},{},{}",
             self.first,
-            self.events.len(),
-            self.bytes,
+            self.len(),
+            self.records.len(),
             self.call,
             self.nonce
         )
     }
 
     fn cost(&self) -> usize {
-        self.bytes + self.events.len() * EVENT_OVERHEAD
+        self.records.len() + CHUNK_OVERHEAD + self.len() * EVENT_OVERHEAD
     }
 
-    /// The event at `offset`, when the chunk holds it.
-    pub(super) fn event(&self, offset: u64) -> Option<&Arc<StoredEvent>> {
+    /// The event at `offset`, decoded; `None` when the chunk does not hold
+    /// it.
+    pub(super) fn event(&self, offset: u64) -> Option<Result<StoredEvent, Error>> {
         let i = usize::try_from(offset.checked_sub(self.first)?).ok()?;
-        self.events.get(i)
+        let (&start, &end) = (self.bounds.get(i)?, self.bounds.get(i + 1)?);
+        let record = self.records.get(start..end)?;
+        Some(event_from_record(offset, self.publish_time_us, record))
     }
 }
 
@@ -178,12 +191,12 @@ impl ChunkCache {
         let mut chunks = Vec::new();
         let (mut next, mut events, mut bytes) = (cursor, 0, 0);
         while let Some(c) = map.get(&next) {
-            events += c.events.len();
-            bytes += c.bytes;
+            events += c.len();
+            bytes += c.records.len();
             if chunks.len() == MOST_HINTS || events > most || bytes > max_bytes {
                 break;
             }
-            next += c.events.len() as u64;
+            next += c.len() as u64;
             chunks.push(Arc::clone(c));
         }
         let arg = chunks
@@ -217,24 +230,18 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
 
+    /// A chunk of `n` events whose records take `bytes` in all.
     fn chunk(first: u64, n: usize, bytes: usize) -> CachedChunk {
-        let events = (0..n)
-            .map(|i| {
-                Arc::new(StoredEvent {
-                    offset: first + i as u64,
-                    publish_time_us: 7,
-                    event: Event::default(),
-                })
-            })
-            .collect();
+        let mut bounds: Vec<usize> = (0..n).map(|i| i * (bytes / n)).collect();
+        bounds.push(bytes);
         CachedChunk {
             first,
-            bytes,
+            publish_time_us: 7,
+            bounds,
+            records: vec![0; bytes],
             call: first,
             nonce: "9f".into(),
-            events,
         }
     }
 
@@ -254,10 +261,7 @@ mod tests {
         assert_eq!(h.chunks.len(), 2, "a gap at 20 ends the run");
         assert_eq!(h.arg, "0,10,100,0,9f;10,10,100,10,9f");
         assert_eq!(h.chunk(10).map(|c| c.first), Some(10));
-        assert_eq!(
-            h.chunk(10).and_then(|c| c.event(19)).map(|e| e.offset),
-            Some(19)
-        );
+        assert!(h.chunk(10).and_then(|c| c.event(19)).is_some());
         assert!(h.chunk(10).and_then(|c| c.event(20)).is_none());
         assert_eq!(cache.hints("t", 1, 15, 1000).chunks.len(), 1, "events");
         assert_eq!(cache.hints("t", 1, 100, 150).chunks.len(), 1, "bytes");

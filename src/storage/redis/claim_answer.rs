@@ -161,7 +161,7 @@ impl ClaimChunk {
 fn chunk_event(chunk: &Option<ClaimChunk>, offset: u64) -> Result<Arc<StoredEvent>, Error> {
     let bad = || Error::Internal("claim item outside its chunk from Redis".into());
     match chunk.as_ref().ok_or_else(bad)? {
-        ClaimChunk::Held(c) => c.event(offset).cloned().ok_or_else(bad),
+        ClaimChunk::Held(c) => c.event(offset).ok_or_else(bad)?.map(Arc::new),
         ClaimChunk::Carried {
             first,
             publish_time_us,
