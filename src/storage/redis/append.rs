@@ -72,6 +72,15 @@ struct Chunk {
     bounds: Vec<usize>,
 }
 
+/// What one append script call stored: offsets, the chunks it sent, its
+/// nonce and the topic's generation.
+struct Call {
+    appended: Appended,
+    chunks: Vec<Chunk>,
+    nonce: String,
+    generation: String,
+}
+
 impl Chunk {
     fn fields(&self) -> [&[u8]; 7] {
         let [z, c, y, yz, k, kz] = &self.fields;
@@ -81,12 +90,16 @@ impl Chunk {
 
 /// Packs `items` as one field and its comma-separated sizes.
 fn pack<'a>(items: impl Iterator<Item = &'a [u8]> + Clone, same: bool) -> (Vec<u8>, Vec<u8>) {
-    let mut packed = Vec::new();
-    let mut sizes = Vec::new();
     if same {
-        packed.extend_from_slice(items.clone().next().unwrap_or_default());
-        return (packed, sizes);
+        return (
+            items.clone().next().unwrap_or_default().to_vec(),
+            Vec::new(),
+        );
     }
+    // Sized once: the records field may be kept (chunk cache), which counts
+    // its length.
+    let mut packed = Vec::with_capacity(items.clone().map(<[u8]>::len).sum());
+    let mut sizes = Vec::new();
     for item in items {
         if !sizes.is_empty() {
             sizes.push(b',');
@@ -244,7 +257,12 @@ impl RedisBackend {
             }
             let result = self.append_call(topic, &jobs).await;
             self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            let (mut appended, chunks, nonce) = match result {
+            let Call {
+                mut appended,
+                chunks,
+                nonce,
+                generation,
+            } = match result {
                 Ok(r) => r,
                 Err(e) => {
                     for job in jobs {
@@ -253,7 +271,7 @@ impl RedisBackend {
                     continue;
                 }
             };
-            self.appended(topic, &appended, chunks, &nonce);
+            self.appended(topic, &generation, &appended, chunks, &nonce);
             let replies: Vec<_> = jobs
                 .into_iter()
                 .map(|job| (job.records.len(), job.reply))
@@ -278,11 +296,7 @@ impl RedisBackend {
 
     /// One append script call for the events of `jobs`, in order; with the
     /// chunks it sent and the call's nonce.
-    async fn append_call(
-        &self,
-        topic: &str,
-        jobs: &[Job],
-    ) -> Result<(Appended, Vec<Chunk>, String), Error> {
+    async fn append_call(&self, topic: &str, jobs: &[Job]) -> Result<Call, Error> {
         let n: usize = jobs.iter().map(|j| j.records.len()).sum();
         let records: Vec<&Rec> = jobs.iter().flat_map(|j| &j.records).collect();
         let chunks = chunks(&records);
@@ -320,6 +334,7 @@ impl RedisBackend {
         }
         let publish_time_us = reply.int()?;
         let mut next = reply.uint()?;
+        let generation = reply.text()?;
         let mut duplicates = BTreeMap::new();
         while reply.left() > 0 {
             let index = usize::try_from(reply.uint()?).unwrap_or(usize::MAX);
@@ -337,28 +352,37 @@ impl RedisBackend {
                 next += 1;
             }
         }
-        Ok((
-            Appended {
+        Ok(Call {
+            appended: Appended {
                 publish_time_us,
                 offsets,
                 duplicate,
             },
             chunks,
             nonce,
-        ))
+            generation,
+        })
     }
 
     /// After an append call: its chunks go to the chunk cache (when no
     /// event was a duplicate: then the stored chunks are the ones sent),
     /// and this node's waiters look at once, as the other nodes' do, before
     /// `WAIT` (the events are stored whatever it says).
-    fn appended(&self, topic: &str, appended: &Appended, chunks: Vec<Chunk>, nonce: &str) {
+    fn appended(
+        &self,
+        topic: &str,
+        generation: &str,
+        appended: &Appended,
+        chunks: Vec<Chunk>,
+        nonce: &str,
+    ) {
         let stored = appended.duplicate.iter().filter(|d| !**d).count();
         let Some(&first) = appended.offsets.first() else {
             return;
         };
         if stored == appended.offsets.len() && self.inner.chunks.enabled() {
             let nonce: Arc<str> = nonce.into();
+            let generation: Arc<str> = generation.into();
             let mut at = first;
             let cached = chunks
                 .into_iter()
@@ -371,6 +395,7 @@ impl RedisBackend {
                         records,
                         call: first,
                         nonce: Arc::clone(&nonce),
+                        generation: Arc::clone(&generation),
                     };
                     at += chunk.size.0 as u64;
                     cached

@@ -7,13 +7,15 @@
 //! other work in a plain consume.
 //!
 //! A hint is checked in the script against the append call it came from:
-//! each call sends a random nonce, which the script keeps under the call's
-//! first offset in the topic's `bn` hash (trimmed with the events). A chunk
+//! each call sends a random nonce, which the script keeps in the topic's
+//! `bn` set scored with the call's first offset (trimmed with the events). A chunk
 //! that retention deleted, or that Redis lost (a failover, a restart that
 //! lost the last writes) and then stored anew at the same offsets, has no
 //! or another nonce there, so it is read, not taken from the hint. (The
 //! publish time would not do: while the Redis clock is behind the topic's
-//! last publish, every append gets that same time.)
+//! last publish, every append gets that same time.) A chunk is offered
+//! only to groups of the topic generation it was appended to, so a topic
+//! deleted and created again never gets the old one's chunks.
 //!
 //! Storage layer (Redis backend).
 
@@ -46,6 +48,9 @@ pub(super) struct CachedChunk {
     /// The first offset of its append call, and the call's nonce.
     pub(super) call: u64,
     pub(super) nonce: Arc<str>,
+    /// The topic's generation it was appended to: only claims of groups of
+    /// that generation are offered it.
+    pub(super) generation: Arc<str>,
 }
 
 impl CachedChunk {
@@ -67,7 +72,7 @@ impl CachedChunk {
     }
 
     fn cost(&self) -> usize {
-        self.records.len() + CHUNK_OVERHEAD + self.len() * EVENT_OVERHEAD
+        self.records.capacity() + CHUNK_OVERHEAD + self.len() * EVENT_OVERHEAD
     }
 
     /// The event at `offset`, decoded; `None` when the chunk does not hold
@@ -116,6 +121,12 @@ struct State {
     cursors: HashMap<u64, u64>,
 }
 
+/// What keeping a chunk of `topic` costs (the topic's name is kept with
+/// it in the eviction order).
+fn cost(topic: &str, chunk: &CachedChunk) -> usize {
+    chunk.cost() + topic.len()
+}
+
 impl ChunkCache {
     /// A cache of at most `max_bytes` (0: off).
     pub(super) fn new(max_bytes: usize) -> ChunkCache {
@@ -136,11 +147,11 @@ impl ChunkCache {
         }
         let mut s = lock(&self.state);
         for chunk in chunks {
-            let cost = chunk.cost();
-            if cost > self.max_bytes {
+            let added = cost(topic, &chunk);
+            if added > self.max_bytes {
                 continue;
             }
-            while s.bytes + cost > self.max_bytes {
+            while s.bytes + added > self.max_bytes {
                 let Some((t, first)) = s.order.pop_front() else {
                     break;
                 };
@@ -148,8 +159,8 @@ impl ChunkCache {
             }
             let first = chunk.first;
             let map = s.topics.entry(topic.to_string()).or_default();
-            let old = map.insert(first, Arc::new(chunk)).map(|c| c.cost());
-            s.bytes = s.bytes + cost - old.unwrap_or(0);
+            let old = map.insert(first, Arc::new(chunk)).map(|c| cost(topic, &c));
+            s.bytes = s.bytes + added - old.unwrap_or(0);
             if old.is_none() {
                 s.order.push_back((topic.to_string(), first));
             }
@@ -160,7 +171,7 @@ impl ChunkCache {
     pub(super) fn forget_topic(&self, topic: &str) {
         let mut s = lock(&self.state);
         if let Some(map) = s.topics.remove(topic) {
-            let freed: usize = map.values().map(|c| c.cost()).sum();
+            let freed: usize = map.values().map(|c| cost(topic, c)).sum();
             s.bytes -= freed;
             s.order.retain(|(t, _)| t != topic);
         }
@@ -178,9 +189,17 @@ impl ChunkCache {
         lock(&self.state).cursors.remove(&gid);
     }
 
-    /// The chunks of `topic` that follow on from group `gid`'s expected
-    /// cursor, up to `most` events and `max_bytes` of records.
-    pub(super) fn hints(&self, topic: &str, gid: u64, most: usize, max_bytes: usize) -> Hints {
+    /// The chunks of `topic` (its generation `generation`) that follow on
+    /// from group `gid`'s expected cursor, up to `most` events and
+    /// `max_bytes` of records.
+    pub(super) fn hints(
+        &self,
+        topic: &str,
+        generation: &str,
+        gid: u64,
+        most: usize,
+        max_bytes: usize,
+    ) -> Hints {
         if !self.enabled() {
             return Hints::default();
         }
@@ -190,7 +209,9 @@ impl ChunkCache {
         };
         let mut chunks = Vec::new();
         let (mut next, mut events, mut bytes) = (cursor, 0, 0);
-        while let Some(c) = map.get(&next) {
+        while let Some(c) = map.get(&next)
+            && &*c.generation == generation
+        {
             events += c.len();
             bytes += c.records.len();
             if chunks.len() == MOST_HINTS || events > most || bytes > max_bytes {
@@ -219,7 +240,7 @@ impl State {
             return;
         };
         if let Some(c) = map.remove(&first) {
-            self.bytes -= c.cost();
+            self.bytes -= cost(topic, &c);
         }
         if map.is_empty() {
             self.topics.remove(topic);
@@ -242,6 +263,7 @@ mod tests {
             records: vec![0; bytes],
             call: first,
             nonce: "9f".into(),
+            generation: "1".into(),
         }
     }
 
@@ -253,32 +275,36 @@ mod tests {
             vec![chunk(0, 10, 100), chunk(10, 10, 100), chunk(30, 10, 100)],
         );
         assert!(
-            cache.hints("t", 1, 100, 1000).chunks.is_empty(),
+            cache.hints("t", "1", 1, 100, 1000).chunks.is_empty(),
             "no cursor yet"
         );
         cache.claimed(1, 0);
-        let h = cache.hints("t", 1, 100, 1000);
+        let h = cache.hints("t", "1", 1, 100, 1000);
         assert_eq!(h.chunks.len(), 2, "a gap at 20 ends the run");
         assert_eq!(h.arg, "0,10,100,0,9f;10,10,100,10,9f");
         assert_eq!(h.chunk(10).map(|c| c.first), Some(10));
+        assert!(
+            cache.hints("t", "2", 1, 100, 1000).chunks.is_empty(),
+            "a re-created topic"
+        );
         assert!(h.chunk(10).and_then(|c| c.event(19)).is_some());
         assert!(h.chunk(10).and_then(|c| c.event(20)).is_none());
-        assert_eq!(cache.hints("t", 1, 15, 1000).chunks.len(), 1, "events");
-        assert_eq!(cache.hints("t", 1, 100, 150).chunks.len(), 1, "bytes");
+        assert_eq!(cache.hints("t", "1", 1, 15, 1000).chunks.len(), 1, "events");
+        assert_eq!(cache.hints("t", "1", 1, 100, 150).chunks.len(), 1, "bytes");
         cache.claimed(1, 5);
         assert!(
-            cache.hints("t", 1, 100, 1000).chunks.is_empty(),
+            cache.hints("t", "1", 1, 100, 1000).chunks.is_empty(),
             "mid-chunk"
         );
         assert!(
-            cache.hints("u", 1, 100, 1000).chunks.is_empty(),
+            cache.hints("u", "1", 1, 100, 1000).chunks.is_empty(),
             "other topic"
         );
     }
 
     #[test]
     fn the_cache_stays_within_its_bytes_evicting_the_oldest_chunks() {
-        let cost = chunk(0, 10, 1000).cost();
+        let cost = cost("t", &chunk(0, 10, 1000));
         let cache = ChunkCache::new(cost * 3);
         for i in 0..5 {
             cache.insert("t", vec![chunk(i * 10, 10, 1000)]);
@@ -287,11 +313,11 @@ mod tests {
         assert_eq!(cache.bytes(), cost * 3);
         cache.claimed(1, 0);
         assert!(
-            cache.hints("t", 1, 100, 1 << 20).chunks.is_empty(),
+            cache.hints("t", "1", 1, 100, 1 << 20).chunks.is_empty(),
             "evicted"
         );
         cache.claimed(1, 20);
-        assert_eq!(cache.hints("t", 1, 100, 1 << 20).chunks.len(), 3);
+        assert_eq!(cache.hints("t", "1", 1, 100, 1 << 20).chunks.len(), 3);
         cache.insert("t", vec![chunk(100, 10, cost * 4)]);
         assert_eq!(
             cache.bytes(),
@@ -309,7 +335,7 @@ mod tests {
         let cache = ChunkCache::new(0);
         cache.insert("t", vec![chunk(0, 1, 1)]);
         cache.claimed(1, 0);
-        assert!(cache.hints("t", 1, 100, 1000).arg.is_empty());
+        assert!(cache.hints("t", "1", 1, 100, 1000).arg.is_empty());
         assert_eq!(cache.bytes(), 0);
     }
 }

@@ -363,10 +363,13 @@ impl RedisBackend {
     async fn claim(&self, c: &Consumer) -> Result<Claimed, Error> {
         let gid = c.group.gid.to_string();
         let most = c.max_in_flight.min(BATCH_EVENTS);
-        let hints =
-            self.inner
-                .chunks
-                .hints(&c.group.topic, c.group.gid, most, self.inner.batch_bytes);
+        let hints = self.inner.chunks.hints(
+            &c.group.topic,
+            &c.group.generation,
+            c.group.gid,
+            most,
+            self.inner.batch_bytes,
+        );
         let most = most.to_string();
         let bytes = self.inner.batch_bytes.to_string();
         let mut r = self

@@ -16,7 +16,7 @@
 //! | `P:{T}:gen` | string | generation counter; outlives the topic so a re-created topic gets a new generation |
 //! | `P:{T}:s` | stream | events in chunks, one per append call or per run of it of at most 128 events and ~64 KiB: id `<first offset>-1`, fields `n` count, `t` publish time, `z` record sizes (comma-separated), `c` records (concatenated), `y`/`yz` types and their sizes, `k`/`kz` keys and their sizes (empty sizes: all events have that one value). Formats 1 and 2 wrote one entry per event (`t`, `y`, `k`, `e`); the scripts read both |
 //! | `P:{T}:b` | zset | append batches for retention: member `<first offset, 20 digits>\|<bytes>`, score publish time |
-//! | `P:{T}:bn` | hash | append batches' nonces: first offset → the random nonce of the append call (hex), with which a node's chunk cache proves a chunk it sent is the one stored (`chunk_cache.rs`); trimmed with `b`. Absent for batches written before this key existed |
+//! | `P:{T}:bn` | zset | append calls' nonces: member the random nonce of the call (hex), score its first offset, with which a node's chunk cache proves a chunk it sent is the one stored (`chunk_cache.rs`); retention removes those below the topic's start. Absent for batches written before this key existed |
 //! | `P:{T}:d`, `P:{T}:dz` | hash, zset | dedup window: id → offset, id → publish time |
 //! | `P:{T}:w` | hash | watchers: node id → until when (ms, Redis clock) the node has consumers or followers waiting for the topic's appends (`watchers.rs`); outlives the topic, expires 60 s after its last registration |
 //! | `P:{T}:G`, `P:{T}:Gi` | hash | group name → JSON record; name → `<gid>\|<topic generation>` |

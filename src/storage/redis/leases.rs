@@ -131,6 +131,7 @@ impl RedisBackend {
             let hints = match claimer {
                 Some(l) => self.inner.chunks.hints(
                     &g.topic,
+                    &g.generation,
                     gid,
                     l.most.parse().unwrap_or(0),
                     self.inner.batch_bytes,

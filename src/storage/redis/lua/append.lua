@@ -8,13 +8,13 @@
 -- nodes that watch the topic (watch.lua); after the chunks come the
 -- caller's node id (it wakes its own consumers and readers itself), '1'
 -- when nodes of an older release, which do not watch, are live (then
--- every append is announced), and the call's nonce (kept in bn under the
--- first offset: a node's chunk cache proves with it that the chunks it
--- sent are the ones stored, see chunk_cache.rs).
--- Returns {'OK', publish time, first offset, then per duplicate its event
--- index and the original's offset} (the others take consecutive offsets
+-- every append is announced), and the call's nonce (kept in bn, scored
+-- with the call's first offset: a node's chunk cache proves with it that
+-- the chunks it sent are the ones stored, see chunk_cache.rs).
+-- Returns {'OK', publish time, first offset, the topic's generation, then
+-- per duplicate its event index and the original's offset} (the others take consecutive offsets
 -- from the first, in order) or {'GONE'}.
-local m = redis.call('HMGET', KEYS[1], 'end', 'last', 'dedup')
+local m = redis.call('HMGET', KEYS[1], 'end', 'last', 'dedup', 'gen')
 if not m[1] then return {'GONE'} end
 local stop = tonumber(m[1])
 local clock = now_us()
@@ -28,7 +28,7 @@ if window > 0 then
     redis.call('ZREM', dz, id)
   end
 end
-local out = {'OK', now, stop}
+local out = {'OK', now, stop, m[4]}
 local first, size, n = stop, 0, tonumber(ARGV[3])
 local tnow = int(now)
 local dropped = nil -- event index -> true, for duplicates
@@ -102,7 +102,7 @@ for _ = 1, tonumber(ARGV[at]) do
 end
 if stop > first then
   redis.call('ZADD', base .. 'b', tnow, string.format('%020d|%d', first, size))
-  redis.call('HSET', base .. 'bn', int(first), ARGV[at + 3])
+  redis.call('ZADD', base .. 'bn', int(first), ARGV[at + 3])
   redis.call('HSET', KEYS[1], 'end', int(stop), 'last', tnow)
   redis.call('HINCRBY', KEYS[1], 'bytes', size)
   redis.call('HINCRBY', KEYS[1], 'published', stop - first)

@@ -12,10 +12,12 @@ local function parse_hints(arg)
 end
 
 -- True when a hinted chunk is the one stored: its append call's nonce is
--- in bn (not trimmed, not lost and stored anew at the same offsets). The
--- caller checks that the chunk lies within the retained offsets.
+-- in bn at the call's first offset (not trimmed, not lost and stored anew
+-- at the same offsets). The caller checks that the chunk lies within the
+-- retained offsets.
 local function proven(h)
-  return redis.call('HGET', base .. 'bn', h.call) == h.nonce
+  local at = redis.call('ZSCORE', base .. 'bn', h.nonce)
+  return at and tonumber(at) == tonumber(h.call)
 end
 
 -- Claiming, shared by the claim script and an ack that claims next (see

@@ -453,7 +453,6 @@ local function trim(now)
     local big = maxbytes >= 0 and bytes > maxbytes and #first > 2
     if not (old or big) then break end
     redis.call('ZREM', b, first[1])
-    redis.call('HDEL', base .. 'bn', int(tonumber(off)))
     bytes = bytes - tonumber(size)
     if #first > 2 then
       newstart = tonumber(string.match(first[3], '^(%d+)'))
@@ -463,6 +462,8 @@ local function trim(now)
   end
   if newstart ~= start then
     redis.call('XTRIM', base .. 's', 'MINID', sid(newstart))
+    -- Also what an older release's trim left.
+    redis.call('ZREMRANGEBYSCORE', base .. 'bn', '-inf', '(' .. int(newstart))
     chunk_cache = {}
     redis.call('HSET', KEYS[1], 'start', int(newstart), 'bytes', int(math.max(bytes, 0)))
   end
