@@ -36,6 +36,7 @@ pub struct Metrics {
     acked: Counter<u64>,
     nacked: Counter<u64>,
     dead_lettered: Counter<u64>,
+    from_cache: Counter<u64>,
     publish_duration: Histogram<f64>,
     delivery_latency: Histogram<f64>,
 }
@@ -86,6 +87,10 @@ impl Metrics {
             dead_lettered: counter(
                 "herald.events.dead_lettered",
                 "Events moved to a group's dead-letter queue",
+            ),
+            from_cache: counter(
+                "herald.redis.chunk_cache.deliveries",
+                "First deliveries whose events this node took from its chunk cache instead of reading them from Redis (Redis backend)",
             ),
             publish_duration: seconds(
                 "herald.publish.duration",
@@ -161,6 +166,11 @@ impl GroupMetrics {
     /// `n` events dead-lettered.
     pub fn dead_lettered(&self, n: usize) {
         self.add(|m| &m.dead_lettered, n);
+    }
+
+    /// `n` deliveries whose events came from the node's chunk cache.
+    pub fn from_cache(&self, n: usize) {
+        self.add(|m| &m.from_cache, n);
     }
 
     /// An event published at `publish_time_us` was first delivered at `now_us`.

@@ -82,6 +82,9 @@ pub(super) fn read_claim(
                 let lease = r.uint()?;
                 let first = r.uint()?;
                 let count = r.uint()?;
+                if matches!(chunk, Some(ClaimChunk::Held(_))) {
+                    metrics.from_cache(usize::try_from(count).unwrap_or(0));
+                }
                 for offset in first..first.saturating_add(count) {
                     batch.push(RawDelivery {
                         lease: LeaseRef {
