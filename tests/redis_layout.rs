@@ -1,9 +1,11 @@
 //! The Redis layout and its scripts: a Redis written by format 1 (one
-//! lease record per delivery) or format 2 (one stream entry per event) is
-//! taken over by this release (format 2 adds batch leases, 3 writes stream
-//! entries in chunks, 4 batch leases' keys as ranges), and what they stored still acts; a newer format is
-//! refused; an ack claims the acking consumer's next batch in the same
-//! script.
+//! lease record per delivery), format 2 (one stream entry per event) or
+//! format 4 (records inside the stream entries) is taken over by this
+//! release (format 2 adds batch leases, 3 writes stream entries in chunks,
+//! 4 batch leases' keys as ranges, 5 keeps records in the payload hash),
+//! and what they stored still acts; a newer format is refused; the payload
+//! hash holds exactly the records of the stored chunks; an ack claims the
+//! acking consumer's next batch in the same script.
 
 mod common;
 
@@ -73,7 +75,7 @@ async fn a_redis_of_format_1_is_taken_over_and_its_entry_leases_still_ack() {
     // A stopped node leaves the registry; then this release takes over.
     server.restart().await;
     let redis = server.redis.as_ref().unwrap();
-    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "4");
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "5");
 
     let (mut client, _stream, batch) = consuming(&server, Duration::from_secs(30), 3, 10).await;
     assert_eq!(batch.len(), 3);
@@ -114,7 +116,7 @@ async fn a_redis_of_format_3_is_taken_over_and_its_listed_batch_keys_ack() {
     server.redis.as_ref().unwrap().cli(&["SET", MARKER, "3"]);
     server.restart().await;
     let redis = server.redis.as_ref().unwrap();
-    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "4");
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "5");
 
     let (mut client, _stream, batch) = consuming(&server, Duration::from_secs(30), 6, 10).await;
     assert_eq!(batch.len(), 6);
@@ -201,30 +203,53 @@ fn batch_keys(list: &str) -> Vec<String> {
 /// A stream entry: id and fields.
 type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
+/// The entries of stream `t`.
+fn entries(con: &mut ::redis::Connection) -> Vec<StreamEntry> {
+    ::redis::cmd("XRANGE")
+        .arg("herald:{t}:s")
+        .arg("-")
+        .arg("+")
+        .query(con)
+        .expect("XRANGE")
+}
+
+/// A field of a stream entry.
+fn field_of(id: &str, fields: &[(String, Vec<u8>)], name: &str) -> Vec<u8> {
+    fields
+        .iter()
+        .find(|(f, _)| f == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("field {name} of {id}"))
+}
+
+/// The payload hash field a format 5 entry names (`p`: `<length>|<field>`).
+fn payload_field(id: &str, fields: &[(String, Vec<u8>)]) -> String {
+    let p = String::from_utf8(field_of(id, fields, "p")).unwrap();
+    let (len, field) = p.split_once('|').expect("length|field");
+    assert!(len.parse::<usize>().is_ok(), "{p}");
+    field.to_string()
+}
+
+/// The records of a format 5 chunk entry, read from the payload hash.
+fn records_of(con: &mut ::redis::Connection, id: &str, fields: &[(String, Vec<u8>)]) -> Vec<u8> {
+    ::redis::cmd("HGET")
+        .arg("herald:{t}:x")
+        .arg(payload_field(id, fields))
+        .query(con)
+        .expect("HGET")
+}
+
 /// Rewrites every chunk of stream `t` as formats 1 and 2 stored events: one
 /// entry per event with fields t, y, k, e.
 fn unchunk(redis: &common::redis::RedisServer) {
     let client = ::redis::Client::open(redis.url()).expect("url");
     let mut con = client.get_connection().expect("connect");
     let key = "herald:{t}:s";
-    let entries: Vec<StreamEntry> = ::redis::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query(&mut con)
-        .expect("XRANGE");
     let mut singles = Vec::new();
-    for (id, fields) in entries {
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(f, _)| f == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("field {name} of {id}"))
-        };
-        let text = |name: &str| String::from_utf8(field(name)).unwrap();
+    for (id, fields) in entries(&mut con) {
+        let text = |name: &str| String::from_utf8(field_of(&id, &fields, name)).unwrap();
         let first: u64 = id.trim_end_matches("-1").parse().unwrap();
-        let (t, records) = (text("t"), field("c"));
+        let (t, records) = (text("t"), records_of(&mut con, &id, &fields));
         assert_eq!(text("yz"), "", "one type in the chunk");
         assert_eq!(text("kz"), "", "no keys in the chunk");
         let mut at = 0;
@@ -235,7 +260,11 @@ fn unchunk(redis: &common::redis::RedisServer) {
             singles.push((first + i as u64, t.clone(), text("y"), record));
         }
     }
-    let _: () = ::redis::cmd("DEL").arg(key).query(&mut con).expect("DEL");
+    let _: () = ::redis::cmd("DEL")
+        .arg(key)
+        .arg("herald:{t}:x")
+        .query(&mut con)
+        .expect("DEL");
     for (offset, t, y, record) in singles {
         let _: String = ::redis::cmd("XADD")
             .arg(key)
@@ -253,17 +282,25 @@ fn unchunk(redis: &common::redis::RedisServer) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
+/// A node that took over a Redis marked with `format`, with group `g` of
+/// topic `t` over 150 events `e-*` (stored as this release does).
+async fn taken_over(format: &str) -> TestServer {
     let mut server = TestServer::start().await;
-    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "2"]);
+    server.redis.as_ref().unwrap().cli(&["SET", MARKER, format]);
     server.restart().await;
     let redis = server.redis.as_ref().unwrap();
-    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "4");
+    assert_eq!(redis.cli(&["GET", MARKER]).trim(), "5");
     server
         .create_group("t", "g", Duration::from_secs(30), Duration::ZERO)
         .await;
     server.publish_n("t", "e", 150).await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
+    let server = taken_over("2").await;
+    let redis = server.redis.as_ref().unwrap();
     assert_eq!(
         redis.cli(&["XLEN", "herald:{t}:s"]).trim(),
         "2",
@@ -275,12 +312,18 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
     server.publish_n("t", "f", 10).await;
     assert_eq!(redis.cli(&["XLEN", "herald:{t}:s"]).trim(), "151");
 
-    // Read from the middle, consume, nack one and get it back (a retry
-    // reads its event by offset).
-    let events = read_events(server.channel.clone(), "t", 40, 20).await;
+    reads_consumes_and_retries(server).await;
+}
+
+/// Over 150 events `e-*` and 10 `f-*` in topic `t` with group `g`: reads
+/// from the middle (across the two kinds), consumes all, nacks one and
+/// gets it back (a retry reads its event by offset).
+async fn reads_consumes_and_retries(server: TestServer) {
+    let events = read_events(server.channel.clone(), "t", 140, 20).await;
     let offsets: Vec<u64> = events.iter().map(|e| e.offset).collect();
-    assert_eq!(offsets, (40..60).collect::<Vec<_>>());
-    assert_eq!(events[0].id, "e-40");
+    assert_eq!(offsets, (140..160).collect::<Vec<_>>());
+    assert_eq!(events[0].id, "e-140");
+    assert_eq!(events[15].id, "f-5");
 
     let mut client = server.subscriber();
     let mut stream = subscribe(&mut client, "t", "g", 1000).await;
@@ -304,6 +347,130 @@ async fn a_redis_of_format_2_is_taken_over_and_its_one_event_entries_read() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].event.as_ref().unwrap().id, "e-7");
     assert_eq!(again[0].delivery_attempt, 2);
+    server.stop().await;
+}
+
+/// Rewrites every chunk of stream `t` as formats 3 and 4 stored it: the
+/// records inside the entry (field `c`), none in the payload hash.
+fn inline(redis: &common::redis::RedisServer) {
+    let client = ::redis::Client::open(redis.url()).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    let mut rewrite = ::redis::pipe();
+    rewrite.atomic().cmd("DEL").arg("herald:{t}:s").ignore();
+    for (id, fields) in entries(&mut con) {
+        let records = records_of(&mut con, &id, &fields);
+        let xadd = rewrite.cmd("XADD").arg("herald:{t}:s").arg(&id);
+        for (name, value) in &fields {
+            if name == "p" {
+                xadd.arg("c").arg(&records);
+            } else {
+                xadd.arg(name).arg(value);
+            }
+        }
+        rewrite.ignore();
+        rewrite
+            .cmd("HDEL")
+            .arg("herald:{t}:x")
+            .arg(payload_field(&id, &fields))
+            .ignore();
+    }
+    let _: () = rewrite.query(&mut con).expect("rewrite");
+    assert_eq!(redis.cli(&["EXISTS", "herald:{t}:x"]).trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_of_format_4_is_taken_over_and_its_inline_records_read() {
+    let server = taken_over("4").await;
+    let redis = server.redis.as_ref().unwrap();
+    assert_eq!(redis.cli(&["HLEN", "herald:{t}:x"]).trim(), "2");
+    inline(redis);
+    assert_eq!(redis.cli(&["XLEN", "herald:{t}:s"]).trim(), "2");
+    // A format 5 chunk after them.
+    server.publish_n("t", "f", 10).await;
+    assert_eq!(redis.cli(&["HLEN", "herald:{t}:x"]).trim(), "1");
+
+    reads_consumes_and_retries(server).await;
+}
+
+/// The payload hash fields the stream entries of `t` name, sorted, and the
+/// fields the hash holds, sorted.
+fn payload_fields(redis: &common::redis::RedisServer) -> (Vec<String>, Vec<String>) {
+    let client = ::redis::Client::open(redis.url()).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    let mut named: Vec<String> = entries(&mut con)
+        .iter()
+        .map(|(id, fields)| payload_field(id, fields))
+        .collect();
+    let mut held: Vec<String> = ::redis::cmd("HKEYS")
+        .arg("herald:{t}:x")
+        .query(&mut con)
+        .expect("HKEYS");
+    named.sort();
+    held.sort();
+    (named, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_hash_holds_the_records_of_the_stored_chunks_only() {
+    let server = TestServer::start().await;
+    let redis = server.redis.as_ref().unwrap();
+    server
+        .admin()
+        .create_topic(proto::CreateTopicRequest {
+            topic: Some(proto::Topic {
+                name: "t".into(),
+                dedup_window: Some(dur(Duration::from_secs(600))),
+                retention_max_bytes: Some(20_000),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create topic");
+    let big = |id: String| proto::Event {
+        data: vec![1u8; 1000].into(),
+        ..event(&id)
+    };
+    // Batches of five 1 KB events: retention by bytes keeps the last few.
+    for b in 0..20 {
+        server
+            .publish_events("t", (0..5).map(|i| big(format!("e-{b}-{i}"))).collect())
+            .await;
+    }
+    // Duplicates: a chunk that loses some events, and one that loses all.
+    server
+        .publish_events(
+            "t",
+            vec![
+                big("e-19-0".into()),
+                big("n-1".into()),
+                big("e-19-1".into()),
+            ],
+        )
+        .await;
+    server
+        .publish_events("t", vec![big("e-19-2".into()), big("e-19-3".into())])
+        .await;
+    let (named, held) = payload_fields(redis);
+    assert!(
+        (3..20).contains(&named.len()),
+        "retention kept some batches: {named:?}"
+    );
+    assert_eq!(named, held, "every stored chunk has its records, no more");
+    let start: u64 = redis
+        .cli(&["HGET", "herald:{t}:m", "start"])
+        .trim()
+        .parse()
+        .unwrap();
+    let events = read_events(server.channel.clone(), "t", start, 1000).await;
+    assert_eq!(events.last().unwrap().id, "n-1");
+    assert!(events.iter().all(|e| e.data.len() == 1000));
+
+    server
+        .admin()
+        .delete_topic(proto::DeleteTopicRequest { name: "t".into() })
+        .await
+        .expect("delete topic");
+    assert_eq!(redis.cli(&["EXISTS", "herald:{t}:x"]).trim(), "0");
     server.stop().await;
 }
 
@@ -359,10 +526,10 @@ async fn a_claim_ships_a_large_chunk_only_within_its_byte_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_format_is_refused_naming_both() {
     let server = TestServer::start().await;
-    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "5"]);
+    server.redis.as_ref().unwrap().cli(&["SET", MARKER, "6"]);
     let err = refused(server.config.clone()).await;
     assert!(
-        err.contains("format 5") && err.contains("format 4"),
+        err.contains("format 6") && err.contains("format 5"),
         "{err}"
     );
 }

@@ -62,9 +62,11 @@ const CHUNK_EVENTS: usize = 128;
 /// The fields of one chunk entry the append script writes (after `n` and
 /// `t`, which it adds): count, record sizes, records, types and their
 /// sizes, keys and their sizes; a list whose items are all equal is sent
-/// once with empty sizes.
+/// once with empty sizes. The records go to the topic's payload hash, the
+/// script gets their length.
 struct Chunk {
     count: String,
+    len: String,
     fields: [Vec<u8>; 6],
     /// Events and bytes of records.
     size: (usize, usize),
@@ -82,9 +84,10 @@ struct Call {
 }
 
 impl Chunk {
-    fn fields(&self) -> [&[u8]; 7] {
-        let [z, c, y, yz, k, kz] = &self.fields;
-        [self.count.as_bytes(), z, c, y, yz, k, kz]
+    /// The script's arguments for this chunk.
+    fn args(&self) -> [&[u8]; 7] {
+        let [z, _, y, yz, k, kz] = &self.fields;
+        [self.count.as_bytes(), z, self.len.as_bytes(), y, yz, k, kz]
     }
 }
 
@@ -146,6 +149,7 @@ fn chunks(records: &[&Rec]) -> Vec<Chunk> {
         }
         out.push(Chunk {
             count: part.len().to_string(),
+            len: c.len().to_string(),
             size: (part.len(), c.len()),
             bounds,
             fields: [z, c, y, yz, k, kz],
@@ -316,7 +320,7 @@ impl RedisBackend {
         }
         args.push(chunk_count.as_bytes());
         for c in &chunks {
-            args.extend(c.fields());
+            args.extend(c.args());
         }
         args.push(self.inner.node.as_bytes());
         args.push(if self.inner.older_nodes.load(Ordering::Relaxed) {
@@ -326,11 +330,29 @@ impl RedisBackend {
         });
         let nonce = nonce();
         args.push(nonce.as_bytes());
-        let mut reply = self.run(|s| &s.append, topic, &args).await?;
-        if reply.text()? != "OK" {
-            // Deleted through another node: the next publish may create it.
-            lock(&self.inner.known).remove(topic);
-            return Err(not_found_topic(topic));
+        // The records go in by a plain HSET in one transaction with the
+        // script: Lua would hash every byte of them as an argument.
+        let mut payload = redis::pipe();
+        let hset = payload.cmd("HSET").arg(self.inner.keys.payloads(topic));
+        for (i, c) in chunks.iter().enumerate() {
+            hset.arg(format!("{nonce}:{}", i + 1)).arg(&c.fields[1]);
+        }
+        payload.ignore();
+        let mut reply = self.run_after(payload, |s| &s.append, topic, &args).await?;
+        match reply.text()?.as_str() {
+            "OK" => {}
+            "LOST" => {
+                return Err(Error::Unavailable(
+                    "Redis lost the events' records before storing them (a failover or a \
+                     dropped connection); nothing was stored, retry"
+                        .into(),
+                ));
+            }
+            _ => {
+                // Deleted through another node: the next publish may create it.
+                lock(&self.inner.known).remove(topic);
+                return Err(not_found_topic(topic));
+            }
         }
         let publish_time_us = reply.int()?;
         let mut next = reply.uint()?;

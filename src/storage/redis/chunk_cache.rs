@@ -87,7 +87,7 @@ impl CachedChunk {
 
 /// A fresh nonce for an append call (hex).
 pub(super) fn nonce() -> String {
-    format!("{:x}", uuid::Uuid::new_v4().as_u64_pair().0)
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Chunks to offer one claim, and their hint argument ('' none).

@@ -218,6 +218,59 @@ impl Link {
         }
     }
 
+    /// Runs the commands of `before` (each `ignore`d), then a script as
+    /// [`Link::eval`] does, in one transaction (MULTI/EXEC, one round trip)
+    /// on the shard of `key`'s slot: nothing runs when the connection drops
+    /// or Redis refuses a command (out of memory); what `before` wrote stays
+    /// when the script itself fails. When Redis does not know the script,
+    /// loads it and runs both again.
+    pub async fn eval_after(
+        &self,
+        config: &RedisConfig,
+        mut before: redis::Pipeline,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<Vec<Value>, Error> {
+        let evalsha = before.cmd("EVALSHA").arg(script.get_hash()).arg(1).arg(key);
+        for a in args {
+            evalsha.arg(*a);
+        }
+        before.atomic();
+        let pipe = before;
+        let run = async {
+            let mut tries = 0;
+            loop {
+                let r = match self {
+                    Link::Single(p) => pipe.query_async::<Vec<Value>>(&mut p.pick()).await,
+                    Link::Cluster(c) => pipe.query_async::<Vec<Value>>(&mut c.clone()).await,
+                };
+                match r {
+                    Err(e)
+                        if tries == 0
+                            && (e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                                || e.to_string().contains("NOSCRIPT")) =>
+                    {
+                        tries += 1;
+                        match self {
+                            Link::Single(p) => script.load_async(&mut p.pick()).await?,
+                            Link::Cluster(c) => script.load_async(&mut c.clone()).await?,
+                        };
+                    }
+                    r => return r,
+                }
+            }
+        };
+        let mut replies = tokio::time::timeout(config.timeout, run)
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| from_redis(&e))?;
+        match replies.pop() {
+            Some(Value::Array(items)) => Ok(items),
+            other => Err(bad_reply(&other)),
+        }
+    }
+
     /// Runs a script and returns its reply as it is.
     pub async fn eval_value(
         &self,

@@ -14,8 +14,9 @@
 //! |-----|------|-------|
 //! | `P:{T}:m` | hash | `gen` (generation), `rec` (JSON record), `start`, `end` (retained offsets), `bytes`, `last` (last publish time), `published`, `dedup` / `maxbytes` / `maxage` (settings for the scripts) |
 //! | `P:{T}:gen` | string | generation counter; outlives the topic so a re-created topic gets a new generation |
-//! | `P:{T}:s` | stream | events in chunks, one per append call or per run of it of at most 128 events and ~64 KiB: id `<first offset>-1`, fields `n` count, `t` publish time, `z` record sizes (comma-separated), `c` records (concatenated), `y`/`yz` types and their sizes, `k`/`kz` keys and their sizes (empty sizes: all events have that one value). Formats 1 and 2 wrote one entry per event (`t`, `y`, `k`, `e`); the scripts read both |
-//! | `P:{T}:b` | zset | append batches for retention: member `<first offset, 20 digits>\|<bytes>`, score publish time |
+//! | `P:{T}:s` | stream | events in chunks, one per append call or per run of it of at most 128 events and ~64 KiB: id `<first offset>-1`, fields `n` count, `t` publish time, `z` record sizes (comma-separated), `p` `<length>\|<field>`: the records' length and their field in `P:{T}:x` (format 5; formats 3 and 4 held the records here, `c`, concatenated), `y`/`yz` types and their sizes, `k`/`kz` keys and their sizes (empty sizes: all events have that one value). Formats 1 and 2 wrote one entry per event (`t`, `y`, `k`, `e`); the scripts read both |
+//! | `P:{T}:x` | hash | payloads (format 5): `<nonce>:<i>` (the append call's nonce, the chunk's index from 1) → the chunk's records, concatenated. The appending node writes them with a plain HSET in one MULTI/EXEC with the append script, which checks their lengths and drops them when it stores nothing (Lua would hash every byte of them as script arguments); retention deletes a batch's fields with it, topic deletion the hash |
+//! | `P:{T}:b` | zset | append batches for retention: member `<first offset, 20 digits>\|<bytes>\|<nonce>\|<chunks>` (format 5; before, `<first offset>\|<bytes>`), score publish time |
 //! | `P:{T}:bn` | zset | append calls' nonces: member the random nonce of the call (hex), score its first offset, with which a node's chunk cache proves a chunk it sent is the one stored (`chunk_cache.rs`); retention removes those below the topic's start. Absent for batches written before this key existed |
 //! | `P:{T}:d`, `P:{T}:dz` | hash, zset | dedup window: id → offset, id → publish time |
 //! | `P:{T}:w` | hash | watchers: node id → until when (ms, Redis clock) the node has consumers or followers waiting for the topic's appends (`watchers.rs`); outlives the topic, expires 60 s after its last registration |
@@ -70,11 +71,12 @@
 /// Version of the layout and record encoding; a Redis holding another
 /// version is refused with a message naming both, except the older ones
 /// this release reads and takes over (2 added batch leases, `:k`; 3 writes
-/// stream entries in chunks; 4 writes a batch lease's keys as ranges).
-pub const FORMAT: u32 = 4;
+/// stream entries in chunks; 4 writes a batch lease's keys as ranges; 5
+/// keeps a chunk's records in the payload hash, not in its stream entry).
+pub const FORMAT: u32 = 5;
 
 /// The older formats this release takes over in place.
-pub const FORMATS_TAKEN_OVER: [u32; 3] = [1, 2, 3];
+pub const FORMATS_TAKEN_OVER: [u32; 4] = [1, 2, 3, 4];
 
 /// Key names of one deployment.
 #[derive(Debug, Clone)]
@@ -98,6 +100,11 @@ impl Keys {
     /// The topic's event stream.
     pub fn stream(&self, topic: &str) -> String {
         format!("{}:{{{topic}}}:s", self.prefix)
+    }
+
+    /// The topic's payload hash (the records of its chunks, format 5).
+    pub fn payloads(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:x", self.prefix)
     }
 
     /// The topic's append batches.

@@ -203,6 +203,19 @@ impl RedisBackend {
         topic: &str,
         args: &[&[u8]],
     ) -> Result<conn::Reply, Error> {
+        self.run_after(redis::pipe(), script, topic, args).await
+    }
+
+    /// [`RedisBackend::run`] after the commands of `before` (each
+    /// `ignore`d), in one transaction with them when there are any (see
+    /// [`conn::Link::eval_after`]).
+    async fn run_after(
+        &self,
+        before: redis::Pipeline,
+        script: impl Fn(&Scripts) -> &redis::Script,
+        topic: &str,
+        args: &[&[u8]],
+    ) -> Result<conn::Reply, Error> {
         self.check_open()?;
         let channel = self.inner.keys.channel();
         let mut all: Vec<&[u8]> = Vec::with_capacity(args.len() + 2);
@@ -210,11 +223,14 @@ impl RedisBackend {
         all.push(topic.as_bytes());
         all.extend_from_slice(args);
         let key = self.inner.keys.meta(topic);
-        let r = self
-            .inner
-            .link
-            .eval(self.cfg(), script(&self.inner.scripts), &key, &all)
-            .await;
+        let script = script(&self.inner.scripts);
+        let link = &self.inner.link;
+        let r = if before.cmd_iter().next().is_none() {
+            link.eval(self.cfg(), script, &key, &all).await
+        } else {
+            link.eval_after(self.cfg(), before, script, &key, &all)
+                .await
+        };
         self.note_health(&r);
         r.map(conn::Reply::new)
     }

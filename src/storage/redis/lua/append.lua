@@ -1,21 +1,44 @@
 -- append: ARGV[3] event count N, [4] count K of events with ids the client
 -- chose, then K pairs (event index from 1, id); then the chunk count, then
 -- per chunk the fields of its stream entry after n and t (see chunks.lua):
--- count, z, c, y, yz, k, kz. All or nothing, at consecutive offsets, one
--- publish time (Redis clock, never behind the topic's last). Ids seen
--- within the dedup window (also earlier in the call) keep the original's
--- offset and leave their chunk. Trims by retention and wakes the other
--- nodes that watch the topic (watch.lua); after the chunks come the
--- caller's node id (it wakes its own consumers and readers itself), '1'
--- when nodes of an older release, which do not watch, are live (then
--- every append is announced), and the call's nonce (kept in bn, scored
--- with the call's first offset: a node's chunk cache proves with it that
--- the chunks it sent are the ones stored, see chunk_cache.rs).
--- Returns {'OK', publish time, first offset, the topic's generation, then
--- per duplicate its event index and the original's offset} (the others take consecutive offsets
--- from the first, in order) or {'GONE'}.
+-- count, z, the records' length in bytes, y, yz, k, kz. The records
+-- themselves are already in the topic's payload hash x, chunk i's under
+-- '<nonce>:<i>' (the node sends that HSET in one transaction with this
+-- call, so Lua never makes a string of them); a field missing or of
+-- another length answers {'LOST'} and the call stores nothing. All or nothing, at
+-- consecutive offsets, one publish time (Redis clock, never behind the
+-- topic's last). Ids seen within the dedup window (also earlier in the
+-- call) keep the original's offset and leave their chunk. Trims by
+-- retention and wakes the other nodes that watch the topic (watch.lua);
+-- after the chunks come the caller's node id (it wakes its own consumers
+-- and readers itself), '1' when nodes of an older release, which do not
+-- watch, are live (then every append is announced), and the call's nonce
+-- (kept in bn, scored with the call's first offset: a node's chunk cache
+-- proves with it that the chunks it sent are the ones stored, see
+-- chunk_cache.rs). Returns {'OK', publish time, first offset, the topic's
+-- generation, then per duplicate its event index and the original's
+-- offset} (the others take consecutive offsets from the first, in order),
+-- {'GONE'} or {'LOST'} (then the call's payload fields are deleted).
+local x, n, chunks_at = base .. 'x', tonumber(ARGV[3]), 5 + 2 * tonumber(ARGV[4])
+local nonce = ARGV[chunks_at + 7 * tonumber(ARGV[chunks_at]) + 3]
+-- The payload field of chunk i.
+local function field(i)
+  return nonce .. ':' .. i
+end
+local function drop_payload()
+  for i = 1, tonumber(ARGV[chunks_at]) do redis.call('HDEL', x, field(i)) end
+end
 local m = redis.call('HMGET', KEYS[1], 'end', 'last', 'dedup', 'gen')
-if not m[1] then return {'GONE'} end
+if not m[1] then
+  drop_payload()
+  return {'GONE'}
+end
+for i = 1, tonumber(ARGV[chunks_at]) do
+  if redis.call('HSTRLEN', x, field(i)) ~= tonumber(ARGV[chunks_at + 7 * (i - 1) + 3]) then
+    drop_payload()
+    return {'LOST'}
+  end
+end
 local stop = tonumber(m[1])
 local clock = now_us()
 local now = math.max(clock, tonumber(m[2]))
@@ -29,7 +52,7 @@ if window > 0 then
   end
 end
 local out = {'OK', now, stop, m[4]}
-local first, size, n = stop, 0, tonumber(ARGV[3])
+local first, size = stop, 0
 local tnow = int(now)
 local dropped = nil -- event index -> true, for duplicates
 local kept = n
@@ -66,9 +89,9 @@ local function pack(list)
   return table.concat(list), table.concat(sizes, ',')
 end
 
-local at, event, offset = 5 + 2 * chosen, 0, first
-for _ = 1, tonumber(ARGV[at]) do
-  local cn, z, c, y, yz, k, kz = tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3],
+local at, event, offset = chunks_at, 0, first
+for chunk = 1, tonumber(ARGV[at]) do
+  local cn, z, len, y, yz, k, kz = tonumber(ARGV[at + 1]), ARGV[at + 2], tonumber(ARGV[at + 3]),
     ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7]
   at = at + 7
   local hit = false
@@ -80,6 +103,8 @@ for _ = 1, tonumber(ARGV[at]) do
   if not hit then
     event = event + cn
   else
+    -- Duplicates leave the chunk: its records are read and stored anew.
+    local c = redis.call('HGET', x, field(chunk))
     local recs, types, keys = split(c, z, cn), split(y, yz, cn), split(k, kz, cn)
     local r, t, kk = {}, {}, {}
     for i = 1, cn do
@@ -92,17 +117,23 @@ for _ = 1, tonumber(ARGV[at]) do
     c, z = pack(r)
     y, yz = pack(t)
     k, kz = pack(kk)
+    len = #c
+    if cn > 0 then
+      redis.call('HSET', x, field(chunk), c)
+    else
+      redis.call('HDEL', x, field(chunk))
+    end
   end
   if cn > 0 then
-    redis.call('XADD', s, sid(offset), 'n', cn, 't', tnow, 'z', z, 'c', c,
+    redis.call('XADD', s, sid(offset), 'n', cn, 't', tnow, 'z', z, 'p', len .. '|' .. field(chunk),
       'y', y, 'yz', yz, 'k', k, 'kz', kz)
     offset = offset + cn
-    size = size + #c
+    size = size + len
   end
 end
 if stop > first then
-  redis.call('ZADD', base .. 'b', tnow, string.format('%020d|%d', first, size))
-  redis.call('ZADD', base .. 'bn', int(first), ARGV[at + 3])
+  redis.call('ZADD', base .. 'b', tnow, string.format('%020d|%d|%s|%d', first, size, nonce, tonumber(ARGV[chunks_at])))
+  redis.call('ZADD', base .. 'bn', int(first), nonce)
   redis.call('HSET', KEYS[1], 'end', int(stop), 'last', tnow)
   redis.call('HINCRBY', KEYS[1], 'bytes', size)
   redis.call('HINCRBY', KEYS[1], 'published', stop - first)

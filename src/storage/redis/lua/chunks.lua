@@ -1,9 +1,13 @@
 -- Stream entries (see keys.rs). Since format 3 an entry is a chunk: the
 -- events of one append call (in runs of at most 128 events and about 64 KiB), id
 -- '<first offset>-1', fields in this order: n count, t publish time, z
--- record sizes (comma-separated), c records (concatenated), y types and yz
--- their sizes, k keys and kz their sizes ('' sizes: every event has that
--- one type or key). Entries of formats 1 and 2 hold one event: t, y, k, e.
+-- record sizes (comma-separated), then the records: since format 5 p, the
+-- records' length and their field in the topic's payload hash x
+-- ('<length>|<nonce>:<chunk>', written by the appending node with a plain
+-- HSET, so Lua never makes a string of them on append), before that c,
+-- the records themselves (concatenated); then y types and yz their sizes,
+-- k keys and kz their sizes ('' sizes: every event has that one type or
+-- key). Entries of formats 1 and 2 hold one event: t, y, k, e.
 
 -- The pieces of a packed list; `sizes` '' means `n` times `packed`.
 local function split(packed, sizes, n)
@@ -22,7 +26,8 @@ local function split(packed, sizes, n)
 end
 
 -- A chunk's lists, made on first use (a claim that takes whole chunks
--- never needs them): sizes (numbers), types and keys, by index (1-based).
+-- never needs them): sizes (numbers), types and keys, by index (1-based);
+-- and its records c, read from the payload hash on first use (format 5).
 local chunk_lists = {
   __index = function(ch, field)
     local v
@@ -33,6 +38,9 @@ local chunk_lists = {
       v = split(ch.y, ch.yz, ch.n)
     elseif field == 'keys' then
       v = split(ch.k, ch.kz, ch.n)
+    elseif field == 'c' then
+      v = redis.call('HGET', base .. 'x', ch.ref)
+      if not v then error('the records of the chunk at offset ' .. ch.first .. ' are missing') end
     else
       return nil
     end
@@ -42,20 +50,26 @@ local chunk_lists = {
 }
 
 -- A stream entry as a chunk: first offset, count n, publish time t,
--- records c (concatenated) and their sizes z (as text), types y and keys k
--- packed (their sizes yz, kz), and the lists above. Records stay in one
--- string; rec_of cuts one out (every string made in Lua costs a pass over
--- its bytes).
+-- records c (concatenated; read when first used) of len bytes and their
+-- sizes z (as text), types y and keys k packed (their sizes yz, kz), and
+-- the lists above. Records stay in one string; rec_of cuts one out (every
+-- string made in Lua costs a pass over its bytes).
 local function chunk_of(item)
   local kv = item[2]
   local ch = { first = tonumber(string.sub(item[1], 1, -3)) }
   if kv[1] == 't' then
-    ch.n, ch.t, ch.c = 1, kv[2], kv[8]
+    ch.n, ch.t, ch.c, ch.len = 1, kv[2], kv[8], #kv[8]
     ch.z, ch.sizes = tostring(#kv[8]), { #kv[8] }
     ch.types, ch.keys = { kv[4] }, { kv[6] }
     return ch
   end
-  ch.n, ch.t, ch.z, ch.c = tonumber(kv[2]), kv[4], kv[6], kv[8]
+  ch.n, ch.t, ch.z = tonumber(kv[2]), kv[4], kv[6]
+  if kv[7] == 'p' then
+    local len, ref = string.match(kv[8], '^(%d+)|(.*)$')
+    ch.len, ch.ref = tonumber(len), ref
+  else
+    ch.c, ch.len = kv[8], #kv[8]
+  end
   ch.y, ch.yz, ch.k, ch.kz = kv[10], kv[12], kv[14], kv[16]
   return setmetatable(ch, chunk_lists)
 end

@@ -239,8 +239,8 @@ local function claim(G, cid, most, max_bytes, now, hints)
           local last = math.min(ch.n, G.stop - ch.first)
           local j = i
           -- All of a chunk in one step when it fits (no sizes to read).
-          if i == 1 and last == ch.n and room >= ch.n and bytes + #ch.c <= max_bytes then
-            take(ch.n, #ch.c)
+          if i == 1 and last == ch.n and room >= ch.n and bytes + ch.len <= max_bytes then
+            take(ch.n, ch.len)
             j = ch.n + 1
           end
           while j <= last and not full() do

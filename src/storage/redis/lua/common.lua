@@ -448,11 +448,15 @@ local function trim(now)
   for _ = 1, 1000 do
     local first = redis.call('ZRANGE', b, 0, 1, 'WITHSCORES')
     if #first == 0 then break end
-    local off, size = string.match(first[1], '^(%d+)|(%d+)$')
+    local size, nonce, chunks = string.match(first[1], '^%d+|(%d+)|?([^|]*)|?(%d*)$')
     local old = maxage >= 0 and tonumber(first[2]) < now - maxage
     local big = maxbytes >= 0 and bytes > maxbytes and #first > 2
     if not (old or big) then break end
     redis.call('ZREM', b, first[1])
+    -- Its records (format 5; a batch of an older format has none there).
+    for i = 1, tonumber(chunks) or 0 do
+      redis.call('HDEL', base .. 'x', nonce .. ':' .. i)
+    end
     bytes = bytes - tonumber(size)
     if #first > 2 then
       newstart = tonumber(string.match(first[3], '^(%d+)'))

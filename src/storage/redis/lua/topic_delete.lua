@@ -6,6 +6,6 @@ for _, v in ipairs(ids) do
   drop_group_keys(string.match(v, '^(%d+)'))
 end
 redis.call('UNLINK', KEYS[1], base .. 's', base .. 'b', base .. 'bn', base .. 'd', base .. 'dz',
-  base .. 'G', base .. 'Gi')
+  base .. 'G', base .. 'Gi', base .. 'x')
 redis.call('PUBLISH', chan, 'd\n' .. topic)
 return {'OK'}
