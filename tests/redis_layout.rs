@@ -4,7 +4,8 @@
 //! release (format 2 adds batch leases, 3 writes stream entries in chunks,
 //! 4 batch leases' keys as ranges, 5 keeps records in the payload hash),
 //! and what they stored still acts; a newer format is refused; the payload
-//! hash holds exactly the records of the stored chunks; an ack claims the
+//! hash holds exactly the records of the stored chunks, also when an append
+//! call runs twice or Redis refuses it (out of memory); an ack claims the
 //! acking consumer's next batch in the same script.
 
 mod common;
@@ -410,22 +411,27 @@ fn payload_fields(redis: &common::redis::RedisServer) -> (Vec<String>, Vec<Strin
     (named, held)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_payload_hash_holds_the_records_of_the_stored_chunks_only() {
-    let server = TestServer::start().await;
-    let redis = server.redis.as_ref().unwrap();
+/// Creates topic `t` with a dedup window of 10 minutes and `max_bytes`.
+async fn create_deduplicating(server: &TestServer, max_bytes: Option<u64>) {
     server
         .admin()
         .create_topic(proto::CreateTopicRequest {
             topic: Some(proto::Topic {
                 name: "t".into(),
                 dedup_window: Some(dur(Duration::from_secs(600))),
-                retention_max_bytes: Some(20_000),
+                retention_max_bytes: max_bytes,
                 ..Default::default()
             }),
         })
         .await
         .expect("create topic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_hash_holds_the_records_of_the_stored_chunks_only() {
+    let server = TestServer::start().await;
+    let redis = server.redis.as_ref().unwrap();
+    create_deduplicating(&server, Some(20_000)).await;
     let big = |id: String| proto::Event {
         data: vec![1u8; 1000].into(),
         ..event(&id)
@@ -471,6 +477,123 @@ async fn the_payload_hash_holds_the_records_of_the_stored_chunks_only() {
         .await
         .expect("delete topic");
     assert_eq!(redis.cli(&["EXISTS", "herald:{t}:x"]).trim(), "0");
+    server.stop().await;
+}
+
+/// The append script as the node runs it (see `conn.rs`).
+const APPEND: &str = concat!(
+    include_str!("../src/storage/redis/lua/prelude.lua"),
+    "\n",
+    include_str!("../src/storage/redis/lua/chunks.lua"),
+    "\n",
+    include_str!("../src/storage/redis/lua/common.lua"),
+    "\n",
+    include_str!("../src/storage/redis/lua/claiming.lua"),
+    "\n",
+    include_str!("../src/storage/redis/lua/append.lua"),
+);
+
+/// One append call as a node sends it (HSET of the records, then the
+/// script, in one transaction) of one chunk of three events, `records`, `z`
+/// and `rest` (y, yz, k, kz) as stored for `e-0`..`e-2`, with the client
+/// ids `ids`; the script's first reply item.
+fn append_call(
+    con: &mut ::redis::Connection,
+    nonce: &str,
+    records: &[u8],
+    z: &str,
+    rest: &[Vec<u8>],
+    ids: [&str; 3],
+) -> String {
+    let replies: Vec<::redis::Value> = ::redis::pipe()
+        .atomic()
+        .cmd("HSET")
+        .arg("herald:{t}:x")
+        .arg(format!("{nonce}:1"))
+        .arg(records)
+        .ignore()
+        .cmd("EVAL")
+        .arg(APPEND)
+        .arg(1)
+        .arg("herald:{t}:m")
+        .arg(&["herald:wake", "t", "3", "3"])
+        .arg(&["1", ids[0], "2", ids[1], "3", ids[2]])
+        .arg(&["1", "3", z, &records.len().to_string()])
+        .arg(rest)
+        .arg(&["w-test", "0", nonce])
+        .query(con)
+        .expect("append call");
+    match &replies[..] {
+        [::redis::Value::Array(items)] => match &items[0] {
+            ::redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+            ::redis::Value::SimpleString(s) => s.clone(),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_call_run_twice_keeps_what_its_first_run_stored() {
+    // A cluster client resends a transaction whose answer it lost: the
+    // second run rewrites the call's payload fields before the script.
+    let server = TestServer::start().await;
+    let redis = server.redis.as_ref().unwrap();
+    create_deduplicating(&server, None).await;
+    server.publish_n("t", "e", 3).await;
+    let client = ::redis::Client::open(redis.url()).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    let stored = entries(&mut con);
+    let (id, fields) = &stored[0];
+    let records = records_of(&mut con, id, fields);
+    let z = String::from_utf8(field_of(id, fields, "z")).unwrap();
+    let rest: Vec<Vec<u8>> = ["y", "yz", "k", "kz"]
+        .iter()
+        .map(|f| field_of(id, fields, f))
+        .collect();
+
+    // One chunk stored as sent (offsets 3-5), one that loses a duplicate
+    // (e-0 is in the dedup window; offsets 6-7), each run twice.
+    for (nonce, ids) in [("n1", ["a-0", "a-1", "a-2"]), ("n2", ["e-0", "b-1", "b-2"])] {
+        assert_eq!(append_call(&mut con, nonce, &records, &z, &rest, ids), "OK");
+        assert_eq!(
+            append_call(&mut con, nonce, &records, &z, &rest, ids),
+            "AGAIN"
+        );
+    }
+    let events = read_events(server.channel.clone(), "t", 0, 100).await;
+    let got: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        got,
+        ["e-0", "e-1", "e-2", "e-0", "e-1", "e-2", "e-1", "e-2"]
+    );
+    let (named, held) = payload_fields(redis);
+    assert_eq!(named, held, "every stored chunk has its records, no more");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_into_a_redis_out_of_memory_is_refused_as_resource_exhausted() {
+    let server = TestServer::start().await;
+    let redis = server.redis.as_ref().unwrap();
+    server.publish_n("t", "e", 3).await;
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    let err = server
+        .publisher()
+        .publish(proto::PublishRequest {
+            topic: "t".into(),
+            events: vec![event("f-0")],
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("out of memory"), "{err:?}");
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    server.publish_n("t", "g", 3).await;
+    let events = read_events(server.channel.clone(), "t", 0, 100).await;
+    assert_eq!(events.len(), 6);
+    let (named, held) = payload_fields(redis);
+    assert_eq!(named, held, "the refused call left no records");
     server.stop().await;
 }
 

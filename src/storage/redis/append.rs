@@ -343,8 +343,16 @@ impl RedisBackend {
             "OK" => {}
             "LOST" => {
                 return Err(Error::Unavailable(
-                    "Redis lost the events' records before storing them (a failover or a \
-                     dropped connection); nothing was stored, retry"
+                    "the events' records were not in Redis when the append ran (another \
+                     client changed the topic's payload hash); nothing was stored, retry"
+                        .into(),
+                ));
+            }
+            "AGAIN" => {
+                return Err(Error::Unavailable(
+                    "the events were stored, but Redis's answer was lost on the way (its \
+                     connection dropped); publishing them again stores them again unless the \
+                     topic's dedup window holds their ids"
                         .into(),
                 ));
             }

@@ -257,6 +257,17 @@ impl Link {
                             Link::Cluster(c) => script.load_async(&mut c.clone()).await?,
                         };
                     }
+                    Err(e) if tries == 0 && passing(&aborted(&e)) => {
+                        // Refused while queueing (nothing ran): a moved slot,
+                        // a demoted master. A plain command on the key lets
+                        // the connection follow, then once more.
+                        tries += 1;
+                        let exists = redis::cmd("EXISTS").arg(key).clone();
+                        let _ = match self {
+                            Link::Single(p) => exists.query_async::<i64>(&mut p.pick()).await,
+                            Link::Cluster(c) => exists.query_async::<i64>(&mut c.clone()).await,
+                        };
+                    }
                     r => return r,
                 }
             }
@@ -436,12 +447,46 @@ fn unreachable(e: &RedisError) -> Error {
     Error::Unavailable(format!("Redis unreachable: {e}"))
 }
 
+/// Codes of errors that pass: a shard moving or failing over, one loading.
+const PASSING: [&str; 8] = [
+    "MOVED",
+    "ASK",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "READONLY",
+    "LOADING",
+    "MASTERDOWN",
+    "BUSY",
+];
+
+/// The codes of the errors that aborted a transaction (MULTI/EXEC) while
+/// it was queued; empty for any other error.
+fn aborted(e: &RedisError) -> Vec<String> {
+    if e.kind() != ErrorKind::Server(ServerErrorKind::ExecAbort) {
+        return Vec::new();
+    }
+    e.clone()
+        .into_server_errors()
+        .map(|errors| errors.iter().map(|(_, e)| e.code().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a transaction aborted with these codes only for errors that
+/// pass.
+fn passing(aborted: &[String]) -> bool {
+    !aborted.is_empty() && aborted.iter().all(|c| PASSING.contains(&c.as_str()))
+}
+
 /// What a Redis failure means to Herald's client.
 pub(super) fn from_redis(e: &RedisError) -> Error {
-    if e.code() == Some("OOM") {
+    let aborted = aborted(e);
+    if e.code() == Some("OOM") || aborted.iter().any(|c| c == "OOM") {
         return Error::ResourceExhausted(
             "Redis is out of memory (maxmemory); free space or raise the limit".into(),
         );
+    }
+    if passing(&aborted) {
+        return Error::Unavailable(format!("Redis is not available: {e}"));
     }
     match e.kind() {
         ErrorKind::Server(

@@ -5,7 +5,10 @@
 -- themselves are already in the topic's payload hash x, chunk i's under
 -- '<nonce>:<i>' (the node sends that HSET in one transaction with this
 -- call, so Lua never makes a string of them); a field missing or of
--- another length answers {'LOST'} and the call stores nothing. All or nothing, at
+-- another length answers {'LOST'} and the call stores nothing. A chunk
+-- that loses duplicates is stored under '<nonce>:<i>:d'. A call whose
+-- nonce is already stored (the same transaction run again) answers
+-- {'AGAIN'} and keeps what the first run stored. All or nothing, at
 -- consecutive offsets, one publish time (Redis clock, never behind the
 -- topic's last). Ids seen within the dedup window (also earlier in the
 -- call) keep the original's offset and leave their chunk. Trims by
@@ -18,7 +21,8 @@
 -- chunk_cache.rs). Returns {'OK', publish time, first offset, the topic's
 -- generation, then per duplicate its event index and the original's
 -- offset} (the others take consecutive offsets from the first, in order),
--- {'GONE'} or {'LOST'} (then the call's payload fields are deleted).
+-- {'GONE'}, {'LOST'} or {'AGAIN'} (then the call's payload fields are
+-- deleted, but for those a first run stored).
 local x, n, chunks_at = base .. 'x', tonumber(ARGV[3]), 5 + 2 * tonumber(ARGV[4])
 local nonce = ARGV[chunks_at + 7 * tonumber(ARGV[chunks_at]) + 3]
 -- The payload field of chunk i.
@@ -32,6 +36,23 @@ local m = redis.call('HMGET', KEYS[1], 'end', 'last', 'dedup', 'gen')
 if not m[1] then
   drop_payload()
   return {'GONE'}
+end
+-- The same call again (a cluster client resends a transaction whose
+-- answer it lost): its HSET wrote the fields again as sent; those the
+-- first run stored as sent stay (the same bytes), the others go.
+local earlier = redis.call('ZSCORE', base .. 'bn', nonce)
+if earlier then
+  local named = {}
+  local entries = redis.call('XRANGE', base .. 's', sid(tonumber(earlier)), '+', 'COUNT',
+    tonumber(ARGV[chunks_at]))
+  for _, item in ipairs(entries) do
+    local kv = item[2]
+    if kv[7] == 'p' then named[string.match(kv[8], '^%d+|(.*)$')] = true end
+  end
+  for i = 1, tonumber(ARGV[chunks_at]) do
+    if not named[field(i)] then redis.call('HDEL', x, field(i)) end
+  end
+  return {'AGAIN'}
 end
 for i = 1, tonumber(ARGV[chunks_at]) do
   if redis.call('HSTRLEN', x, field(i)) ~= tonumber(ARGV[chunks_at + 7 * (i - 1) + 3]) then
@@ -103,7 +124,8 @@ for chunk = 1, tonumber(ARGV[at]) do
   if not hit then
     event = event + cn
   else
-    -- Duplicates leave the chunk: its records are read and stored anew.
+    -- Duplicates leave the chunk: its records are read and stored anew,
+    -- under another field (a run of this call again rewrites field(chunk)).
     local c = redis.call('HGET', x, field(chunk))
     local recs, types, keys = split(c, z, cn), split(y, yz, cn), split(k, kz, cn)
     local r, t, kk = {}, {}, {}
@@ -118,14 +140,12 @@ for chunk = 1, tonumber(ARGV[at]) do
     y, yz = pack(t)
     k, kz = pack(kk)
     len = #c
-    if cn > 0 then
-      redis.call('HSET', x, field(chunk), c)
-    else
-      redis.call('HDEL', x, field(chunk))
-    end
+    redis.call('HDEL', x, field(chunk))
+    if cn > 0 then redis.call('HSET', x, field(chunk) .. ':d', c) end
   end
   if cn > 0 then
-    redis.call('XADD', s, sid(offset), 'n', cn, 't', tnow, 'z', z, 'p', len .. '|' .. field(chunk),
+    local f = hit and field(chunk) .. ':d' or field(chunk)
+    redis.call('XADD', s, sid(offset), 'n', cn, 't', tnow, 'z', z, 'p', len .. '|' .. f,
       'y', y, 'yz', yz, 'k', k, 'kz', kz)
     offset = offset + cn
     size = size + len
