@@ -239,7 +239,9 @@ impl Link {
         before.atomic();
         let pipe = before;
         let run = async {
-            let mut tries = 0;
+            // One load of the script and one follow of a moved shard (a
+            // failover may need both, one after the other).
+            let (mut loaded, mut followed) = (false, false);
             loop {
                 let r = match self {
                     Link::Single(p) => pipe.query_async::<Vec<Value>>(&mut p.pick()).await,
@@ -247,21 +249,21 @@ impl Link {
                 };
                 match r {
                     Err(e)
-                        if tries == 0
+                        if !loaded
                             && (e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
                                 || e.to_string().contains("NOSCRIPT")) =>
                     {
-                        tries += 1;
+                        loaded = true;
                         match self {
                             Link::Single(p) => script.load_async(&mut p.pick()).await?,
                             Link::Cluster(c) => script.load_async(&mut c.clone()).await?,
                         };
                     }
-                    Err(e) if tries == 0 && passing(&aborted(&e)) => {
+                    Err(e) if !followed && passing(&aborted(&e)) => {
                         // Refused while queueing (nothing ran): a moved slot,
                         // a demoted master. A plain command on the key lets
                         // the connection follow, then once more.
-                        tries += 1;
+                        followed = true;
                         let exists = redis::cmd("EXISTS").arg(key).clone();
                         let _ = match self {
                             Link::Single(p) => exists.query_async::<i64>(&mut p.pick()).await,
