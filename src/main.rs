@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// mimalloc: fewer cycles per allocation than the system allocator on the
+/// publish path (many short-lived buffers of a few KiB to a few hundred).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = herald::cli::Cli::parse();
