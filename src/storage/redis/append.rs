@@ -68,8 +68,6 @@ struct Chunk {
     count: String,
     len: String,
     fields: [Vec<u8>; 6],
-    /// Events and bytes of records.
-    size: (usize, usize),
     /// Where each record starts in the records field, then their end.
     bounds: Vec<usize>,
 }
@@ -150,7 +148,6 @@ fn chunks(records: &[&Rec]) -> Vec<Chunk> {
         out.push(Chunk {
             count: part.len().to_string(),
             len: c.len().to_string(),
-            size: (part.len(), c.len()),
             bounds,
             fields: [z, c, y, yz, k, kz],
         });
@@ -417,6 +414,7 @@ impl RedisBackend {
             let cached = chunks
                 .into_iter()
                 .map(|chunk| {
+                    let events = chunk.bounds.len() - 1;
                     let [_, records, ..] = chunk.fields;
                     let cached = CachedChunk {
                         first: at,
@@ -427,7 +425,7 @@ impl RedisBackend {
                         nonce: Arc::clone(&nonce),
                         generation: Arc::clone(&generation),
                     };
-                    at += chunk.size.0 as u64;
+                    at += events as u64;
                     cached
                 })
                 .collect();

@@ -264,11 +264,8 @@ impl Link {
                         // a demoted master. A plain command on the key lets
                         // the connection follow, then once more.
                         followed = true;
-                        let exists = redis::cmd("EXISTS").arg(key).clone();
-                        let _ = match self {
-                            Link::Single(p) => exists.query_async::<i64>(&mut p.pick()).await,
-                            Link::Cluster(c) => exists.query_async::<i64>(&mut c.clone()).await,
-                        };
+                        let _: Result<i64, _> =
+                            self.cmd(config, redis::cmd("EXISTS").arg(key)).await;
                     }
                     r => return r,
                 }

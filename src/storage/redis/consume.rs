@@ -24,7 +24,9 @@ use crate::storage::backend::{DeliveryStream, Join, RawDelivery};
 use crate::storage::embedded::dispatch::REPLAY_BIT;
 use crate::telemetry::metrics::GroupMetrics;
 
-use super::claim_answer::read_claim;
+use super::chunk_cache::Hints;
+use super::claim_answer::{Claim, read_claim};
+use super::conn::Reply;
 use super::{GroupRef, RedisBackend, lock};
 
 /// Longest sleep between claims when nothing wakes the consumer.
@@ -363,13 +365,7 @@ impl RedisBackend {
     async fn claim(&self, c: &Consumer) -> Result<Claimed, Error> {
         let gid = c.group.gid.to_string();
         let most = c.max_in_flight.min(BATCH_EVENTS);
-        let hints = self.inner.chunks.hints(
-            &c.group.topic,
-            &c.group.generation,
-            c.group.gid,
-            most,
-            self.inner.batch_bytes,
-        );
+        let hints = self.claim_hints(&c.group, most);
         let most = most.to_string();
         let bytes = self.inner.batch_bytes.to_string();
         let mut r = self
@@ -391,11 +387,33 @@ impl RedisBackend {
             "NOCONSUMER" => return Ok(Claimed::NoConsumer),
             _ => return Ok(Claimed::Gone),
         }
-        let claim = read_claim(&mut r, c.group.gid, &c.metrics, &hints)?;
-        if let Some(next) = claim.cursor {
-            self.inner.chunks.claimed(c.group.gid, next);
-        }
+        let claim = self.take_claim(&mut r, c.group.gid, &c.metrics, &hints)?;
         Ok(Claimed::Batch(claim.batch, claim.more, claim.wait))
+    }
+
+    /// The chunks this node holds to offer a claim of up to `most` events
+    /// for group `g` (see `chunk_cache.rs`).
+    pub(super) fn claim_hints(&self, g: &GroupRef, most: usize) -> Hints {
+        self.inner
+            .chunks
+            .hints(&g.topic, &g.generation, g.gid, most, self.inner.batch_bytes)
+    }
+
+    /// Reads a claim's answer after its 'OK' (`hints`: the chunks it was
+    /// offered) and notes where the group's next first deliveries start,
+    /// which the next claim's hints follow on from.
+    pub(super) fn take_claim(
+        &self,
+        r: &mut Reply,
+        gid: u64,
+        metrics: &GroupMetrics,
+        hints: &Hints,
+    ) -> Result<Claim, Error> {
+        let claim = read_claim(r, gid, metrics, hints)?;
+        if let Some(next) = claim.cursor {
+            self.inner.chunks.claimed(gid, next);
+        }
+        Ok(claim)
     }
 }
 

@@ -12,7 +12,6 @@ use crate::storage::backend::{LeaseRef, Nack};
 use crate::telemetry::metrics::GroupMetrics;
 
 use super::chunk_cache::Hints;
-use super::claim_answer::read_claim;
 use super::conn::Reply;
 use super::consume::{Local, script_key};
 use super::{GroupRef, RedisBackend};
@@ -129,13 +128,7 @@ impl RedisBackend {
             };
             let claimer = next.as_ref().map(|n| n.local.as_ref());
             let hints = match claimer {
-                Some(l) => self.inner.chunks.hints(
-                    &g.topic,
-                    &g.generation,
-                    gid,
-                    l.most.parse().unwrap_or(0),
-                    self.inner.batch_bytes,
-                ),
+                Some(l) => self.claim_hints(&g, l.most.parse().unwrap_or(0)),
                 None => Hints::default(),
             };
             let Some(mut r) = self.lease_script(&g, op, claimer, &hints, &pairs).await? else {
@@ -185,11 +178,9 @@ impl RedisBackend {
                 && r.left() > 0
             {
                 r.text()?; // OK
-                let claim = read_claim(&mut r, gid, &next.local.metrics, &hints)?;
-                if let Some(cursor) = claim.cursor {
-                    self.inner.chunks.claimed(gid, cursor);
-                }
-                let batch = claim.batch;
+                let batch = self
+                    .take_claim(&mut r, gid, &next.local.metrics, &hints)?
+                    .batch;
                 if !batch.is_empty() {
                     next.local.metrics.delivered(batch.len());
                     next.slot.send(Ok(batch));

@@ -26,8 +26,8 @@
 local x, n, chunks_at = base .. 'x', tonumber(ARGV[3]), 5 + 2 * tonumber(ARGV[4])
 local nonce = ARGV[chunks_at + 7 * tonumber(ARGV[chunks_at]) + 3]
 -- The payload field of chunk i.
-local function field(i)
-  return nonce .. ':' .. i
+local function field(i, repacked)
+  return payload_field(nonce, i, repacked)
 end
 local function drop_payload()
   for i = 1, tonumber(ARGV[chunks_at]) do redis.call('HDEL', x, field(i)) end
@@ -46,8 +46,8 @@ if earlier then
   local entries = redis.call('XRANGE', base .. 's', sid(tonumber(earlier)), '+', 'COUNT',
     tonumber(ARGV[chunks_at]))
   for _, item in ipairs(entries) do
-    local kv = item[2]
-    if kv[7] == 'p' then named[string.match(kv[8], '^%d+|(.*)$')] = true end
+    local ref = chunk_of(item).ref
+    if ref then named[ref] = true end
   end
   for i = 1, tonumber(ARGV[chunks_at]) do
     if not named[field(i)] then redis.call('HDEL', x, field(i)) end
@@ -141,10 +141,10 @@ for chunk = 1, tonumber(ARGV[at]) do
     k, kz = pack(kk)
     len = #c
     redis.call('HDEL', x, field(chunk))
-    if cn > 0 then redis.call('HSET', x, field(chunk) .. ':d', c) end
+    if cn > 0 then redis.call('HSET', x, field(chunk, true), c) end
   end
   if cn > 0 then
-    local f = hit and field(chunk) .. ':d' or field(chunk)
+    local f = field(chunk, hit)
     redis.call('XADD', s, sid(offset), 'n', cn, 't', tnow, 'z', z, 'p', len .. '|' .. f,
       'y', y, 'yz', yz, 'k', k, 'kz', kz)
     offset = offset + cn

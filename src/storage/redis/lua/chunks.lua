@@ -9,6 +9,12 @@
 -- k keys and kz their sizes ('' sizes: every event has that one type or
 -- key). Entries of formats 1 and 2 hold one event: t, y, k, e.
 
+-- The payload hash field of chunk `i` (from 1) of the append call with
+-- `nonce`; `repacked` when duplicates left the chunk (format 5).
+local function payload_field(nonce, i, repacked)
+  return nonce .. ':' .. i .. (repacked and ':d' or '')
+end
+
 -- The pieces of a packed list; `sizes` '' means `n` times `packed`.
 local function split(packed, sizes, n)
   local list = {}

@@ -455,7 +455,7 @@ local function trim(now)
     redis.call('ZREM', b, first[1])
     -- Its records (format 5; a batch of an older format has none there).
     for i = 1, tonumber(chunks) or 0 do
-      redis.call('HDEL', base .. 'x', nonce .. ':' .. i, nonce .. ':' .. i .. ':d')
+      redis.call('HDEL', base .. 'x', payload_field(nonce, i), payload_field(nonce, i, true))
     end
     bytes = bytes - tonumber(size)
     if #first > 2 then
